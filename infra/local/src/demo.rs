@@ -1,0 +1,285 @@
+//! The demo flash sale: many buyers at once against one collection through the front door, then
+//! the second phase (some cancel, some let their payment window lapse, the rest pay), then the
+//! numbers of both stores. Its last line is the verdict: `accepted … refused … durable … drift …`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub buyers: usize,
+    pub units: u64,
+    pub concurrency: usize,
+    /// Share (0–100) of reserved orders the buyer cancels.
+    pub cancel_percent: u8,
+    /// Share (0–100) of reserved orders never paid, left to time out.
+    pub abandon_percent: u8,
+    pub payment_window_seconds: u32,
+    pub progress: bool,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            buyers: 2_000,
+            units: 200,
+            concurrency: 256,
+            cancel_percent: 10,
+            abandon_percent: 10,
+            payment_window_seconds: 5,
+            progress: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DemoReport {
+    pub accepted: u64,
+    pub refused: u64,
+    pub errors: u64,
+    pub by_code: HashMap<String, u64>,
+    pub durable: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    pub timed_out: u64,
+    pub confirmed: u64,
+    pub final_state: Value,
+    pub drift: i64,
+    pub try_seconds: f64,
+}
+
+impl DemoReport {
+    pub fn verdict(&self) -> String {
+        format!(
+            "accepted {} · refused {} · durable {} · cancelled {} · timed out {} · confirmed {} · drift {}",
+            self.accepted, self.refused, self.durable, self.cancelled, self.timed_out, self.confirmed, self.drift
+        )
+    }
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    secret: String,
+}
+
+impl Client {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        sub: &str,
+        roles: &[&str],
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let token = crate::jwt::mint(&self.secret, sub, roles);
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let v = resp.json::<Value>().await.unwrap_or(Value::Null);
+        Ok((status, v))
+    }
+}
+
+fn bar(len: u64, msg: &str, show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(msg.to_owned());
+    pb
+}
+
+/// Runs the flash sale against the front door at `base`.
+pub async fn run(base: &str, secret: &str, opts: &DemoOptions) -> anyhow::Result<DemoReport> {
+    let client = Arc::new(Client {
+        http: reqwest::Client::builder().pool_max_idle_per_host(opts.concurrency).build()?,
+        base: base.trim_end_matches('/').to_owned(),
+        secret: secret.to_owned(),
+    });
+    let collection = format!("demo-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let admin = ["admin"];
+    let (s, v) = client
+        .call(
+            reqwest::Method::PUT,
+            &format!("/v1/admin/collections/{collection}"),
+            "operator",
+            &admin,
+            Some(json!({ "quantity": opts.units, "paymentWindowSeconds": opts.payment_window_seconds })),
+        )
+        .await?;
+    anyhow::ensure!(s == 201, "create collection: {s} {v}");
+    let (s, v) = client
+        .call(reqwest::Method::POST, &format!("/v1/admin/collections/{collection}/warmup"), "operator", &admin, None)
+        .await?;
+    anyhow::ensure!(s == 200, "warm-up: {s} {v}");
+    println!("collection {collection}: {} units, {} buyers", opts.units, opts.buyers);
+
+    // Phase one: every buyer tries at once.
+    let pb = bar(opts.buyers as u64, "try", opts.progress);
+    let start = Instant::now();
+    let results: Vec<(String, String, u16, Value)> = futures::stream::iter(0..opts.buyers)
+        .map(|i| {
+            let client = client.clone();
+            let collection = collection.clone();
+            let pb = pb.clone();
+            async move {
+                let user = format!("buyer-{i}");
+                let order = format!("{collection}-o{i}");
+                let body = json!({ "orderId": order, "quantity": 1 });
+                let r = client
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("/v1/collections/{collection}/reservations"),
+                        &user,
+                        &[],
+                        Some(body),
+                    )
+                    .await;
+                pb.inc(1);
+                match r {
+                    Ok((s, v)) => (user, order, s, v),
+                    Err(e) => (user, order, 0, json!({ "code": e.to_string() })),
+                }
+            }
+        })
+        .buffer_unordered(opts.concurrency)
+        .collect()
+        .await;
+    pb.finish();
+    let mut report = DemoReport { try_seconds: start.elapsed().as_secs_f64(), ..Default::default() };
+    let mut accepted: Vec<(String, String)> = Vec::new();
+    for (user, order, s, v) in results {
+        match s {
+            202 => {
+                report.accepted += 1;
+                accepted.push((user, order));
+            }
+            409 => report.refused += 1,
+            _ => report.errors += 1,
+        }
+        let code = v.get("code").and_then(Value::as_str).unwrap_or(if s == 202 { "ACCEPTED" } else { "?" });
+        *report.by_code.entry(code.to_owned()).or_default() += 1;
+    }
+    println!(
+        "tries: {} accepted, {} refused, {} errors in {:.2}s ({:.0}/s) {:?}",
+        report.accepted,
+        report.refused,
+        report.errors,
+        report.try_seconds,
+        opts.buyers as f64 / report.try_seconds.max(1e-9),
+        report.by_code
+    );
+
+    // Poll until every accepted order has a durable answer.
+    let pb = bar(accepted.len() as u64, "durable", opts.progress);
+    let mut waiting = accepted.clone();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut reserved: Vec<(String, String)> = Vec::new();
+    while !waiting.is_empty() && Instant::now() < deadline {
+        let mut still = Vec::new();
+        for (user, order) in waiting {
+            let (_, v) =
+                client.call(reqwest::Method::GET, &format!("/v1/reservations/{order}"), &user, &[], None).await?;
+            match v.get("status").and_then(Value::as_str) {
+                Some("RESERVED") => {
+                    report.durable += 1;
+                    reserved.push((user, order));
+                    pb.inc(1);
+                }
+                Some("FAILED" | "CANCELLED") => {
+                    report.failed += 1;
+                    pb.inc(1);
+                }
+                _ => still.push((user, order)),
+            }
+        }
+        waiting = still;
+        if !waiting.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    pb.finish();
+    anyhow::ensure!(waiting.is_empty(), "{} orders never became durable", waiting.len());
+
+    // Phase two: some cancel, some abandon (time out), the rest pay.
+    let n = reserved.len();
+    let n_cancel = n * usize::from(opts.cancel_percent) / 100;
+    let n_abandon = n * usize::from(opts.abandon_percent) / 100;
+    let (cancel, rest) = reserved.split_at(n_cancel);
+    let (abandon, pay) = rest.split_at(n_abandon);
+    let pb = bar((cancel.len() + pay.len()) as u64, "2nd phase", opts.progress);
+    for (user, order) in cancel {
+        let (s, v) =
+            client.call(reqwest::Method::POST, &format!("/v1/reservations/{order}/cancel"), user, &[], None).await?;
+        anyhow::ensure!(s == 200, "cancel {order}: {s} {v}");
+        report.cancelled += 1;
+        pb.inc(1);
+    }
+    for (_, order) in pay {
+        let (s, v) = client
+            .call(reqwest::Method::POST, &format!("/v1/reservations/{order}/confirm"), "payments", &["service"], None)
+            .await?;
+        anyhow::ensure!(s == 200, "confirm {order}: {s} {v}");
+        report.confirmed += 1;
+        pb.inc(1);
+    }
+    pb.finish();
+    if !abandon.is_empty() {
+        println!(
+            "waiting for {} unpaid reservations to time out ({} s window)…",
+            abandon.len(),
+            opts.payment_window_seconds
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(u64::from(opts.payment_window_seconds) + 120);
+    let mut pending_timeout: Vec<&(String, String)> = abandon.iter().collect();
+    while !pending_timeout.is_empty() && Instant::now() < deadline {
+        let mut still = Vec::new();
+        for pair in pending_timeout {
+            let (user, order) = pair;
+            let (_, v) =
+                client.call(reqwest::Method::GET, &format!("/v1/reservations/{order}"), user, &[], None).await?;
+            if v.get("status").and_then(Value::as_str) == Some("CANCELLED") {
+                report.timed_out += 1;
+            } else {
+                still.push(pair);
+            }
+        }
+        pending_timeout = still;
+        if !pending_timeout.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    anyhow::ensure!(pending_timeout.is_empty(), "{} reservations did not time out", pending_timeout.len());
+
+    // Let the stores settle, then read both.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = client
+            .call(reqwest::Method::GET, &format!("/v1/admin/collections/{collection}"), "operator", &admin, None)
+            .await?;
+        report.drift = v.get("drift").and_then(Value::as_i64).unwrap_or(i64::MAX);
+        let settled = v.get("pending").and_then(Value::as_i64) == Some(0);
+        report.final_state = v;
+        if (settled && report.drift == 0) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("final state: {}", report.final_state);
+    Ok(report)
+}

@@ -1,0 +1,20 @@
+//! The local stack: flashstock's real handlers wired as AWS wires them, on this machine's own
+//! redis-server and moto server.
+//!
+//! - [`provision`]: creates the table (with its indexes and TTL) and the queues (with DLQs and
+//!   redrive policies), as `template.yaml` does in AWS.
+//! - [`jwt`]: the dev HS256 tokens the front door accepts in place of the JWT authorizer.
+//! - [`front_door`]: HTTP on loopback → API Gateway HTTP API (payload 2.0) events → the API and
+//!   cancel handlers → their responses.
+//! - [`poller`]: an SQS event source mapping: batches with a batching window, delivered to a
+//!   handler, only the reported failures left for redelivery (and the DLQ after maxReceiveCount).
+//! - [`schedule`]: an EventBridge schedule: scheduled events on an interval.
+//! - [`stack`]: all of the above for one isolated deployment (prefix, table, queues).
+
+pub mod demo;
+pub mod front_door;
+pub mod jwt;
+pub mod poller;
+pub mod provision;
+pub mod schedule;
+pub mod stack;

@@ -1,0 +1,118 @@
+//! `flashstock-local`: run the local stack, the demo flash sale, or mint dev tokens.
+//! Services (redis-server, moto) come from `infra/services.sh`; see the README.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use flashstock_local::demo::{self, DemoOptions};
+use flashstock_local::jwt;
+use flashstock_local::stack::{Stack, StackOptions};
+
+#[derive(Parser)]
+#[command(version, about = "flashstock's local stack")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Provision a deployment and serve it until interrupted.
+    Serve {
+        /// Deployment name: Redis key prefix, table and queue names.
+        #[arg(long, default_value = "flashstock")]
+        name: String,
+        #[arg(long, env = "FLASHSTOCK_HTTP_PORT", default_value_t = 3000)]
+        port: u16,
+        /// Seconds between scheduled runs (expiry sweep, reconciliation).
+        #[arg(long, default_value_t = 60)]
+        schedule_seconds: u64,
+    },
+    /// Start a fresh deployment in-process and run the demo flash sale against it.
+    Demo {
+        #[arg(long, default_value_t = 2_000)]
+        buyers: usize,
+        #[arg(long, default_value_t = 200)]
+        units: u64,
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// Percent of reserved orders the buyers cancel.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=100))]
+        cancel_percent: u8,
+        /// Percent of reserved orders never paid (they time out).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=100))]
+        abandon_percent: u8,
+        /// The collection's payment window in seconds.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+        payment_window: u32,
+        /// Run against an already serving stack (e.g. `serve`) instead of a fresh one.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Print a dev bearer token.
+    Token {
+        #[arg(long)]
+        sub: String,
+        /// Comma-separated roles, e.g. `admin` or `service`.
+        #[arg(long, default_value = "")]
+        roles: String,
+    },
+}
+
+fn redis_url() -> anyhow::Result<String> {
+    std::env::var(flashstock::config::REDIS_URL)
+        .map_err(|_| anyhow::anyhow!("FLASHSTOCK_REDIS_URL is not set: run `source <(infra/services.sh env)` first"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Token { sub, roles } => {
+            let roles: Vec<&str> = roles.split(',').filter(|r| !r.is_empty()).collect();
+            println!("{}", jwt::mint(&jwt::secret_from_env(), &sub, &roles));
+        }
+        Cmd::Serve { name, port, schedule_seconds } => {
+            flashstock::telemetry::init();
+            let opts = StackOptions {
+                http_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                schedule_interval: Some(Duration::from_secs(schedule_seconds.max(1))),
+                ..StackOptions::default()
+            };
+            let stack = Stack::launch(&name, &redis_url()?, opts, |_| {}).await?;
+            eprintln!("flashstock serving on {} (table {}, Ctrl-C to stop)", stack.url, stack.config.table);
+            eprintln!("admin token:  {}", stack.token("operator", &["admin"]));
+            eprintln!("buyer token:  {}", stack.token("buyer-1", &[]));
+            tokio::signal::ctrl_c().await?;
+        }
+        Cmd::Demo { buyers, units, concurrency, cancel_percent, abandon_percent, payment_window, url, no_progress } => {
+            let opts = DemoOptions {
+                buyers,
+                units,
+                concurrency: concurrency.max(1),
+                cancel_percent,
+                abandon_percent,
+                payment_window_seconds: payment_window,
+                progress: !no_progress,
+            };
+            let (base, secret, _stack) = match url {
+                Some(u) => (u, jwt::secret_from_env(), None),
+                None => {
+                    let name = format!("demo-{}", ulid::Ulid::new().to_string().to_lowercase());
+                    let sopts =
+                        StackOptions { schedule_interval: Some(Duration::from_secs(5)), ..StackOptions::default() };
+                    let stack = Stack::launch(&name, &redis_url()?, sopts, |_| {}).await?;
+                    (stack.url.clone(), stack.secret.clone(), Some(stack))
+                }
+            };
+            let report = demo::run(&base, &secret, &opts).await?;
+            println!("{}", report.verdict());
+            anyhow::ensure!(report.drift == 0, "drift is {}, expected 0", report.drift);
+            anyhow::ensure!(report.errors == 0, "{} requests failed", report.errors);
+        }
+    }
+    Ok(())
+}

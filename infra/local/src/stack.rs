@@ -1,0 +1,180 @@
+//! One isolated local deployment: its own Redis key prefix, table and queues on the shared local
+//! redis-server and moto server, with the real handlers behind a front door, SQS pollers and a
+//! schedule. The demo, `flashstock-local serve` and every end-to-end test start one of these.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flashstock::app::LiveApp;
+use flashstock::config::{self, Config};
+use flashstock::functions::cancel_event;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::poller::{self, PollerConfig};
+use crate::provision::{self, Queues};
+use crate::{front_door, jwt, schedule};
+
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub http_addr: SocketAddr,
+    /// Persist event source mapping: messages per batch and batching window.
+    pub persist_batch_size: usize,
+    pub batching_window: Duration,
+    /// Concurrent persist consumers (Lambda environments).
+    pub persist_consumers: usize,
+    pub run_persist: bool,
+    pub run_timers: bool,
+    pub schedule_interval: Option<Duration>,
+    pub visibility_seconds: u32,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            persist_batch_size: 100,
+            batching_window: Duration::from_millis(200),
+            persist_consumers: 2,
+            run_persist: true,
+            run_timers: true,
+            schedule_interval: Some(Duration::from_secs(60)),
+            visibility_seconds: 30,
+        }
+    }
+}
+
+pub struct Stack {
+    pub name: String,
+    pub app: Arc<LiveApp>,
+    pub config: Config,
+    pub queues: Queues,
+    pub url: String,
+    pub secret: String,
+    pub sqs: aws_sdk_sqs::Client,
+    pub dynamo: aws_sdk_dynamodb::Client,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Stack {
+    /// Provisions `name`'s table and queues, builds the app from a config pointing at them
+    /// (`tweak` may change it, e.g. to inject a fault), and starts the front door and consumers.
+    /// AWS endpoint, region and credentials come from the environment (`infra/services.sh`).
+    pub async fn launch(
+        name: &str,
+        redis_url: &str,
+        opts: StackOptions,
+        tweak: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Stack> {
+        let sdk = aws_config::load_from_env().await;
+        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let table = format!("{name}-table");
+        provision::table(&dynamo, &table).await?;
+        let queues = provision::queues(&sqs, name, opts.visibility_seconds).await?;
+        let mut config = Config::from_lookup(|k| match k {
+            config::REDIS_URL => Some(redis_url.to_owned()),
+            config::KEY_PREFIX => Some(name.to_owned()),
+            config::TABLE => Some(table.clone()),
+            config::RESERVATION_QUEUE_URL => Some(queues.reservations.clone()),
+            config::TIMEOUT_QUEUE_URL => Some(queues.timeouts.clone()),
+            other => std::env::var(other).ok(),
+        })?;
+        tweak(&mut config);
+        let app = Arc::new(LiveApp::from_config(&config).await?);
+        let secret = jwt::secret_from_env();
+        let (addr, door) = front_door::serve(app.clone(), secret.clone(), opts.http_addr).await?;
+        let mut tasks = vec![door];
+        if opts.run_persist {
+            let arn = provision::arn(&sqs, &queues.reservations).await?;
+            for _ in 0..opts.persist_consumers {
+                let cfg = PollerConfig {
+                    queue_url: queues.reservations.clone(),
+                    queue_arn: arn.clone(),
+                    batch_size: opts.persist_batch_size,
+                    batching_window: opts.batching_window,
+                };
+                let app = app.clone();
+                tasks.push(tokio::spawn(poller::run(sqs.clone(), cfg, move |ev| {
+                    let app = app.clone();
+                    async move { app.persist_batch(ev, flashstock::now_ms()).await }
+                })));
+            }
+        }
+        if opts.run_timers {
+            let cfg = PollerConfig {
+                queue_url: queues.timeouts.clone(),
+                queue_arn: provision::arn(&sqs, &queues.timeouts).await?,
+                batch_size: 10,
+                batching_window: Duration::from_millis(100),
+            };
+            let app = app.clone();
+            tasks.push(tokio::spawn(poller::run(sqs.clone(), cfg, move |ev| {
+                let app = app.clone();
+                async move {
+                    let ids: Vec<String> = ev.records.iter().filter_map(|r| r.message_id.clone()).collect();
+                    // Through JSON, as the cancel function receives it.
+                    let v = serde_json::to_value(ev).unwrap_or(Value::Null);
+                    match cancel_event(&app, v).await.map(serde_json::from_value) {
+                        Ok(Ok(resp)) => resp,
+                        other => {
+                            // A failed invocation: Lambda redelivers the whole batch.
+                            tracing::error!(error = ?other.err().map(|e| e.to_string()), "timer invocation failed");
+                            all_failed(ids)
+                        }
+                    }
+                }
+            })));
+        }
+        if let Some(interval) = opts.schedule_interval {
+            let app = app.clone();
+            tasks.push(tokio::spawn(schedule::run(interval, move |ev| {
+                let app = app.clone();
+                async move {
+                    if let Err(e) = cancel_event(&app, ev).await {
+                        tracing::error!(error = %e, "scheduled sweep failed");
+                    }
+                }
+            })));
+        }
+        Ok(Stack {
+            name: name.to_owned(),
+            app,
+            config,
+            queues,
+            url: format!("http://{addr}"),
+            secret,
+            sqs,
+            dynamo,
+            tasks,
+        })
+    }
+
+    /// A bearer token for this stack's front door.
+    pub fn token(&self, sub: &str, roles: &[&str]) -> String {
+        jwt::mint(&self.secret, sub, roles)
+    }
+}
+
+/// A batch response reporting every message as failed.
+fn all_failed(ids: Vec<String>) -> aws_lambda_events::sqs::SqsBatchResponse {
+    let mut resp = aws_lambda_events::sqs::SqsBatchResponse::default();
+    resp.batch_item_failures = ids
+        .into_iter()
+        .map(|id| {
+            let mut f = aws_lambda_events::sqs::BatchItemFailure::default();
+            f.item_identifier = id;
+            f
+        })
+        .collect();
+    resp
+}

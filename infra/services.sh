@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Starts or stops this checkout's own redis-server and moto server on free loopback ports, with
+# their data under .local/. `start` is idempotent (reuses running ones) and writes .local/env,
+# which exports FLASHSTOCK_REDIS_URL, AWS_ENDPOINT_URL, region and test credentials.
+#   infra/services.sh start | stop | env
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+state="$root/.local"
+mkdir -p "$state/redis"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+start() {
+  if alive "$state/redis.pid" && alive "$state/moto.pid" && [ -f "$state/env" ]; then
+    return 0
+  fi
+  stop >/dev/null 2>&1 || true
+  local rport mport
+  rport=$(free_port)
+  redis-server --port "$rport" --bind 127.0.0.1 --dir "$state/redis" --save "" --appendonly no \
+    --daemonize yes --pidfile "$state/redis.pid" --logfile "$state/redis.log" --maxmemory-policy noeviction
+  mport=$(free_port)
+  nohup "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$mport" >"$state/moto.log" 2>&1 &
+  echo $! >"$state/moto.pid"
+  for _ in $(seq 1 100); do
+    if redis-cli -p "$rport" ping >/dev/null 2>&1 && python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "http://127.0.0.1:$mport/moto-api/" >/dev/null 2>&1; then
+      break
+    fi
+    sleep 0.1
+  done
+  # redis writes its pid file a moment after daemonizing
+  for _ in $(seq 1 50); do [ -f "$state/redis.pid" ] && break; sleep 0.1; done
+  cat >"$state/env" <<ENV
+export FLASHSTOCK_REDIS_URL=redis://127.0.0.1:$rport
+export AWS_ENDPOINT_URL=http://127.0.0.1:$mport
+export AWS_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=test
+export AWS_SECRET_ACCESS_KEY=test
+ENV
+  echo "services: redis-server on 127.0.0.1:$rport, moto on 127.0.0.1:$mport"
+}
+
+stop() {
+  for svc in redis moto; do
+    if alive "$state/$svc.pid"; then kill "$(cat "$state/$svc.pid")" 2>/dev/null || true; fi
+    rm -f "$state/$svc.pid"
+  done
+  rm -f "$state/env"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  env) cat "$state/env" ;;
+  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+esac

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the local stack and the tests need, only what is missing (idempotent):
+# redis-server (Debian), a project-local Python venv with moto[server], cargo-lambda and zig.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="$root/.venv"
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "setup: installing redis-server (Debian package)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq redis-server >/dev/null
+fi
+
+if [ ! -x "$venv/bin/moto_server" ]; then
+  echo "setup: creating $venv with moto[server]"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]==5.*'
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo is required (rustup toolchain)" >&2
+  exit 1
+fi
+echo "setup: ok (redis-server $(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/'), moto $("$venv/bin/python" -c 'import moto; print(moto.__version__)'))"

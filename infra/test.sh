@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, starts this checkout's own redis-server and moto,
+# checks formatting and lints, runs every test (unit, end-to-end, fault) and stops the services.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+"$root/infra/setup.sh"
+"$root/infra/services.sh" start
+trap '"$root/infra/services.sh" stop' EXIT
+# shellcheck disable=SC1091
+source "$root/.local/env"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace -- --test-threads "${FLASHSTOCK_TEST_THREADS:-4}"

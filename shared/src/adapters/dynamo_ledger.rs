@@ -1,0 +1,606 @@
+//! [`Ledger`] on DynamoDB: one table, conditional writes and transactions.
+//!
+//! # Items
+//! - Collection `pk = "COL#<id>"`: `quantity` (fixed), `saleable`, `reserved`, `confirmed`,
+//!   `perUserLimit?`, `paymentWindowSeconds`, `maxPerOrder`, `createdAt`, `lastDrift?`;
+//!   `gsi2pk = "COLLECTIONS"`, `gsi2sk = <id>` list collections (index `byKind`, keys only; the keys
+//!   never change, so stock updates never write the index).
+//! - Reservation `pk = "ORD#<orderId>"`: `collectionId?`, `userId`, `quantity`, `status`,
+//!   `acceptedAt` (ms), `expiresAt?` (s), `reason?`, `tookStock`; while RESERVED,
+//!   `gsi1pk = "EXP#<0..15>"`, `gsi1sk = expiresAt` (index `byExpiry`, sparse, sharded so the
+//!   timeout sweep never makes one hot partition). Final records carry `ttl` (30 days: longer than
+//!   any SQS message can live, so a tombstone outlives every late message).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{CancelReason, CollectionId, CollectionSpec, OrderId, Status, StockLevels, UserId};
+use crate::ports::{
+    CollectionRecord, CreateOutcome, InfraError, InfraResult, ItemFailure, Ledger, OrderRecord, ReservationMessage,
+    Tombstone, WriteError,
+};
+
+pub const EXPIRY_INDEX: &str = "byExpiry";
+pub const KIND_INDEX: &str = "byKind";
+pub const EXPIRY_SHARDS: u32 = 16;
+const COLLECTIONS: &str = "COLLECTIONS";
+/// Final records expire after 30 days.
+const FINAL_TTL_SECONDS: i64 = 30 * 86_400;
+
+#[derive(Clone)]
+pub struct DynamoLedger {
+    client: Client,
+    table: String,
+}
+
+fn col_pk(id: &CollectionId) -> AttributeValue {
+    AttributeValue::S(format!("COL#{id}"))
+}
+fn ord_pk(id: &OrderId) -> AttributeValue {
+    AttributeValue::S(format!("ORD#{id}"))
+}
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+fn expiry_shard(order: &OrderId) -> String {
+    // FNV-1a: stable across processes and builds.
+    let h = order.as_str().bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    format!("EXP#{}", h % EXPIRY_SHARDS)
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CollectionItem {
+    pk: String,
+    collection_id: CollectionId,
+    quantity: i64,
+    saleable: i64,
+    reserved: i64,
+    confirmed: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    per_user_limit: Option<u32>,
+    payment_window_seconds: u32,
+    max_per_order: u32,
+    created_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_drift: Option<i64>,
+    gsi2pk: String,
+    gsi2sk: String,
+}
+
+impl CollectionItem {
+    fn into_record(self) -> CollectionRecord {
+        CollectionRecord {
+            id: self.collection_id,
+            spec: CollectionSpec {
+                quantity: self.quantity.max(0) as u64,
+                per_user_limit: self.per_user_limit,
+                payment_window_seconds: self.payment_window_seconds,
+                max_per_order: self.max_per_order,
+            },
+            levels: StockLevels {
+                quantity: self.quantity,
+                saleable: self.saleable,
+                reserved: self.reserved,
+                confirmed: self.confirmed,
+            },
+            last_drift: self.last_drift,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderItem {
+    pk: String,
+    order_id: OrderId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    collection_id: Option<CollectionId>,
+    user_id: UserId,
+    quantity: u32,
+    status: Status,
+    accepted_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    took_stock: bool,
+    updated_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi1pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi1sk: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ttl: Option<i64>,
+}
+
+impl OrderItem {
+    fn into_record(self) -> OrderRecord {
+        OrderRecord {
+            order: self.order_id,
+            collection: self.collection_id,
+            user: self.user_id,
+            quantity: self.quantity,
+            status: self.status,
+            accepted_at_ms: self.accepted_at,
+            expires_at: self.expires_at,
+            reason: self.reason,
+            took_stock: self.took_stock,
+        }
+    }
+}
+
+fn to_item<T: Serialize>(v: &T) -> InfraResult<HashMap<String, AttributeValue>> {
+    serde_dynamo::to_item(v).map_err(|e| InfraError::new("dynamodb encode item", e))
+}
+
+fn failure(code: Option<&str>) -> ItemFailure {
+    match code {
+        None | Some("None") | Some("") => ItemFailure::None,
+        Some("ConditionalCheckFailed") => ItemFailure::ConditionFailed,
+        Some("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded" | "RequestLimitExceeded") => {
+            ItemFailure::Retryable
+        }
+        Some(_) => ItemFailure::Other,
+    }
+}
+
+fn map_transact_error(op: &'static str, e: SdkError<TransactWriteItemsError>) -> WriteError {
+    match e.into_service_error() {
+        TransactWriteItemsError::TransactionCanceledException(c) => {
+            WriteError::Cancelled(c.cancellation_reasons().iter().map(|r| failure(r.code())).collect())
+        }
+        other => WriteError::Infra(InfraError::new(op, aws_sdk_dynamodb::error::DisplayErrorContext(other))),
+    }
+}
+
+impl DynamoLedger {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn reservation_put(
+        &self,
+        m: &ReservationMessage,
+        status: Status,
+        payment_window_seconds: u32,
+        now_ms: i64,
+    ) -> InfraResult<TransactWriteItem> {
+        let reserved = status == Status::Reserved;
+        let expires_at = reserved.then(|| m.accepted_at_ms / 1000 + i64::from(payment_window_seconds));
+        let item = OrderItem {
+            pk: format!("ORD#{}", m.order_id),
+            order_id: m.order_id.clone(),
+            collection_id: Some(m.collection_id.clone()),
+            user_id: m.user_id.clone(),
+            quantity: m.quantity,
+            status,
+            accepted_at: m.accepted_at_ms,
+            expires_at,
+            reason: (!reserved).then(|| "INSUFFICIENT_STOCK".to_owned()),
+            took_stock: reserved,
+            updated_at: now_ms,
+            gsi1pk: reserved.then(|| expiry_shard(&m.order_id)),
+            gsi1sk: expires_at,
+            ttl: (!reserved).then_some(now_ms / 1000 + FINAL_TTL_SECONDS),
+        };
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&item)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| InfraError::new("dynamodb build put", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+impl Ledger for DynamoLedger {
+    async fn create_collection(
+        &self,
+        id: &CollectionId,
+        spec: &CollectionSpec,
+        now_ms: i64,
+    ) -> InfraResult<CreateOutcome> {
+        let item = CollectionItem {
+            pk: format!("COL#{id}"),
+            collection_id: id.clone(),
+            quantity: spec.quantity as i64,
+            saleable: spec.quantity as i64,
+            reserved: 0,
+            confirmed: 0,
+            per_user_limit: spec.per_user_limit,
+            payment_window_seconds: spec.payment_window_seconds,
+            max_per_order: spec.max_per_order,
+            created_at: now_ms,
+            last_drift: None,
+            gsi2pk: COLLECTIONS.to_owned(),
+            gsi2sk: id.to_string(),
+        };
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&item)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(CreateOutcome::Created),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                let existing = self
+                    .collection(id)
+                    .await?
+                    .ok_or_else(|| InfraError::new("dynamodb create collection", "exists but cannot be read back"))?;
+                Ok(if existing.spec == *spec {
+                    CreateOutcome::Same
+                } else if existing.spec.quantity != spec.quantity {
+                    CreateOutcome::QuantityDiffers
+                } else {
+                    CreateOutcome::SettingsDiffer
+                })
+            }
+            Err(e) => {
+                Err(InfraError::new("dynamodb create collection", aws_sdk_dynamodb::error::DisplayErrorContext(e)))
+            }
+        }
+    }
+
+    async fn collection(&self, id: &CollectionId) -> InfraResult<Option<CollectionRecord>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", col_pk(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| InfraError::new("dynamodb get collection", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        match out.item {
+            None => Ok(None),
+            Some(item) => serde_dynamo::from_item::<_, CollectionItem>(item)
+                .map(|c| Some(c.into_record()))
+                .map_err(|e| InfraError::new("dynamodb decode collection", e)),
+        }
+    }
+
+    async fn collections(&self) -> InfraResult<Vec<CollectionId>> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(KIND_INDEX)
+                .key_condition_expression("gsi2pk = :k")
+                .expression_attribute_values(":k", s(COLLECTIONS))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| {
+                    InfraError::new("dynamodb list collections", aws_sdk_dynamodb::error::DisplayErrorContext(e))
+                })?;
+            for item in page.items() {
+                if let Some(AttributeValue::S(id)) = item.get("gsi2sk")
+                    && let Ok(id) = CollectionId::parse(id)
+                {
+                    out.push(id);
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn record_drift(&self, id: &CollectionId, drift: i64) -> InfraResult<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", col_pk(id))
+            .update_expression("SET lastDrift = :d")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":d", n(drift))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| InfraError::new("dynamodb record drift", aws_sdk_dynamodb::error::DisplayErrorContext(e)))
+    }
+
+    async fn order(&self, id: &OrderId) -> InfraResult<Option<OrderRecord>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", ord_pk(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| InfraError::new("dynamodb get order", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        match out.item {
+            None => Ok(None),
+            Some(item) => serde_dynamo::from_item::<_, OrderItem>(item)
+                .map(|o| Some(o.into_record()))
+                .map_err(|e| InfraError::new("dynamodb decode order", e)),
+        }
+    }
+
+    async fn orders(&self, ids: &[OrderId]) -> InfraResult<Vec<OrderRecord>> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut uniq: Vec<&OrderId> = ids.iter().collect();
+        uniq.sort();
+        uniq.dedup();
+        for chunk in uniq.chunks(100) {
+            let keys = chunk.iter().map(|id| HashMap::from([("pk".to_owned(), ord_pk(id))])).collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| InfraError::new("dynamodb build batch get", e))?,
+            );
+            let mut attempt = 0u32;
+            while let Some(req) = request.take() {
+                let res = self.client.batch_get_item().request_items(&self.table, req).send().await.map_err(|e| {
+                    InfraError::new("dynamodb batch get orders", aws_sdk_dynamodb::error::DisplayErrorContext(e))
+                })?;
+                for item in res.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                    let o: OrderItem =
+                        serde_dynamo::from_item(item).map_err(|e| InfraError::new("dynamodb decode order", e))?;
+                    out.push(o.into_record());
+                }
+                request = res.unprocessed_keys.and_then(|mut u| u.remove(&self.table));
+                if request.is_some() {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(6))).await;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn apply_reservations(
+        &self,
+        collection: &CollectionId,
+        payment_window_seconds: u32,
+        reserve: &[ReservationMessage],
+        refuse: &[ReservationMessage],
+        now_ms: i64,
+    ) -> Result<(), WriteError> {
+        let total: i64 = reserve.iter().map(|m| i64::from(m.quantity)).sum();
+        let head = if total > 0 {
+            let u = Update::builder()
+                .table_name(&self.table)
+                .key("pk", col_pk(collection))
+                .update_expression("SET saleable = saleable - :t, reserved = reserved + :t")
+                .condition_expression("saleable >= :t")
+                .expression_attribute_values(":t", n(total))
+                .build()
+                .map_err(|e| InfraError::new("dynamodb build update", e))?;
+            TransactWriteItem::builder().update(u).build()
+        } else {
+            let c = ConditionCheck::builder()
+                .table_name(&self.table)
+                .key("pk", col_pk(collection))
+                .condition_expression("attribute_exists(pk)")
+                .build()
+                .map_err(|e| InfraError::new("dynamodb build condition check", e))?;
+            TransactWriteItem::builder().condition_check(c).build()
+        };
+        let mut items = vec![head];
+        for m in reserve {
+            items.push(self.reservation_put(m, Status::Reserved, payment_window_seconds, now_ms)?);
+        }
+        for m in refuse {
+            items.push(self.reservation_put(m, Status::Failed, payment_window_seconds, now_ms)?);
+        }
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| map_transact_error("dynamodb apply reservations", e))
+    }
+
+    async fn confirm(&self, order: &OrderRecord, now_ms: i64) -> Result<(), WriteError> {
+        let Some(collection) = &order.collection else {
+            return Err(WriteError::ConditionFailed);
+        };
+        let o = Update::builder()
+            .table_name(&self.table)
+            .key("pk", ord_pk(&order.order))
+            .update_expression("SET #s = :c, updatedAt = :now REMOVE gsi1pk, gsi1sk")
+            .condition_expression("#s = :r")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":c", s(Status::Confirmed.as_str()))
+            .expression_attribute_values(":r", s(Status::Reserved.as_str()))
+            .expression_attribute_values(":now", n(now_ms))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| InfraError::new("dynamodb build update", e))?;
+        let c = Update::builder()
+            .table_name(&self.table)
+            .key("pk", col_pk(collection))
+            .update_expression("SET reserved = reserved - :q, confirmed = confirmed + :q")
+            .condition_expression("reserved >= :q")
+            .expression_attribute_values(":q", n(order.quantity))
+            .build()
+            .map_err(|e| InfraError::new("dynamodb build update", e))?;
+        let res = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(o).build())
+            .transact_items(TransactWriteItem::builder().update(c).build())
+            .send()
+            .await;
+        match res.map_err(|e| map_transact_error("dynamodb confirm", e)) {
+            Ok(_) => Ok(()),
+            Err(WriteError::Cancelled(r)) if r.first() == Some(&ItemFailure::ConditionFailed) => {
+                Err(WriteError::ConditionFailed)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn cancel_reserved(
+        &self,
+        order: &OrderRecord,
+        collection_quantity: i64,
+        reason: CancelReason,
+        now_ms: i64,
+    ) -> Result<(), WriteError> {
+        let Some(collection) = &order.collection else {
+            return Err(WriteError::ConditionFailed);
+        };
+        let q = i64::from(order.quantity);
+        let o = Update::builder()
+            .table_name(&self.table)
+            .key("pk", ord_pk(&order.order))
+            .update_expression("SET #s = :x, reason = :why, updatedAt = :now, #ttl = :ttl REMOVE gsi1pk, gsi1sk")
+            .condition_expression("#s = :r")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":x", s(Status::Cancelled.as_str()))
+            .expression_attribute_values(":r", s(Status::Reserved.as_str()))
+            .expression_attribute_values(":why", s(reason.as_str()))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":ttl", n(now_ms / 1000 + FINAL_TTL_SECONDS))
+            .build()
+            .map_err(|e| InfraError::new("dynamodb build update", e))?;
+        let c = Update::builder()
+            .table_name(&self.table)
+            .key("pk", col_pk(collection))
+            .update_expression("SET saleable = saleable + :q, reserved = reserved - :q")
+            .condition_expression("saleable <= :cap AND reserved >= :q")
+            .expression_attribute_values(":q", n(q))
+            .expression_attribute_values(":cap", n(collection_quantity - q))
+            .build()
+            .map_err(|e| InfraError::new("dynamodb build update", e))?;
+        let res = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(o).build())
+            .transact_items(TransactWriteItem::builder().update(c).build())
+            .send()
+            .await;
+        match res.map_err(|e| map_transact_error("dynamodb cancel", e)) {
+            Ok(_) => Ok(()),
+            Err(WriteError::Cancelled(r)) if r.first() == Some(&ItemFailure::ConditionFailed) => {
+                Err(WriteError::ConditionFailed)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn put_tombstone(&self, t: &Tombstone<'_>, now_ms: i64) -> InfraResult<bool> {
+        let item = OrderItem {
+            pk: format!("ORD#{}", t.order),
+            order_id: t.order.clone(),
+            collection_id: t.collection.cloned(),
+            user_id: t.user.clone(),
+            quantity: t.quantity,
+            status: Status::Cancelled,
+            accepted_at: t.accepted_at_ms,
+            expires_at: None,
+            reason: Some(t.reason.as_str().to_owned()),
+            took_stock: false,
+            updated_at: now_ms,
+            gsi1pk: None,
+            gsi1sk: None,
+            ttl: Some(now_ms / 1000 + FINAL_TTL_SECONDS),
+        };
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&item)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(InfraError::new("dynamodb put tombstone", aws_sdk_dynamodb::error::DisplayErrorContext(e))),
+        }
+    }
+
+    async fn expired_reservations(&self, deadline_s: i64, limit: usize) -> InfraResult<Vec<OrderId>> {
+        let mut out = Vec::new();
+        for shard in 0..EXPIRY_SHARDS {
+            let mut start = None;
+            loop {
+                let page = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(EXPIRY_INDEX)
+                    .key_condition_expression("gsi1pk = :p AND gsi1sk <= :d")
+                    .expression_attribute_values(":p", s(format!("EXP#{shard}")))
+                    .expression_attribute_values(":d", n(deadline_s))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        InfraError::new("dynamodb query expired", aws_sdk_dynamodb::error::DisplayErrorContext(e))
+                    })?;
+                for item in page.items() {
+                    if let Some(AttributeValue::S(pk)) = item.get("pk")
+                        && let Some(Ok(id)) = pk.strip_prefix("ORD#").map(OrderId::parse)
+                    {
+                        out.push(id);
+                    }
+                }
+                if out.len() >= limit {
+                    out.truncate(limit);
+                    return Ok(out);
+                }
+                match page.last_evaluated_key {
+                    Some(k) if !k.is_empty() => start = Some(k),
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_shards_are_stable_and_bounded() {
+        let a = expiry_shard(&OrderId::parse("order-1").unwrap());
+        assert_eq!(a, expiry_shard(&OrderId::parse("order-1").unwrap()));
+        let shards: std::collections::HashSet<_> =
+            (0..500).map(|i| expiry_shard(&OrderId::parse(&format!("o{i}")).unwrap())).collect();
+        assert_eq!(shards.len(), EXPIRY_SHARDS as usize, "all shards are used");
+    }
+
+    #[test]
+    fn cancellation_codes_map_to_failures() {
+        assert_eq!(failure(Some("None")), ItemFailure::None);
+        assert_eq!(failure(None), ItemFailure::None);
+        assert_eq!(failure(Some("ConditionalCheckFailed")), ItemFailure::ConditionFailed);
+        assert_eq!(failure(Some("TransactionConflict")), ItemFailure::Retryable);
+        assert_eq!(failure(Some("ThrottlingError")), ItemFailure::Retryable);
+        assert_eq!(failure(Some("ValidationError")), ItemFailure::Other);
+    }
+}

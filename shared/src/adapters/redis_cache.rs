@@ -1,0 +1,388 @@
+//! [`StockCache`] on Redis: the Lua scripts of `src/lua/` plus single-key directory commands.
+//!
+//! # Keys
+//! Per collection, all with the hash tag `{<prefix>:c:<collectionId>}` (one Redis Cluster slot):
+//! `:stock`, `:orders`, `:log`, `:users`, `:meta`, `:done` (see `try.lua` for their contents).
+//! Per order, the directory key `{<prefix>:o:<orderId>}` holds `"<collectionId>|<qty>|<userId>"`
+//! or a tombstone `"~|0|<userId>"`, with a TTL of the order retention.
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+
+use crate::domain::{CollectionId, OrderId, UserId};
+use crate::ports::{
+    CacheEntry, CacheSnapshot, CacheState, Claim, DirectoryEntry, InfraError, InfraResult, Rebuild, Released, SettleAs,
+    StockCache, TakeOutcome, TakeRequest,
+};
+
+const TOMBSTONE: &str = "~";
+
+/// The scripts, compiled into the binary; `Script` runs EVALSHA and loads on NOSCRIPT.
+struct Scripts {
+    take: Script,
+    undo: Script,
+    settle: Script,
+    intent: Script,
+    release: Script,
+    snapshot: Script,
+    rebuild: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            take: Script::new(include_str!("../lua/try.lua")),
+            undo: Script::new(include_str!("../lua/undo.lua")),
+            settle: Script::new(include_str!("../lua/settle.lua")),
+            intent: Script::new(include_str!("../lua/intent.lua")),
+            release: Script::new(include_str!("../lua/release.lua")),
+            snapshot: Script::new(include_str!("../lua/snapshot.lua")),
+            rebuild: Script::new(include_str!("../lua/rebuild.lua")),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RedisCache {
+    con: ConnectionManager,
+    prefix: String,
+    retention_seconds: u64,
+    scripts: std::sync::Arc<Scripts>,
+}
+
+/// The six keys of one collection, in the order every script expects.
+pub fn collection_keys(prefix: &str, collection: &CollectionId) -> [String; 6] {
+    let tag = format!("{{{prefix}:c:{collection}}}");
+    ["stock", "orders", "log", "users", "meta", "done"].map(|k| format!("{tag}:{k}"))
+}
+
+pub fn directory_key(prefix: &str, order: &OrderId) -> String {
+    format!("{{{prefix}:o:{order}}}")
+}
+
+fn err(op: &'static str) -> impl FnOnce(redis::RedisError) -> InfraError {
+    move |e| InfraError::new(op, e)
+}
+
+fn parse_state(s: &str) -> Option<CacheState> {
+    Some(match s {
+        "P" => CacheState::Pending,
+        "S" => CacheState::Settled,
+        "C" => CacheState::Cancelled,
+        "F" => CacheState::Failed,
+        _ => return None,
+    })
+}
+
+/// Parses an `orders` entry `"<state>|<qty>|<acceptedAtMs>|<userId>"`.
+fn parse_entry(raw: &str) -> Option<CacheEntry> {
+    let mut it = raw.splitn(4, '|');
+    let state = parse_state(it.next()?)?;
+    let quantity = it.next()?.parse().ok()?;
+    let accepted_at_ms = it.next()?.parse().ok()?;
+    let user = UserId::parse(it.next()?).ok()?;
+    Some(CacheEntry { state, quantity, accepted_at_ms, user })
+}
+
+fn parse_directory(raw: &str) -> Option<DirectoryEntry> {
+    let mut it = raw.splitn(3, '|');
+    let col = it.next()?;
+    let quantity = it.next()?.parse().ok()?;
+    let user = UserId::parse(it.next()?).ok()?;
+    if col == TOMBSTONE {
+        return Some(DirectoryEntry::Tombstone { user });
+    }
+    Some(DirectoryEntry::Order { collection: CollectionId::parse(col).ok()?, user, quantity })
+}
+
+fn directory_value(collection: &CollectionId, quantity: u32, user: &UserId) -> String {
+    format!("{collection}|{quantity}|{user}")
+}
+
+impl RedisCache {
+    /// Connects once (the manager reconnects on its own); call at start-up, not per request.
+    pub async fn connect(url: &str, prefix: &str, retention_seconds: u64) -> InfraResult<Self> {
+        let client = redis::Client::open(url).map_err(err("redis open"))?;
+        let con = ConnectionManager::new(client).await.map_err(err("redis connect"))?;
+        Ok(Self { con, prefix: prefix.to_owned(), retention_seconds, scripts: std::sync::Arc::new(Scripts::new()) })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Runs a collection script and returns its `{code, a, b}` reply.
+    async fn run(
+        &self,
+        op: &'static str,
+        script: &Script,
+        collection: &CollectionId,
+        args: Vec<String>,
+    ) -> InfraResult<(String, i64, i64)> {
+        let mut inv = script.prepare_invoke();
+        for k in collection_keys(&self.prefix, collection) {
+            inv.key(k);
+        }
+        for a in args {
+            inv.arg(a);
+        }
+        let mut con = self.con.clone();
+        inv.invoke_async(&mut con).await.map_err(err(op))
+    }
+}
+
+impl StockCache for RedisCache {
+    async fn claim_order(
+        &self,
+        order: &OrderId,
+        collection: &CollectionId,
+        user: &UserId,
+        quantity: u32,
+    ) -> InfraResult<Claim> {
+        let mine = directory_value(collection, quantity, user);
+        let mut con = self.con.clone();
+        let old: Option<String> = redis::cmd("SET")
+            .arg(directory_key(&self.prefix, order))
+            .arg(&mine)
+            .arg("NX")
+            .arg("GET")
+            .arg("EX")
+            .arg(self.retention_seconds)
+            .query_async(&mut con)
+            .await
+            .map_err(err("redis claim order"))?;
+        Ok(match old {
+            None => Claim::Fresh,
+            Some(v) if v == mine => Claim::Same,
+            Some(v) if v.starts_with(&format!("{TOMBSTONE}|")) => Claim::Tombstone,
+            Some(_) => Claim::Different,
+        })
+    }
+
+    async fn forget_claim(&self, order: &OrderId) -> InfraResult<()> {
+        let mut con = self.con.clone();
+        redis::cmd("DEL")
+            .arg(directory_key(&self.prefix, order))
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(err("redis forget claim"))
+    }
+
+    async fn directory(&self, order: &OrderId) -> InfraResult<Option<DirectoryEntry>> {
+        let mut con = self.con.clone();
+        let v: Option<String> = redis::cmd("GET")
+            .arg(directory_key(&self.prefix, order))
+            .query_async(&mut con)
+            .await
+            .map_err(err("redis directory"))?;
+        Ok(v.as_deref().and_then(parse_directory))
+    }
+
+    async fn tombstone_order(&self, order: &OrderId, user: &UserId) -> InfraResult<()> {
+        let mut con = self.con.clone();
+        redis::cmd("SET")
+            .arg(directory_key(&self.prefix, order))
+            .arg(format!("{TOMBSTONE}|0|{user}"))
+            .arg("EX")
+            .arg(self.retention_seconds)
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(err("redis tombstone order"))
+    }
+
+    async fn take(&self, r: &TakeRequest<'_>) -> InfraResult<TakeOutcome> {
+        let limit = r.per_user_limit.unwrap_or(0);
+        let (code, a, _) = self
+            .run(
+                "redis try script",
+                &self.scripts.take,
+                r.collection,
+                vec![
+                    r.order.to_string(),
+                    r.user.to_string(),
+                    r.quantity.to_string(),
+                    r.now_ms.to_string(),
+                    limit.to_string(),
+                ],
+            )
+            .await?;
+        Ok(match code.as_str() {
+            "OK" => TakeOutcome::Taken { stock_left: a },
+            "CANCELLED" => TakeOutcome::Cancelled,
+            "MISMATCH" => TakeOutcome::Mismatch,
+            "NOCACHE" => TakeOutcome::NoCache,
+            "SOLDOUT" => TakeOutcome::SoldOut,
+            "INSUFFICIENT" => TakeOutcome::Insufficient { available: a },
+            "LIMIT" => TakeOutcome::LimitExceeded { held: a },
+            other => match other.strip_prefix("REPLAY_").and_then(parse_state) {
+                Some(state) => TakeOutcome::Replay { state, accepted_at_ms: a },
+                None => return Err(InfraError::new("redis try script", format!("unexpected reply {other}"))),
+            },
+        })
+    }
+
+    async fn undo_take(&self, collection: &CollectionId, order: &OrderId, accepted_at_ms: i64) -> InfraResult<bool> {
+        let (code, _, _) = self
+            .run(
+                "redis undo script",
+                &self.scripts.undo,
+                collection,
+                vec![order.to_string(), accepted_at_ms.to_string()],
+            )
+            .await?;
+        Ok(code == "UNDONE")
+    }
+
+    async fn settle(
+        &self,
+        collection: &CollectionId,
+        orders: &[OrderId],
+        as_: SettleAs,
+        clear_intents: bool,
+        now_ms: i64,
+    ) -> InfraResult<u32> {
+        if orders.is_empty() {
+            return Ok(0);
+        }
+        let target = match as_ {
+            SettleAs::Durable => "S",
+            SettleAs::Failed => "F",
+        };
+        let clear = if clear_intents { "1" } else { "0" };
+        let mut args = vec![now_ms.to_string(), target.to_owned(), clear.to_owned()];
+        args.extend(orders.iter().map(OrderId::to_string));
+        let (_, n, _) = self.run("redis settle script", &self.scripts.settle, collection, args).await?;
+        Ok(n as u32)
+    }
+
+    async fn mark_intent(&self, collection: &CollectionId, order: &OrderId, now_ms: i64) -> InfraResult<()> {
+        self.run("redis intent script", &self.scripts.intent, collection, vec![order.to_string(), now_ms.to_string()])
+            .await
+            .map(|_| ())
+    }
+
+    async fn release(
+        &self,
+        collection: &CollectionId,
+        order: &OrderId,
+        tombstone: Option<&UserId>,
+        now_ms: i64,
+    ) -> InfraResult<Released> {
+        let user = tombstone.map(UserId::as_str).unwrap_or("");
+        let (code, q, _) = self
+            .run(
+                "redis release script",
+                &self.scripts.release,
+                collection,
+                vec![order.to_string(), now_ms.to_string(), user.to_owned()],
+            )
+            .await?;
+        Ok(match code.as_str() {
+            "RETURNED" => Released::Returned(q as u32),
+            "ALREADY" => Released::Already,
+            "FAILED" => Released::WasFailed,
+            _ => Released::Absent,
+        })
+    }
+
+    async fn entry(&self, collection: &CollectionId, order: &OrderId) -> InfraResult<Option<CacheEntry>> {
+        let [_, orders, ..] = collection_keys(&self.prefix, collection);
+        let mut con = self.con.clone();
+        let v: Option<String> = redis::cmd("HGET")
+            .arg(orders)
+            .arg(order.as_str())
+            .query_async(&mut con)
+            .await
+            .map_err(err("redis entry"))?;
+        Ok(v.as_deref().and_then(parse_entry))
+    }
+
+    async fn snapshot(&self, collection: &CollectionId) -> InfraResult<CacheSnapshot> {
+        let mut inv = self.scripts.snapshot.prepare_invoke();
+        for k in collection_keys(&self.prefix, collection) {
+            inv.key(k);
+        }
+        let mut con = self.con.clone();
+        let (has, stock, pending, version, unsettled): (i64, i64, i64, i64, i64) =
+            inv.invoke_async(&mut con).await.map_err(err("redis snapshot script"))?;
+        Ok(CacheSnapshot { stock: (has == 1).then_some(stock), pending, version, unsettled })
+    }
+
+    async fn rebuild(
+        &self,
+        collection: &CollectionId,
+        expected_version: i64,
+        saleable: i64,
+        only_if_missing: bool,
+    ) -> InfraResult<Rebuild> {
+        let mode = if only_if_missing { "missing" } else { "force" };
+        let (code, s, _) = self
+            .run(
+                "redis rebuild script",
+                &self.scripts.rebuild,
+                collection,
+                vec![expected_version.to_string(), saleable.to_string(), mode.to_owned()],
+            )
+            .await?;
+        Ok(match code.as_str() {
+            "SET" => Rebuild::Set(s),
+            "LIVE" => Rebuild::Live(s),
+            "BUSY" => Rebuild::Busy,
+            _ => Rebuild::Race,
+        })
+    }
+
+    async fn unsettled_before(
+        &self,
+        collection: &CollectionId,
+        before_ms: i64,
+        limit: usize,
+    ) -> InfraResult<Vec<OrderId>> {
+        let [_, _, log, ..] = collection_keys(&self.prefix, collection);
+        let mut con = self.con.clone();
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(log)
+            .arg("-inf")
+            .arg(format!("({before_ms}"))
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut con)
+            .await
+            .map_err(err("redis unsettled"))?;
+        Ok(ids.iter().filter_map(|s| OrderId::parse(s).ok()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let c = CollectionId::parse("drop-1").unwrap();
+        let keys = collection_keys("fs", &c);
+        for k in &keys {
+            assert!(k.starts_with("{fs:c:drop-1}:"), "{k}");
+        }
+        assert_eq!(directory_key("fs", &OrderId::parse("o1").unwrap()), "{fs:o:o1}");
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        let e = parse_entry("P|3|1700000000000|user|with|bars").map(|e| e.quantity);
+        assert_eq!(e, None, "user ids never contain '|', so such an entry is rejected");
+        let e = parse_entry("S|3|1700000000000|auth0-42").unwrap();
+        assert_eq!(e.state, CacheState::Settled);
+        assert_eq!(e.quantity, 3);
+        assert_eq!(e.user.as_str(), "auth0-42");
+        let c = CollectionId::parse("c").unwrap();
+        let u = UserId::parse("u").unwrap();
+        assert_eq!(
+            parse_directory(&directory_value(&c, 2, &u)),
+            Some(DirectoryEntry::Order { collection: c, user: u.clone(), quantity: 2 })
+        );
+        assert_eq!(parse_directory("~|0|u"), Some(DirectoryEntry::Tombstone { user: u }));
+    }
+}

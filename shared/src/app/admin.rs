@@ -1,0 +1,92 @@
+//! Admin: create a collection, warm its Redis stock from DynamoDB, and inspect both stores.
+
+use serde::Serialize;
+
+use super::{App, AppError};
+use crate::domain::{CollectionId, CollectionSpec, IdentityViolation, drift};
+use crate::ports::{CreateOutcome, Ledger, Queue, Rebuild, StockCache};
+
+/// What `GET /v1/admin/collections/{id}` answers.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectionView {
+    pub collection_id: CollectionId,
+    pub quantity: i64,
+    pub saleable: i64,
+    /// Redis stock; `null` when the cache is lost or not warmed.
+    pub cached: Option<i64>,
+    /// Σ qty of PENDING reservations (in Redis, not yet durable).
+    pub pending: i64,
+    pub reserved: i64,
+    pub confirmed: i64,
+    /// `cached - (saleable - pending)` now; `null` without a cache.
+    pub drift: Option<i64>,
+    /// Drift seen by the last reconciliation run.
+    pub last_reconciled_drift: Option<i64>,
+    pub per_user_limit: Option<u32>,
+    pub payment_window_seconds: u32,
+    pub max_per_order: u32,
+    pub identity_violations: Vec<IdentityViolation>,
+}
+
+/// Compare-and-set attempts for a warm-up racing live traffic.
+const WARMUP_ATTEMPTS: u32 = 10;
+
+impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+    /// # Errors
+    /// `QuantityImmutable` / `SettingsImmutable` when the collection exists with other settings.
+    pub async fn create_collection(
+        &self,
+        id: &CollectionId,
+        spec: &CollectionSpec,
+        now_ms: i64,
+    ) -> Result<CreateOutcome, AppError> {
+        match self.ledger.create_collection(id, spec, now_ms).await? {
+            CreateOutcome::QuantityDiffers => Err(AppError::QuantityImmutable),
+            CreateOutcome::SettingsDiffer => Err(AppError::SettingsImmutable),
+            ok => Ok(ok),
+        }
+    }
+
+    /// Loads Redis from DynamoDB, atomically and without overwriting a live stock key: the stock
+    /// is set to `saleable - pending` only if no Redis change happened since it was read.
+    pub async fn warm_up(&self, id: &CollectionId) -> Result<i64, AppError> {
+        for attempt in 1..=WARMUP_ATTEMPTS {
+            let snap = self.cache.snapshot(id).await?;
+            if let Some(s) = snap.stock {
+                return Ok(s);
+            }
+            let rec = self.ledger.collection(id).await?.ok_or(AppError::CollectionNotFound)?;
+            match self.cache.rebuild(id, snap.version, rec.levels.saleable, true).await? {
+                Rebuild::Set(s) | Rebuild::Live(s) => {
+                    self.clear_sold_out(id);
+                    tracing::info!(collection = %id, cached = s, "warmed up");
+                    return Ok(s);
+                }
+                Rebuild::Race | Rebuild::Busy => super::backoff(attempt).await,
+            }
+        }
+        Err(AppError::Unavailable("warm-up kept racing live traffic; retry".into()))
+    }
+
+    pub async fn inspect(&self, id: &CollectionId) -> Result<CollectionView, AppError> {
+        let snap = self.cache.snapshot(id).await?;
+        let rec = self.ledger.collection(id).await?.ok_or(AppError::CollectionNotFound)?;
+        let l = rec.levels;
+        Ok(CollectionView {
+            collection_id: rec.id,
+            quantity: l.quantity,
+            saleable: l.saleable,
+            cached: snap.stock,
+            pending: snap.pending,
+            reserved: l.reserved,
+            confirmed: l.confirmed,
+            drift: snap.stock.map(|c| drift(c, l.saleable, snap.pending)),
+            last_reconciled_drift: rec.last_drift,
+            per_user_limit: rec.spec.per_user_limit,
+            payment_window_seconds: rec.spec.payment_window_seconds,
+            max_per_order: rec.spec.max_per_order,
+            identity_violations: l.violations(),
+        })
+    }
+}

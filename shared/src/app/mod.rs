@@ -1,0 +1,159 @@
+//! The use cases, written against the ports: Try ([`reserve`]), Persist ([`persist`]), status
+//! ([`status`]), admin ([`admin`]), confirm / cancel / timeout ([`second_phase`]).
+//! [`App`] holds the adapters built once per process plus per-instance caches.
+
+pub mod admin;
+pub mod persist;
+pub mod reserve;
+pub mod second_phase;
+pub mod status;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::adapters::{DynamoLedger, RedisCache, SqsQueue};
+use crate::config::Config;
+use crate::domain::{CollectionId, CollectionSpec, IdentityViolation, Refusal};
+use crate::ports::{InfraError, Ledger, Queue, StockCache};
+
+/// Every failure a use case reports. Mapped to HTTP status and problem code in one place
+/// (`crate::http::problem`).
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{field}: {detail}")]
+    InvalidField { field: &'static str, detail: String },
+    #[error("request body is not valid JSON: {0}")]
+    MalformedBody(String),
+    #[error("authentication required")]
+    Unauthenticated,
+    #[error("this route needs the {0} role")]
+    Forbidden(&'static str),
+    #[error("no route for {0}")]
+    NoRoute(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("collection not found")]
+    CollectionNotFound,
+    #[error("reservation not found")]
+    ReservationNotFound,
+    #[error("sold out")]
+    SoldOut,
+    #[error("only {available} left")]
+    InsufficientStock { available: i64 },
+    #[error("per-user limit reached: {held} already held")]
+    LimitExceeded { held: i64 },
+    #[error("the order id was already used with a different body")]
+    IdempotencyMismatch,
+    #[error("a collection's quantity is fixed at creation")]
+    QuantityImmutable,
+    #[error("a collection's settings are fixed at creation")]
+    SettingsImmutable,
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("stock cache not ready; retry after warm-up")]
+    CacheNotReady,
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// Tunables of the use cases (from [`Config`]).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub sold_out_flag: Duration,
+    pub reconcile_threshold_ms: i64,
+    pub fault_drop_message_percent: u8,
+}
+
+impl From<&Config> for Settings {
+    fn from(c: &Config) -> Self {
+        Self {
+            sold_out_flag: c.sold_out_flag,
+            reconcile_threshold_ms: c.reconcile_threshold_ms,
+            fault_drop_message_percent: c.fault_drop_message_percent,
+        }
+    }
+}
+
+pub struct App<C, L, Q> {
+    pub cache: C,
+    pub ledger: L,
+    pub queue: Q,
+    pub settings: Settings,
+    /// Collection settings are immutable, so each instance caches them for its life.
+    specs: RwLock<HashMap<CollectionId, Arc<CollectionSpec>>>,
+    /// Per-instance sold-out flags: refuse without a Redis round trip until the instant.
+    sold_out: Mutex<HashMap<CollectionId, Instant>>,
+}
+
+/// The app on the real adapters, as every function runs it.
+pub type LiveApp = App<RedisCache, DynamoLedger, SqsQueue>;
+
+impl LiveApp {
+    /// Builds the clients once (call from `main`). The AWS SDK reads region, credentials and
+    /// `AWS_ENDPOINT_URL` from the environment.
+    pub async fn from_config(cfg: &Config) -> Result<Self, InfraError> {
+        let aws = aws_config::load_from_env().await;
+        let cache = RedisCache::connect(&cfg.redis_url, &cfg.key_prefix, cfg.order_retention_seconds).await?;
+        let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(&aws), &cfg.table);
+        let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), &cfg.reservation_queue_url, &cfg.timeout_queue_url);
+        Ok(App::new(cache, ledger, queue, Settings::from(cfg)))
+    }
+}
+
+impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+    pub fn new(cache: C, ledger: L, queue: Q, settings: Settings) -> Self {
+        Self { cache, ledger, queue, settings, specs: RwLock::default(), sold_out: Mutex::default() }
+    }
+
+    /// The collection's settings, from the instance cache or DynamoDB.
+    pub async fn spec(&self, id: &CollectionId) -> Result<Arc<CollectionSpec>, AppError> {
+        if let Some(s) = self.specs.read().ok().and_then(|m| m.get(id).cloned()) {
+            return Ok(s);
+        }
+        let rec = self.ledger.collection(id).await?.ok_or(AppError::CollectionNotFound)?;
+        let spec = Arc::new(rec.spec);
+        if let Ok(mut m) = self.specs.write() {
+            m.insert(id.clone(), spec.clone());
+        }
+        Ok(spec)
+    }
+
+    fn is_sold_out(&self, id: &CollectionId) -> bool {
+        let Ok(mut m) = self.sold_out.lock() else { return false };
+        match m.get(id) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                m.remove(id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn flag_sold_out(&self, id: &CollectionId) {
+        if let Ok(mut m) = self.sold_out.lock() {
+            m.insert(id.clone(), Instant::now() + self.settings.sold_out_flag);
+        }
+    }
+
+    fn clear_sold_out(&self, id: &CollectionId) {
+        if let Ok(mut m) = self.sold_out.lock() {
+            m.remove(id);
+        }
+    }
+}
+
+/// Identities as a report entry (used by admin and reconciliation).
+pub fn describe_violations(v: &[IdentityViolation]) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+/// Exponential backoff with full jitter for retry `attempt` (1-based), capped at ~1.3 s.
+pub(crate) async fn backoff(attempt: u32) {
+    let cap = 20u64 << attempt.min(6);
+    let ms = rand::random_range(cap / 2..=cap);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}

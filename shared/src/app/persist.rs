@@ -1,0 +1,227 @@
+//! Persist: the SQS consumer that makes accepted Tries durable in DynamoDB.
+//!
+//! Per collection in a batch: one transaction = one conditional update of the inventory item for
+//! the chunk's total + one conditional put per order (≤ 99 orders). When DynamoDB cancels it, the
+//! per-item reasons say which orders were already there (replays, tombstones) and whether stock
+//! was short; those are set aside or fitted, and the rest retried. Only messages that are still
+//! unresolved after retries are reported as batch item failures (SQS redelivers them, and after
+//! the queue's maxReceiveCount moves them to the DLQ).
+
+use std::collections::HashMap;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+
+use super::{App, AppError, backoff};
+use crate::domain::batch::{ORDERS_PER_TRANSACTION, fit_to_stock, group_by_collection};
+use crate::domain::{CollectionId, OrderId, Status};
+use crate::ports::{ItemFailure, Ledger, Queue, ReservationMessage, SettleAs, StockCache, TimeoutMessage, WriteError};
+
+/// Transaction attempts per chunk before its orders are reported for redelivery.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// One order of the batch with every message id that carried it (duplicates in one batch).
+struct Item {
+    msg: ReservationMessage,
+    message_ids: Vec<String>,
+}
+
+/// What became of a chunk's orders.
+#[derive(Default)]
+struct ChunkResult {
+    durable: Vec<ReservationMessage>,
+    refused: Vec<ReservationMessage>,
+    existing: Vec<ReservationMessage>,
+    unresolved: Vec<OrderId>,
+}
+
+impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+    /// The persist function's handler: an SQS batch in, the failed message ids out.
+    pub async fn persist_batch(&self, event: SqsEvent, now_ms: i64) -> SqsBatchResponse {
+        let mut failed: Vec<String> = Vec::new();
+        let mut items: Vec<Item> = Vec::new();
+        let mut index: HashMap<OrderId, usize> = HashMap::new();
+        for record in event.records {
+            let id = record.message_id.unwrap_or_default();
+            match record.body.as_deref().map(serde_json::from_str::<ReservationMessage>) {
+                Some(Ok(msg)) => match index.get(&msg.order_id) {
+                    Some(&i) => items[i].message_ids.push(id),
+                    None => {
+                        index.insert(msg.order_id.clone(), items.len());
+                        items.push(Item { msg, message_ids: vec![id] });
+                    }
+                },
+                other => {
+                    // Poison: reported so that SQS's redrive policy moves it to the DLQ.
+                    tracing::error!(message_id = %id, error = ?other.map(|r| r.err()), "unreadable reservation message");
+                    failed.push(id);
+                }
+            }
+        }
+        for (collection, group) in group_by_collection(items, |i| &i.msg.collection_id) {
+            let ids_of: HashMap<OrderId, Vec<String>> =
+                group.iter().map(|i| (i.msg.order_id.clone(), i.message_ids.clone())).collect();
+            let msgs: Vec<ReservationMessage> = group.into_iter().map(|i| i.msg).collect();
+            let unresolved = self.persist_collection(&collection, msgs, now_ms).await;
+            for order in unresolved {
+                failed.extend(ids_of.get(&order).cloned().unwrap_or_default());
+            }
+        }
+        let mut resp = SqsBatchResponse::default();
+        resp.batch_item_failures = failed
+            .into_iter()
+            .map(|id| {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = id;
+                f
+            })
+            .collect();
+        resp
+    }
+
+    /// Persists one collection's orders; returns the orders that are still unresolved.
+    async fn persist_collection(
+        &self,
+        collection: &CollectionId,
+        msgs: Vec<ReservationMessage>,
+        now_ms: i64,
+    ) -> Vec<OrderId> {
+        let spec = match self.spec(collection).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(%collection, error = %e, "cannot persist: collection unavailable");
+                return msgs.into_iter().map(|m| m.order_id).collect();
+            }
+        };
+        let mut unresolved = Vec::new();
+        for chunk in msgs.chunks(ORDERS_PER_TRANSACTION) {
+            let r = self.apply_chunk(collection, spec.payment_window_seconds, chunk.to_vec(), now_ms).await;
+            unresolved.extend(r.unresolved);
+            if let Err(e) = self.finish_chunk(collection, r.durable, r.refused, r.existing, now_ms).await {
+                tracing::error!(%collection, error = %e, "durable, but Redis/timer follow-up failed; redelivery finishes it");
+                unresolved.extend(chunk.iter().map(|m| m.order_id.clone()));
+            }
+        }
+        unresolved.sort();
+        unresolved.dedup();
+        unresolved
+    }
+
+    /// Runs the chunk's transaction until every order is durable, refused, or found already there.
+    async fn apply_chunk(
+        &self,
+        collection: &CollectionId,
+        window: u32,
+        mut reserve: Vec<ReservationMessage>,
+        now_ms: i64,
+    ) -> ChunkResult {
+        let mut out = ChunkResult::default();
+        let mut refuse: Vec<ReservationMessage> = Vec::new();
+        for attempt in 1..=MAX_ATTEMPTS {
+            if reserve.is_empty() && refuse.is_empty() {
+                return out;
+            }
+            let reasons = match self.ledger.apply_reservations(collection, window, &reserve, &refuse, now_ms).await {
+                Ok(()) => {
+                    out.durable.append(&mut reserve);
+                    out.refused.append(&mut refuse);
+                    return out;
+                }
+                Err(WriteError::Cancelled(reasons)) => reasons,
+                Err(e) => {
+                    tracing::warn!(%collection, attempt, error = %e, "persist transaction failed; retrying");
+                    backoff(attempt).await;
+                    continue;
+                }
+            };
+            let reason = |i: usize| reasons.get(i).copied().unwrap_or(ItemFailure::None);
+            let retryable = reasons.iter().any(|r| matches!(r, ItemFailure::Retryable | ItemFailure::Other));
+            // Orders that already have a record (replays, tombstones) leave the transaction.
+            let n = reserve.len();
+            let (mut keep_r, mut keep_f) = (Vec::new(), Vec::new());
+            for (i, m) in reserve.drain(..).enumerate() {
+                if reason(1 + i) == ItemFailure::ConditionFailed { out.existing.push(m) } else { keep_r.push(m) }
+            }
+            for (i, m) in refuse.drain(..).enumerate() {
+                if reason(1 + n + i) == ItemFailure::ConditionFailed { out.existing.push(m) } else { keep_f.push(m) }
+            }
+            let orders_set_aside = reasons.iter().skip(1).any(|r| *r == ItemFailure::ConditionFailed);
+            (reserve, refuse) = (keep_r, keep_f);
+            if reason(0) == ItemFailure::ConditionFailed && !orders_set_aside {
+                // Stock is short: apply what fits, refuse the rest (FAILED).
+                match self.ledger.collection(collection).await {
+                    Ok(Some(rec)) => {
+                        let qs: Vec<u32> = reserve.iter().map(|m| m.quantity).collect();
+                        let fits = fit_to_stock(rec.levels.saleable, &qs);
+                        let (mut yes, mut no) = (Vec::new(), Vec::new());
+                        for (m, f) in reserve.drain(..).zip(fits) {
+                            if f { yes.push(m) } else { no.push(m) }
+                        }
+                        reserve = yes;
+                        refuse.append(&mut no);
+                    }
+                    Ok(None) => {
+                        tracing::error!(%collection, "collection vanished; leaving orders to redelivery");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%collection, error = %e, "could not read stock after a short-stock cancel");
+                        backoff(attempt).await;
+                    }
+                }
+            }
+            if retryable {
+                backoff(attempt).await;
+            }
+        }
+        out.unresolved.extend(reserve.into_iter().chain(refuse).map(|m| m.order_id));
+        out
+    }
+
+    /// Tells Redis what DynamoDB decided and starts the payment-window timers.
+    async fn finish_chunk(
+        &self,
+        collection: &CollectionId,
+        durable: Vec<ReservationMessage>,
+        refused: Vec<ReservationMessage>,
+        existing: Vec<ReservationMessage>,
+        now_ms: i64,
+    ) -> Result<(), AppError> {
+        let spec = self.spec(collection).await?;
+        let window = i64::from(spec.payment_window_seconds);
+        let mut settle: Vec<OrderId> = durable.iter().map(|m| m.order_id.clone()).collect();
+        let mut failed: Vec<OrderId> = refused.iter().map(|m| m.order_id.clone()).collect();
+        let mut timers: Vec<TimeoutMessage> = durable
+            .iter()
+            .map(|m| TimeoutMessage { order_id: m.order_id.clone(), due_at: m.accepted_at_ms / 1000 + window })
+            .collect();
+        if !existing.is_empty() {
+            let ids: Vec<OrderId> = existing.iter().map(|m| m.order_id.clone()).collect();
+            for rec in self.ledger.orders(&ids).await? {
+                match rec.status {
+                    Status::Reserved => {
+                        // A redelivery: the first delivery may have died before its timer was sent.
+                        if let Some(due_at) = rec.expires_at {
+                            timers.push(TimeoutMessage { order_id: rec.order.clone(), due_at });
+                        }
+                        settle.push(rec.order);
+                    }
+                    Status::Confirmed | Status::Pending => settle.push(rec.order),
+                    Status::Failed => failed.push(rec.order),
+                    Status::Cancelled => {
+                        // Anti-hanging: a tombstone (or a completed cancel) refuses the late message;
+                        // this order's Redis share goes back at most once.
+                        let r = self.cache.release(collection, &rec.order, None, now_ms).await?;
+                        tracing::info!(order = %rec.order, released = ?r, "late message refused by tombstone");
+                    }
+                }
+            }
+        }
+        self.cache.settle(collection, &settle, SettleAs::Durable, false, now_ms).await?;
+        self.cache.settle(collection, &failed, SettleAs::Failed, false, now_ms).await?;
+        if !failed.is_empty() {
+            tracing::warn!(%collection, count = failed.len(), "orders FAILED: DynamoDB had less stock than Redis");
+        }
+        self.queue.schedule_timeouts(&timers, now_ms).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,117 @@
+//! Try: take stock at order time in Redis (one Lua script), then hand the order to SQS.
+
+use serde::Serialize;
+
+use super::{App, AppError};
+use crate::domain::{CollectionId, OrderId, Quantity, Status, UserId};
+use crate::ports::{Claim, Ledger, Queue, ReservationMessage, StockCache, TakeOutcome, TakeRequest};
+
+/// A Try as the API received it (quantity not yet checked against the collection's maximum).
+#[derive(Debug, Clone)]
+pub struct TryInput {
+    pub collection: CollectionId,
+    pub order: OrderId,
+    pub user: UserId,
+    pub quantity: i64,
+}
+
+/// The 202 answer; a replay gets the very same one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    pub order_id: OrderId,
+    pub collection_id: CollectionId,
+    pub quantity: u32,
+    pub status: Status,
+}
+
+impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+    /// # Errors
+    /// `CollectionNotFound`, `InvalidField(quantity)`, `SoldOut`, `InsufficientStock`,
+    /// `LimitExceeded`, `IdempotencyMismatch`, `Refused(Tombstoned)`, `CacheNotReady`,
+    /// `Unavailable` (the message could not be published: the stock was given back), `Infra`.
+    pub async fn try_reserve(&self, input: TryInput, now_ms: i64) -> Result<Accepted, AppError> {
+        let spec = self.spec(&input.collection).await?;
+        let quantity = Quantity::parse(input.quantity, spec.max_per_order)
+            .map_err(|e| AppError::InvalidField { field: "quantity", detail: e.to_string() })?
+            .get();
+        let accepted = Accepted {
+            order_id: input.order.clone(),
+            collection_id: input.collection.clone(),
+            quantity,
+            status: Status::Pending,
+        };
+        if self.is_sold_out(&input.collection) {
+            return Err(AppError::SoldOut);
+        }
+        match self.cache.claim_order(&input.order, &input.collection, &input.user, quantity).await? {
+            Claim::Tombstone => return Err(crate::domain::Refusal::Tombstoned.into()),
+            Claim::Different => return Err(AppError::IdempotencyMismatch),
+            Claim::Fresh | Claim::Same => {}
+        }
+        let req = TakeRequest {
+            collection: &input.collection,
+            order: &input.order,
+            user: &input.user,
+            quantity,
+            now_ms,
+            per_user_limit: spec.per_user_limit,
+        };
+        let refused = match self.cache.take(&req).await? {
+            TakeOutcome::Taken { stock_left } => {
+                if stock_left <= 0 {
+                    self.flag_sold_out(&input.collection);
+                }
+                let msg = ReservationMessage {
+                    order_id: input.order.clone(),
+                    collection_id: input.collection.clone(),
+                    user_id: input.user.clone(),
+                    quantity,
+                    accepted_at_ms: now_ms,
+                };
+                return self.publish(msg).await.map(|()| accepted);
+            }
+            TakeOutcome::Replay { .. } => return Ok(accepted),
+            TakeOutcome::Cancelled => return Err(crate::domain::Refusal::Tombstoned.into()),
+            TakeOutcome::Mismatch => return Err(AppError::IdempotencyMismatch),
+            TakeOutcome::NoCache => AppError::CacheNotReady,
+            TakeOutcome::SoldOut => {
+                self.flag_sold_out(&input.collection);
+                AppError::SoldOut
+            }
+            TakeOutcome::Insufficient { available } => AppError::InsufficientStock { available },
+            TakeOutcome::LimitExceeded { held } => AppError::LimitExceeded { held },
+        };
+        // Refused: the directory keeps only accepted orders, so a retry is evaluated afresh.
+        if let Err(e) = self.cache.forget_claim(&input.order).await {
+            tracing::warn!(order = %input.order, error = %e, "could not drop a refused claim");
+        }
+        Err(refused)
+    }
+
+    /// Publishes the reservation message (the SDK retries transient failures). When it still
+    /// fails, the Redis deduction is given back at once and the buyer is told to retry.
+    async fn publish(&self, msg: ReservationMessage) -> Result<(), AppError> {
+        let pct = self.settings.fault_drop_message_percent;
+        if pct > 0 && rand::random_range(0..100u8) < pct {
+            tracing::warn!(order = %msg.order_id, "fault injection: reservation message dropped");
+            return Ok(());
+        }
+        let Err(e) = self.queue.publish_reservation(&msg).await else {
+            return Ok(());
+        };
+        tracing::error!(order = %msg.order_id, error = %e, "publish failed; giving the stock back");
+        let undone = self.cache.undo_take(&msg.collection_id, &msg.order_id, msg.accepted_at_ms).await;
+        match undone {
+            Ok(_) => {
+                self.clear_sold_out(&msg.collection_id);
+                if let Err(e) = self.cache.forget_claim(&msg.order_id).await {
+                    tracing::warn!(order = %msg.order_id, error = %e, "could not drop the claim after undo");
+                }
+            }
+            // The deduction stays in the log; reconciliation gives it back (LOST) within its threshold.
+            Err(e) => tracing::error!(order = %msg.order_id, error = %e, "undo failed; reconciliation will heal"),
+        }
+        Err(AppError::Unavailable("the reservation could not be queued; nothing was taken, retry".into()))
+    }
+}

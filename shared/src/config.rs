@@ -1,0 +1,127 @@
+//! The one configuration struct, read once from the environment at start-up. Every variable name
+//! is a constant here; a missing or malformed one is reported by name.
+
+use std::time::Duration;
+
+pub const REDIS_URL: &str = "FLASHSTOCK_REDIS_URL";
+pub const KEY_PREFIX: &str = "FLASHSTOCK_KEY_PREFIX";
+pub const TABLE: &str = "FLASHSTOCK_TABLE";
+pub const RESERVATION_QUEUE_URL: &str = "FLASHSTOCK_RESERVATION_QUEUE_URL";
+pub const TIMEOUT_QUEUE_URL: &str = "FLASHSTOCK_TIMEOUT_QUEUE_URL";
+pub const ORDER_RETENTION_SECONDS: &str = "FLASHSTOCK_ORDER_RETENTION_SECONDS";
+pub const SOLD_OUT_FLAG_MS: &str = "FLASHSTOCK_SOLD_OUT_FLAG_MS";
+pub const RECONCILE_THRESHOLD_MS: &str = "FLASHSTOCK_RECONCILE_THRESHOLD_MS";
+pub const FAULT_DROP_MESSAGE_PERCENT: &str = "FLASHSTOCK_FAULT_DROP_MESSAGE_PERCENT";
+
+/// Every variable a function's config requires (the deployment test checks the template gives them).
+pub const REQUIRED: [&str; 4] = [REDIS_URL, TABLE, RESERVATION_QUEUE_URL, TIMEOUT_QUEUE_URL];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {why}")]
+    Invalid { name: &'static str, why: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `redis://` or `rediss://` (TLS) URL, credentials included when AUTH is on.
+    pub redis_url: String,
+    /// Prefix of every Redis key (isolates deployments and tests sharing one Redis).
+    pub key_prefix: String,
+    pub table: String,
+    pub reservation_queue_url: String,
+    pub timeout_queue_url: String,
+    /// How long Redis remembers an order id for idempotent replays (default one day).
+    pub order_retention_seconds: u64,
+    /// How long one instance refuses a sold-out collection without asking Redis (default 500 ms,
+    /// so the flag never outlives a cancel's return by more than that).
+    pub sold_out_flag: Duration,
+    /// Age at which reconciliation checks an unsettled Redis deduction against DynamoDB.
+    pub reconcile_threshold_ms: i64,
+    /// Fault injection for tests and the demo: this share (0–100) of accepted Tries "lose" their
+    /// message after the Redis deduction. Only settable from the environment, never from a request.
+    pub fault_drop_message_percent: u8,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let req = |name: &'static str| get(name).filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name));
+        fn num<T: std::str::FromStr>(name: &'static str, v: Option<String>, default: T) -> Result<T, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(s) => s.parse().map_err(|_| ConfigError::Invalid { name, why: format!("not a number: {s:?}") }),
+            }
+        }
+        let key_prefix = get(KEY_PREFIX).unwrap_or_else(|| "fs".to_owned());
+        if key_prefix.is_empty()
+            || !key_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':'))
+        {
+            return Err(ConfigError::Invalid { name: KEY_PREFIX, why: "use [A-Za-z0-9_:-]+".into() });
+        }
+        let fault: u8 = num(FAULT_DROP_MESSAGE_PERCENT, get(FAULT_DROP_MESSAGE_PERCENT), 0)?;
+        if fault > 100 {
+            return Err(ConfigError::Invalid { name: FAULT_DROP_MESSAGE_PERCENT, why: "must be 0..=100".into() });
+        }
+        Ok(Self {
+            redis_url: req(REDIS_URL)?,
+            key_prefix,
+            table: req(TABLE)?,
+            reservation_queue_url: req(RESERVATION_QUEUE_URL)?,
+            timeout_queue_url: req(TIMEOUT_QUEUE_URL)?,
+            order_retention_seconds: num(ORDER_RETENTION_SECONDS, get(ORDER_RETENTION_SECONDS), 86_400)?,
+            sold_out_flag: Duration::from_millis(num(SOLD_OUT_FLAG_MS, get(SOLD_OUT_FLAG_MS), 500)?),
+            reconcile_threshold_ms: num(RECONCILE_THRESHOLD_MS, get(RECONCILE_THRESHOLD_MS), 60_000)?,
+            fault_drop_message_percent: fault,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| m.get(k).cloned()
+    }
+
+    const BASE: [(&str, &str); 4] = [
+        (REDIS_URL, "redis://127.0.0.1:6379"),
+        (TABLE, "t"),
+        (RESERVATION_QUEUE_URL, "http://q/r"),
+        (TIMEOUT_QUEUE_URL, "http://q/t"),
+    ];
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_lookup(env(&BASE)).unwrap();
+        assert_eq!(c.key_prefix, "fs");
+        assert_eq!(c.order_retention_seconds, 86_400);
+        assert_eq!(c.sold_out_flag, Duration::from_millis(500));
+        assert_eq!(c.fault_drop_message_percent, 0);
+    }
+
+    #[test]
+    fn missing_and_invalid_are_named() {
+        for name in REQUIRED {
+            let pairs: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != name).collect();
+            assert_eq!(Config::from_lookup(env(&pairs)), Err(ConfigError::Missing(name)));
+        }
+        let mut pairs = BASE.to_vec();
+        pairs.push((SOLD_OUT_FLAG_MS, "soon"));
+        assert!(matches!(Config::from_lookup(env(&pairs)), Err(ConfigError::Invalid { name: SOLD_OUT_FLAG_MS, .. })));
+        let mut pairs = BASE.to_vec();
+        pairs.push((KEY_PREFIX, "{bad}"));
+        assert!(matches!(Config::from_lookup(env(&pairs)), Err(ConfigError::Invalid { name: KEY_PREFIX, .. })));
+        let mut pairs = BASE.to_vec();
+        pairs.push((FAULT_DROP_MESSAGE_PERCENT, "101"));
+        assert!(Config::from_lookup(env(&pairs)).is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! The collection's stock model (NOTES §2): its immutable settings, its durable stock levels with
+//! their identities, and the drift between Redis and DynamoDB.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest `quantity` a collection may be created with.
+pub const MAX_QUANTITY: i64 = 1_000_000_000;
+pub const DEFAULT_PAYMENT_WINDOW_SECONDS: u32 = 900;
+pub const DEFAULT_MAX_PER_ORDER: u32 = 10;
+/// Longest payment window accepted (one day); longer windows are re-delayed in 900 s hops.
+pub const MAX_PAYMENT_WINDOW_SECONDS: i64 = 86_400;
+
+/// What an admin fixes when creating a collection. Immutable afterwards, which lets every
+/// function cache it per instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectionSpec {
+    pub quantity: u64,
+    /// Units one user may hold (reserved or confirmed) at once; `None` = no limit.
+    pub per_user_limit: Option<u32>,
+    pub payment_window_seconds: u32,
+    pub max_per_order: u32,
+}
+
+/// A field of a collection spec that is out of range, named for the problem response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {rule}")]
+pub struct SpecError {
+    pub field: &'static str,
+    pub rule: &'static str,
+}
+
+impl CollectionSpec {
+    /// Validates raw numbers from the API (absent optional fields take their defaults).
+    pub fn parse(
+        quantity: Option<i64>,
+        per_user_limit: Option<i64>,
+        payment_window_seconds: Option<i64>,
+    ) -> Result<Self, SpecError> {
+        let quantity = match quantity {
+            Some(q) if (0..=MAX_QUANTITY).contains(&q) => q as u64,
+            Some(_) => return Err(SpecError { field: "quantity", rule: "must be an integer from 0 to 1000000000" }),
+            None => return Err(SpecError { field: "quantity", rule: "is required" }),
+        };
+        let per_user_limit = match per_user_limit {
+            None => None,
+            Some(k) if (1..=i64::from(u32::MAX)).contains(&k) => Some(k as u32),
+            Some(_) => return Err(SpecError { field: "perUserLimit", rule: "must be a positive integer" }),
+        };
+        let payment_window_seconds = match payment_window_seconds {
+            None => DEFAULT_PAYMENT_WINDOW_SECONDS,
+            Some(s) if (1..=MAX_PAYMENT_WINDOW_SECONDS).contains(&s) => s as u32,
+            Some(_) => {
+                return Err(SpecError { field: "paymentWindowSeconds", rule: "must be an integer from 1 to 86400" });
+            }
+        };
+        Ok(Self { quantity, per_user_limit, payment_window_seconds, max_per_order: DEFAULT_MAX_PER_ORDER })
+    }
+}
+
+/// Durable stock of one collection, as DynamoDB keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StockLevels {
+    pub quantity: i64,
+    pub saleable: i64,
+    pub reserved: i64,
+    pub confirmed: i64,
+}
+
+/// A broken identity of NOTES §2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "identity", rename_all = "camelCase")]
+pub enum IdentityViolation {
+    /// `saleable` outside `0 ..= quantity`.
+    SaleableOutOfBounds { saleable: i64, quantity: i64 },
+    /// `quantity != saleable + reserved + confirmed`.
+    Unbalanced { quantity: i64, accounted: i64 },
+    /// A negative counter.
+    Negative { field: &'static str, value: i64 },
+}
+
+impl StockLevels {
+    /// Every identity of NOTES §2 that does not hold (empty when all hold).
+    pub fn violations(&self) -> Vec<IdentityViolation> {
+        let mut v = Vec::new();
+        if self.saleable < 0 || self.saleable > self.quantity {
+            v.push(IdentityViolation::SaleableOutOfBounds { saleable: self.saleable, quantity: self.quantity });
+        }
+        for (field, value) in [("reserved", self.reserved), ("confirmed", self.confirmed)] {
+            if value < 0 {
+                v.push(IdentityViolation::Negative { field, value });
+            }
+        }
+        let accounted = self.saleable + self.reserved + self.confirmed;
+        if accounted != self.quantity {
+            v.push(IdentityViolation::Unbalanced { quantity: self.quantity, accounted });
+        }
+        v
+    }
+}
+
+/// How far Redis is from what DynamoDB says it should be: in flight,
+/// `cached = saleable - Σ qty(PENDING)`. Positive = Redis too high (risk of FAILED orders, never of
+/// oversell); negative = Redis too low (undersell until reconciled).
+pub fn drift(cached: i64, saleable: i64, pending: i64) -> i64 {
+    cached - (saleable - pending)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_defaults_and_bounds() {
+        let s = CollectionSpec::parse(Some(200), None, None).unwrap();
+        assert_eq!(s.quantity, 200);
+        assert_eq!(s.per_user_limit, None);
+        assert_eq!(s.payment_window_seconds, 900);
+        assert_eq!(s.max_per_order, 10);
+        assert!(CollectionSpec::parse(Some(0), Some(1), Some(1)).is_ok());
+        assert!(CollectionSpec::parse(Some(MAX_QUANTITY), None, Some(86_400)).is_ok());
+        assert_eq!(CollectionSpec::parse(None, None, None).unwrap_err().field, "quantity");
+        assert_eq!(CollectionSpec::parse(Some(-1), None, None).unwrap_err().field, "quantity");
+        assert_eq!(CollectionSpec::parse(Some(MAX_QUANTITY + 1), None, None).unwrap_err().field, "quantity");
+        assert_eq!(CollectionSpec::parse(Some(1), Some(0), None).unwrap_err().field, "perUserLimit");
+        assert_eq!(CollectionSpec::parse(Some(1), None, Some(0)).unwrap_err().field, "paymentWindowSeconds");
+        assert_eq!(CollectionSpec::parse(Some(1), None, Some(86_401)).unwrap_err().field, "paymentWindowSeconds");
+    }
+
+    #[test]
+    fn identities_hold_for_a_consistent_collection() {
+        let l = StockLevels { quantity: 100, saleable: 60, reserved: 30, confirmed: 10 };
+        assert!(l.violations().is_empty());
+    }
+
+    #[test]
+    fn each_identity_is_checked() {
+        let over = StockLevels { quantity: 10, saleable: 11, reserved: 0, confirmed: -1 };
+        let v = over.violations();
+        assert!(v.contains(&IdentityViolation::SaleableOutOfBounds { saleable: 11, quantity: 10 }));
+        assert!(v.contains(&IdentityViolation::Negative { field: "confirmed", value: -1 }));
+        assert!(!v.iter().any(|x| matches!(x, IdentityViolation::Unbalanced { .. })));
+        let lost = StockLevels { quantity: 10, saleable: 5, reserved: 3, confirmed: 0 };
+        assert_eq!(lost.violations(), vec![IdentityViolation::Unbalanced { quantity: 10, accounted: 8 }]);
+        let under = StockLevels { quantity: 10, saleable: -1, reserved: 11, confirmed: 0 };
+        assert_eq!(under.violations().len(), 1);
+    }
+
+    #[test]
+    fn drift_counts_pending_as_taken() {
+        assert_eq!(drift(40, 50, 10), 0);
+        assert_eq!(drift(45, 50, 10), 5);
+        assert_eq!(drift(0, 3, 0), -3);
+    }
+}

@@ -1,0 +1,154 @@
+//! Identifiers and order quantities, parsed once at the boundary into newtypes.
+
+use std::fmt;
+
+/// Why an identifier or quantity was rejected; names the rule so the API can explain it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("must match ^[A-Za-z0-9_-]{{1,64}}$")]
+    BadId,
+    #[error("must be a non-empty string of at most 128 printable characters without '|'")]
+    BadUser,
+    #[error("must be an integer from 1 to {max}")]
+    BadQuantity { max: u32 },
+}
+
+fn valid_id(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+macro_rules! id_type {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Parses `^[A-Za-z0-9_-]{1,64}$`.
+            pub fn parse(s: &str) -> Result<Self, IdError> {
+                if valid_id(s) { Ok(Self(s.to_owned())) } else { Err(IdError::BadId) }
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, IdError> {
+                Self::parse(&s)
+            }
+        }
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A collection (the thing on sale).
+    CollectionId
+);
+id_type!(
+    /// The storefront's order id: the idempotency key of a reservation.
+    OrderId
+);
+
+/// The buyer, from the authorizer's `sub` claim (never from a request body).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserId(String);
+
+impl UserId {
+    /// `|` is excluded because the Redis entries use it as a separator.
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let ok = !s.is_empty() && s.chars().count() <= 128 && s.chars().all(|c| !c.is_control() && c != '|');
+        if ok { Ok(Self(s.to_owned())) } else { Err(IdError::BadUser) }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl TryFrom<String> for UserId {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        Self::parse(&s)
+    }
+}
+impl From<UserId> for String {
+    fn from(v: UserId) -> String {
+        v.0
+    }
+}
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Units in one order: 1 ..= the collection's `maxPerOrder`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct Quantity(u32);
+
+impl Quantity {
+    pub fn parse(n: i64, max_per_order: u32) -> Result<Self, IdError> {
+        if n >= 1 && n <= i64::from(max_per_order) {
+            Ok(Self(n as u32))
+        } else {
+            Err(IdError::BadQuantity { max: max_per_order })
+        }
+    }
+    /// A quantity read back from our own stores, already validated when it was written.
+    pub fn from_stored(n: u32) -> Self {
+        Self(n)
+    }
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_the_contract_pattern() {
+        assert!(CollectionId::parse("drop-2026_A").is_ok());
+        assert!(OrderId::parse(&"a".repeat(64)).is_ok());
+        for bad in ["", "has space", "slash/x", "ü", "{tag}", &"a".repeat(65)] {
+            assert_eq!(OrderId::parse(bad), Err(IdError::BadId), "{bad:?}");
+            assert_eq!(CollectionId::parse(bad), Err(IdError::BadId), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ids_deserialize_only_when_valid() {
+        assert!(serde_json::from_str::<OrderId>("\"ok-1\"").is_ok());
+        assert!(serde_json::from_str::<OrderId>("\"no good\"").is_err());
+    }
+
+    #[test]
+    fn users_reject_separators_and_control_chars() {
+        assert!(UserId::parse("auth0|123").is_err());
+        assert!(UserId::parse("").is_err());
+        assert!(UserId::parse("a\nb").is_err());
+        assert!(UserId::parse(&"u".repeat(129)).is_err());
+        assert!(UserId::parse("user-42@example").is_ok());
+    }
+
+    #[test]
+    fn quantity_bounds() {
+        assert!(Quantity::parse(0, 10).is_err());
+        assert!(Quantity::parse(-1, 10).is_err());
+        assert!(Quantity::parse(11, 10).is_err());
+        assert_eq!(Quantity::parse(1, 10).map(Quantity::get), Ok(1));
+        assert_eq!(Quantity::parse(10, 10).map(Quantity::get), Ok(10));
+    }
+}

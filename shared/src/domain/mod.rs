@@ -1,0 +1,11 @@
+//! The domain: identifiers, the collection's stock model, the reservation life (NOTES §2–§3).
+//! Everything here is pure and unit-tested without I/O.
+
+pub mod batch;
+pub mod collection;
+pub mod ids;
+pub mod reservation;
+
+pub use collection::{CollectionSpec, IdentityViolation, SpecError, StockLevels, drift};
+pub use ids::{CollectionId, IdError, OrderId, Quantity, UserId};
+pub use reservation::{CancelReason, Event, Refusal, Status, Transition, transition};
