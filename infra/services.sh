@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Starts or stops this checkout's own redis-server and moto server on free loopback ports, with
+# Starts or stops this checkout's own redis-server and moto servers on free loopback ports, with
 # their data under .local/. `start` is idempotent (reuses running ones) and writes .local/env,
-# which exports FLASHSTOCK_REDIS_URL, AWS_ENDPOINT_URL, region and test credentials.
+# which exports FLASHSTOCK_REDIS_URL, the AWS endpoints, region and test credentials.
+# DynamoDB runs on its own moto served one request at a time (see infra/moto_serial.py for why);
+# SQS runs on a threaded moto.
 #   infra/services.sh start | stop | env
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -12,7 +14,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 start() {
-  if alive "$state/redis.pid" && alive "$state/moto.pid" && [ -f "$state/env" ]; then
+  if alive "$state/redis.pid" && alive "$state/moto.pid" && alive "$state/dynamo.pid" && [ -f "$state/env" ]; then
     return 0
   fi
   stop >/dev/null 2>&1 || true
@@ -23,8 +25,12 @@ start() {
   mport=$(free_port)
   nohup "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$mport" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
-  for _ in $(seq 1 100); do
-    if redis-cli -p "$rport" ping >/dev/null 2>&1 && python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "http://127.0.0.1:$mport/moto-api/" >/dev/null 2>&1; then
+  dport=$(free_port)
+  nohup "$root/.venv/bin/python" "$root/infra/moto_serial.py" 127.0.0.1 "$dport" >"$state/dynamo.log" 2>&1 &
+  echo $! >"$state/dynamo.pid"
+  up() { python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "http://127.0.0.1:$1/moto-api/" >/dev/null 2>&1; }
+  for _ in $(seq 1 150); do
+    if redis-cli -p "$rport" ping >/dev/null 2>&1 && up "$mport" && up "$dport"; then
       break
     fi
     sleep 0.1
@@ -34,15 +40,17 @@ start() {
   cat >"$state/env" <<ENV
 export FLASHSTOCK_REDIS_URL=redis://127.0.0.1:$rport
 export AWS_ENDPOINT_URL=http://127.0.0.1:$mport
+export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$mport
+export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$dport
 export AWS_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=test
 export AWS_SECRET_ACCESS_KEY=test
 ENV
-  echo "services: redis-server on 127.0.0.1:$rport, moto on 127.0.0.1:$mport"
+  echo "services: redis-server on 127.0.0.1:$rport, moto SQS on 127.0.0.1:$mport, moto DynamoDB on 127.0.0.1:$dport"
 }
 
 stop() {
-  for svc in redis moto; do
+  for svc in redis moto dynamo; do
     if alive "$state/$svc.pid"; then kill "$(cat "$state/$svc.pid")" 2>/dev/null || true; fi
     rm -f "$state/$svc.pid"
   done

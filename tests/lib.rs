@@ -1,1 +1,307 @@
+//! Test support for the end-to-end suite: each test gets its own deployment (Redis key prefix,
+//! DynamoDB table, SQS queues) on the real local redis-server and moto server started by
+//! `infra/test.sh`, with the real handlers behind the local front door.
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use flashstock::adapters::redis_cache::collection_keys;
+use flashstock_local::poller::{self, PollerConfig};
+use flashstock_local::provision;
+use flashstock_local::stack::{Stack, StackOptions};
+use serde_json::{Value, json};
+
+pub use flashstock::config::Config;
+pub use flashstock_local::stack::StackOptions as Options;
+
+pub struct TestApp {
+    pub stack: Stack,
+    pub redis: redis::aio::ConnectionManager,
+    http: reqwest::Client,
+}
+
+/// The answer of one API call.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn code(&self) -> &str {
+        self.body.get("code").and_then(Value::as_str).unwrap_or("")
+    }
+    pub fn str(&self, field: &str) -> &str {
+        self.body.get(field).and_then(Value::as_str).unwrap_or("")
+    }
+    pub fn int(&self, field: &str) -> i64 {
+        self.body.get(field).and_then(Value::as_i64).unwrap_or(i64::MIN)
+    }
+    /// Asserts a problem+json answer with this status and code.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!((self.status, self.code()), (status, code), "{self:?}");
+        assert_eq!(self.content_type, "application/problem+json", "{self:?}");
+    }
+}
+
+/// Durable and cached figures of one collection, read straight from both stores.
+#[derive(Debug, Clone, Default)]
+pub struct Stores {
+    pub quantity: i64,
+    pub saleable: i64,
+    pub reserved_counter: i64,
+    pub confirmed_counter: i64,
+    /// Σ qty by status over the collection's order records.
+    pub by_status: HashMap<String, i64>,
+    pub redis_stock: Option<i64>,
+    pub redis_pending: i64,
+    /// Σ qty of Redis entries in state P.
+    pub redis_pending_entries: i64,
+    pub redis_log_len: i64,
+}
+
+fn unique_name() -> String {
+    format!("t{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
+pub const ADMIN: &[&str] = &["admin"];
+pub const SERVICE: &[&str] = &["service"];
+
+impl TestApp {
+    /// A deployment with the persist and timer consumers running, no schedule.
+    pub async fn start() -> Self {
+        Self::start_with(Self::fast_options(), |_| {}).await
+    }
+
+    /// Short visibility timeouts and batching windows so redeliveries happen within a test.
+    pub fn fast_options() -> StackOptions {
+        StackOptions {
+            visibility_seconds: 2,
+            batching_window: Duration::from_millis(50),
+            schedule_interval: None,
+            ..StackOptions::default()
+        }
+    }
+
+    pub async fn start_with(opts: StackOptions, tweak: impl FnOnce(&mut Config)) -> Self {
+        let redis_url = std::env::var("FLASHSTOCK_REDIS_URL")
+            .expect("FLASHSTOCK_REDIS_URL unset: run the tests with infra/test.sh (it starts redis-server and moto)");
+        let stack = Stack::launch(&unique_name(), &redis_url, opts, tweak).await.expect("local stack starts");
+        let client = redis::Client::open(redis_url.as_str()).expect("redis url");
+        let redis = redis::aio::ConnectionManager::new(client).await.expect("redis connects");
+        Self { stack, redis, http: reqwest::Client::new() }
+    }
+
+    pub fn token(&self, sub: &str, roles: &[&str]) -> String {
+        self.stack.token(sub, roles)
+    }
+
+    /// A raw call: `token` as given (None = no Authorization header), body as raw text.
+    pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.stack.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b.to_owned());
+        }
+        let resp = req.send().await.expect("front door answers");
+        let status = resp.status().as_u16();
+        let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let text = resp.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Answer { status, content_type, body }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, sub: &str, roles: &[&str], body: Option<Value>) -> Answer {
+        let token = self.token(sub, roles);
+        let body = body.map(|b| b.to_string());
+        self.raw(method, path, Some(&token), body.as_deref()).await
+    }
+
+    pub async fn create(&self, collection: &str, body: Value) -> Answer {
+        self.call("PUT", &format!("/v1/admin/collections/{collection}"), "op", ADMIN, Some(body)).await
+    }
+
+    pub async fn warmup(&self, collection: &str) -> Answer {
+        self.call("POST", &format!("/v1/admin/collections/{collection}/warmup"), "op", ADMIN, None).await
+    }
+
+    /// Creates and warms a collection of `quantity` units.
+    pub async fn collection(&self, collection: &str, body: Value) {
+        let a = self.create(collection, body).await;
+        assert_eq!(a.status, 201, "{a:?}");
+        let a = self.warmup(collection).await;
+        assert_eq!(a.status, 200, "{a:?}");
+    }
+
+    pub async fn inspect(&self, collection: &str) -> Answer {
+        self.call("GET", &format!("/v1/admin/collections/{collection}"), "op", ADMIN, None).await
+    }
+
+    pub async fn reserve(&self, user: &str, collection: &str, order: &str, quantity: i64) -> Answer {
+        let body = json!({ "orderId": order, "quantity": quantity });
+        self.call("POST", &format!("/v1/collections/{collection}/reservations"), user, &[], Some(body)).await
+    }
+
+    pub async fn status(&self, user: &str, order: &str) -> Answer {
+        self.call("GET", &format!("/v1/reservations/{order}"), user, &[], None).await
+    }
+
+    pub async fn cancel(&self, user: &str, order: &str) -> Answer {
+        self.call("POST", &format!("/v1/reservations/{order}/cancel"), user, &[], None).await
+    }
+
+    pub async fn confirm(&self, order: &str) -> Answer {
+        self.call("POST", &format!("/v1/reservations/{order}/confirm"), "payments", SERVICE, None).await
+    }
+
+    /// Polls the order's status until it is `want` (panics after `within`).
+    pub async fn wait_status(&self, user: &str, order: &str, want: &str, within: Duration) -> Answer {
+        let deadline = Instant::now() + within;
+        loop {
+            let a = self.status(user, order).await;
+            if a.str("status") == want {
+                return a;
+            }
+            assert!(Instant::now() < deadline, "order {order} never reached {want}: last {a:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Delivers what is in the reservation queue once to the persist handler (for deployments
+    /// started with `run_persist: false`). Returns the number of messages delivered.
+    pub async fn deliver_reservations(&self, batch_size: usize) -> usize {
+        let cfg = PollerConfig {
+            queue_url: self.stack.queues.reservations.clone(),
+            queue_arn: provision::arn(&self.stack.sqs, &self.stack.queues.reservations).await.expect("arn"),
+            batch_size,
+            batching_window: Duration::from_millis(300),
+        };
+        let app = self.stack.app.clone();
+        poller::deliver_once(&self.stack.sqs, &cfg, &move |ev| {
+            let app = app.clone();
+            async move { app.persist_batch(ev, flashstock::now_ms()).await }
+        })
+        .await
+    }
+
+    /// Approximate number of messages in a queue (visible + in flight + delayed).
+    pub async fn queue_depth(&self, url: &str) -> i64 {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .stack
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .expect("queue attributes");
+        let attrs = out.attributes.unwrap_or_default();
+        let get = |k: &A| attrs.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        get(&A::ApproximateNumberOfMessages)
+            + get(&A::ApproximateNumberOfMessagesNotVisible)
+            + get(&A::ApproximateNumberOfMessagesDelayed)
+    }
+
+    pub fn keys(&self, collection: &str) -> [String; 6] {
+        let c = flashstock::domain::CollectionId::parse(collection).expect("collection id");
+        collection_keys(&self.stack.config.key_prefix, &c)
+    }
+
+    /// Reads both stores directly (a table scan of this test's own table, Redis keys).
+    pub async fn stores(&self, collection: &str) -> Stores {
+        let mut s = Stores::default();
+        let mut start = None;
+        loop {
+            let page = self
+                .stack
+                .dynamo
+                .scan()
+                .table_name(&self.stack.config.table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("scan");
+            for item in page.items() {
+                let text = |k: &str| match item.get(k) {
+                    Some(AttributeValue::S(v)) => v.clone(),
+                    _ => String::new(),
+                };
+                let num = |k: &str| match item.get(k) {
+                    Some(AttributeValue::N(v)) => v.parse::<i64>().unwrap_or(0),
+                    _ => 0,
+                };
+                if text("pk") == format!("COL#{collection}") {
+                    s.quantity = num("quantity");
+                    s.saleable = num("saleable");
+                    s.reserved_counter = num("reserved");
+                    s.confirmed_counter = num("confirmed");
+                } else if text("collectionId") == collection {
+                    *s.by_status.entry(text("status")).or_default() += num("quantity");
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        let [stock, orders, log, _, meta, _] = self.keys(collection);
+        let mut con = self.redis.clone();
+        let stock: Option<i64> = redis::cmd("GET").arg(&stock).query_async(&mut con).await.expect("redis");
+        s.redis_stock = stock;
+        let pending: Option<i64> =
+            redis::cmd("HGET").arg(&meta).arg("pending").query_async(&mut con).await.expect("redis");
+        s.redis_pending = pending.unwrap_or(0);
+        let entries: HashMap<String, String> =
+            redis::cmd("HGETALL").arg(&orders).query_async(&mut con).await.expect("redis");
+        s.redis_pending_entries = entries
+            .values()
+            .filter(|v| v.starts_with("P|"))
+            .filter_map(|v| v.split('|').nth(1)?.parse::<i64>().ok())
+            .sum();
+        s.redis_log_len = redis::cmd("ZCARD").arg(&log).query_async(&mut con).await.expect("redis");
+        s
+    }
+
+    /// Asserts NOTES §2 on both stores: `quantity = saleable + Σ RESERVED + Σ CONFIRMED` from the
+    /// order records themselves, the counters agree with them, `0 ≤ saleable ≤ quantity`, Redis's
+    /// pending counter matches its entries, and (when `quiet`) Redis stock = saleable − pending.
+    #[track_caller]
+    pub fn assert_identities(s: &Stores, quiet: bool) {
+        let reserved = s.by_status.get("RESERVED").copied().unwrap_or(0);
+        let confirmed = s.by_status.get("CONFIRMED").copied().unwrap_or(0);
+        assert!(0 <= s.saleable && s.saleable <= s.quantity, "saleable out of bounds: {s:?}");
+        assert_eq!(s.quantity, s.saleable + reserved + confirmed, "quantity identity: {s:?}");
+        assert_eq!((s.reserved_counter, s.confirmed_counter), (reserved, confirmed), "counters: {s:?}");
+        assert_eq!(s.redis_pending, s.redis_pending_entries, "redis pending counter: {s:?}");
+        if let Some(stock) = s.redis_stock {
+            assert!(stock >= 0, "redis stock negative: {s:?}");
+        }
+        if quiet {
+            assert_eq!(s.redis_stock, Some(s.saleable - s.redis_pending), "redis = saleable - pending: {s:?}");
+        }
+    }
+
+    /// Waits until nothing is pending and both stores agree, then asserts every identity.
+    pub async fn assert_settled(&self, collection: &str) -> Stores {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.stores(collection).await;
+            let quiet = s.redis_pending == 0 && s.redis_stock == Some(s.saleable);
+            if quiet || Instant::now() > deadline {
+                Self::assert_identities(&s, true);
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -1,1 +1,7 @@
+//! End-to-end and fault tests, one binary (each test its own deployment on the real local
+//! redis-server and moto server started by `infra/test.sh`).
 
+mod api_contract;
+mod persist_path;
+mod second_phase;
+mod try_path;

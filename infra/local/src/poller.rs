@@ -18,7 +18,7 @@ pub struct PollerConfig {
     pub batching_window: Duration,
 }
 
-fn to_event_message(m: aws_sdk_sqs::types::Message, arn: &str) -> SqsMessage {
+pub fn to_event_message(m: aws_sdk_sqs::types::Message, arn: &str) -> SqsMessage {
     let mut out = SqsMessage::default();
     out.message_id = m.message_id;
     out.receipt_handle = m.receipt_handle;
@@ -100,6 +100,29 @@ async fn delete_succeeded(
     }
 }
 
+/// Receives one batch and delivers it; returns how many messages it delivered.
+pub async fn deliver_once<F, Fut>(client: &aws_sdk_sqs::Client, cfg: &PollerConfig, handler: &F) -> usize
+where
+    F: Fn(SqsEvent) -> Fut,
+    Fut: Future<Output = SqsBatchResponse>,
+{
+    let msgs = receive_batch(client, cfg).await;
+    if msgs.is_empty() {
+        return 0;
+    }
+    let n = msgs.len();
+    let handles: Vec<(String, String)> = msgs
+        .iter()
+        .map(|m| (m.message_id.clone().unwrap_or_default(), m.receipt_handle.clone().unwrap_or_default()))
+        .collect();
+    let mut event = SqsEvent::default();
+    event.records = msgs.into_iter().map(|m| to_event_message(m, &cfg.queue_arn)).collect();
+    let resp = handler(event).await;
+    let failed: HashSet<String> = resp.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+    delete_succeeded(client, &cfg.queue_url, handles, &failed).await;
+    n
+}
+
 /// Runs forever (until its task is aborted).
 pub async fn run<F, Fut>(client: aws_sdk_sqs::Client, cfg: PollerConfig, handler: F)
 where
@@ -107,18 +130,6 @@ where
     Fut: Future<Output = SqsBatchResponse>,
 {
     loop {
-        let msgs = receive_batch(&client, &cfg).await;
-        if msgs.is_empty() {
-            continue;
-        }
-        let handles: Vec<(String, String)> = msgs
-            .iter()
-            .map(|m| (m.message_id.clone().unwrap_or_default(), m.receipt_handle.clone().unwrap_or_default()))
-            .collect();
-        let mut event = SqsEvent::default();
-        event.records = msgs.into_iter().map(|m| to_event_message(m, &cfg.queue_arn)).collect();
-        let resp = handler(event).await;
-        let failed: HashSet<String> = resp.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
-        delete_succeeded(&client, &cfg.queue_url, handles, &failed).await;
+        deliver_once(&client, &cfg, &handler).await;
     }
 }

@@ -28,6 +28,22 @@ pub enum Canceller<'a> {
     System(CancelReason),
 }
 
+/// A cancel's answer: the reservation now, and whether this call cancelled it (false for a replay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancelled {
+    pub view: ReservationView,
+    pub changed: bool,
+}
+
+impl Cancelled {
+    fn now(view: ReservationView) -> Self {
+        Self { view, changed: true }
+    }
+    fn before(view: ReservationView) -> Self {
+        Self { view, changed: false }
+    }
+}
+
 /// What a sweep or a batch of timers did.
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -84,7 +100,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     ///
     /// # Errors
     /// `ReservationNotFound` (not the caller's), `Refused(AlreadyConfirmed)`, `Refused(OrderFailed)`.
-    pub async fn cancel(&self, order: &OrderId, who: Canceller<'_>, now_ms: i64) -> Result<ReservationView, AppError> {
+    pub async fn cancel(&self, order: &OrderId, who: Canceller<'_>, now_ms: i64) -> Result<Cancelled, AppError> {
         let reason = match who {
             Canceller::Owner(_) => CancelReason::User,
             Canceller::System(r) => r,
@@ -100,14 +116,14 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 Located::Durable(mut rec) => {
                     let Some(collection) = rec.collection.clone() else {
                         // An empty-rollback tombstone.
-                        return Ok(rec.into());
+                        return Ok(Cancelled::before(rec.into()));
                     };
                     match transition(Some(rec.status), crate::domain::Event::Cancel)? {
                         Transition::Already(_) => {
                             // Finish a cancel that died between DynamoDB and Redis.
                             self.cache.release(&collection, order, None, now_ms).await?;
                             self.clear_sold_out(&collection);
-                            return Ok(rec.into());
+                            return Ok(Cancelled::before(rec.into()));
                         }
                         Transition::To(_) => {
                             let spec = self.spec(&collection).await?;
@@ -119,7 +135,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                                     tracing::info!(order = %order, reason = reason.as_str(), "cancelled; stock returned");
                                     rec.status = Status::Cancelled;
                                     rec.reason = Some(reason.as_str().to_owned());
-                                    return Ok(rec.into());
+                                    return Ok(Cancelled::now(rec.into()));
                                 }
                                 Err(WriteError::ConditionFailed) => continue, // raced confirm or cancel
                                 Err(WriteError::Cancelled(r)) => {
@@ -151,24 +167,24 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                     self.cache.tombstone_order(order, &user).await?;
                     self.clear_sold_out(&collection);
                     tracing::info!(order = %order, reason = reason.as_str(), "cancelled before persist; tombstone written");
-                    return Ok(ReservationView {
+                    return Ok(Cancelled::now(ReservationView {
                         order_id: order.clone(),
                         collection_id: Some(collection),
                         quantity,
                         status: Status::Cancelled,
                         expires_at: None,
                         reason: Some(reason.as_str().to_owned()),
-                    });
+                    }));
                 }
                 Located::Tombstone { .. } => {
-                    return Ok(ReservationView {
+                    return Ok(Cancelled::before(ReservationView {
                         order_id: order.clone(),
                         collection_id: None,
                         quantity: 0,
                         status: Status::Cancelled,
                         expires_at: None,
                         reason: None,
-                    });
+                    }));
                 }
                 Located::Unknown { claimed } => {
                     // Empty rollback: nothing was taken (or a Try is mid-flight). Leave a durable
@@ -192,14 +208,14 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                     }
                     self.cache.tombstone_order(order, &owner).await?;
                     tracing::info!(order = %order, "empty rollback; tombstone written");
-                    return Ok(ReservationView {
+                    return Ok(Cancelled::now(ReservationView {
                         order_id: order.clone(),
                         collection_id: None,
                         quantity: 0,
                         status: Status::Cancelled,
                         expires_at: None,
                         reason: Some(reason.as_str().to_owned()),
-                    });
+                    }));
                 }
             }
         }
@@ -214,7 +230,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             return Ok(());
         }
         match self.cancel(&t.order_id, Canceller::System(CancelReason::Timeout), now_ms).await {
-            Ok(v) if v.reason.as_deref() == Some(CancelReason::Timeout.as_str()) => report.cancelled += 1,
+            Ok(c) if c.changed => report.cancelled += 1,
             Ok(_) | Err(AppError::Refused(_)) | Err(AppError::ReservationNotFound) => report.already_final += 1,
             Err(e) => return Err(e),
         }

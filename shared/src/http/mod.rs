@@ -155,7 +155,7 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
         Route::Status(id) => Ok(ok_json(StatusCode::OK, &app.status(&order_id(id, "orderId")?, &who.user).await?)),
         Route::Cancel(id) => {
             let order = order_id(id, "orderId")?;
-            Ok(ok_json(StatusCode::OK, &app.cancel(&order, Canceller::Owner(&who.user), now).await?))
+            Ok(ok_json(StatusCode::OK, &app.cancel(&order, Canceller::Owner(&who.user), now).await?.view))
         }
         Route::Confirm(id) => {
             who.require("service")?;

@@ -1,0 +1,133 @@
+//! Persist: duplicate delivery, mixed batches (replays + short stock), poison messages to the DLQ.
+
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use flashstock::ports::ReservationMessage;
+use flashstock_e2e::{Options, TestApp};
+use serde_json::json;
+
+fn message(id: &str, body: String) -> SqsMessage {
+    let mut m = SqsMessage::default();
+    m.message_id = Some(id.to_owned());
+    m.body = Some(body);
+    m
+}
+
+fn event(msgs: Vec<SqsMessage>) -> SqsEvent {
+    let mut e = SqsEvent::default();
+    e.records = msgs;
+    e
+}
+
+fn manual() -> Options {
+    Options { run_persist: false, ..TestApp::fast_options() }
+}
+
+async fn queued_body(t: &TestApp) -> String {
+    let out = t
+        .stack
+        .sqs
+        .receive_message()
+        .queue_url(&t.stack.queues.reservations)
+        .max_number_of_messages(1)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    out.messages.unwrap_or_default().remove(0).body.unwrap()
+}
+
+#[tokio::test]
+async fn duplicate_delivery_is_applied_once() {
+    let t = TestApp::start_with(manual(), |_| {}).await;
+    t.collection("dup", json!({ "quantity": 10 })).await;
+    assert_eq!(t.reserve("u", "dup", "o1", 3).await.status, 202);
+    assert_eq!(t.status("u", "o1").await.str("status"), "PENDING");
+    let body = queued_body(&t).await;
+    // The same message twice in one batch, then again in a later batch, then concurrently.
+    let r = t.stack.app.persist_batch(event(vec![message("m1", body.clone()), message("m2", body.clone())]), 0).await;
+    assert!(r.batch_item_failures.is_empty());
+    let r = t.stack.app.persist_batch(event(vec![message("m3", body.clone())]), 0).await;
+    assert!(r.batch_item_failures.is_empty());
+    let (a, b) = tokio::join!(
+        t.stack.app.persist_batch(event(vec![message("m4", body.clone())]), 0),
+        t.stack.app.persist_batch(event(vec![message("m5", body.clone())]), 0)
+    );
+    assert!(a.batch_item_failures.is_empty() && b.batch_item_failures.is_empty());
+    assert_eq!(t.status("u", "o1").await.str("status"), "RESERVED");
+    let s = t.assert_settled("dup").await;
+    assert_eq!(s.saleable, 7, "taken once: {s:?}");
+}
+
+#[tokio::test]
+async fn a_batch_of_replays_new_orders_and_short_stock() {
+    let t = TestApp::start_with(manual(), |_| {}).await;
+    t.collection("mix", json!({ "quantity": 10 })).await;
+    // Two orders become durable first.
+    for (u, o) in [("a", "r1"), ("b", "r2")] {
+        assert_eq!(t.reserve(u, "mix", o, 2).await.status, 202);
+    }
+    let first: Vec<String> = vec![queued_body(&t).await, queued_body(&t).await];
+    let r = t
+        .stack
+        .app
+        .persist_batch(event(first.iter().enumerate().map(|(i, b)| message(&format!("f{i}"), b.clone())).collect()), 0)
+        .await;
+    assert!(r.batch_item_failures.is_empty());
+    // Redis drifted high: DynamoDB only has 6 left but Redis is told 12.
+    let [stock, ..] = t.keys("mix");
+    let mut con = t.redis.clone();
+    let _: () = redis::cmd("SET").arg(&stock).arg(12).query_async(&mut con).await.unwrap();
+    for (u, o, q) in [("c", "n1", 3), ("d", "n2", 2), ("e", "n3", 3), ("f", "n4", 1)] {
+        assert_eq!(t.reserve(u, "mix", o, q).await.status, 202, "{o}");
+    }
+    let mut bodies = first.clone(); // replays of r1, r2
+    for _ in 0..4 {
+        bodies.push(queued_body(&t).await);
+    }
+    let msgs = bodies.iter().enumerate().map(|(i, b)| message(&format!("m{i}"), b.clone())).collect();
+    let r = t.stack.app.persist_batch(event(msgs), 0).await;
+    assert!(r.batch_item_failures.is_empty(), "every order resolved: {:?}", r.batch_item_failures);
+    // 6 left: n1 (3) and n2 (2) fit, n3 (3) does not, n4 (1) does — first come, first served.
+    for (u, o, want) in
+        [("c", "n1", "RESERVED"), ("d", "n2", "RESERVED"), ("e", "n3", "FAILED"), ("f", "n4", "RESERVED")]
+    {
+        assert_eq!(t.status(u, o).await.str("status"), want, "{o}");
+    }
+    let s = t.stores("mix").await;
+    TestApp::assert_identities(&s, false);
+    assert_eq!(s.saleable, 0);
+    assert_eq!(s.by_status.get("FAILED").copied(), Some(3));
+    assert_eq!(s.redis_pending, 0);
+}
+
+#[tokio::test]
+async fn poison_messages_go_to_the_dlq_and_good_ones_in_the_batch_land() {
+    let t = TestApp::start().await;
+    t.collection("p", json!({ "quantity": 10 })).await;
+    let send = |body: String| {
+        let sqs = t.stack.sqs.clone();
+        let url = t.stack.queues.reservations.clone();
+        async move { sqs.send_message().queue_url(url).message_body(body).send().await.unwrap() }
+    };
+    send("{not json".to_owned()).await;
+    let unknown = ReservationMessage {
+        order_id: flashstock::domain::OrderId::parse("ghost").unwrap(),
+        collection_id: flashstock::domain::CollectionId::parse("no-such-collection").unwrap(),
+        user_id: flashstock::domain::UserId::parse("u").unwrap(),
+        quantity: 1,
+        accepted_at_ms: flashstock::now_ms(),
+    };
+    send(serde_json::to_string(&unknown).unwrap()).await;
+    assert_eq!(t.reserve("u", "p", "good", 1).await.status, 202);
+    t.wait_status("u", "good", "RESERVED", Duration::from_secs(10)).await;
+    // maxReceiveCount 5, visibility 2 s: both poison messages reach the DLQ.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while t.queue_depth(&t.stack.queues.reservations_dlq).await < 2 {
+        assert!(Instant::now() < deadline, "poison messages never reached the DLQ");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(t.queue_depth(&t.stack.queues.reservations).await, 0);
+    t.assert_settled("p").await;
+}

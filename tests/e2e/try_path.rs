@@ -1,0 +1,141 @@
+//! Try: idempotency, limits, concurrency, cache loss and publish failure, through the front door.
+
+use std::time::Duration;
+
+use flashstock_e2e::TestApp;
+use futures::StreamExt;
+use serde_json::json;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+#[tokio::test]
+async fn replay_returns_the_original_answer_and_a_changed_body_is_refused() {
+    let t = TestApp::start().await;
+    t.collection("c1", json!({ "quantity": 10 })).await;
+    let first = t.reserve("alice", "c1", "o-1", 2).await;
+    assert_eq!(first.status, 202, "{first:?}");
+    assert_eq!(first.body, json!({ "orderId": "o-1", "collectionId": "c1", "quantity": 2, "status": "PENDING" }));
+    let again = t.reserve("alice", "c1", "o-1", 2).await;
+    assert_eq!((again.status, &again.body), (202, &first.body), "a replay answers as the original");
+    t.reserve("alice", "c1", "o-1", 3).await.assert_problem(409, "IDEMPOTENCY_MISMATCH");
+    t.reserve("bob", "c1", "o-1", 2).await.assert_problem(409, "IDEMPOTENCY_MISMATCH");
+    t.collection("c2", json!({ "quantity": 10 })).await;
+    t.reserve("alice", "c2", "o-1", 2).await.assert_problem(409, "IDEMPOTENCY_MISMATCH");
+    t.wait_status("alice", "o-1", "RESERVED", 10 * SECOND).await;
+    let late = t.reserve("alice", "c1", "o-1", 2).await;
+    assert_eq!(late.status, 202, "a replay after persist still answers as the original: {late:?}");
+    let s = t.assert_settled("c1").await;
+    assert_eq!((s.saleable, s.by_status.get("RESERVED").copied()), (8, Some(2)), "taken once: {s:?}");
+}
+
+#[tokio::test]
+async fn per_user_limit_counts_held_units_and_frees_them_on_cancel() {
+    let t = TestApp::start().await;
+    t.collection("lim", json!({ "quantity": 50, "perUserLimit": 3 })).await;
+    assert_eq!(t.reserve("u", "lim", "a", 2).await.status, 202);
+    let over = t.reserve("u", "lim", "b", 2).await;
+    over.assert_problem(409, "LIMIT_EXCEEDED");
+    assert_eq!(over.int("held"), 2);
+    assert_eq!(t.reserve("u", "lim", "c", 1).await.status, 202);
+    t.reserve("u", "lim", "d", 1).await.assert_problem(409, "LIMIT_EXCEEDED");
+    assert_eq!(t.reserve("other", "lim", "e", 3).await.status, 202, "the limit is per user");
+    t.wait_status("u", "a", "RESERVED", 10 * SECOND).await;
+    assert_eq!(t.cancel("u", "a").await.status, 200);
+    assert_eq!(t.reserve("u", "lim", "f", 2).await.status, 202, "a cancel releases the user's share");
+    t.wait_status("u", "f", "RESERVED", 10 * SECOND).await;
+    t.assert_settled("lim").await;
+}
+
+#[tokio::test]
+async fn five_hundred_concurrent_buyers_for_one_hundred_units() {
+    let t = TestApp::start().await;
+    t.collection("hot", json!({ "quantity": 100 })).await;
+    let answers: Vec<_> = futures::stream::iter(0..500)
+        .map(|i| {
+            let t = &t;
+            async move { t.reserve(&format!("buyer-{i}"), "hot", &format!("order-{i}"), 1).await }
+        })
+        .buffer_unordered(500)
+        .collect()
+        .await;
+    let accepted: Vec<_> = answers.iter().filter(|a| a.status == 202).collect();
+    assert_eq!(accepted.len(), 100, "exactly the stock is accepted");
+    for a in answers.iter().filter(|a| a.status != 202) {
+        a.assert_problem(409, "SOLD_OUT");
+    }
+    for a in &accepted {
+        let order = a.str("orderId");
+        let user = format!("buyer-{}", order.trim_start_matches("order-"));
+        t.wait_status(&user, order, "RESERVED", 30 * SECOND).await;
+    }
+    let s = t.assert_settled("hot").await;
+    assert_eq!(s.saleable, 0);
+    assert_eq!(s.by_status.get("RESERVED").copied(), Some(100));
+    assert_eq!(s.by_status.len(), 1, "no other records: {s:?}");
+}
+
+#[tokio::test]
+async fn insufficient_stock_names_what_is_left_and_sold_out_clears_after_a_cancel() {
+    let t = TestApp::start().await;
+    t.collection("small", json!({ "quantity": 3 })).await;
+    assert_eq!(t.reserve("a", "small", "o1", 2).await.status, 202);
+    let short = t.reserve("b", "small", "o2", 2).await;
+    short.assert_problem(409, "INSUFFICIENT_STOCK");
+    assert_eq!(short.int("available"), 1);
+    assert_eq!(t.reserve("b", "small", "o3", 1).await.status, 202);
+    t.reserve("c", "small", "o4", 1).await.assert_problem(409, "SOLD_OUT");
+    t.wait_status("a", "o1", "RESERVED", 10 * SECOND).await;
+    assert_eq!(t.cancel("a", "o1").await.status, 200);
+    // The per-instance sold-out flag must not outlive the returned stock by more than ~1 s.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(t.reserve("c", "small", "o5", 2).await.status, 202, "stock came back");
+    t.wait_status("c", "o5", "RESERVED", 10 * SECOND).await;
+    t.assert_settled("small").await;
+}
+
+#[tokio::test]
+async fn lost_cache_answers_503_until_warm_up_never_sold_out() {
+    let t = TestApp::start().await;
+    let a = t.create("cold", json!({ "quantity": 5 })).await;
+    assert_eq!(a.status, 201, "{a:?}");
+    t.reserve("u", "cold", "o1", 1).await.assert_problem(503, "CACHE_NOT_READY");
+    assert_eq!(t.warmup("cold").await.int("cached"), 5);
+    assert_eq!(t.reserve("u", "cold", "o1", 1).await.status, 202, "a refused Try can be retried");
+    t.wait_status("u", "o1", "RESERVED", 10 * SECOND).await;
+    // Redis loses the stock key (restart, failover).
+    let [stock, ..] = t.keys("cold");
+    let mut con = t.redis.clone();
+    let _: () = redis::cmd("DEL").arg(&stock).query_async(&mut con).await.unwrap();
+    let lost = t.reserve("v", "cold", "o2", 1).await;
+    lost.assert_problem(503, "CACHE_NOT_READY");
+    assert_eq!(t.inspect("cold").await.body["cached"], json!(null));
+    assert_eq!(t.warmup("cold").await.int("cached"), 4, "rebuilt from DynamoDB saleable");
+    assert_eq!(t.warmup("cold").await.int("cached"), 4, "warm-up never overwrites a live stock");
+    assert_eq!(t.reserve("v", "cold", "o2", 1).await.status, 202);
+    t.wait_status("v", "o2", "RESERVED", 10 * SECOND).await;
+    t.assert_settled("cold").await;
+}
+
+#[tokio::test]
+async fn publish_failure_gives_the_stock_back_and_answers_503() {
+    // The API's queue URL points at a queue that does not exist: every publish fails for real.
+    let t = TestApp::start_with(TestApp::fast_options(), |c| {
+        c.reservation_queue_url = format!("{}-missing", c.reservation_queue_url);
+    })
+    .await;
+    t.collection("pf", json!({ "quantity": 5 })).await;
+    t.reserve("u", "pf", "o1", 2).await.assert_problem(503, "SERVICE_UNAVAILABLE");
+    let s = t.stores("pf").await;
+    assert_eq!(s.redis_stock, Some(5), "stock given back at once: {s:?}");
+    assert_eq!((s.redis_pending, s.redis_log_len), (0, 0), "nothing left in flight: {s:?}");
+    t.status("u", "o1").await.assert_problem(404, "RESERVATION_NOT_FOUND");
+    // The retry is a fresh Try (and fails the same way, still giving stock back).
+    t.reserve("u", "pf", "o1", 2).await.assert_problem(503, "SERVICE_UNAVAILABLE");
+    TestApp::assert_identities(&t.stores("pf").await, true);
+}
+
+#[tokio::test]
+async fn unknown_collection_is_404() {
+    let t = TestApp::start().await;
+    t.reserve("u", "nope", "o1", 1).await.assert_problem(404, "COLLECTION_NOT_FOUND");
+}
