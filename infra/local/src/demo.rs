@@ -31,7 +31,7 @@ impl Default for DemoOptions {
             concurrency: 256,
             cancel_percent: 10,
             abandon_percent: 10,
-            payment_window_seconds: 5,
+            payment_window_seconds: 20,
             progress: true,
         }
     }
@@ -48,6 +48,8 @@ pub struct DemoReport {
     pub cancelled: u64,
     pub timed_out: u64,
     pub confirmed: u64,
+    /// Payments that arrived after their reservation had timed out (answered 409).
+    pub late_payments: u64,
     pub final_state: Value,
     pub drift: i64,
     pub try_seconds: f64,
@@ -59,6 +61,61 @@ impl DemoReport {
             "accepted {} · refused {} · durable {} · cancelled {} · timed out {} · confirmed {} · drift {}",
             self.accepted, self.refused, self.durable, self.cancelled, self.timed_out, self.confirmed, self.drift
         )
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Plan {
+    Cancel,
+    Abandon,
+    Pay,
+}
+
+enum Journey {
+    Failed,
+    Cancelled,
+    Confirmed,
+    PaidTooLate,
+    Abandoned(String, String),
+}
+
+/// One buyer after an accepted Try: poll until durable, then follow the plan.
+async fn journey(client: &Client, user: &str, order: &str, plan: Plan) -> anyhow::Result<Journey> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, v) = client.call(reqwest::Method::GET, &format!("/v1/reservations/{order}"), user, &[], None).await?;
+        match v.get("status").and_then(Value::as_str) {
+            Some("RESERVED") => break,
+            Some("FAILED" | "CANCELLED") => return Ok(Journey::Failed),
+            _ if Instant::now() > deadline => anyhow::bail!("{order} never became durable: {v}"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    match plan {
+        Plan::Abandon => Ok(Journey::Abandoned(user.to_owned(), order.to_owned())),
+        Plan::Cancel => {
+            let (s, v) = client
+                .call(reqwest::Method::POST, &format!("/v1/reservations/{order}/cancel"), user, &[], None)
+                .await?;
+            anyhow::ensure!(s == 200, "cancel {order}: {s} {v}");
+            Ok(Journey::Cancelled)
+        }
+        Plan::Pay => {
+            let (s, v) = client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/v1/reservations/{order}/confirm"),
+                    "payments",
+                    &["service"],
+                    None,
+                )
+                .await?;
+            match (s, v.get("code").and_then(Value::as_str)) {
+                (200, _) => Ok(Journey::Confirmed),
+                (409, Some("ALREADY_CANCELLED")) => Ok(Journey::PaidTooLate),
+                _ => anyhow::bail!("confirm {order}: {s} {v}"),
+            }
+        }
     }
 }
 
@@ -184,87 +241,81 @@ pub async fn run(base: &str, secret: &str, opts: &DemoOptions) -> anyhow::Result
         report.by_code
     );
 
-    // Poll until every accepted order has a durable answer.
-    let pb = bar(accepted.len() as u64, "durable", opts.progress);
-    let mut waiting = accepted.clone();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut reserved: Vec<(String, String)> = Vec::new();
-    while !waiting.is_empty() && Instant::now() < deadline {
-        let mut still = Vec::new();
-        for (user, order) in waiting {
-            let (_, v) =
-                client.call(reqwest::Method::GET, &format!("/v1/reservations/{order}"), &user, &[], None).await?;
-            match v.get("status").and_then(Value::as_str) {
-                Some("RESERVED") => {
-                    report.durable += 1;
-                    reserved.push((user, order));
-                    pb.inc(1);
-                }
-                Some("FAILED" | "CANCELLED") => {
-                    report.failed += 1;
-                    pb.inc(1);
-                }
-                _ => still.push((user, order)),
-            }
-        }
-        waiting = still;
-        if !waiting.is_empty() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    pb.finish();
-    anyhow::ensure!(waiting.is_empty(), "{} orders never became durable", waiting.len());
-
-    // Phase two: some cancel, some abandon (time out), the rest pay.
-    let n = reserved.len();
+    // Each accepted buyer polls until the order is durable, then at once cancels, abandons (lets
+    // the payment window lapse) or pays — all buyers concurrently, as a storefront would.
+    let n = accepted.len();
     let n_cancel = n * usize::from(opts.cancel_percent) / 100;
     let n_abandon = n * usize::from(opts.abandon_percent) / 100;
-    let (cancel, rest) = reserved.split_at(n_cancel);
-    let (abandon, pay) = rest.split_at(n_abandon);
-    let pb = bar((cancel.len() + pay.len()) as u64, "2nd phase", opts.progress);
-    for (user, order) in cancel {
-        let (s, v) =
-            client.call(reqwest::Method::POST, &format!("/v1/reservations/{order}/cancel"), user, &[], None).await?;
-        anyhow::ensure!(s == 200, "cancel {order}: {s} {v}");
-        report.cancelled += 1;
-        pb.inc(1);
-    }
-    for (_, order) in pay {
-        let (s, v) = client
-            .call(reqwest::Method::POST, &format!("/v1/reservations/{order}/confirm"), "payments", &["service"], None)
-            .await?;
-        anyhow::ensure!(s == 200, "confirm {order}: {s} {v}");
-        report.confirmed += 1;
-        pb.inc(1);
-    }
+    let pb = bar(n as u64, "2nd phase", opts.progress);
+    let outcomes: Vec<anyhow::Result<Journey>> = futures::stream::iter(accepted.into_iter().enumerate())
+        .map(|(i, (user, order))| {
+            let client = client.clone();
+            let pb = pb.clone();
+            let plan = if i < n_cancel {
+                Plan::Cancel
+            } else if i < n_cancel + n_abandon {
+                Plan::Abandon
+            } else {
+                Plan::Pay
+            };
+            async move {
+                let r = journey(&client, &user, &order, plan).await;
+                pb.inc(1);
+                r
+            }
+        })
+        .buffer_unordered(opts.concurrency.min(64))
+        .collect()
+        .await;
     pb.finish();
-    if !abandon.is_empty() {
+    let mut abandoned = Vec::new();
+    for o in outcomes {
+        match o? {
+            Journey::Failed => report.failed += 1,
+            Journey::Cancelled => {
+                report.durable += 1;
+                report.cancelled += 1
+            }
+            Journey::Confirmed => {
+                report.durable += 1;
+                report.confirmed += 1
+            }
+            Journey::PaidTooLate => {
+                report.durable += 1;
+                report.timed_out += 1;
+                report.late_payments += 1
+            }
+            Journey::Abandoned(user, order) => {
+                report.durable += 1;
+                abandoned.push((user, order))
+            }
+        }
+    }
+    if !abandoned.is_empty() {
         println!(
             "waiting for {} unpaid reservations to time out ({} s window)…",
-            abandon.len(),
+            abandoned.len(),
             opts.payment_window_seconds
         );
     }
     let deadline = Instant::now() + Duration::from_secs(u64::from(opts.payment_window_seconds) + 120);
-    let mut pending_timeout: Vec<&(String, String)> = abandon.iter().collect();
-    while !pending_timeout.is_empty() && Instant::now() < deadline {
+    while !abandoned.is_empty() && Instant::now() < deadline {
         let mut still = Vec::new();
-        for pair in pending_timeout {
-            let (user, order) = pair;
+        for (user, order) in abandoned {
             let (_, v) =
-                client.call(reqwest::Method::GET, &format!("/v1/reservations/{order}"), user, &[], None).await?;
+                client.call(reqwest::Method::GET, &format!("/v1/reservations/{order}"), &user, &[], None).await?;
             if v.get("status").and_then(Value::as_str) == Some("CANCELLED") {
                 report.timed_out += 1;
             } else {
-                still.push(pair);
+                still.push((user, order));
             }
         }
-        pending_timeout = still;
-        if !pending_timeout.is_empty() {
+        abandoned = still;
+        if !abandoned.is_empty() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
-    anyhow::ensure!(pending_timeout.is_empty(), "{} reservations did not time out", pending_timeout.len());
+    anyhow::ensure!(abandoned.is_empty(), "{} reservations did not time out", abandoned.len());
 
     // Let the stores settle, then read both.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -44,7 +44,7 @@ enum Cmd {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=100))]
         abandon_percent: u8,
         /// The collection's payment window in seconds.
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=86_400))]
         payment_window: u32,
         /// Run against an already serving stack (e.g. `serve`) instead of a fresh one.
         #[arg(long)]

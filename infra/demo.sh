@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The demo command: installs what is missing, starts the local services, and runs a flash sale
+# (2,000 buyers for 200 units by default; pass flashstock-local demo options through, e.g.
+# `infra/demo.sh --buyers 20000 --units 2000`). Its last line shows the drift, which must be 0.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+"$root/infra/setup.sh"
+"$root/infra/services.sh" start
+trap '"$root/infra/services.sh" stop' EXIT
+# shellcheck disable=SC1091
+source "$root/.local/env"
+cargo build --quiet -p flashstock-local
+RUST_LOG="${RUST_LOG:-warn}" "$root/target/debug/flashstock-local" demo "$@"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Starts the local stack and leaves it serving on 127.0.0.1:${FLASHSTOCK_HTTP_PORT:-3000} until
+# Ctrl-C; the services (redis-server, moto) keep running afterwards: `infra/services.sh stop`.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+"$root/infra/setup.sh"
+"$root/infra/services.sh" start
+# shellcheck disable=SC1091
+source "$root/.local/env"
+cargo build --quiet --release -p flashstock-local
+exec "$root/target/release/flashstock-local" serve "$@"
