@@ -12,6 +12,7 @@ pub const ORDER_RETENTION_SECONDS: &str = "FLASHSTOCK_ORDER_RETENTION_SECONDS";
 pub const SOLD_OUT_FLAG_MS: &str = "FLASHSTOCK_SOLD_OUT_FLAG_MS";
 pub const RECONCILE_THRESHOLD_MS: &str = "FLASHSTOCK_RECONCILE_THRESHOLD_MS";
 pub const FAULT_DROP_MESSAGE_PERCENT: &str = "FLASHSTOCK_FAULT_DROP_MESSAGE_PERCENT";
+pub const EMIT_EMF: &str = "FLASHSTOCK_EMIT_EMF";
 
 /// Every variable a function's config requires (the deployment test checks the template gives them).
 pub const REQUIRED: [&str; 4] = [REDIS_URL, TABLE, RESERVATION_QUEUE_URL, TIMEOUT_QUEUE_URL];
@@ -43,6 +44,9 @@ pub struct Config {
     /// Fault injection for tests and the demo: this share (0–100) of accepted Tries "lose" their
     /// message after the Redis deduction. Only settable from the environment, never from a request.
     pub fault_drop_message_percent: u8,
+    /// Print CloudWatch embedded-metric-format lines on stdout (default on; Lambda ships stdout to
+    /// CloudWatch Logs, which extracts the metrics).
+    pub emit_emf: bool,
 }
 
 impl Config {
@@ -78,6 +82,7 @@ impl Config {
             sold_out_flag: Duration::from_millis(num(SOLD_OUT_FLAG_MS, get(SOLD_OUT_FLAG_MS), 500)?),
             reconcile_threshold_ms: num(RECONCILE_THRESHOLD_MS, get(RECONCILE_THRESHOLD_MS), 60_000)?,
             fault_drop_message_percent: fault,
+            emit_emf: !matches!(get(EMIT_EMF).as_deref(), Some("0" | "false" | "off")),
         })
     }
 }
@@ -106,6 +111,7 @@ mod tests {
         assert_eq!(c.order_retention_seconds, 86_400);
         assert_eq!(c.sold_out_flag, Duration::from_millis(500));
         assert_eq!(c.fault_drop_message_percent, 0);
+        assert!(c.emit_emf);
     }
 
     #[test]

@@ -119,6 +119,8 @@ pub enum Released {
     WasFailed,
     /// No entry; a tombstone entry was written when asked to.
     Absent,
+    /// A settled order with no cancel intent in the log: not returned (drift repair owns it).
+    Unlogged,
 }
 
 /// One collection's Redis counters, read atomically.
@@ -201,6 +203,19 @@ pub trait StockCache: Send + Sync + 'static {
         collection: &CollectionId,
         order: &OrderId,
     ) -> impl Future<Output = InfraResult<Option<CacheEntry>>> + Send;
+    /// The entries of several orders at once (`None` where there is none).
+    fn entries(
+        &self,
+        collection: &CollectionId,
+        orders: &[OrderId],
+    ) -> impl Future<Output = InfraResult<Vec<Option<CacheEntry>>>> + Send;
+    /// Forgets entries settled before `before_ms` (at most `limit`); returns how many.
+    fn trim_settled(
+        &self,
+        collection: &CollectionId,
+        before_ms: i64,
+        limit: usize,
+    ) -> impl Future<Output = InfraResult<u32>> + Send;
     fn snapshot(&self, collection: &CollectionId) -> impl Future<Output = InfraResult<CacheSnapshot>> + Send;
     /// Sets stock to `saleable - pending` if the version still matches; `only_if_missing` leaves a
     /// live stock key alone (warm-up), otherwise refuses while anything is in the log.

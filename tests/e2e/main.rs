@@ -3,5 +3,6 @@
 
 mod api_contract;
 mod persist_path;
+mod reconcile;
 mod second_phase;
 mod try_path;

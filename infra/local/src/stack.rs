@@ -87,6 +87,8 @@ impl Stack {
             config::TABLE => Some(table.clone()),
             config::RESERVATION_QUEUE_URL => Some(queues.reservations.clone()),
             config::TIMEOUT_QUEUE_URL => Some(queues.timeouts.clone()),
+            // Locally the report goes to the JSON log only, unless asked for.
+            config::EMIT_EMF => Some(std::env::var(config::EMIT_EMF).unwrap_or_else(|_| "off".to_owned())),
             other => std::env::var(other).ok(),
         })?;
         tweak(&mut config);
@@ -140,8 +142,12 @@ impl Stack {
             tasks.push(tokio::spawn(schedule::run(interval, move |ev| {
                 let app = app.clone();
                 async move {
+                    // Two rules in AWS: the cancel function's expiry sweep and the reconcile function.
                     if let Err(e) = cancel_event(&app, ev).await {
                         tracing::error!(error = %e, "scheduled sweep failed");
+                    }
+                    if let Err(e) = app.reconcile(flashstock::now_ms()).await {
+                        tracing::error!(error = %e, "scheduled reconciliation failed");
                     }
                 }
             })));

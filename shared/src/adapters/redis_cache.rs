@@ -26,6 +26,7 @@ struct Scripts {
     release: Script,
     snapshot: Script,
     rebuild: Script,
+    trim: Script,
 }
 
 impl Scripts {
@@ -38,6 +39,7 @@ impl Scripts {
             release: Script::new(include_str!("../lua/release.lua")),
             snapshot: Script::new(include_str!("../lua/snapshot.lua")),
             rebuild: Script::new(include_str!("../lua/rebuild.lua")),
+            trim: Script::new(include_str!("../lua/trim.lua")),
         }
     }
 }
@@ -281,6 +283,7 @@ impl StockCache for RedisCache {
             "RETURNED" => Released::Returned(q as u32),
             "ALREADY" => Released::Already,
             "FAILED" => Released::WasFailed,
+            "UNLOGGED" => Released::Unlogged,
             _ => Released::Absent,
         })
     }
@@ -295,6 +298,28 @@ impl StockCache for RedisCache {
             .await
             .map_err(err("redis entry"))?;
         Ok(v.as_deref().and_then(parse_entry))
+    }
+
+    async fn entries(&self, collection: &CollectionId, orders: &[OrderId]) -> InfraResult<Vec<Option<CacheEntry>>> {
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let [_, key, ..] = collection_keys(&self.prefix, collection);
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(key);
+        for o in orders {
+            cmd.arg(o.as_str());
+        }
+        let mut con = self.con.clone();
+        let raw: Vec<Option<String>> = cmd.query_async(&mut con).await.map_err(err("redis entries"))?;
+        Ok(raw.iter().map(|v| v.as_deref().and_then(parse_entry)).collect())
+    }
+
+    async fn trim_settled(&self, collection: &CollectionId, before_ms: i64, limit: usize) -> InfraResult<u32> {
+        let (_, n, _) = self
+            .run("redis trim script", &self.scripts.trim, collection, vec![before_ms.to_string(), limit.to_string()])
+            .await?;
+        Ok(n as u32)
     }
 
     async fn snapshot(&self, collection: &CollectionId) -> InfraResult<CacheSnapshot> {

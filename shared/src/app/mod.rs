@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod persist;
+pub mod reconcile;
 pub mod reserve;
 pub mod second_phase;
 pub mod status;
@@ -65,6 +66,9 @@ pub struct Settings {
     pub sold_out_flag: Duration,
     pub reconcile_threshold_ms: i64,
     pub fault_drop_message_percent: u8,
+    /// How long settled per-order entries stay in Redis for replays.
+    pub order_retention_ms: i64,
+    pub emit_emf: bool,
 }
 
 impl From<&Config> for Settings {
@@ -73,6 +77,8 @@ impl From<&Config> for Settings {
             sold_out_flag: c.sold_out_flag,
             reconcile_threshold_ms: c.reconcile_threshold_ms,
             fault_drop_message_percent: c.fault_drop_message_percent,
+            order_retention_ms: (c.order_retention_seconds as i64).saturating_mul(1000),
+            emit_emf: c.emit_emf,
         }
     }
 }

@@ -1,0 +1,321 @@
+//! Reconciliation (every minute): heals what a lost message, a crash or a lost cache left behind,
+//! race-free, and reports what it did.
+//!
+//! Per collection:
+//! 1. **Unsettled log entries** older than the threshold (the log holds only deductions and
+//!    cancels not yet known durable, so the cost grows with those, not with history):
+//!    DynamoDB has the reservation → settle; it is CANCELLED → return the Redis share once; it has
+//!    nothing → write a tombstone (conditional), and only if that write wins give the stock back
+//!    (order CANCELLED, reason LOST). A message arriving later meets the tombstone.
+//! 2. **Drift and identities**: compare Redis with `saleable − pending`; rebuild a lost stock key,
+//!    and repair drift only while nothing is in flight, compare-and-set on the cache version read
+//!    before DynamoDB was (so a concurrent Try, settle or cancel makes the repair step aside).
+//! 3. **Trim** per-order entries settled longer ago than the retention.
+//!
+//! The run's summary is logged as JSON, emitted as CloudWatch embedded-metric-format lines, and
+//! returned as the handler's result.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::json;
+
+use super::{App, AppError};
+use crate::domain::{CancelReason, CollectionId, IdentityViolation, OrderId, Status, drift};
+use crate::ports::{CacheState, Ledger, OrderRecord, Queue, Rebuild, Released, SettleAs, StockCache, Tombstone};
+
+/// Unsettled entries examined per collection per run.
+pub const ENTRIES_PER_RUN: usize = 20_000;
+/// Concurrent DynamoDB writes while healing.
+const HEAL_CONCURRENCY: usize = 32;
+/// Settled entries trimmed per collection per run.
+const TRIM_PER_RUN: usize = 20_000;
+
+/// One collection's part of the report.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectionReport {
+    pub unsettled_examined: u32,
+    pub settled: u32,
+    pub returned: u32,
+    pub tombstones_written: u32,
+    /// `cached − (saleable − pending)` seen this run (`None`: no stock key).
+    pub drift: Option<i64>,
+    pub rebuilt: bool,
+    pub repaired_drift: Option<i64>,
+    pub trimmed: u32,
+    pub identity_violations: Vec<IdentityViolation>,
+    pub errors: Vec<String>,
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileReport {
+    pub collections_checked: u32,
+    pub entries_healed: u32,
+    pub tombstones_written: u32,
+    pub identity_violations: u32,
+    pub max_abs_drift: i64,
+    pub errors: u32,
+    pub duration_ms: i64,
+    pub collections: BTreeMap<String, CollectionReport>,
+}
+
+enum Heal {
+    Settled,
+    Failed,
+    Returned,
+    Tombstoned,
+    Nothing,
+}
+
+impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+    /// One reconciliation run over every collection. Safe to overlap with another run and with
+    /// live traffic; idempotent.
+    pub async fn reconcile(&self, now_ms: i64) -> Result<ReconcileReport, AppError> {
+        let mut report = ReconcileReport::default();
+        for id in self.ledger.collections().await? {
+            let mut cr = CollectionReport::default();
+            if let Err(e) = self.reconcile_collection(&id, now_ms, &mut cr).await {
+                tracing::error!(collection = %id, error = %e, "reconciliation of a collection failed");
+                cr.errors.push(e.to_string());
+            }
+            report.collections_checked += 1;
+            report.entries_healed += cr.settled + cr.returned;
+            report.tombstones_written += cr.tombstones_written;
+            report.identity_violations += cr.identity_violations.len() as u32;
+            report.max_abs_drift = report.max_abs_drift.max(cr.drift.unwrap_or(0).abs());
+            report.errors += cr.errors.len() as u32;
+            report.collections.insert(id.to_string(), cr);
+        }
+        report.duration_ms = crate::now_ms() - now_ms;
+        tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "reconciliation run");
+        if self.settings.emit_emf {
+            for line in emf_lines(&report, now_ms) {
+                // EMF must be a bare JSON line on stdout for CloudWatch to extract metrics.
+                println!("{line}");
+            }
+        }
+        Ok(report)
+    }
+
+    async fn reconcile_collection(
+        &self,
+        id: &CollectionId,
+        now_ms: i64,
+        cr: &mut CollectionReport,
+    ) -> Result<(), AppError> {
+        // 1. Unsettled deductions and cancels.
+        let ids =
+            self.cache.unsettled_before(id, now_ms - self.settings.reconcile_threshold_ms, ENTRIES_PER_RUN).await?;
+        cr.unsettled_examined = ids.len() as u32;
+        if !ids.is_empty() {
+            self.heal_entries(id, &ids, now_ms, cr).await?;
+        }
+        // 2. Drift and identities (snapshot before DynamoDB: the version guards the repair).
+        let snap = self.cache.snapshot(id).await?;
+        let rec = self.ledger.collection(id).await?.ok_or(AppError::CollectionNotFound)?;
+        cr.identity_violations = rec.levels.violations();
+        for v in &cr.identity_violations {
+            tracing::error!(collection = %id, violation = ?v, "identity violated");
+        }
+        let saleable = rec.levels.saleable;
+        match snap.stock {
+            None => {
+                if let Rebuild::Set(s) = self.cache.rebuild(id, snap.version, saleable, true).await? {
+                    tracing::warn!(collection = %id, stock = s, "Redis stock was missing; rebuilt from DynamoDB");
+                    cr.rebuilt = true;
+                    self.clear_sold_out(id);
+                }
+            }
+            Some(cached) => {
+                let d = drift(cached, saleable, snap.pending);
+                cr.drift = Some(d);
+                if d != 0 && snap.pending == 0 && snap.unsettled == 0 {
+                    match self.cache.rebuild(id, snap.version, saleable, false).await? {
+                        Rebuild::Set(s) => {
+                            tracing::warn!(collection = %id, drift = d, stock = s, "drift repaired from DynamoDB");
+                            cr.repaired_drift = Some(d);
+                        }
+                        other => {
+                            tracing::info!(collection = %id, drift = d, outcome = ?other, "drift repair stepped aside")
+                        }
+                    }
+                }
+                if rec.last_drift != Some(d) {
+                    self.ledger.record_drift(id, d).await?;
+                }
+            }
+        }
+        // 3. Bound Redis memory.
+        cr.trimmed = self.cache.trim_settled(id, now_ms - self.settings.order_retention_ms, TRIM_PER_RUN).await?;
+        Ok(())
+    }
+
+    async fn heal_entries(
+        &self,
+        id: &CollectionId,
+        ids: &[OrderId],
+        now_ms: i64,
+        cr: &mut CollectionReport,
+    ) -> Result<(), AppError> {
+        let records: HashMap<OrderId, OrderRecord> =
+            self.ledger.orders(ids).await?.into_iter().map(|r| (r.order.clone(), r)).collect();
+        let entries = self.cache.entries(id, ids).await?;
+        let mut settle = Vec::new();
+        let mut failed = Vec::new();
+        let mut to_release = Vec::new();
+        let mut missing = Vec::new();
+        for (order, entry) in ids.iter().zip(entries) {
+            match records.get(order).map(|r| r.status) {
+                Some(Status::Reserved | Status::Confirmed | Status::Pending) => settle.push(order.clone()),
+                Some(Status::Failed) => failed.push(order.clone()),
+                Some(Status::Cancelled) => to_release.push(order.clone()),
+                None => match entry {
+                    Some(e) if e.state == CacheState::Pending => missing.push((order.clone(), e)),
+                    // No durable record and nothing pending: only the log entry is left.
+                    _ => to_release.push(order.clone()),
+                },
+            }
+        }
+        cr.settled += self.cache.settle(id, &settle, SettleAs::Durable, true, now_ms).await?;
+        cr.settled += self.cache.settle(id, &failed, SettleAs::Failed, true, now_ms).await?;
+        let healed: Vec<Result<Heal, AppError>> = futures::stream::iter(
+            to_release.into_iter().map(|o| (o, None)).chain(missing.into_iter().map(|(o, e)| (o, Some(e)))),
+        )
+        .map(|(order, entry)| async move {
+            match entry {
+                None => self.release_share(id, &order, now_ms).await,
+                Some(e) => {
+                    let t = Tombstone {
+                        order: &order,
+                        collection: Some(id),
+                        user: &e.user,
+                        quantity: e.quantity,
+                        accepted_at_ms: e.accepted_at_ms,
+                        reason: CancelReason::Lost,
+                    };
+                    if self.ledger.put_tombstone(&t, now_ms).await? {
+                        self.cache.release(id, &order, Some(&e.user), now_ms).await?;
+                        self.cache.tombstone_order(&order, &e.user).await?;
+                        tracing::warn!(collection = %id, order = %order, "lost deduction: tombstone written, stock returned");
+                        Ok(Heal::Tombstoned)
+                    } else {
+                        // The message (or another run) got there first: decide from what is there.
+                        match self.ledger.order(&order).await?.map(|r| r.status) {
+                            Some(Status::Cancelled) => self.release_share(id, &order, now_ms).await,
+                            Some(Status::Failed) => {
+                                self.cache.settle(id, std::slice::from_ref(&order), SettleAs::Failed, true, now_ms).await?;
+                                Ok(Heal::Failed)
+                            }
+                            Some(_) => {
+                                self.cache.settle(id, std::slice::from_ref(&order), SettleAs::Durable, true, now_ms).await?;
+                                Ok(Heal::Settled)
+                            }
+                            None => Ok(Heal::Nothing),
+                        }
+                    }
+                }
+            }
+        })
+        .buffer_unordered(HEAL_CONCURRENCY)
+        .collect()
+        .await;
+        for h in healed {
+            match h {
+                Ok(Heal::Settled | Heal::Failed) => cr.settled += 1,
+                Ok(Heal::Returned) => cr.returned += 1,
+                Ok(Heal::Tombstoned) => {
+                    cr.tombstones_written += 1;
+                    cr.returned += 1;
+                }
+                Ok(Heal::Nothing) => {}
+                Err(e) => cr.errors.push(e.to_string()),
+            }
+        }
+        if cr.returned > 0 {
+            self.clear_sold_out(id);
+        }
+        Ok(())
+    }
+
+    async fn release_share(&self, id: &CollectionId, order: &OrderId, now_ms: i64) -> Result<Heal, AppError> {
+        Ok(match self.cache.release(id, order, None, now_ms).await? {
+            Released::Returned(_) => Heal::Returned,
+            _ => Heal::Nothing,
+        })
+    }
+}
+
+/// CloudWatch embedded-metric-format lines: one per collection (dimension `Collection`) and one
+/// for the run.
+pub fn emf_lines(report: &ReconcileReport, now_ms: i64) -> Vec<String> {
+    let mut out = Vec::new();
+    for (id, c) in &report.collections {
+        out.push(
+            json!({
+                "_aws": { "Timestamp": now_ms, "CloudWatchMetrics": [{
+                    "Namespace": "flashstock",
+                    "Dimensions": [["Collection"]],
+                    "Metrics": [
+                        { "Name": "Drift", "Unit": "Count" },
+                        { "Name": "IdentityViolations", "Unit": "Count" },
+                        { "Name": "EntriesHealed", "Unit": "Count" },
+                        { "Name": "TombstonesWritten", "Unit": "Count" },
+                    ],
+                }]},
+                "Collection": id,
+                "Drift": c.drift.unwrap_or(0),
+                "IdentityViolations": c.identity_violations.len(),
+                "EntriesHealed": c.settled + c.returned,
+                "TombstonesWritten": c.tombstones_written,
+            })
+            .to_string(),
+        );
+    }
+    out.push(
+        json!({
+            "_aws": { "Timestamp": now_ms, "CloudWatchMetrics": [{
+                "Namespace": "flashstock",
+                "Dimensions": [[]],
+                "Metrics": [
+                    { "Name": "ReconcileMaxAbsDrift", "Unit": "Count" },
+                    { "Name": "ReconcileIdentityViolations", "Unit": "Count" },
+                    { "Name": "ReconcileErrors", "Unit": "Count" },
+                    { "Name": "ReconcileDuration", "Unit": "Milliseconds" },
+                ],
+            }]},
+            "ReconcileMaxAbsDrift": report.max_abs_drift,
+            "ReconcileIdentityViolations": report.identity_violations,
+            "ReconcileErrors": report.errors,
+            "ReconcileDuration": report.duration_ms,
+        })
+        .to_string(),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_lines_declare_every_metric_they_carry() {
+        let mut r = ReconcileReport::default();
+        r.collections
+            .insert("c1".into(), CollectionReport { drift: Some(-2), tombstones_written: 1, ..Default::default() });
+        let lines = emf_lines(&r, 1_700_000_000_000);
+        assert_eq!(lines.len(), 2);
+        for l in lines {
+            let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+            let metrics = &v["_aws"]["CloudWatchMetrics"][0]["Metrics"];
+            for m in metrics.as_array().unwrap() {
+                let name = m["Name"].as_str().unwrap();
+                assert!(v.get(name).is_some(), "{name} has a value");
+            }
+            assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000i64);
+        }
+    }
+}

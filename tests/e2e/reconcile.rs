@@ -1,0 +1,255 @@
+//! Reconciliation: lost messages healed and late ones refused, overlap with live traffic and with
+//! itself, cache loss mid-sale, half-done cancels, drift repair.
+
+use std::time::{Duration, Instant};
+
+use flashstock::app::second_phase::Canceller;
+use flashstock::domain::{CancelReason, CollectionId, OrderId, UserId};
+use flashstock::ports::{Ledger, ReservationMessage, StockCache};
+use flashstock_e2e::{Options, TestApp};
+use futures::StreamExt;
+use serde_json::json;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// Lost messages: every accepted Try drops its message; reconcile on a fast schedule.
+async fn lossy(threshold_ms: i64, schedule: Option<Duration>) -> TestApp {
+    let opts = Options { schedule_interval: schedule, ..TestApp::fast_options() };
+    TestApp::start_with(opts, |c| {
+        c.fault_drop_message_percent = 100;
+        c.reconcile_threshold_ms = threshold_ms;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_lost_message_is_healed_and_the_late_message_is_refused() {
+    let t = lossy(1_000, Some(Duration::from_millis(500))).await;
+    t.collection("lost", json!({ "quantity": 10 })).await;
+    let accepted = Instant::now();
+    assert_eq!(t.reserve("u", "lost", "o1", 3).await.status, 202);
+    assert_eq!(t.status("u", "o1").await.str("status"), "PENDING");
+    let c = t.wait_status("u", "o1", "CANCELLED", 10 * SECOND).await;
+    let heal = accepted.elapsed();
+    assert_eq!(c.str("reason"), "LOST");
+    eprintln!("lost message healed after {heal:?} (threshold 1 s, interval 0.5 s)");
+    assert!(
+        heal <= Duration::from_millis(1_000 + 500 + 4_000),
+        "healed within threshold + interval (+ slack): {heal:?}"
+    );
+    let s = t.assert_settled("lost").await;
+    assert_eq!((s.saleable, s.redis_stock), (10, Some(10)), "stock back in Redis, never taken in DynamoDB: {s:?}");
+    // The message arrives after all: the tombstone refuses it; stock is not taken (or given) twice.
+    let late = ReservationMessage {
+        order_id: OrderId::parse("o1").unwrap(),
+        collection_id: CollectionId::parse("lost").unwrap(),
+        user_id: UserId::parse("u").unwrap(),
+        quantity: 3,
+        accepted_at_ms: flashstock::now_ms() - 5_000,
+    };
+    t.stack
+        .sqs
+        .send_message()
+        .queue_url(&t.stack.queues.reservations)
+        .message_body(serde_json::to_string(&late).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + 10 * SECOND;
+    while t.queue_depth(&t.stack.queues.reservations).await > 0 {
+        assert!(Instant::now() < deadline, "the late message was never consumed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(t.status("u", "o1").await.str("status"), "CANCELLED");
+    let s = t.assert_settled("lost").await;
+    assert_eq!((s.saleable, s.redis_stock), (10, Some(10)), "{s:?}");
+    t.reserve("u", "lost", "o1", 3).await.assert_problem(409, "ORDER_CANCELLED");
+    let admin = t.inspect("lost").await;
+    assert_eq!(admin.body["lastReconciledDrift"], json!(0), "admin shows the last drift figure: {admin:?}");
+}
+
+#[tokio::test]
+async fn two_overlapping_runs_heal_each_entry_once() {
+    let t = lossy(0, None).await;
+    t.collection("ov", json!({ "quantity": 100 })).await;
+    for i in 0..30 {
+        assert_eq!(t.reserve(&format!("u{i}"), "ov", &format!("o{i}"), 2).await.status, 202);
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let now = flashstock::now_ms();
+    let (a, b) = tokio::join!(t.stack.app.reconcile(now), t.stack.app.reconcile(now));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.tombstones_written + b.tombstones_written, 30, "each lost entry tombstoned by exactly one run");
+    let s = t.assert_settled("ov").await;
+    assert_eq!((s.saleable, s.redis_stock), (100, Some(100)), "each share returned once: {s:?}");
+    let again = t.stack.app.reconcile(flashstock::now_ms()).await.unwrap();
+    assert_eq!((again.tombstones_written, again.entries_healed), (0, 0), "idempotent");
+}
+
+#[tokio::test]
+async fn reconcile_during_live_traffic_keeps_the_identities() {
+    // A threshold of 0 makes every pending entry a candidate at once: the hardest overlap.
+    let opts = Options { schedule_interval: None, ..TestApp::fast_options() };
+    let t = TestApp::start_with(opts, |c| c.reconcile_threshold_ms = 0).await;
+    t.collection("live", json!({ "quantity": 120 })).await;
+    let app = t.stack.app.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopper = stop.clone();
+    let runs = tokio::spawn(async move {
+        let mut n = 0;
+        while !stopper.load(std::sync::atomic::Ordering::Relaxed) {
+            app.reconcile(flashstock::now_ms()).await.unwrap();
+            n += 1;
+        }
+        n
+    });
+    let answers: Vec<_> = futures::stream::iter(0..200)
+        .map(|i| {
+            let t = &t;
+            async move { (i, t.reserve(&format!("b{i}"), "live", &format!("o{i}"), 1).await) }
+        })
+        .buffer_unordered(100)
+        .collect()
+        .await;
+    // Every accepted order ends RESERVED, or CANCELLED (LOST) if reconciliation beat its message.
+    let mut ended = std::collections::HashMap::new();
+    for (i, a) in &answers {
+        if a.status != 202 {
+            a.assert_problem(409, "SOLD_OUT");
+            continue;
+        }
+        let deadline = Instant::now() + 30 * SECOND;
+        loop {
+            let st = t.status(&format!("b{i}"), &format!("o{i}")).await;
+            let s = st.str("status").to_owned();
+            if s == "RESERVED" || s == "CANCELLED" {
+                *ended.entry(s).or_insert(0) += 1;
+                break;
+            }
+            assert!(Instant::now() < deadline, "o{i} stuck: {st:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let n = runs.await.unwrap();
+    assert!(n >= 2, "reconciliation really overlapped ({n} runs)");
+    let s = t.assert_settled("live").await;
+    assert_eq!(s.by_status.get("RESERVED").copied().unwrap_or(0), ended.get("RESERVED").copied().unwrap_or(0));
+    assert!(s.saleable >= 0);
+}
+
+#[tokio::test]
+async fn redis_lost_mid_sale_refuses_until_rebuilt_then_no_oversell() {
+    let opts = Options { schedule_interval: Some(Duration::from_millis(500)), ..TestApp::fast_options() };
+    let t = TestApp::start_with(opts, |c| c.reconcile_threshold_ms = 1_000).await;
+    t.collection("flush", json!({ "quantity": 50 })).await;
+    for i in 0..20 {
+        assert_eq!(t.reserve(&format!("a{i}"), "flush", &format!("a{i}"), 1).await.status, 202);
+    }
+    // Redis loses this deployment's keys (restart without persistence / failover to an empty replica).
+    let mut con = t.redis.clone();
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{{{}:*", t.stack.config.key_prefix)).query_async(&mut con).await.unwrap();
+    assert!(!keys.is_empty());
+    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut con).await.unwrap();
+    t.reserve("x", "flush", "x0", 1).await.assert_problem(503, "CACHE_NOT_READY");
+    // The schedule rebuilds from DynamoDB (never raising Redis above what DynamoDB can honour).
+    let deadline = Instant::now() + 15 * SECOND;
+    let mut i = 0;
+    loop {
+        let a = t.reserve("x", "flush", &format!("x{i}"), 1).await;
+        if a.status == 202 {
+            break;
+        }
+        a.assert_problem(503, "CACHE_NOT_READY");
+        assert!(Instant::now() < deadline, "never rebuilt");
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Sell out the rest with many buyers; DynamoDB must never go below zero.
+    let _ = futures::stream::iter(0..100)
+        .map(|j| {
+            let t = &t;
+            async move { t.reserve(&format!("y{j}"), "flush", &format!("y{j}"), 1).await }
+        })
+        .buffer_unordered(50)
+        .collect::<Vec<_>>()
+        .await;
+    let deadline = Instant::now() + 30 * SECOND;
+    loop {
+        let s = t.stores("flush").await;
+        TestApp::assert_identities(&s, false);
+        if s.redis_pending == 0 && s.redis_stock == Some(s.saleable) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never converged: {s:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let s = t.assert_settled("flush").await;
+    let sold = s.by_status.get("RESERVED").copied().unwrap_or(0);
+    assert!(sold <= 50 && s.saleable == 50 - sold, "no oversell: {s:?}");
+    assert_eq!(t.inspect("flush").await.int("drift"), 0);
+}
+
+#[tokio::test]
+async fn a_cancel_that_died_after_dynamodb_is_completed() {
+    let opts = Options { schedule_interval: None, ..TestApp::fast_options() };
+    let t = TestApp::start_with(opts, |c| c.reconcile_threshold_ms = 0).await;
+    t.collection("half", json!({ "quantity": 10 })).await;
+    assert_eq!(t.reserve("u", "half", "o1", 4).await.status, 202);
+    assert_eq!(t.reserve("u", "half", "o2", 2).await.status, 202);
+    t.wait_status("u", "o1", "RESERVED", 10 * SECOND).await;
+    t.wait_status("u", "o2", "RESERVED", 10 * SECOND).await;
+    let app = &t.stack.app;
+    let col = CollectionId::parse("half").unwrap();
+    let now = flashstock::now_ms();
+    // o1: the cancel logged its intent and committed in DynamoDB, then died before Redis.
+    let o1 = OrderId::parse("o1").unwrap();
+    app.cache.mark_intent(&col, &o1, now).await.unwrap();
+    let rec = app.ledger.order(&o1).await.unwrap().unwrap();
+    app.ledger.cancel_reserved(&rec, 10, CancelReason::User, now).await.unwrap();
+    // o2: the same, but it died even before its intent reached Redis (only drift shows it).
+    let o2 = OrderId::parse("o2").unwrap();
+    let rec = app.ledger.order(&o2).await.unwrap().unwrap();
+    app.ledger.cancel_reserved(&rec, 10, CancelReason::User, now).await.unwrap();
+    let s = t.stores("half").await;
+    assert_eq!((s.saleable, s.redis_stock), (10, Some(4)), "Redis is short of both shares: {s:?}");
+    let r = app.reconcile(flashstock::now_ms()).await.unwrap();
+    let c = &r.collections["half"];
+    assert_eq!(c.returned, 1, "o1 completed from the log: {c:?}");
+    assert_eq!(c.repaired_drift, Some(-2), "o2 repaired as drift while nothing is in flight: {c:?}");
+    let s = t.assert_settled("half").await;
+    assert_eq!((s.saleable, s.redis_stock), (10, Some(10)), "{s:?}");
+    // The buyer's retry of the cancel answers the same and changes nothing.
+    assert_eq!(t.cancel("u", "o1").await.str("status"), "CANCELLED");
+    let again = app.cancel(&o2, Canceller::Owner(&UserId::parse("u").unwrap()), flashstock::now_ms()).await.unwrap();
+    assert!(!again.changed);
+    let s = t.assert_settled("half").await;
+    assert_eq!(s.redis_stock, Some(10), "nothing returned twice: {s:?}");
+    let r = app.reconcile(flashstock::now_ms()).await.unwrap();
+    assert_eq!(r.max_abs_drift, 0);
+    assert_eq!(r.identity_violations, 0);
+}
+
+#[tokio::test]
+async fn drift_is_reported_and_never_repaired_while_deductions_are_in_flight() {
+    let opts = Options { run_persist: false, schedule_interval: None, ..TestApp::fast_options() };
+    let t = TestApp::start_with(opts, |c| c.reconcile_threshold_ms = 60_000).await;
+    t.collection("busy", json!({ "quantity": 10 })).await;
+    assert_eq!(t.reserve("u", "busy", "o1", 1).await.status, 202);
+    let [stock, ..] = t.keys("busy");
+    let mut con = t.redis.clone();
+    let _: () = redis::cmd("INCRBY").arg(&stock).arg(5).query_async(&mut con).await.unwrap();
+    let r = t.stack.app.reconcile(flashstock::now_ms()).await.unwrap();
+    let c = &r.collections["busy"];
+    assert_eq!(
+        (c.drift, c.repaired_drift),
+        (Some(5), None),
+        "reported, not repaired while a deduction is pending: {c:?}"
+    );
+    assert_eq!(t.deliver_reservations(10).await, 1);
+    let r = t.stack.app.reconcile(flashstock::now_ms()).await.unwrap();
+    assert_eq!(r.collections["busy"].repaired_drift, Some(5), "repaired once quiet");
+    let s = t.assert_settled("busy").await;
+    assert_eq!((s.saleable, s.redis_stock), (9, Some(9)));
+}
