@@ -45,6 +45,8 @@ pub struct DemoReport {
     pub by_code: HashMap<String, u64>,
     pub durable: u64,
     pub failed: u64,
+    /// Accepted, message lost, healed by reconciliation (CANCELLED, reason LOST).
+    pub lost: u64,
     pub cancelled: u64,
     pub timed_out: u64,
     pub confirmed: u64,
@@ -58,8 +60,15 @@ pub struct DemoReport {
 impl DemoReport {
     pub fn verdict(&self) -> String {
         format!(
-            "accepted {} · refused {} · durable {} · cancelled {} · timed out {} · confirmed {} · drift {}",
-            self.accepted, self.refused, self.durable, self.cancelled, self.timed_out, self.confirmed, self.drift
+            "accepted {} · refused {} · durable {} · lost+healed {} · cancelled {} · timed out {} · confirmed {} · drift {}",
+            self.accepted,
+            self.refused,
+            self.durable,
+            self.lost,
+            self.cancelled,
+            self.timed_out,
+            self.confirmed,
+            self.drift
         )
     }
 }
@@ -73,6 +82,8 @@ enum Plan {
 
 enum Journey {
     Failed,
+    /// The message was lost (fault injection); reconciliation cancelled it and returned the stock.
+    Lost,
     Cancelled,
     Confirmed,
     PaidTooLate,
@@ -86,6 +97,7 @@ async fn journey(client: &Client, user: &str, order: &str, plan: Plan) -> anyhow
         let (_, v) = client.call(reqwest::Method::GET, &format!("/v1/reservations/{order}"), user, &[], None).await?;
         match v.get("status").and_then(Value::as_str) {
             Some("RESERVED") => break,
+            Some("CANCELLED") if v.get("reason").and_then(Value::as_str) == Some("LOST") => return Ok(Journey::Lost),
             Some("FAILED" | "CANCELLED") => return Ok(Journey::Failed),
             _ if Instant::now() > deadline => anyhow::bail!("{order} never became durable: {v}"),
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -272,6 +284,7 @@ pub async fn run(base: &str, secret: &str, opts: &DemoOptions) -> anyhow::Result
     for o in outcomes {
         match o? {
             Journey::Failed => report.failed += 1,
+            Journey::Lost => report.lost += 1,
             Journey::Cancelled => {
                 report.durable += 1;
                 report.cancelled += 1

@@ -46,6 +46,10 @@ enum Cmd {
         /// The collection's payment window in seconds.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=86_400))]
         payment_window: u32,
+        /// Percent of accepted Tries whose message is lost after the Redis deduction (fault
+        /// injection, fresh stack only); reconciliation heals them.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+        lose_percent: u8,
         /// Run against an already serving stack (e.g. `serve`) instead of a fresh one.
         #[arg(long)]
         url: Option<String>,
@@ -88,7 +92,17 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("buyer token:  {}", stack.token("buyer-1", &[]));
             tokio::signal::ctrl_c().await?;
         }
-        Cmd::Demo { buyers, units, concurrency, cancel_percent, abandon_percent, payment_window, url, no_progress } => {
+        Cmd::Demo {
+            buyers,
+            units,
+            concurrency,
+            cancel_percent,
+            abandon_percent,
+            payment_window,
+            lose_percent,
+            url,
+            no_progress,
+        } => {
             let opts = DemoOptions {
                 buyers,
                 units,
@@ -99,12 +113,20 @@ async fn main() -> anyhow::Result<()> {
                 progress: !no_progress,
             };
             let (base, secret, _stack) = match url {
-                Some(u) => (u, jwt::secret_from_env(), None),
+                Some(u) => {
+                    anyhow::ensure!(lose_percent == 0, "--lose-percent needs a fresh stack (drop --url)");
+                    (u, jwt::secret_from_env(), None)
+                }
                 None => {
                     let name = format!("demo-{}", ulid::Ulid::new().to_string().to_lowercase());
                     let sopts =
-                        StackOptions { schedule_interval: Some(Duration::from_secs(5)), ..StackOptions::default() };
-                    let stack = Stack::launch(&name, &redis_url()?, sopts, |_| {}).await?;
+                        StackOptions { schedule_interval: Some(Duration::from_secs(2)), ..StackOptions::default() };
+                    let stack = Stack::launch(&name, &redis_url()?, sopts, |c| {
+                        c.fault_drop_message_percent = lose_percent;
+                        // Local queues drain in well under a second; heal lost messages quickly.
+                        c.reconcile_threshold_ms = 5_000;
+                    })
+                    .await?;
                     (stack.url.clone(), stack.secret.clone(), Some(stack))
                 }
             };
