@@ -16,3 +16,6 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace -- --test-threads "${FLASHSTOCK_TEST_THREADS:-4}"
+echo "== bench smoke (infra/bench.sh --tiny)"
+RUST_LOG=error cargo run --quiet -p flashstock-local --bin flashstock-bench -- --tiny --runs 1 --out target/BENCHMARKS.tiny.md >/dev/null
+echo "bench smoke ok"

@@ -11,6 +11,7 @@
 //! - [`schedule`]: an EventBridge schedule: scheduled events on an interval.
 //! - [`stack`]: all of the above for one isolated deployment (prefix, table, queues).
 
+pub mod bench;
 pub mod demo;
 pub mod front_door;
 pub mod jwt;

@@ -1,0 +1,301 @@
+//! Benchmarks on the real local stack (never timed tests): the Redis cost of the Lua scripts
+//! against a no-op floor, memory per in-flight reservation, and the cost of one reconciliation run
+//! by number of unsettled entries. Figures are counted (requests, calls, bytes) or read from
+//! Redis's own accounting, and repeated runs report median, min and max.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
+use flashstock::app::{App, Settings, reserve::TryInput};
+use flashstock::domain::{CollectionId, CollectionSpec, OrderId, UserId};
+use flashstock::ports::{SettleAs, StockCache};
+use futures::StreamExt;
+
+/// Counts SDK requests per operation (moto reports no consumed capacity for transactions).
+#[derive(Debug, Clone, Default)]
+pub struct RequestCounter(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl RequestCounter {
+    pub fn take(&self) -> BTreeMap<String, u64> {
+        self.0.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default()
+    }
+}
+
+impl Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+    fn read_before_transmit(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // Every attempt that goes on the wire (retries included), by DynamoDB operation.
+        let op =
+            ctx.request().headers().get("x-amz-target").and_then(|t| t.rsplit('.').next()).unwrap_or("?").to_owned();
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(op).or_default() += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Redis's own accounting, read with INFO.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedisStats {
+    pub cpu_seconds: f64,
+    pub used_memory: i64,
+    /// Every command executed, including those run inside scripts.
+    pub calls: i64,
+    /// Script invocations (EVALSHA): round trips that ran a script.
+    pub evalsha: i64,
+}
+
+pub async fn redis_stats(con: &mut redis::aio::ConnectionManager) -> anyhow::Result<RedisStats> {
+    let info: String = redis::cmd("INFO").arg("everything").query_async(con).await?;
+    let field = |name: &str| -> f64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let calls = info
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info"))
+        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<i64>().ok())
+        .sum();
+    let evalsha = info
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
+        .and_then(|v| v.split("calls=").nth(1)?.split(',').next()?.parse::<i64>().ok())
+        .unwrap_or(0);
+    Ok(RedisStats {
+        evalsha,
+        cpu_seconds: field("used_cpu_user") + field("used_cpu_sys"),
+        used_memory: field("used_memory") as i64,
+        calls,
+    })
+}
+
+/// `usec_per_call` of one command from `INFO commandstats`.
+pub async fn usec_per_call(con: &mut redis::aio::ConnectionManager, cmd: &str) -> anyhow::Result<f64> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(con).await?;
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{cmd}:")))
+        .and_then(|v| v.split("usec_per_call=").nth(1)?.split(',').next()?.parse().ok())
+        .unwrap_or(f64::NAN))
+}
+
+pub fn median(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+/// The app on real adapters with a counting DynamoDB client, for in-process benchmarks.
+pub struct BenchApp {
+    pub app: App<RedisCache, DynamoLedger, SqsQueue>,
+    pub dynamo_requests: RequestCounter,
+    pub redis: redis::aio::ConnectionManager,
+}
+
+impl BenchApp {
+    pub async fn new(stack: &crate::stack::Stack, tweak: impl FnOnce(&mut Settings)) -> anyhow::Result<Self> {
+        let sdk = aws_config::load_from_env().await;
+        let counter = RequestCounter::default();
+        let dynamo_cfg = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(counter.clone()).build();
+        let c = &stack.config;
+        let cache = RedisCache::connect(&c.redis_url, &c.key_prefix, c.order_retention_seconds).await?;
+        let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::from_conf(dynamo_cfg), &c.table);
+        let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), &c.reservation_queue_url, &c.timeout_queue_url);
+        let mut settings = Settings::from(c);
+        tweak(&mut settings);
+        let redis = redis::aio::ConnectionManager::new(redis::Client::open(c.redis_url.as_str())?).await?;
+        Ok(Self { app: App::new(cache, ledger, queue, settings), dynamo_requests: counter, redis })
+    }
+
+    /// Creates and warms a collection of `quantity` units.
+    pub async fn collection(&self, id: &str, quantity: u64) -> anyhow::Result<CollectionId> {
+        let id = CollectionId::parse(id)?;
+        let spec = CollectionSpec::parse(Some(quantity as i64), None, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.app.create_collection(&id, &spec, flashstock::now_ms()).await?;
+        self.app.warm_up(&id).await?;
+        Ok(id)
+    }
+
+    /// `n` accepted Tries, `concurrency` at a time (through the use case, not HTTP).
+    pub async fn tries(
+        &self,
+        id: &CollectionId,
+        tag: &str,
+        n: usize,
+        concurrency: usize,
+    ) -> anyhow::Result<Vec<OrderId>> {
+        let out: Vec<anyhow::Result<OrderId>> = futures::stream::iter(0..n)
+            .map(|i| async move {
+                let order = OrderId::parse(&format!("{tag}-{i}"))?;
+                let input = TryInput {
+                    collection: id.clone(),
+                    order: order.clone(),
+                    user: UserId::parse(&format!("u{}", i % 5_000))?,
+                    quantity: 1,
+                };
+                self.app.try_reserve(input, flashstock::now_ms()).await?;
+                Ok(order)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        out.into_iter().collect()
+    }
+}
+
+/// The cost of one reconciliation run.
+#[derive(Debug, Clone)]
+pub struct ReconcileCost {
+    pub case: String,
+    pub unsettled: usize,
+    pub settled_history: usize,
+    pub wall_ms: f64,
+    pub redis_calls: i64,
+    pub redis_scripts: i64,
+    pub redis_cpu_ms: f64,
+    pub dynamo: BTreeMap<String, u64>,
+    pub tombstones: u32,
+}
+
+/// Builds `settled` settled entries and `unsettled` lost ones on a fresh collection, then runs
+/// reconciliation once (threshold 0) and measures it.
+pub async fn reconcile_cost(
+    stack: &crate::stack::Stack,
+    case: &str,
+    settled: usize,
+    unsettled: usize,
+) -> anyhow::Result<ReconcileCost> {
+    let b = BenchApp::new(stack, |s| {
+        s.fault_drop_message_percent = 100; // every Try's message is lost
+        s.reconcile_threshold_ms = 0;
+        s.emit_emf = false;
+    })
+    .await?;
+    let id = b.collection(&format!("rc-{}", ulid::Ulid::new().to_string().to_lowercase()), 1_000_000).await?;
+    if settled > 0 {
+        let done = b.tries(&id, &format!("{id}-s"), settled, 64).await?;
+        for chunk in done.chunks(500) {
+            b.app.cache.settle(&id, chunk, SettleAs::Durable, true, flashstock::now_ms()).await?;
+        }
+    }
+    b.tries(&id, &format!("{id}-l"), unsettled, 64).await?;
+    // Other collections in the table are reconciled too; measure this one's run alone.
+    let mut con = b.redis.clone();
+    b.dynamo_requests.take();
+    let before = redis_stats(&mut con).await?;
+    let t = Instant::now();
+    let report = b.app.reconcile(flashstock::now_ms()).await?;
+    let wall_ms = t.elapsed().as_secs_f64() * 1e3;
+    let after = redis_stats(&mut con).await?;
+    let tombstones = report.collections.get(id.as_str()).map(|c| c.tombstones_written).unwrap_or(0);
+    Ok(ReconcileCost {
+        case: case.to_owned(),
+        unsettled,
+        settled_history: settled,
+        wall_ms,
+        redis_calls: after.calls - before.calls - 1,
+        redis_scripts: after.evalsha - before.evalsha,
+        redis_cpu_ms: (after.cpu_seconds - before.cpu_seconds) * 1e3,
+        dynamo: b.dynamo_requests.take(),
+        tombstones,
+    })
+}
+
+/// Redis CPU per call of the Try script against a no-op script, and memory per in-flight
+/// reservation, on one collection with pipelined clients.
+#[derive(Debug, Clone)]
+pub struct ScriptCost {
+    pub noop_usec: f64,
+    pub try_usec: f64,
+    pub release_usec: f64,
+    pub bytes_per_reservation: f64,
+}
+
+pub async fn script_cost(redis_url: &str, prefix: &str, n: usize, clients: usize) -> anyhow::Result<ScriptCost> {
+    let cache = RedisCache::connect(redis_url, prefix, 86_400).await?;
+    let mut con = redis::aio::ConnectionManager::new(redis::Client::open(redis_url)?).await?;
+    let id = CollectionId::parse(&format!("sc-{}", ulid::Ulid::new().to_string().to_lowercase()))?;
+    let [stock, ..] = flashstock::adapters::redis_cache::collection_keys(prefix, &id);
+    let _: () = redis::cmd("SET").arg(&stock).arg(n as i64 * 10).query_async(&mut con).await?;
+    // Floor: a no-op script with the same six keys, through the same EVALSHA path.
+    let noop = redis::Script::new("return 1");
+    let keys = flashstock::adapters::redis_cache::collection_keys(prefix, &id);
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut con).await?;
+    futures::stream::iter(0..n)
+        .for_each_concurrent(clients, |i| {
+            let mut c = con.clone();
+            let noop = &noop;
+            let keys = &keys;
+            async move {
+                let mut inv = noop.prepare_invoke();
+                for k in keys {
+                    inv.key(k);
+                }
+                inv.arg(format!("o{i}")).arg("u1").arg(1).arg(1_700_000_000_000i64).arg(0);
+                let _: redis::RedisResult<i64> = inv.invoke_async(&mut c).await;
+            }
+        })
+        .await;
+    let noop_usec = usec_per_call(&mut con, "evalsha").await?;
+    let mem_before = redis_stats(&mut con).await?.used_memory;
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut con).await?;
+    let orders: Vec<OrderId> = (0..n).map(|i| OrderId::parse(&format!("order-{i:08}"))).collect::<Result<_, _>>()?;
+    let users: Vec<UserId> = (0..5_000).map(|i| UserId::parse(&format!("user-{i:05}"))).collect::<Result<_, _>>()?;
+    futures::stream::iter(orders.iter().enumerate())
+        .for_each_concurrent(clients, |(i, o)| {
+            let cache = &cache;
+            let id = &id;
+            let users = &users;
+            async move {
+                let req = flashstock::ports::TakeRequest {
+                    collection: id,
+                    order: o,
+                    user: &users[i % users.len()],
+                    quantity: 1,
+                    now_ms: 1_700_000_000_000 + i as i64,
+                    per_user_limit: Some(1_000),
+                };
+                let _ = cache.take(&req).await;
+            }
+        })
+        .await;
+    let try_usec = usec_per_call(&mut con, "evalsha").await?;
+    let mem_after = redis_stats(&mut con).await?.used_memory;
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut con).await?;
+    let sample = &orders[..n.min(2_000)];
+    futures::stream::iter(sample)
+        .for_each_concurrent(clients, |o| {
+            let cache = &cache;
+            let id = &id;
+            async move {
+                let _ = cache.release(id, o, None, 1_800_000_000_000).await;
+            }
+        })
+        .await;
+    let release_usec = usec_per_call(&mut con, "evalsha").await?;
+    // Clean up this run's keys.
+    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut con).await?;
+    Ok(ScriptCost {
+        noop_usec,
+        try_usec,
+        release_usec,
+        bytes_per_reservation: (mem_after - mem_before) as f64 / n as f64,
+    })
+}
