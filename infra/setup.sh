@@ -18,6 +18,11 @@ if [ ! -x "$venv/bin/moto_server" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]==5.*'
 fi
 
+if [ ! -x "$venv/bin/cfn-lint" ]; then
+  echo "setup: installing cfn-lint into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'cfn-lint>=1'
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo is required (rustup toolchain)" >&2
   exit 1

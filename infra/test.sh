@@ -14,6 +14,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo build --workspace --bins (the deploy tests start the real bootstraps)"
+cargo build --workspace --bins
+echo "== cfn-lint template.yaml"
+"$root/.venv/bin/cfn-lint" template.yaml
 echo "== cargo test"
 cargo test --workspace -- --test-threads "${FLASHSTOCK_TEST_THREADS:-4}"
 echo "== bench smoke (infra/bench.sh --tiny)"

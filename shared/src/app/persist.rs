@@ -40,6 +40,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         let mut failed: Vec<String> = Vec::new();
         let mut items: Vec<Item> = Vec::new();
         let mut index: HashMap<OrderId, usize> = HashMap::new();
+        let received = event.records.len();
         for record in event.records {
             let id = record.message_id.unwrap_or_default();
             match record.body.as_deref().map(serde_json::from_str::<ReservationMessage>) {
@@ -65,6 +66,21 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             for order in unresolved {
                 failed.extend(ids_of.get(&order).cloned().unwrap_or_default());
             }
+        }
+        if self.settings.emit_emf {
+            // CloudWatch embedded metric: the alarm on persist failures reads this.
+            println!(
+                "{}",
+                serde_json::json!({
+                    "_aws": { "Timestamp": now_ms, "CloudWatchMetrics": [{
+                        "Namespace": "flashstock", "Dimensions": [[]],
+                        "Metrics": [{ "Name": "PersistMessages", "Unit": "Count" },
+                                    { "Name": "PersistFailedMessages", "Unit": "Count" }],
+                    }]},
+                    "PersistMessages": received,
+                    "PersistFailedMessages": failed.len(),
+                })
+            );
         }
         let mut resp = SqsBatchResponse::default();
         resp.batch_item_failures = failed

@@ -1,0 +1,193 @@
+//! `template.yaml` must stay true to the code: every function's `Binary` is a workspace binary and
+//! every Lambda binary is deployed; every variable the config requires is set; each function's
+//! policy names the table and queues its code uses; every SQS event source mapping reports batch
+//! item failures; queue visibility timeouts are ≥ 6× their consumer's timeout; every route of the
+//! API goes to the function that serves it. Each check is also run against a broken template to
+//! prove it fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_yaml_ng::Value;
+
+fn template() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    serde_yaml_ng::from_str(&std::fs::read_to_string(path).expect("template.yaml")).expect("template parses")
+}
+
+/// Binaries of the workspace packages under `functions/` (from `cargo metadata`).
+fn lambda_binaries() -> BTreeSet<String> {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("cargo metadata");
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata json");
+    let mut bins = BTreeSet::new();
+    for p in meta["packages"].as_array().into_iter().flatten() {
+        if !p["manifest_path"].as_str().unwrap_or("").contains("/functions/") {
+            continue;
+        }
+        for t in p["targets"].as_array().into_iter().flatten() {
+            if t["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin")) {
+                bins.insert(t["name"].as_str().unwrap_or("").to_owned());
+            }
+        }
+    }
+    bins
+}
+
+/// What each function's code touches (from its handlers' use of the ports): the resources its
+/// policy must name, by logical id.
+fn uses(binary: &str) -> &'static [&'static str] {
+    match binary {
+        // Try publishes reservations; admin/status/confirm read and write the table.
+        "flashstock-api" => &["Table", "ReservationQueue"],
+        // Persist writes the table and sends payment-window timers.
+        "flashstock-persist" => &["Table", "TimeoutQueue"],
+        // Cancel writes the table, queries the expiry index, re-delays timers.
+        "flashstock-cancel" => &["Table", "TimeoutQueue"],
+        // Reconcile reads and writes the table and its collection index.
+        "flashstock-reconcile" => &["Table"],
+        _ => &[],
+    }
+}
+
+fn functions(t: &Value) -> BTreeMap<String, Value> {
+    t["Resources"]
+        .as_mapping()
+        .into_iter()
+        .flatten()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+        .map(|(k, v)| (k.as_str().unwrap_or("").to_owned(), v.clone()))
+        .collect()
+}
+
+/// Every problem found; empty when the template is true to the code.
+fn problems(t: &Value, bins: &BTreeSet<String>) -> Vec<String> {
+    let mut p = Vec::new();
+    let fns = functions(t);
+    let mut deployed = BTreeSet::new();
+    let global_env = &t["Globals"]["Function"]["Environment"]["Variables"];
+    for (name, f) in &fns {
+        let binary = f["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap_or("").to_owned();
+        if f["Metadata"]["BuildMethod"] != "rust-cargolambda" {
+            p.push(format!("{name}: BuildMethod is not rust-cargolambda"));
+        }
+        if !bins.contains(&binary) {
+            p.push(format!("{name}: Binary {binary:?} is not a binary of the workspace"));
+        }
+        deployed.insert(binary.clone());
+        for var in flashstock::config::REQUIRED {
+            let set = !f["Properties"]["Environment"]["Variables"][var].is_null() || !global_env[var].is_null();
+            if !set {
+                p.push(format!("{name}: environment variable {var} (required by the config) is missing"));
+            }
+        }
+        let policies = serde_json::to_string(&f["Properties"]["Policies"]).unwrap_or_default();
+        for resource in uses(&binary) {
+            let named = policies.contains(&format!("\"{resource}\"")) || policies.contains(&format!("${{{resource}."));
+            if !named {
+                p.push(format!("{name}: policy omits {resource}, which its code uses"));
+            }
+        }
+        let timeout = f["Properties"]["Timeout"].as_i64().or(t["Globals"]["Function"]["Timeout"].as_i64()).unwrap_or(3);
+        for (ev_name, ev) in f["Properties"]["Events"].as_mapping().into_iter().flatten() {
+            if ev["Type"] != "SQS" {
+                continue;
+            }
+            let types = &ev["Properties"]["FunctionResponseTypes"];
+            if !types.as_sequence().is_some_and(|s| s.iter().any(|v| v == "ReportBatchItemFailures")) {
+                p.push(format!("{name}.{ev_name:?}: SQS event source mapping lacks ReportBatchItemFailures"));
+            }
+            let queue = ev["Properties"]["Queue"]["Fn::GetAtt"][0].as_str().unwrap_or("");
+            let visibility = t["Resources"][queue]["Properties"]["VisibilityTimeout"].as_i64().unwrap_or(30);
+            if visibility < 6 * timeout {
+                p.push(format!("{queue}: visibility {visibility} s < 6 × {name}'s timeout {timeout} s"));
+            }
+        }
+    }
+    for b in bins.difference(&deployed) {
+        p.push(format!("Lambda binary {b} is not deployed by the template"));
+    }
+    p
+}
+
+/// (method, path) → function, for every HttpApi event.
+fn routes(t: &Value) -> BTreeMap<(String, String), String> {
+    let mut out = BTreeMap::new();
+    for (name, f) in functions(t) {
+        for (_, ev) in f["Properties"]["Events"].as_mapping().into_iter().flatten() {
+            if ev["Type"] == "HttpApi" {
+                let m = ev["Properties"]["Method"].as_str().unwrap_or("").to_owned();
+                let path = ev["Properties"]["Path"].as_str().unwrap_or("").to_owned();
+                out.insert((m, path), name.clone());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn template_is_true_to_the_code() {
+    let p = problems(&template(), &lambda_binaries());
+    assert!(p.is_empty(), "template.yaml problems:\n{}", p.join("\n"));
+}
+
+#[test]
+fn every_route_of_the_contract_reaches_its_function() {
+    let want: BTreeMap<(String, String), String> = [
+        ("PUT", "/v1/admin/collections/{collectionId}", "ApiFunction"),
+        ("POST", "/v1/admin/collections/{collectionId}/warmup", "ApiFunction"),
+        ("GET", "/v1/admin/collections/{collectionId}", "ApiFunction"),
+        ("POST", "/v1/collections/{collectionId}/reservations", "ApiFunction"),
+        ("GET", "/v1/reservations/{orderId}", "ApiFunction"),
+        ("POST", "/v1/reservations/{orderId}/confirm", "ApiFunction"),
+        ("POST", "/v1/reservations/{orderId}/cancel", "CancelFunction"),
+    ]
+    .into_iter()
+    .map(|(m, p, f)| ((m.to_owned(), p.to_owned()), f.to_owned()))
+    .collect();
+    let got = routes(&template());
+    assert_eq!(got, want);
+    // And the handlers recognise every one of them.
+    for (m, p) in want.keys() {
+        let concrete = p.replace("{collectionId}", "c1").replace("{orderId}", "o1");
+        let method = http::Method::from_bytes(m.as_bytes()).unwrap();
+        assert!(flashstock::http::route(&method, &concrete).is_ok(), "{m} {p}");
+    }
+}
+
+#[test]
+fn the_checks_catch_a_broken_template() {
+    let bins = lambda_binaries();
+    assert_eq!(bins.len(), 4, "four Lambda binaries: {bins:?}");
+    let mut t = template();
+    t["Resources"]["PersistFunction"]["Metadata"]["BuildProperties"]["Binary"] = Value::from("flashstock-persister");
+    let p = problems(&t, &bins);
+    assert!(p.iter().any(|x| x.contains("not a binary of the workspace")), "{p:?}");
+    assert!(p.iter().any(|x| x.contains("flashstock-persist is not deployed")), "{p:?}");
+
+    let mut t = template();
+    if let Some(m) = t["Globals"]["Function"]["Environment"]["Variables"].as_mapping_mut() {
+        m.remove("FLASHSTOCK_TIMEOUT_QUEUE_URL");
+    }
+    let p = problems(&t, &bins);
+    assert_eq!(p.iter().filter(|x| x.contains("FLASHSTOCK_TIMEOUT_QUEUE_URL")).count(), 4, "{p:?}");
+
+    let mut t = template();
+    t["Resources"]["ApiFunction"]["Properties"]["Policies"][0]["Statement"][1]["Resource"][0] =
+        serde_yaml_ng::from_str("{ \"Fn::GetAtt\": [TimeoutQueue, Arn] }").unwrap();
+    let p = problems(&t, &bins);
+    assert!(p.iter().any(|x| x.contains("ApiFunction: policy omits ReservationQueue")), "{p:?}");
+
+    let mut t = template();
+    t["Resources"]["PersistFunction"]["Properties"]["Events"]["Reservations"]["Properties"]["FunctionResponseTypes"] =
+        Value::Sequence(vec![]);
+    let p = problems(&t, &bins);
+    assert!(p.iter().any(|x| x.contains("lacks ReportBatchItemFailures")), "{p:?}");
+
+    let mut t = template();
+    t["Resources"]["TimeoutQueue"]["Properties"]["VisibilityTimeout"] = Value::from(60);
+    let p = problems(&t, &bins);
+    assert!(p.iter().any(|x| x.contains("TimeoutQueue: visibility 60")), "{p:?}");
+}
