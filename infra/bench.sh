@@ -5,10 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-"$root/infra/setup.sh" >/dev/null
-"$root/infra/services.sh" start >/dev/null
-# shellcheck disable=SC1091
-source "$root/.local/env"
+source "$root/infra/prepare.sh"
 profile=release
 args=("$@")
 if [[ " $* " == *" --tiny "* ]]; then

@@ -5,10 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-"$root/infra/setup.sh"
-"$root/infra/services.sh" start
+source "$root/infra/prepare.sh"
 trap '"$root/infra/services.sh" stop' EXIT
-# shellcheck disable=SC1091
-source "$root/.local/env"
 cargo build --quiet -p flashstock-local
 RUST_LOG="${RUST_LOG:-warn}" "$root/target/debug/flashstock-local" demo "$@"

@@ -4,11 +4,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-"$root/infra/setup.sh"
-"$root/infra/services.sh" start
+source "$root/infra/prepare.sh"
 trap '"$root/infra/services.sh" stop' EXIT
-# shellcheck disable=SC1091
-source "$root/.local/env"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -4,9 +4,6 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-"$root/infra/setup.sh"
-"$root/infra/services.sh" start
-# shellcheck disable=SC1091
-source "$root/.local/env"
+source "$root/infra/prepare.sh"
 cargo build --quiet --release -p flashstock-local
 exec "$root/target/release/flashstock-local" serve "$@"

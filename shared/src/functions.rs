@@ -12,6 +12,14 @@ use serde_json::Value;
 use crate::app::App;
 use crate::ports::{Ledger, Queue, StockCache};
 
+/// What every function's `main` does first: JSON logs, the config from the environment, and the
+/// clients built once.
+pub async fn boot() -> Result<crate::app::LiveApp, lambda_runtime::Error> {
+    crate::telemetry::init();
+    let config = crate::config::Config::from_env()?;
+    Ok(crate::app::LiveApp::from_config(&config).await?)
+}
+
 /// Orders cancelled per sweep run at most (the next run takes the rest).
 pub const SWEEP_LIMIT: usize = 1_000;
 

@@ -1,15 +1,13 @@
 //! The cancel function: the buyer's cancel route (API Gateway), payment-window timers (SQS) and
 //! the expiry sweep (EventBridge schedule). Wiring only: the event's shape picks the handler.
 
-use flashstock::{app::LiveApp, config::Config, functions::cancel_event, telemetry};
+use flashstock::functions::cancel_event;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    telemetry::init();
-    let config = Config::from_env()?;
-    let app = LiveApp::from_config(&config).await?;
+    let app = flashstock::functions::boot().await?;
     let app = &app;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move { cancel_event(app, ev.payload).await }))
         .await

@@ -2,15 +2,13 @@
 //! Wiring only: config, clients built once, the shared handler.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use flashstock::{app::LiveApp, config::Config, now_ms, telemetry};
+use flashstock::now_ms;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    telemetry::init();
-    let config = Config::from_env()?;
-    let app = LiveApp::from_config(&config).await?;
+    let app = flashstock::functions::boot().await?;
     let app = &app;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<EventBridgeEvent<Value>>| async move {
         Ok::<_, Error>(serde_json::to_value(app.reconcile(now_ms()).await?)?)

@@ -165,7 +165,32 @@ fn map_transact_error(op: &'static str, e: SdkError<TransactWriteItemsError>) ->
     }
 }
 
+/// Maps an SDK error to an [`InfraError`] naming the operation, with the SDK's full context.
+fn sdk_err<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug>(
+    op: &'static str,
+) -> impl FnOnce(SdkError<E, R>) -> InfraError {
+    move |e| InfraError::new(op, aws_sdk_dynamodb::error::DisplayErrorContext(e))
+}
+
 impl DynamoLedger {
+    /// Reads one item by key, consistently, and decodes it.
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        pk: AttributeValue,
+        op: &'static str,
+    ) -> InfraResult<Option<T>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", pk)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_err(op))?;
+        out.item.map(serde_dynamo::from_item).transpose().map_err(|e| InfraError::new(op, e))
+    }
+
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into() }
     }
@@ -254,28 +279,12 @@ impl Ledger for DynamoLedger {
                     CreateOutcome::SettingsDiffer
                 })
             }
-            Err(e) => {
-                Err(InfraError::new("dynamodb create collection", aws_sdk_dynamodb::error::DisplayErrorContext(e)))
-            }
+            Err(e) => Err(sdk_err("dynamodb create collection")(e)),
         }
     }
 
     async fn collection(&self, id: &CollectionId) -> InfraResult<Option<CollectionRecord>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", col_pk(id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| InfraError::new("dynamodb get collection", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
-        match out.item {
-            None => Ok(None),
-            Some(item) => serde_dynamo::from_item::<_, CollectionItem>(item)
-                .map(|c| Some(c.into_record()))
-                .map_err(|e| InfraError::new("dynamodb decode collection", e)),
-        }
+        Ok(self.get::<CollectionItem>(col_pk(id), "dynamodb get collection").await?.map(CollectionItem::into_record))
     }
 
     async fn collections(&self) -> InfraResult<Vec<CollectionId>> {
@@ -292,9 +301,7 @@ impl Ledger for DynamoLedger {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| {
-                    InfraError::new("dynamodb list collections", aws_sdk_dynamodb::error::DisplayErrorContext(e))
-                })?;
+                .map_err(sdk_err("dynamodb list collections"))?;
             for item in page.items() {
                 if let Some(AttributeValue::S(id)) = item.get("gsi2sk")
                     && let Ok(id) = CollectionId::parse(id)
@@ -320,25 +327,11 @@ impl Ledger for DynamoLedger {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| InfraError::new("dynamodb record drift", aws_sdk_dynamodb::error::DisplayErrorContext(e)))
+            .map_err(sdk_err("dynamodb record drift"))
     }
 
     async fn order(&self, id: &OrderId) -> InfraResult<Option<OrderRecord>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", ord_pk(id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| InfraError::new("dynamodb get order", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
-        match out.item {
-            None => Ok(None),
-            Some(item) => serde_dynamo::from_item::<_, OrderItem>(item)
-                .map(|o| Some(o.into_record()))
-                .map_err(|e| InfraError::new("dynamodb decode order", e)),
-        }
+        Ok(self.get::<OrderItem>(ord_pk(id), "dynamodb get order").await?.map(OrderItem::into_record))
     }
 
     async fn orders(&self, ids: &[OrderId]) -> InfraResult<Vec<OrderRecord>> {
@@ -357,9 +350,13 @@ impl Ledger for DynamoLedger {
             );
             let mut attempt = 0u32;
             while let Some(req) = request.take() {
-                let res = self.client.batch_get_item().request_items(&self.table, req).send().await.map_err(|e| {
-                    InfraError::new("dynamodb batch get orders", aws_sdk_dynamodb::error::DisplayErrorContext(e))
-                })?;
+                let res = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, req)
+                    .send()
+                    .await
+                    .map_err(sdk_err("dynamodb batch get orders"))?;
                 for item in res.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
                     let o: OrderItem =
                         serde_dynamo::from_item(item).map_err(|e| InfraError::new("dynamodb decode order", e))?;
@@ -537,7 +534,7 @@ impl Ledger for DynamoLedger {
         match res {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
-            Err(e) => Err(InfraError::new("dynamodb put tombstone", aws_sdk_dynamodb::error::DisplayErrorContext(e))),
+            Err(e) => Err(sdk_err("dynamodb put tombstone")(e)),
         }
     }
 
@@ -557,9 +554,7 @@ impl Ledger for DynamoLedger {
                     .set_exclusive_start_key(start)
                     .send()
                     .await
-                    .map_err(|e| {
-                        InfraError::new("dynamodb query expired", aws_sdk_dynamodb::error::DisplayErrorContext(e))
-                    })?;
+                    .map_err(sdk_err("dynamodb query expired"))?;
                 for item in page.items() {
                     if let Some(AttributeValue::S(pk)) = item.get("pk")
                         && let Some(Ok(id)) = pk.strip_prefix("ORD#").map(OrderId::parse)

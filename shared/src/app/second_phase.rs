@@ -167,24 +167,15 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                     self.cache.tombstone_order(order, &user).await?;
                     self.clear_sold_out(&collection);
                     tracing::info!(order = %order, reason = reason.as_str(), "cancelled before persist; tombstone written");
-                    return Ok(Cancelled::now(ReservationView {
-                        order_id: order.clone(),
-                        collection_id: Some(collection),
+                    return Ok(Cancelled::now(ReservationView::cancelled(
+                        order,
+                        Some(collection),
                         quantity,
-                        status: Status::Cancelled,
-                        expires_at: None,
-                        reason: Some(reason.as_str().to_owned()),
-                    }));
+                        Some(reason.as_str()),
+                    )));
                 }
                 Located::Tombstone { .. } => {
-                    return Ok(Cancelled::before(ReservationView {
-                        order_id: order.clone(),
-                        collection_id: None,
-                        quantity: 0,
-                        status: Status::Cancelled,
-                        expires_at: None,
-                        reason: None,
-                    }));
+                    return Ok(Cancelled::before(ReservationView::cancelled(order, None, 0, None)));
                 }
                 Located::Unknown { claimed } => {
                     // Empty rollback: nothing was taken (or a Try is mid-flight). Leave a durable
@@ -208,14 +199,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                     }
                     self.cache.tombstone_order(order, &owner).await?;
                     tracing::info!(order = %order, "empty rollback; tombstone written");
-                    return Ok(Cancelled::now(ReservationView {
-                        order_id: order.clone(),
-                        collection_id: None,
-                        quantity: 0,
-                        status: Status::Cancelled,
-                        expires_at: None,
-                        reason: Some(reason.as_str().to_owned()),
-                    }));
+                    return Ok(Cancelled::now(ReservationView::cancelled(order, None, 0, Some(reason.as_str()))));
                 }
             }
         }

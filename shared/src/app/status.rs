@@ -35,6 +35,20 @@ impl From<OrderRecord> for ReservationView {
     }
 }
 
+impl ReservationView {
+    /// A cancelled order (or tombstone) as the API shows it.
+    pub fn cancelled(order: &OrderId, collection: Option<CollectionId>, quantity: u32, reason: Option<&str>) -> Self {
+        Self {
+            order_id: order.clone(),
+            collection_id: collection,
+            quantity,
+            status: Status::Cancelled,
+            expires_at: None,
+            reason: reason.map(str::to_owned),
+        }
+    }
+}
+
 /// Where an order stands, across both stores.
 pub(crate) enum Located {
     Durable(OrderRecord),
@@ -124,14 +138,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 expires_at: None,
                 reason: None,
             },
-            Located::Tombstone { .. } => ReservationView {
-                order_id: order.clone(),
-                collection_id: None,
-                quantity: 0,
-                status: Status::Cancelled,
-                expires_at: None,
-                reason: None,
-            },
+            Located::Tombstone { .. } => ReservationView::cancelled(order, None, 0, None),
             Located::Unknown { .. } => return Err(AppError::ReservationNotFound),
         })
     }
