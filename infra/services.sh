@@ -12,9 +12,27 @@ mkdir -p "$state/redis"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A port whose cluster-bus port (port + 10000) is free too.
+cluster_port() {
+  python3 -c '
+import random, socket
+def free(p):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+while True:
+    p = random.randint(20000, 29999)
+    if free(p) and free(p + 10000):
+        print(p); break'
+}
 
 start() {
-  if alive "$state/redis.pid" && alive "$state/moto.pid" && alive "$state/dynamo.pid" && [ -f "$state/env" ]; then
+  if alive "$state/redis.pid" && alive "$state/moto.pid" && alive "$state/dynamo.pid" \
+    && alive "$state/cluster-1.pid" && [ -f "$state/env" ]; then
     return 0
   fi
   stop >/dev/null 2>&1 || true
@@ -22,6 +40,25 @@ start() {
   rport=$(free_port)
   redis-server --port "$rport" --bind 127.0.0.1 --dir "$state/redis" --save "" --appendonly no \
     --daemonize yes --pidfile "$state/redis.pid" --logfile "$state/redis.log" --maxmemory-policy noeviction
+  # A three-node Redis Cluster (as ElastiCache Serverless presents), for the cluster-mode tests.
+  local nodes=() cport
+  for i in 1 2 3; do
+    cport=$(cluster_port)
+    mkdir -p "$state/cluster-$i"
+    rm -f "$state/cluster-$i/nodes.conf"
+    redis-server --port "$cport" --bind 127.0.0.1 --dir "$state/cluster-$i" --save "" --appendonly no \
+      --cluster-enabled yes --cluster-config-file nodes.conf \
+      --daemonize yes --pidfile "$state/cluster-$i.pid" --logfile "$state/cluster-$i.log"
+    nodes+=("127.0.0.1:$cport")
+  done
+  for n in "${nodes[@]}"; do
+    for _ in $(seq 1 50); do redis-cli -p "${n#*:}" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$state/cluster-create.log" 2>&1
+  for _ in $(seq 1 100); do
+    redis-cli -p "${nodes[0]#*:}" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
+    sleep 0.1
+  done
   mport=$(free_port)
   nohup "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$mport" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
@@ -39,6 +76,7 @@ start() {
   for _ in $(seq 1 50); do [ -f "$state/redis.pid" ] && break; sleep 0.1; done
   cat >"$state/env" <<ENV
 export FLASHSTOCK_REDIS_URL=redis://127.0.0.1:$rport
+export FLASHSTOCK_TEST_REDIS_CLUSTER_URL=redis://${nodes[0]}
 export AWS_ENDPOINT_URL=http://127.0.0.1:$mport
 export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$mport
 export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$dport
@@ -46,11 +84,11 @@ export AWS_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=test
 export AWS_SECRET_ACCESS_KEY=test
 ENV
-  echo "services: redis-server on 127.0.0.1:$rport, moto SQS on 127.0.0.1:$mport, moto DynamoDB on 127.0.0.1:$dport"
+  echo "services: redis-server on 127.0.0.1:$rport, Redis Cluster on ${nodes[*]}, moto SQS on 127.0.0.1:$mport, moto DynamoDB on 127.0.0.1:$dport"
 }
 
 stop() {
-  for svc in redis moto dynamo; do
+  for svc in redis moto dynamo cluster-1 cluster-2 cluster-3; do
     if alive "$state/$svc.pid"; then kill "$(cat "$state/$svc.pid")" 2>/dev/null || true; fi
     rm -f "$state/$svc.pid"
   done

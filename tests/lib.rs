@@ -17,7 +17,7 @@ pub use flashstock_local::stack::StackOptions as Options;
 
 pub struct TestApp {
     pub stack: Stack,
-    pub redis: redis::aio::ConnectionManager,
+    pub redis: flashstock::adapters::redis_cache::Conn,
     http: reqwest::Client,
 }
 
@@ -87,11 +87,24 @@ impl TestApp {
     }
 
     pub async fn start_with(opts: StackOptions, tweak: impl FnOnce(&mut Config)) -> Self {
-        let redis_url = std::env::var("FLASHSTOCK_REDIS_URL")
-            .expect("FLASHSTOCK_REDIS_URL unset: run the tests with infra/test.sh (it starts redis-server and moto)");
+        Self::start_on("FLASHSTOCK_REDIS_URL", false, opts, tweak).await
+    }
+
+    /// A deployment on the local three-node Redis Cluster, in cluster mode.
+    pub async fn start_cluster(opts: StackOptions, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_on("FLASHSTOCK_TEST_REDIS_CLUSTER_URL", true, opts, |c| {
+            c.redis_cluster = true;
+            tweak(c)
+        })
+        .await
+    }
+
+    async fn start_on(var: &str, cluster: bool, opts: StackOptions, tweak: impl FnOnce(&mut Config)) -> Self {
+        let redis_url = std::env::var(var).unwrap_or_else(|_| {
+            panic!("{var} unset: run the tests with infra/test.sh (it starts redis-server and moto)")
+        });
         let stack = Stack::launch(&unique_name(), &redis_url, opts, tweak).await.expect("local stack starts");
-        let client = redis::Client::open(redis_url.as_str()).expect("redis url");
-        let redis = redis::aio::ConnectionManager::new(client).await.expect("redis connects");
+        let redis = flashstock::adapters::redis_cache::connect(&redis_url, cluster).await.expect("redis connects");
         Self { stack, redis, http: reqwest::Client::new() }
     }
 

@@ -13,6 +13,7 @@ pub const SOLD_OUT_FLAG_MS: &str = "FLASHSTOCK_SOLD_OUT_FLAG_MS";
 pub const RECONCILE_THRESHOLD_MS: &str = "FLASHSTOCK_RECONCILE_THRESHOLD_MS";
 pub const FAULT_DROP_MESSAGE_PERCENT: &str = "FLASHSTOCK_FAULT_DROP_MESSAGE_PERCENT";
 pub const EMIT_EMF: &str = "FLASHSTOCK_EMIT_EMF";
+pub const REDIS_CLUSTER: &str = "FLASHSTOCK_REDIS_CLUSTER";
 
 /// Every variable a function's config requires (the deployment test checks the template gives them).
 pub const REQUIRED: [&str; 4] = [REDIS_URL, TABLE, RESERVATION_QUEUE_URL, TIMEOUT_QUEUE_URL];
@@ -29,6 +30,8 @@ pub enum ConfigError {
 pub struct Config {
     /// `redis://` or `rediss://` (TLS) URL, credentials included when AUTH is on.
     pub redis_url: String,
+    /// The endpoint is a Redis Cluster (ElastiCache Serverless is): follow its slots.
+    pub redis_cluster: bool,
     /// Prefix of every Redis key (isolates deployments and tests sharing one Redis).
     pub key_prefix: String,
     pub table: String,
@@ -75,6 +78,7 @@ impl Config {
         }
         Ok(Self {
             redis_url: req(REDIS_URL)?,
+            redis_cluster: matches!(get(REDIS_CLUSTER).as_deref(), Some("1" | "true" | "on")),
             key_prefix,
             table: req(TABLE)?,
             reservation_queue_url: req(RESERVATION_QUEUE_URL)?,
@@ -113,6 +117,7 @@ mod tests {
         assert_eq!(c.sold_out_flag, Duration::from_millis(500));
         assert_eq!(c.fault_drop_message_percent, 0);
         assert!(c.emit_emf);
+        assert!(!c.redis_cluster);
         // G5: threshold + one 60 s schedule interval must stay inside 2 minutes.
         assert!(c.reconcile_threshold_ms + 60_000 < 120_000);
     }

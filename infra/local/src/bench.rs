@@ -17,13 +17,76 @@ use flashstock::domain::{CollectionId, CollectionSpec, OrderId, UserId};
 use flashstock::ports::{SettleAs, StockCache};
 use futures::StreamExt;
 
-/// Counts SDK requests per operation (moto reports no consumed capacity for transactions).
+/// Counts SDK requests per operation, and the write units and inventory-item writes of what they
+/// write, by DynamoDB's sizing rules from the request bodies themselves (moto reports no consumed
+/// capacity for transactions).
 #[derive(Debug, Clone, Default)]
-pub struct RequestCounter(Arc<Mutex<BTreeMap<String, u64>>>);
+pub struct RequestCounter(Arc<Mutex<BTreeMap<String, u64>>>, Arc<Mutex<Writes>>);
+
+/// Writes seen on the wire.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Writes {
+    pub write_units: f64,
+    pub inventory_item_writes: u64,
+    pub items_written: u64,
+}
 
 impl RequestCounter {
     pub fn take(&self) -> BTreeMap<String, u64> {
         self.0.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default()
+    }
+    pub fn take_writes(&self) -> Writes {
+        self.1.lock().map(|mut w| std::mem::take(&mut *w)).unwrap_or_default()
+    }
+}
+
+/// DynamoDB's item size: attribute names plus values (strings by UTF-8 length, numbers by
+/// significant digits / 2 + 1, booleans and nulls 1 byte, containers 3 bytes + contents).
+pub fn item_size(item: &serde_json::Map<String, serde_json::Value>) -> usize {
+    fn value(v: &serde_json::Value) -> usize {
+        let Some((t, x)) = v.as_object().and_then(|o| o.iter().next()) else { return 0 };
+        match t.as_str() {
+            "S" | "B" => x.as_str().map_or(0, str::len),
+            "N" => {
+                let digits = x.as_str().unwrap_or("").trim_start_matches(['-', '0']).replace('.', "");
+                digits.trim_end_matches('0').len().div_ceil(2) + 1
+            }
+            "BOOL" | "NULL" => 1,
+            "M" => 3 + x.as_object().map_or(0, |m| m.iter().map(|(k, v)| k.len() + value(v)).sum()),
+            "L" => 3 + x.as_array().map_or(0, |l| l.iter().map(|v| 1 + value(v)).sum()),
+            _ => x.to_string().len(),
+        }
+    }
+    item.iter().map(|(k, v)| k.len() + value(v)).sum()
+}
+
+/// Write units of one request body: 1 per started KB per item written, doubled inside a
+/// transaction. An Update is charged for the item's size after the update; the items flashstock
+/// updates are well under 1 KB, so 1 unit each.
+fn account(op: &str, body: &[u8], w: &mut Writes) {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return };
+    let mut one = |put: Option<&serde_json::Value>, update_key: Option<&serde_json::Value>, factor: f64| {
+        if let Some(item) = put.and_then(|i| i.as_object()) {
+            w.write_units += factor * item_size(item).div_ceil(1024).max(1) as f64;
+            w.items_written += 1;
+        }
+        if let Some(key) = update_key {
+            w.write_units += factor;
+            w.items_written += 1;
+            if key["pk"]["S"].as_str().is_some_and(|pk| pk.starts_with("COL#")) {
+                w.inventory_item_writes += 1;
+            }
+        }
+    };
+    match op {
+        "TransactWriteItems" => {
+            for t in v["TransactItems"].as_array().into_iter().flatten() {
+                one(t["Put"].get("Item"), t["Update"].get("Key"), 2.0);
+            }
+        }
+        "PutItem" => one(v.get("Item"), None, 1.0),
+        "UpdateItem" => one(None, v.get("Key"), 1.0),
+        _ => {}
     }
 }
 
@@ -40,6 +103,9 @@ impl Intercept for RequestCounter {
         // Every attempt that goes on the wire (retries included), by DynamoDB operation.
         let op =
             ctx.request().headers().get("x-amz-target").and_then(|t| t.rsplit('.').next()).unwrap_or("?").to_owned();
+        if let (Some(body), Ok(mut w)) = (ctx.request().body().bytes(), self.1.lock()) {
+            account(&op, body, &mut w);
+        }
         if let Ok(mut m) = self.0.lock() {
             *m.entry(op).or_default() += 1;
         }
@@ -58,7 +124,7 @@ pub struct RedisStats {
     pub evalsha: i64,
 }
 
-pub async fn redis_stats(con: &mut redis::aio::ConnectionManager) -> anyhow::Result<RedisStats> {
+pub async fn redis_stats(con: &mut impl redis::aio::ConnectionLike) -> anyhow::Result<RedisStats> {
     let info: String = redis::cmd("INFO").arg("everything").query_async(con).await?;
     let field = |name: &str| -> f64 {
         info.lines()
@@ -85,7 +151,7 @@ pub async fn redis_stats(con: &mut redis::aio::ConnectionManager) -> anyhow::Res
 }
 
 /// `usec_per_call` of one command from `INFO commandstats`.
-pub async fn usec_per_call(con: &mut redis::aio::ConnectionManager, cmd: &str) -> anyhow::Result<f64> {
+pub async fn usec_per_call(con: &mut impl redis::aio::ConnectionLike, cmd: &str) -> anyhow::Result<f64> {
     let info: String = redis::cmd("INFO").arg("commandstats").query_async(con).await?;
     Ok(info
         .lines()
@@ -106,7 +172,7 @@ pub fn median(v: &mut [f64]) -> (f64, f64, f64) {
 pub struct BenchApp {
     pub app: App<RedisCache, DynamoLedger, SqsQueue>,
     pub dynamo_requests: RequestCounter,
-    pub redis: redis::aio::ConnectionManager,
+    pub redis: flashstock::adapters::redis_cache::Conn,
 }
 
 impl BenchApp {
@@ -115,12 +181,13 @@ impl BenchApp {
         let counter = RequestCounter::default();
         let dynamo_cfg = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(counter.clone()).build();
         let c = &stack.config;
-        let cache = RedisCache::connect(&c.redis_url, &c.key_prefix, c.order_retention_seconds).await?;
+        let cache =
+            RedisCache::connect(&c.redis_url, &c.key_prefix, c.order_retention_seconds, c.redis_cluster).await?;
         let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::from_conf(dynamo_cfg), &c.table);
         let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), &c.reservation_queue_url, &c.timeout_queue_url);
         let mut settings = Settings::from(c);
         tweak(&mut settings);
-        let redis = redis::aio::ConnectionManager::new(redis::Client::open(c.redis_url.as_str())?).await?;
+        let redis = flashstock::adapters::redis_cache::connect(&c.redis_url, c.redis_cluster).await?;
         Ok(Self { app: App::new(cache, ledger, queue, settings), dynamo_requests: counter, redis })
     }
 
@@ -229,7 +296,7 @@ pub struct ScriptCost {
 }
 
 pub async fn script_cost(redis_url: &str, prefix: &str, n: usize, clients: usize) -> anyhow::Result<ScriptCost> {
-    let cache = RedisCache::connect(redis_url, prefix, 86_400).await?;
+    let cache = RedisCache::connect(redis_url, prefix, 86_400, false).await?;
     let mut con = redis::aio::ConnectionManager::new(redis::Client::open(redis_url)?).await?;
     let id = CollectionId::parse(&format!("sc-{}", ulid::Ulid::new().to_string().to_lowercase()))?;
     let [stock, ..] = flashstock::adapters::redis_cache::collection_keys(prefix, &id);
@@ -298,4 +365,82 @@ pub async fn script_cost(redis_url: &str, prefix: &str, n: usize, clients: usize
         release_usec,
         bytes_per_reservation: (mem_after - mem_before) as f64 / n as f64,
     })
+}
+
+/// Durable write amplification of one hot collection.
+#[derive(Debug, Clone)]
+pub struct Amplification {
+    pub orders: usize,
+    pub batch_size: usize,
+    pub requests: BTreeMap<String, u64>,
+    pub writes: Writes,
+}
+
+/// Persists `orders` accepted orders of one collection through the persist handler in SQS
+/// batches of `batch_size`, counting what reaches DynamoDB.
+pub async fn amplification(
+    stack: &crate::stack::Stack,
+    orders: usize,
+    batch_size: usize,
+) -> anyhow::Result<Amplification> {
+    use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+    use flashstock::ports::ReservationMessage;
+    let b = BenchApp::new(stack, |s| s.emit_emf = false).await?;
+    let id = b.collection(&format!("wa-{}", ulid::Ulid::new().to_string().to_lowercase()), orders as u64).await?;
+    let now = flashstock::now_ms();
+    let msgs: Vec<SqsMessage> = (0..orders)
+        .map(|i| {
+            let m = ReservationMessage {
+                order_id: OrderId::parse(&format!("{id}-{i:06}"))?,
+                collection_id: id.clone(),
+                user_id: UserId::parse(&format!("user-{:05}", i % 5_000))?,
+                quantity: 1,
+                accepted_at_ms: now,
+            };
+            let mut sm = SqsMessage::default();
+            sm.message_id = Some(format!("m{i}"));
+            sm.body = Some(serde_json::to_string(&m)?);
+            Ok(sm)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    b.dynamo_requests.take();
+    b.dynamo_requests.take_writes();
+    for chunk in msgs.chunks(batch_size) {
+        let mut ev = SqsEvent::default();
+        ev.records = chunk.to_vec();
+        let r = b.app.persist_batch(ev, now).await;
+        anyhow::ensure!(r.batch_item_failures.is_empty(), "persist reported failures");
+    }
+    Ok(Amplification {
+        orders,
+        batch_size,
+        requests: b.dynamo_requests.take(),
+        writes: b.dynamo_requests.take_writes(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_sizes_follow_dynamodb_rules() {
+        let item: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+            r#"{"pk": {"S": "ORD#abc"}, "quantity": {"N": "12"}, "tookStock": {"BOOL": true}, "big": {"N": "1000"}}"#,
+        )
+        .unwrap();
+        // pk 2+7, quantity 8+2, tookStock 9+1, big 3+2
+        assert_eq!(item_size(&item), 9 + 10 + 10 + 5);
+    }
+
+    #[test]
+    fn transactions_cost_double_and_inventory_writes_are_counted() {
+        let body = br#"{"TransactItems": [
+            {"Update": {"Key": {"pk": {"S": "COL#c"}}}},
+            {"Put": {"Item": {"pk": {"S": "ORD#1"}}}},
+            {"Put": {"Item": {"pk": {"S": "ORD#2"}}}}]}"#;
+        let mut w = Writes::default();
+        account("TransactWriteItems", body, &mut w);
+        assert_eq!(w, Writes { write_units: 6.0, inventory_item_writes: 1, items_written: 3 });
+    }
 }

@@ -6,8 +6,9 @@
 //! Per order, the directory key `{<prefix>:o:<orderId>}` holds `"<collectionId>|<qty>|<userId>"`
 //! or a tombstone `"~|0|<userId>"`, with a TTL of the order retention.
 
-use redis::Script;
 use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use crate::domain::{CollectionId, OrderId, UserId};
 use crate::ports::{
@@ -44,9 +45,54 @@ impl Scripts {
     }
 }
 
+/// One Redis node (reconnecting manager) or a Redis Cluster (ElastiCache Serverless presents a
+/// cluster endpoint): every key a script touches shares one hash tag, so both work the same.
+#[derive(Clone)]
+pub enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Connects to one node, or to a cluster (following its slots: MOVED/ASK).
+pub async fn connect(url: &str, cluster: bool) -> InfraResult<Conn> {
+    Ok(if cluster {
+        let client = redis::cluster::ClusterClient::new(vec![url]).map_err(err("redis cluster open"))?;
+        Conn::Cluster(client.get_async_connection().await.map_err(err("redis cluster connect"))?)
+    } else {
+        let client = redis::Client::open(url).map_err(err("redis open"))?;
+        Conn::Single(ConnectionManager::new(client).await.map_err(err("redis connect"))?)
+    })
+}
+
 #[derive(Clone)]
 pub struct RedisCache {
-    con: ConnectionManager,
+    con: Conn,
     prefix: String,
     retention_seconds: u64,
     scripts: std::sync::Arc<Scripts>,
@@ -102,10 +148,10 @@ fn directory_value(collection: &CollectionId, quantity: u32, user: &UserId) -> S
 }
 
 impl RedisCache {
-    /// Connects once (the manager reconnects on its own); call at start-up, not per request.
-    pub async fn connect(url: &str, prefix: &str, retention_seconds: u64) -> InfraResult<Self> {
-        let client = redis::Client::open(url).map_err(err("redis open"))?;
-        let con = ConnectionManager::new(client).await.map_err(err("redis connect"))?;
+    /// Connects once (both clients reconnect on their own); call at start-up, not per request.
+    /// `cluster` follows a Redis Cluster's slots (MOVED/ASK), as ElastiCache Serverless needs.
+    pub async fn connect(url: &str, prefix: &str, retention_seconds: u64, cluster: bool) -> InfraResult<Self> {
+        let con = connect(url, cluster).await?;
         Ok(Self { con, prefix: prefix.to_owned(), retention_seconds, scripts: std::sync::Arc::new(Scripts::new()) })
     }
 
