@@ -32,7 +32,7 @@ while True:
 
 start() {
   if alive "$state/redis.pid" && alive "$state/moto.pid" && alive "$state/dynamo.pid" \
-    && alive "$state/cluster-1.pid" && [ -f "$state/env" ]; then
+    && alive "$state/cluster-1.pid" && alive "$state/tls.pid" && [ -f "$state/env" ]; then
     return 0
   fi
   stop >/dev/null 2>&1 || true
@@ -59,6 +59,16 @@ start() {
     redis-cli -p "${nodes[0]#*:}" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
     sleep 0.1
   done
+  # A TLS + AUTH instance (self-signed certificate), for the rediss:// tests.
+  local tport
+  tport=$(free_port)
+  mkdir -p "$state/tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=localhost" \
+    -keyout "$state/tls/key.pem" -out "$state/tls/cert.pem" >/dev/null 2>&1
+  redis-server --port 0 --tls-port "$tport" --bind 127.0.0.1 --dir "$state/tls" --save "" --appendonly no \
+    --tls-cert-file "$state/tls/cert.pem" --tls-key-file "$state/tls/key.pem" \
+    --tls-ca-cert-file "$state/tls/cert.pem" --tls-auth-clients no --requirepass flashstock-test \
+    --daemonize yes --pidfile "$state/tls.pid" --logfile "$state/tls.log"
   mport=$(free_port)
   nohup "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$mport" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
@@ -77,6 +87,7 @@ start() {
   cat >"$state/env" <<ENV
 export FLASHSTOCK_REDIS_URL=redis://127.0.0.1:$rport
 export FLASHSTOCK_TEST_REDIS_CLUSTER_URL=redis://${nodes[0]}
+export FLASHSTOCK_TEST_REDIS_TLS_URL=rediss://:flashstock-test@127.0.0.1:$tport/#insecure
 export AWS_ENDPOINT_URL=http://127.0.0.1:$mport
 export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$mport
 export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$dport
@@ -84,11 +95,11 @@ export AWS_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=test
 export AWS_SECRET_ACCESS_KEY=test
 ENV
-  echo "services: redis-server on 127.0.0.1:$rport, Redis Cluster on ${nodes[*]}, moto SQS on 127.0.0.1:$mport, moto DynamoDB on 127.0.0.1:$dport"
+  echo "services: redis-server on 127.0.0.1:$rport, TLS+AUTH redis on 127.0.0.1:$tport, Redis Cluster on ${nodes[*]}, moto SQS on 127.0.0.1:$mport, moto DynamoDB on 127.0.0.1:$dport"
 }
 
 stop() {
-  for svc in redis moto dynamo cluster-1 cluster-2 cluster-3; do
+  for svc in redis moto dynamo cluster-1 cluster-2 cluster-3 tls; do
     if alive "$state/$svc.pid"; then kill "$(cat "$state/$svc.pid")" 2>/dev/null || true; fi
     rm -f "$state/$svc.pid"
   done

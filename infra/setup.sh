@@ -12,6 +12,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
   apt-get install -y -qq redis-server >/dev/null
 fi
 
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "setup: installing openssl (the local TLS redis needs a certificate)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null; }
+fi
+
 if [ ! -x "$venv/bin/moto_server" ]; then
   echo "setup: creating $venv with moto[server]"
   python3 -m venv "$venv"

@@ -99,6 +99,11 @@ impl TestApp {
         .await
     }
 
+    /// A deployment on the local TLS + AUTH redis, through a `rediss://:password@…` URL.
+    pub async fn start_tls(opts: StackOptions, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_on("FLASHSTOCK_TEST_REDIS_TLS_URL", false, opts, tweak).await
+    }
+
     async fn start_on(var: &str, cluster: bool, opts: StackOptions, tweak: impl FnOnce(&mut Config)) -> Self {
         let redis_url = std::env::var(var).unwrap_or_else(|_| {
             panic!("{var} unset: run the tests with infra/test.sh (it starts redis-server and moto)")

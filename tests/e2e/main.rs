@@ -5,5 +5,6 @@ mod api_contract;
 mod cluster;
 mod persist_path;
 mod reconcile;
+mod redis_tls;
 mod second_phase;
 mod try_path;
