@@ -86,6 +86,27 @@ impl TestApp {
         }
     }
 
+    /// As [`Self::fast_options`], but with no persist consumer: orders stay PENDING until a test
+    /// delivers their messages itself.
+    pub fn manual_options() -> StackOptions {
+        StackOptions { run_persist: false, ..Self::fast_options() }
+    }
+
+    /// Takes one reservation message off the queue (as a consumer would) and returns its body.
+    pub async fn take_reservation_message(&self) -> String {
+        let out = self
+            .stack
+            .sqs
+            .receive_message()
+            .queue_url(&self.stack.queues.reservations)
+            .max_number_of_messages(1)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive");
+        out.messages.unwrap_or_default().into_iter().next().and_then(|m| m.body).expect("a reservation message")
+    }
+
     pub async fn start_with(opts: StackOptions, tweak: impl FnOnce(&mut Config)) -> Self {
         Self::start_on("FLASHSTOCK_REDIS_URL", false, opts, tweak).await
     }

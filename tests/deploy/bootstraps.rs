@@ -215,20 +215,7 @@ async fn persist_bootstrap_reports_only_the_poison_message() {
     let t = TestApp::start_with(stack_opts(), |_| {}).await;
     t.collection("c1", json!({ "quantity": 5 })).await;
     assert_eq!(t.reserve("alice", "c1", "o1", 2).await.status, 202);
-    let body = t
-        .stack
-        .sqs
-        .receive_message()
-        .queue_url(&t.stack.queues.reservations)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default()
-        .remove(0)
-        .body
-        .unwrap();
+    let body = t.take_reservation_message().await;
     let f = Function::start("flashstock-persist", &t).await;
     let r = f.invoke(sqs_event(&[("good", body), ("poison", "{oops".into())])).await.expect("no invocation error");
     assert_eq!(failures(&r), vec!["poison"], "{r}");

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use flashstock::ports::ReservationMessage;
-use flashstock_e2e::{Options, TestApp};
+use flashstock_e2e::TestApp;
 use serde_json::json;
 
 fn message(id: &str, body: String) -> SqsMessage {
@@ -20,31 +20,13 @@ fn event(msgs: Vec<SqsMessage>) -> SqsEvent {
     e
 }
 
-fn manual() -> Options {
-    Options { run_persist: false, ..TestApp::fast_options() }
-}
-
-async fn queued_body(t: &TestApp) -> String {
-    let out = t
-        .stack
-        .sqs
-        .receive_message()
-        .queue_url(&t.stack.queues.reservations)
-        .max_number_of_messages(1)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .unwrap();
-    out.messages.unwrap_or_default().remove(0).body.unwrap()
-}
-
 #[tokio::test]
 async fn duplicate_delivery_is_applied_once() {
-    let t = TestApp::start_with(manual(), |_| {}).await;
+    let t = TestApp::start_with(TestApp::manual_options(), |_| {}).await;
     t.collection("dup", json!({ "quantity": 10 })).await;
     assert_eq!(t.reserve("u", "dup", "o1", 3).await.status, 202);
     assert_eq!(t.status("u", "o1").await.str("status"), "PENDING");
-    let body = queued_body(&t).await;
+    let body = t.take_reservation_message().await;
     // The same message twice in one batch, then again in a later batch, then concurrently.
     let r = t.stack.app.persist_batch(event(vec![message("m1", body.clone()), message("m2", body.clone())]), 0).await;
     assert!(r.batch_item_failures.is_empty());
@@ -62,13 +44,13 @@ async fn duplicate_delivery_is_applied_once() {
 
 #[tokio::test]
 async fn a_batch_of_replays_new_orders_and_short_stock() {
-    let t = TestApp::start_with(manual(), |_| {}).await;
+    let t = TestApp::start_with(TestApp::manual_options(), |_| {}).await;
     t.collection("mix", json!({ "quantity": 10 })).await;
     // Two orders become durable first.
     for (u, o) in [("a", "r1"), ("b", "r2")] {
         assert_eq!(t.reserve(u, "mix", o, 2).await.status, 202);
     }
-    let first: Vec<String> = vec![queued_body(&t).await, queued_body(&t).await];
+    let first: Vec<String> = vec![t.take_reservation_message().await, t.take_reservation_message().await];
     let r = t
         .stack
         .app
@@ -84,7 +66,7 @@ async fn a_batch_of_replays_new_orders_and_short_stock() {
     }
     let mut bodies = first.clone(); // replays of r1, r2
     for _ in 0..4 {
-        bodies.push(queued_body(&t).await);
+        bodies.push(t.take_reservation_message().await);
     }
     let msgs = bodies.iter().enumerate().map(|(i, b)| message(&format!("m{i}"), b.clone())).collect();
     let r = t.stack.app.persist_batch(event(msgs), 0).await;

@@ -9,10 +9,6 @@ use serde_json::json;
 
 const SECOND: Duration = Duration::from_secs(1);
 
-fn manual() -> Options {
-    Options { run_persist: false, ..TestApp::fast_options() }
-}
-
 #[tokio::test]
 async fn user_cancel_of_a_reserved_order_returns_stock_to_both_stores_once() {
     let t = TestApp::start().await;
@@ -32,7 +28,7 @@ async fn user_cancel_of_a_reserved_order_returns_stock_to_both_stores_once() {
 
 #[tokio::test]
 async fn cancel_before_persist_leaves_a_tombstone_and_the_late_message_is_refused() {
-    let t = TestApp::start_with(manual(), |_| {}).await;
+    let t = TestApp::start_with(TestApp::manual_options(), |_| {}).await;
     t.collection("cbp", json!({ "quantity": 10 })).await;
     assert_eq!(t.reserve("u", "cbp", "o1", 3).await.status, 202);
     assert_eq!(t.status("u", "o1").await.str("status"), "PENDING");
