@@ -45,6 +45,14 @@ impl Default for StackOptions {
     }
 }
 
+impl StackOptions {
+    /// The handlers behind the front door only: no consumers, no schedule (benchmarks and tests
+    /// that drive the handlers themselves).
+    pub fn handlers_only() -> Self {
+        Self { run_persist: false, run_timers: false, schedule_interval: None, ..Self::default() }
+    }
+}
+
 pub struct Stack {
     pub name: String,
     pub app: Arc<LiveApp>,

@@ -93,13 +93,7 @@ async fn main() -> anyhow::Result<()> {
     writeln!(md, "| bytes per in-flight reservation | {} | ≤ 80 |\n", fmt3(median(&mut bytes)))?;
 
     // 2. Reconciliation cost.
-    let stack = Stack::launch(
-        &format!("{prefix}-rc"),
-        &redis_url,
-        StackOptions { run_persist: false, run_timers: false, schedule_interval: None, ..StackOptions::default() },
-        |_| {},
-    )
-    .await?;
+    let stack = Stack::launch(&format!("{prefix}-rc"), &redis_url, StackOptions::handlers_only(), |_| {}).await?;
     writeln!(md, "## 2. Cost of one reconciliation run\n")?;
     writeln!(
         md,
@@ -161,12 +155,7 @@ async fn main() -> anyhow::Result<()> {
             let fresh = Stack::launch(
                 &format!("{prefix}-wa{orders}-{batch}"),
                 &redis_url,
-                StackOptions {
-                    run_persist: false,
-                    run_timers: false,
-                    schedule_interval: None,
-                    ..StackOptions::default()
-                },
+                StackOptions::handlers_only(),
                 |_| {},
             )
             .await?;
