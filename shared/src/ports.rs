@@ -217,13 +217,14 @@ pub trait StockCache: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = InfraResult<u32>> + Send;
     fn snapshot(&self, collection: &CollectionId) -> impl Future<Output = InfraResult<CacheSnapshot>> + Send;
-    /// Sets stock to `saleable - pending` if the version still matches; `only_if_missing` leaves a
-    /// live stock key alone (warm-up), otherwise refuses while anything is in the log.
+    /// Sets stock to `stock` (DynamoDB's saleable minus the snapshot's pending) if the version
+    /// still matches; `only_if_missing` leaves a live stock key alone (warm-up), otherwise refuses
+    /// while anything is in the log.
     fn rebuild(
         &self,
         collection: &CollectionId,
         expected_version: i64,
-        saleable: i64,
+        stock: i64,
         only_if_missing: bool,
     ) -> impl Future<Output = InfraResult<Rebuild>> + Send;
     /// Log entries accepted before `before_ms`, oldest first, at most `limit`.

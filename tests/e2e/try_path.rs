@@ -84,6 +84,11 @@ async fn insufficient_stock_names_what_is_left_and_sold_out_clears_after_a_cance
     assert_eq!(short.int("available"), 1);
     assert_eq!(t.reserve("b", "small", "o3", 1).await.status, 202);
     t.reserve("c", "small", "o4", 1).await.assert_problem(409, "SOLD_OUT");
+    // While sold out (the per-instance flag is up), a retry of an accepted order still gets its
+    // original answer, and a reused order id with another body is still a mismatch.
+    let replay = t.reserve("b", "small", "o3", 1).await;
+    assert_eq!((replay.status, replay.body["orderId"].as_str()), (202, Some("o3")), "{replay:?}");
+    t.reserve("c", "small", "o3", 1).await.assert_problem(409, "IDEMPOTENCY_MISMATCH");
     t.wait_status("a", "o1", "RESERVED", 10 * SECOND).await;
     assert_eq!(t.cancel("a", "o1").await.status, 200);
     // The per-instance sold-out flag must not outlive the returned stock by more than ~1 s.

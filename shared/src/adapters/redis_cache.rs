@@ -383,7 +383,7 @@ impl StockCache for RedisCache {
         &self,
         collection: &CollectionId,
         expected_version: i64,
-        saleable: i64,
+        stock: i64,
         only_if_missing: bool,
     ) -> InfraResult<Rebuild> {
         let mode = if only_if_missing { "missing" } else { "force" };
@@ -392,7 +392,7 @@ impl StockCache for RedisCache {
                 "redis rebuild script",
                 &self.scripts.rebuild,
                 collection,
-                vec![expected_version.to_string(), saleable.to_string(), mode.to_owned()],
+                vec![expected_version.to_string(), stock.to_string(), mode.to_owned()],
             )
             .await?;
         Ok(match code.as_str() {

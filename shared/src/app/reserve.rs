@@ -41,7 +41,10 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             quantity,
             status: Status::Pending,
         };
-        if self.is_sold_out(&input.collection) {
+        // The sold-out flag keeps the horde off the collection's Redis shard; a retry of an order
+        // that was accepted must still get its original answer, so the flag is only trusted when
+        // the order id is unknown (a plain GET of its directory key, on whatever shard holds it).
+        if self.is_sold_out(&input.collection) && self.cache.directory(&input.order).await?.is_none() {
             return Err(AppError::SoldOut);
         }
         match self.cache.claim_order(&input.order, &input.collection, &input.user, quantity).await? {

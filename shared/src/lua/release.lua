@@ -27,7 +27,6 @@ if st == 'S' and not redis.call('ZSCORE', KEYS[3], ARGV[1]) then return {'UNLOGG
 local n = tonumber(q)
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], n) end
 if redis.call('HINCRBY', KEYS[4], u, -n) <= 0 then redis.call('HDEL', KEYS[4], u) end
-if st == 'P' then redis.call('HINCRBY', KEYS[5], 'pending', -n) end
 redis.call('HSET', KEYS[2], ARGV[1], 'C|' .. q .. '|' .. at .. '|' .. u)
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[6], ARGV[2], ARGV[1])

@@ -14,7 +14,6 @@ for i = 4, #ARGV do
     local st, q, at, u = string.match(e, '^(%u)|(%d+)|(%d+)|(.*)$')
     if st == 'P' then
       redis.call('HSET', KEYS[2], id, ARGV[2] .. '|' .. q .. '|' .. at .. '|' .. u)
-      redis.call('HINCRBY', KEYS[5], 'pending', -tonumber(q))
       if ARGV[2] == 'F' and redis.call('HINCRBY', KEYS[4], u, -tonumber(q)) <= 0 then
         redis.call('HDEL', KEYS[4], u)
       end

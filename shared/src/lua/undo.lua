@@ -14,6 +14,5 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], q) end
 if redis.call('HINCRBY', KEYS[4], u, -q) <= 0 then redis.call('HDEL', KEYS[4], u) end
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('HINCRBY', KEYS[5], 'pending', -q)
 redis.call('HINCRBY', KEYS[5], 'ver', 1)
 return {'UNDONE', q, 0}

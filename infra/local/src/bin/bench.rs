@@ -19,6 +19,18 @@ struct Cli {
     /// Where to write the results.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: std::path::PathBuf,
+    /// Run only these sections (comma-separated); the default is all of them.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Section>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Section {
+    Scripts,
+    Reconcile,
+    Amplification,
+    Footprint,
+    FlashSale,
 }
 
 fn fmt3(t: (f64, f64, f64)) -> String {
@@ -68,115 +80,121 @@ async fn main() -> anyhow::Result<()> {
         "Benchmarks are never timed tests: CI runs `infra/bench.sh --tiny` only to keep this command working.\n"
     )?;
 
-    // 1. Redis cost of the Lua scripts.
+    let want = |s: Section| cli.only.is_empty() || cli.only.contains(&s);
     let prefix = format!("bench-{}", ulid::Ulid::new().to_string().to_lowercase());
-    let (mut noop, mut tries, mut ratio, mut release, mut bytes) = (vec![], vec![], vec![], vec![], vec![]);
-    for run in 0..cli.runs {
-        let c = bench::script_cost(&redis_url, &format!("{prefix}-{run}"), n_script, clients).await?;
-        eprintln!("script cost run {run}: {c:?}");
-        noop.push(c.noop_usec);
-        tries.push(c.try_usec);
-        ratio.push(c.try_usec / c.noop_usec);
-        release.push(c.release_usec);
-        bytes.push(c.bytes_per_reservation);
+    // 1. Redis cost of the Lua scripts.
+    if want(Section::Scripts) {
+        let (mut noop, mut tries, mut ratio, mut release, mut bytes) = (vec![], vec![], vec![], vec![], vec![]);
+        for run in 0..cli.runs {
+            let c = bench::script_cost(&redis_url, &format!("{prefix}-{run}"), n_script, clients).await?;
+            eprintln!("script cost run {run}: {c:?}");
+            noop.push(c.noop_usec);
+            tries.push(c.try_usec);
+            ratio.push(c.try_usec / c.noop_usec);
+            release.push(c.release_usec);
+            bytes.push(c.bytes_per_reservation);
+        }
+        writeln!(md, "## 1. Redis cost of the hot-path scripts\n")?;
+        writeln!(
+            md,
+            "{n_script} Tries per run on one collection from {clients} concurrent clients (distinct order ids, 5,000 users, per-user limit on), through the adapter's EVALSHA. CPU per call is Redis's own `INFO commandstats` `usec_per_call`; the floor is a no-op script (`return 1`) with the same six keys and five arguments, measured in the same run. Memory is the `used_memory` delta divided by the reservations left in flight (idempotency entry, log entry, per-user counter share).\n"
+        )?;
+        writeln!(md, "| figure | median | min | max | target |\n|---|---|---|---|---|")?;
+        writeln!(md, "| no-op script, µs/call | {} | |", fmt3(median(&mut noop)))?;
+        writeln!(md, "| Try script, µs/call | {} | |", fmt3(median(&mut tries)))?;
+        writeln!(md, "| Try ÷ no-op (per run) | {} | ≤ 5× |", fmt3(median(&mut ratio)))?;
+        writeln!(md, "| release (cancel) script, µs/call | {} | |", fmt3(median(&mut release)))?;
+        writeln!(md, "| bytes per in-flight reservation | {} | ≤ 80 |\n", fmt3(median(&mut bytes)))?;
     }
-    writeln!(md, "## 1. Redis cost of the hot-path scripts\n")?;
-    writeln!(
-        md,
-        "{n_script} Tries per run on one collection from {clients} concurrent clients (distinct order ids, 5,000 users, per-user limit on), through the adapter's EVALSHA. CPU per call is Redis's own `INFO commandstats` `usec_per_call`; the floor is a no-op script (`return 1`) with the same six keys and five arguments, measured in the same run. Memory is the `used_memory` delta divided by the reservations left in flight (idempotency entry, log entry, per-user counter share).\n"
-    )?;
-    writeln!(md, "| figure | median | min | max | target |\n|---|---|---|---|---|")?;
-    writeln!(md, "| no-op script, µs/call | {} | |", fmt3(median(&mut noop)))?;
-    writeln!(md, "| Try script, µs/call | {} | |", fmt3(median(&mut tries)))?;
-    writeln!(md, "| Try ÷ no-op (per run) | {} | ≤ 5× |", fmt3(median(&mut ratio)))?;
-    writeln!(md, "| release (cancel) script, µs/call | {} | |", fmt3(median(&mut release)))?;
-    writeln!(md, "| bytes per in-flight reservation | {} | ≤ 80 |\n", fmt3(median(&mut bytes)))?;
-
     // 2. Reconciliation cost.
-    let stack = Stack::launch(&format!("{prefix}-rc"), &redis_url, StackOptions::handlers_only(), |_| {}).await?;
-    writeln!(md, "## 2. Cost of one reconciliation run\n")?;
-    writeln!(
-        md,
-        "A fresh collection per case; the unsettled entries are real Tries whose messages were dropped by the fault switch, so the run must tombstone and give back every one. DynamoDB requests are counted by an SDK interceptor; Redis calls and CPU from `INFO` deltas around the run. Wall time is against the local emulators (moto), which are far slower per request than DynamoDB.\n"
-    )?;
-    writeln!(
-        md,
-        "| case | wall ms (median \\| min \\| max) | Redis scripts run | Redis commands (incl. in scripts) | Redis CPU ms (median) | DynamoDB requests | tombstones |\n|---|---|---|---|---|---|---|"
-    )?;
-    let reconcile_runs = cli.runs.min(3);
-    for (case, settled, unsettled) in cases {
-        let (mut wall, mut cpu) = (vec![], vec![]);
-        let mut last = None;
-        for _ in 0..reconcile_runs {
-            let c = bench::reconcile_cost(&stack, case, settled, unsettled).await?;
-            eprintln!("reconcile {case}: {c:?}");
-            wall.push(c.wall_ms);
-            cpu.push(c.redis_cpu_ms);
-            last = Some(c);
-        }
-        if let Some(c) = last {
-            let dynamo: Vec<String> = c.dynamo.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            let (w, wmin, wmax) = median(&mut wall);
-            writeln!(
-                md,
-                "| {} | {w:.0} \\| {wmin:.0} \\| {wmax:.0} | {} | {} | {:.1} | {} | {} |",
-                c.case,
-                c.redis_scripts,
-                c.redis_calls,
-                median(&mut cpu).0,
-                dynamo.join(", "),
-                c.tombstones
-            )?;
-        }
-    }
-    writeln!(
-        md,
-        "\nReconciliation reads only the time-indexed log of unsettled entries (`ZRANGE … BYSCORE`), so a collection with 10k settled orders costs the same as an empty one; its cost grows with the unsettled entries (one BatchGetItem per 100, one conditional PutItem per lost entry, one Redis script per entry healed). Every run also reconciles the other collections of the table (the earlier cases'), which adds a small constant.\n"
-    )?;
-    // 3. Durable write amplification.
-    writeln!(md, "## 3. Durable write amplification (one hot collection)\n")?;
-    writeln!(
-        md,
-        "Orders go through the persist handler in SQS batches of the given size. Requests are counted on the wire; write units are computed from the request bodies by DynamoDB's rules (1 per started KB per item written, ×2 inside a transaction) because moto reports no consumed capacity for transactions; inventory-item writes are the transaction updates of the collection item. The template's settings are batch size 1,000 with a 1 s window.\n"
-    )?;
-    writeln!(
-        md,
-        "| orders | batch size | TransactWriteItems | other requests | inventory-item writes per 1,000 orders | write units per order |\n|---|---|---|---|---|---|"
-    )?;
-    // 1,000 orders: the cost per order does not depend on the total (one transaction per ≤ 99
-    // orders of a batch), and moto copies the whole table on every transaction, so 10,000 orders
-    // here would measure the emulator for tens of minutes.
-    let sizes: &[usize] = if cli.tiny { &[100] } else { &[1_000] };
-    let mut best_rate = 0.0f64;
-    for &orders in sizes {
-        for batch in [10usize, 100, 1_000] {
-            // A fresh table per run: moto copies the whole table on every transaction, so a
-            // table full of earlier cases' items would only measure the emulator.
-            let fresh = Stack::launch(
-                &format!("{prefix}-wa{orders}-{batch}"),
-                &redis_url,
-                StackOptions::handlers_only(),
-                |_| {},
-            )
-            .await?;
-            let a = bench::amplification(&fresh, orders, batch).await?;
-            eprintln!("amplification: {a:?}");
-            let tx = a.requests.get("TransactWriteItems").copied().unwrap_or(0);
-            let other: u64 = a.requests.iter().filter(|(k, _)| *k != "TransactWriteItems").map(|(_, v)| v).sum();
-            let per_k = a.writes.inventory_item_writes as f64 * 1_000.0 / orders as f64;
-            let wcu = a.writes.write_units / orders as f64;
-            if batch == 1_000 {
-                // The collection item takes 2 WCU per transaction; 1,000 WCU/s per item.
-                best_rate =
-                    best_rate.max(1_000.0 / 2.0 * (orders as f64 / a.writes.inventory_item_writes.max(1) as f64));
+    if want(Section::Reconcile) {
+        let stack = Stack::launch(&format!("{prefix}-rc"), &redis_url, StackOptions::handlers_only(), |_| {}).await?;
+        writeln!(md, "## 2. Cost of one reconciliation run\n")?;
+        writeln!(
+            md,
+            "A fresh collection per case; the unsettled entries are real Tries whose messages were dropped by the fault switch, so the run must tombstone and give back every one. DynamoDB requests are counted by an SDK interceptor; Redis calls and CPU from `INFO` deltas around the run. Wall time is against the local emulators (moto), which are far slower per request than DynamoDB.\n"
+        )?;
+        writeln!(
+            md,
+            "| case | wall ms (median \\| min \\| max) | Redis scripts run | Redis commands (incl. in scripts) | Redis CPU ms (median) | DynamoDB requests | tombstones |\n|---|---|---|---|---|---|---|"
+        )?;
+        let reconcile_runs = cli.runs.min(3);
+        for (case, settled, unsettled) in cases {
+            let (mut wall, mut cpu) = (vec![], vec![]);
+            let mut last = None;
+            for _ in 0..reconcile_runs {
+                let c = bench::reconcile_cost(&stack, case, settled, unsettled).await?;
+                eprintln!("reconcile {case}: {c:?}");
+                wall.push(c.wall_ms);
+                cpu.push(c.redis_cpu_ms);
+                last = Some(c);
             }
-            writeln!(md, "| {orders} | {batch} | {tx} | {other} | {per_k:.1} | {wcu:.2} |")?;
+            if let Some(c) = last {
+                let dynamo: Vec<String> = c.dynamo.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                let (w, wmin, wmax) = median(&mut wall);
+                writeln!(
+                    md,
+                    "| {} | {w:.0} \\| {wmin:.0} \\| {wmax:.0} | {} | {} | {:.1} | {} | {} |",
+                    c.case,
+                    c.redis_scripts,
+                    c.redis_calls,
+                    median(&mut cpu).0,
+                    dynamo.join(", "),
+                    c.tombstones
+                )?;
+            }
         }
+        writeln!(
+            md,
+            "\nReconciliation reads only the time-indexed log of unsettled entries (`ZRANGE … BYSCORE`), so a collection with 10k settled orders costs the same as an empty one; its cost grows with the unsettled entries (one BatchGetItem per 100, one conditional PutItem per lost entry, one Redis script per entry healed). Every run also reconciles the other collections of the table (the earlier cases'), which adds a small constant.\n"
+        )?;
     }
-    writeln!(
-        md,
-        "\nTargets: ≤ 12 inventory-item writes per 1,000 orders at the template's batch settings, ≤ 2.5 write units per order. On AWS the collection item allows 1,000 WCU/s; each transaction writes it once (2 WCU), so with full batches one collection sustains about **{best_rate:.0} orders/s** of durable deductions before its inventory item throttles (the order items spread over partitions). Smaller batches (a quiet queue) cost more inventory writes per order, but then the rate is low anyway. Runs use 1,000 orders: the cost per order does not depend on the total (one transaction per ≤ 99 orders of a batch), and moto copies the whole table on every transaction, so a 10,000-order run would measure the emulator for tens of minutes.\n"
-    )?;
+    // 3. Durable write amplification.
+    if want(Section::Amplification) {
+        writeln!(md, "## 3. Durable write amplification (one hot collection)\n")?;
+        writeln!(
+            md,
+            "Orders go through the persist handler in SQS batches of the given size. Requests are counted on the wire; write units are computed from the request bodies by DynamoDB's rules (1 per started KB per item written, ×2 inside a transaction) because moto reports no consumed capacity for transactions; inventory-item writes are the transaction updates of the collection item. The template's settings are batch size 1,000 with a 1 s window.\n"
+        )?;
+        writeln!(
+            md,
+            "| orders | batch size | TransactWriteItems | other requests | inventory-item writes per 1,000 orders | write units per order |\n|---|---|---|---|---|---|"
+        )?;
+        // 1,000 orders: the cost per order does not depend on the total (one transaction per ≤ 99
+        // orders of a batch), and moto copies the whole table on every transaction, so 10,000 orders
+        // here would measure the emulator for tens of minutes.
+        let sizes: &[usize] = if cli.tiny { &[100] } else { &[1_000] };
+        let mut best_rate = 0.0f64;
+        for &orders in sizes {
+            for batch in [10usize, 100, 1_000] {
+                // A fresh table per run: moto copies the whole table on every transaction, so a
+                // table full of earlier cases' items would only measure the emulator.
+                let fresh = Stack::launch(
+                    &format!("{prefix}-wa{orders}-{batch}"),
+                    &redis_url,
+                    StackOptions::handlers_only(),
+                    |_| {},
+                )
+                .await?;
+                let a = bench::amplification(&fresh, orders, batch).await?;
+                eprintln!("amplification: {a:?}");
+                let tx = a.requests.get("TransactWriteItems").copied().unwrap_or(0);
+                let other: u64 = a.requests.iter().filter(|(k, _)| *k != "TransactWriteItems").map(|(_, v)| v).sum();
+                let per_k = a.writes.inventory_item_writes as f64 * 1_000.0 / orders as f64;
+                let wcu = a.writes.write_units / orders as f64;
+                if batch == 1_000 {
+                    // The collection item takes 2 WCU per transaction; 1,000 WCU/s per item.
+                    best_rate =
+                        best_rate.max(1_000.0 / 2.0 * (orders as f64 / a.writes.inventory_item_writes.max(1) as f64));
+                }
+                writeln!(md, "| {orders} | {batch} | {tx} | {other} | {per_k:.1} | {wcu:.2} |")?;
+            }
+        }
+        writeln!(
+            md,
+            "\nTargets: ≤ 12 inventory-item writes per 1,000 orders at the template's batch settings, ≤ 2.5 write units per order. On AWS the collection item allows 1,000 WCU/s; each transaction writes it once (2 WCU), so with full batches one collection sustains about **{best_rate:.0} orders/s** of durable deductions before its inventory item throttles (the order items spread over partitions). Smaller batches (a quiet queue) cost more inventory writes per order, but then the rate is low anyway. Runs use 1,000 orders: the cost per order does not depend on the total (one transaction per ≤ 99 orders of a batch), and moto copies the whole table on every transaction, so a 10,000-order run would measure the emulator for tens of minutes.\n"
+        )?;
+    }
     writeln!(
         md,
         "## Reproduce\n\n```\ninfra/bench.sh            # full sizes, writes BENCHMARKS.md\ninfra/bench.sh --tiny     # seconds; what CI runs\n```"
