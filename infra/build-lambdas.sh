@@ -17,6 +17,8 @@ arch=--arm64 triple=aarch64-unknown-linux-gnu
 rustup target list --installed | grep -qx "$triple" || rustup target add "$triple"
 cargo lambda build --release "$arch" \
   --bin flashstock-api --bin flashstock-persist --bin flashstock-cancel --bin flashstock-reconcile
+# Sizes per arch for the benchmarks (both arches build into the same lambda/ directory).
+arch_name=arm64; [ "$triple" = x86_64-unknown-linux-gnu ] && arch_name=x86_64
 for b in flashstock-api flashstock-persist flashstock-cancel flashstock-reconcile; do
-  printf '%-24s %s bytes\n' "$b" "$(stat -c %s "$CARGO_TARGET_DIR/lambda/$b/bootstrap")"
-done
+  printf '%s %s\n' "$b" "$(stat -c %s "$CARGO_TARGET_DIR/lambda/$b/bootstrap")"
+done | tee "$CARGO_TARGET_DIR/bootstrap-sizes-$arch_name.txt"

@@ -3,7 +3,7 @@
 # their data under .local/. `start` is idempotent (reuses running ones) and writes .local/env,
 # which exports FLASHSTOCK_REDIS_URL, the AWS endpoints, region and test credentials.
 # DynamoDB runs on its own moto served one request at a time (see infra/moto_serial.py for why);
-# SQS runs on a threaded moto.
+# SQS runs on a threaded moto without its O(queue length) send path (infra/moto_sqs.py).
 #   infra/services.sh start | stop | env
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -70,7 +70,7 @@ start() {
     --tls-ca-cert-file "$state/tls/cert.pem" --tls-auth-clients no --requirepass flashstock-test \
     --daemonize yes --pidfile "$state/tls.pid" --logfile "$state/tls.log"
   mport=$(free_port)
-  nohup "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$mport" >"$state/moto.log" 2>&1 &
+  nohup "$root/.venv/bin/python" "$root/infra/moto_sqs.py" 127.0.0.1 "$mport" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
   dport=$(free_port)
   nohup "$root/.venv/bin/python" "$root/infra/moto_serial.py" 127.0.0.1 "$dport" >"$state/dynamo.log" 2>&1 &

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need, only what is missing (idempotent):
-# redis-server (Debian), a project-local Python venv with moto[server], cargo-lambda and zig.
+# redis-server, openssl and the DejaVu font (Debian), a project-local Python venv with moto[server]
+# and cfn-lint (cargo-lambda and zig are added by infra/build-lambdas.sh when first needed).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/.venv"
@@ -16,6 +17,12 @@ if ! command -v openssl >/dev/null 2>&1; then
   echo "setup: installing openssl (the local TLS redis needs a certificate)"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null; }
+fi
+
+if [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+  echo "setup: installing fonts-dejavu-core (the benchmark plots' font)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core >/dev/null; }
 fi
 
 if [ ! -x "$venv/bin/moto_server" ]; then

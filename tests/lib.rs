@@ -300,7 +300,8 @@ impl TestApp {
         s.redis_stock = stock;
         // The pending sum as production reads it (snapshot.lua counts it from the log).
         let id = flashstock::domain::CollectionId::parse(collection).expect("collection id");
-        s.redis_pending = flashstock::ports::StockCache::snapshot(&self.stack.app.cache, &id).await.expect("snapshot").pending;
+        s.redis_pending =
+            flashstock::ports::StockCache::snapshot(&self.stack.app.cache, &id).await.expect("snapshot").pending;
         let entries: HashMap<String, String> =
             redis::cmd("HGETALL").arg(&orders).query_async(&mut con).await.expect("redis");
         s.redis_pending_entries = entries

@@ -177,7 +177,7 @@ pub struct BenchApp {
 
 impl BenchApp {
     pub async fn new(stack: &crate::stack::Stack, tweak: impl FnOnce(&mut Settings)) -> anyhow::Result<Self> {
-        let sdk = aws_config::load_from_env().await;
+        let sdk = flashstock::adapters::aws_sdk_config().await;
         let counter = RequestCounter::default();
         let dynamo_cfg = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(counter.clone()).build();
         let c = &stack.config;
@@ -443,4 +443,117 @@ mod tests {
         account("TransactWriteItems", body, &mut w);
         assert_eq!(w, Writes { write_units: 6.0, inventory_item_writes: 1, items_written: 3 });
     }
+}
+
+/// The four functions' bootstraps, by binary name.
+pub const FUNCTIONS: [&str; 4] = ["flashstock-api", "flashstock-persist", "flashstock-cancel", "flashstock-reconcile"];
+
+/// What one function costs to start and to keep: cold start, and resident memory after many
+/// invocations.
+#[derive(Debug, Clone, Default)]
+pub struct Footprint {
+    pub init_ms: f64,
+    pub cold_start_ms: f64,
+    pub peak_rss: u64,
+    pub rss: u64,
+}
+
+/// A source of realistic events for one function on a deployment: Tries on a big collection
+/// (api), a batch of ten reservation messages (persist: fresh the first time, redelivered after),
+/// cancels of orders never seen (cancel: empty rollback, a durable tombstone each), and the
+/// schedule's event (reconcile).
+pub struct Events {
+    collection: CollectionId,
+    messages: Vec<String>,
+    tag: String,
+}
+
+impl Events {
+    pub async fn prepare(stack: &crate::stack::Stack, tag: &str) -> anyhow::Result<Self> {
+        let b = BenchApp::new(stack, |s| s.emit_emf = false).await?;
+        let collection = b.collection(&format!("fp-{tag}"), 1_000_000).await?;
+        // Ten accepted Tries whose messages the persist function will receive.
+        let orders = b.tries(&collection, &format!("fp-{tag}-m"), 10, 10).await?;
+        let messages = orders
+            .iter()
+            .map(|o| {
+                let m = flashstock::ports::ReservationMessage {
+                    order_id: o.clone(),
+                    collection_id: collection.clone(),
+                    user_id: UserId::parse("fp-user")?,
+                    quantity: 1,
+                    accepted_at_ms: flashstock::now_ms(),
+                };
+                Ok(serde_json::to_string(&m)?)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self { collection, messages, tag: tag.to_owned() })
+    }
+
+    /// The `i`-th event for `function`.
+    pub fn event(&self, function: &str, i: usize) -> anyhow::Result<serde_json::Value> {
+        use crate::runtime_api::{http_event, sqs_event};
+        Ok(match function {
+            "flashstock-api" => http_event(
+                "POST",
+                &format!("/v1/collections/{}/reservations", self.collection),
+                &format!("u{}", i % 5_000),
+                &[],
+                Some(serde_json::json!({ "orderId": format!("fp-{}-t{i}", self.tag), "quantity": 1 })),
+            )?,
+            "flashstock-persist" => {
+                let records: Vec<(String, String)> =
+                    self.messages.iter().enumerate().map(|(k, m)| (format!("m{i}-{k}"), m.clone())).collect();
+                let refs: Vec<(&str, String)> = records.iter().map(|(id, m)| (id.as_str(), m.clone())).collect();
+                sqs_event(&refs)
+            }
+            "flashstock-cancel" => {
+                http_event("POST", &format!("/v1/reservations/fp-{}-g{i}/cancel", self.tag), "ghost", &[], None)?
+            }
+            _ => crate::schedule::scheduled_event(),
+        })
+    }
+}
+
+/// Starts `binary` (a release bootstrap) with the first event already waiting, as Lambda does,
+/// and measures process start → first request for work (init) and → first answer (cold start).
+/// Then, when `invocations` > 1, invokes it that many times in all and reads its resident memory.
+pub async fn footprint(
+    stack: &crate::stack::Stack,
+    binary: &std::path::Path,
+    events: &Events,
+    invocations: usize,
+) -> anyhow::Result<Footprint> {
+    let name = binary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut f = crate::runtime_api::Function::start(binary, &crate::runtime_api::function_env(&stack.config)).await?;
+    let first = f.invoke(events.event(&name, 0)?).await?;
+    anyhow::ensure!(first.is_ok(), "{name}: first invocation failed: {first:?}");
+    let ms = |d: Option<std::time::Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+    let mut out = Footprint { init_ms: ms(f.init_time()), cold_start_ms: ms(f.cold_start()), ..Default::default() };
+    for i in 1..invocations {
+        let r = f.invoke(events.event(&name, i)?).await?;
+        anyhow::ensure!(r.is_ok(), "{name}: invocation {i} failed: {r:?}");
+    }
+    if let Some((peak, now)) = f.rss() {
+        (out.peak_rss, out.rss) = (peak, now);
+    }
+    Ok(out)
+}
+
+/// Bootstrap sizes written by `infra/build-lambdas.sh` (`<binary> <bytes>` per line), by arch.
+pub fn bootstrap_sizes(dir: &std::path::Path) -> BTreeMap<String, BTreeMap<String, u64>> {
+    let mut out = BTreeMap::new();
+    for arch in ["arm64", "x86_64"] {
+        if let Ok(text) = std::fs::read_to_string(dir.join(format!("bootstrap-sizes-{arch}.txt"))) {
+            let sizes: BTreeMap<String, u64> = text
+                .lines()
+                .filter_map(|l| {
+                    let mut it = l.split_whitespace();
+                    Some((it.next()?.to_owned(), it.next()?.parse().ok()?))
+                })
+                .collect();
+            out.insert(arch.to_owned(), sizes);
+        }
+    }
+    out
 }

@@ -10,12 +10,16 @@
 //!   handler, only the reported failures left for redelivery (and the DLQ after maxReceiveCount).
 //! - [`schedule`]: an EventBridge schedule: scheduled events on an interval.
 //! - [`stack`]: all of the above for one isolated deployment (prefix, table, queues).
+//! - [`runtime_api`]: a Lambda Runtime API emulator that runs the real bootstrap binaries.
+//! - [`demo`], [`flash_sale`] and [`bench`]: the demo, the flash-sale benchmark, the other benchmarks.
 
 pub mod bench;
 pub mod demo;
+pub mod flash_sale;
 pub mod front_door;
 pub mod jwt;
 pub mod poller;
 pub mod provision;
+pub mod runtime_api;
 pub mod schedule;
 pub mod stack;

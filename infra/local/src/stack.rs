@@ -83,7 +83,7 @@ impl Stack {
         opts: StackOptions,
         tweak: impl FnOnce(&mut Config),
     ) -> anyhow::Result<Stack> {
-        let sdk = aws_config::load_from_env().await;
+        let sdk = flashstock::adapters::aws_sdk_config().await;
         let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let table = format!("{name}-table");

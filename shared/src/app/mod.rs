@@ -101,7 +101,7 @@ impl LiveApp {
     /// Builds the clients once (call from `main`). The AWS SDK reads region, credentials and
     /// `AWS_ENDPOINT_URL` from the environment.
     pub async fn from_config(cfg: &Config) -> Result<Self, InfraError> {
-        let aws = aws_config::load_from_env().await;
+        let aws = crate::adapters::aws_sdk_config().await;
         let cache =
             RedisCache::connect(&cfg.redis_url, &cfg.key_prefix, cfg.order_retention_seconds, cfg.redis_cluster)
                 .await?;

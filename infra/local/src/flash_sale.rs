@@ -1,0 +1,391 @@
+//! The flash-sale benchmark: many buyers burst at once against one collection through the local
+//! front door (real handlers on the real Redis, SQS and DynamoDB emulator), while a sampler records
+//! Redis stock, DynamoDB saleable and the pending units over time. It reports Try throughput and
+//! latency, the time until every accepted reservation is RESERVED, outcomes, and the final
+//! identities of both stores; [`plot_latency`] and [`plot_levels`] draw the PNGs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flashstock::domain::CollectionId;
+use flashstock::ports::{Ledger, StockCache};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::stack::{Stack, StackOptions};
+
+#[derive(Debug, Clone)]
+pub struct FlashOptions {
+    pub buyers: usize,
+    pub units: u64,
+    /// Requests in flight at once (the burst's width).
+    pub concurrency: usize,
+    pub persist_batch_size: usize,
+    pub batching_window: Duration,
+    pub persist_consumers: usize,
+    pub sample_every: Duration,
+}
+
+impl Default for FlashOptions {
+    fn default() -> Self {
+        Self {
+            buyers: 20_000,
+            units: 2_000,
+            concurrency: 512,
+            // The template's event source mapping: batch 1,000, 1 s window.
+            persist_batch_size: 1_000,
+            batching_window: Duration::from_secs(1),
+            persist_consumers: 2,
+            sample_every: Duration::from_millis(100),
+        }
+    }
+}
+
+/// One reading of both stores, `t` seconds after the burst began.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sample {
+    pub t: f64,
+    pub redis_stock: i64,
+    pub saleable: i64,
+    pub pending: i64,
+    pub reserved: i64,
+}
+
+/// The final state of both stores.
+#[derive(Debug, Clone, Default)]
+pub struct FinalState {
+    pub quantity: i64,
+    pub saleable: i64,
+    pub reserved_counter: i64,
+    pub confirmed_counter: i64,
+    /// Σ quantity by status over the collection's order records (a table scan).
+    pub by_status: BTreeMap<String, i64>,
+    pub redis_stock: Option<i64>,
+    pub redis_pending: i64,
+    pub drift: Option<i64>,
+    pub violations: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FlashReport {
+    pub buyers: usize,
+    pub units: u64,
+    pub concurrency: usize,
+    pub accepted: u64,
+    /// Answers by problem code (`ACCEPTED` for 202); transport failures as `TRANSPORT`.
+    pub by_code: BTreeMap<String, u64>,
+    pub try_seconds: f64,
+    pub latencies_ms: Vec<f64>,
+    /// Burst start → every accepted reservation RESERVED in DynamoDB (to the sampling interval).
+    pub all_reserved_seconds: Option<f64>,
+    pub samples: Vec<Sample>,
+    pub last: FinalState,
+}
+
+impl FlashReport {
+    pub fn throughput(&self) -> f64 {
+        self.buyers as f64 / self.try_seconds.max(1e-9)
+    }
+
+    /// The `p`-th percentile (0–100) of the Try latencies, in ms (nearest rank).
+    pub fn percentile(&self, p: f64) -> f64 {
+        let mut v = self.latencies_ms.clone();
+        v.sort_by(|a, b| a.total_cmp(b));
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+        v[rank.clamp(1, v.len()) - 1]
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.by_code
+            .iter()
+            .filter(|(c, _)| !matches!(c.as_str(), "ACCEPTED" | "SOLD_OUT" | "INSUFFICIENT_STOCK"))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// NOTES §2 on both stores, and no oversell: every failure, by name.
+    pub fn identity_failures(&self) -> Vec<String> {
+        let s = &self.last;
+        let reserved = s.by_status.get("RESERVED").copied().unwrap_or(0);
+        let confirmed = s.by_status.get("CONFIRMED").copied().unwrap_or(0);
+        let mut out = Vec::new();
+        let mut check = |ok: bool, what: String| {
+            if !ok {
+                out.push(what);
+            }
+        };
+        check(
+            s.quantity == s.saleable + reserved + confirmed,
+            format!("quantity {} ≠ saleable {} + reserved {reserved} + confirmed {confirmed}", s.quantity, s.saleable),
+        );
+        check(
+            (s.reserved_counter, s.confirmed_counter) == (reserved, confirmed),
+            format!("counters {}/{} ≠ records {reserved}/{confirmed}", s.reserved_counter, s.confirmed_counter),
+        );
+        check(self.accepted as i64 == reserved, format!("accepted {} ≠ RESERVED {reserved}", self.accepted));
+        check(self.accepted <= self.units, format!("oversold: accepted {} > units {}", self.accepted, self.units));
+        check(s.redis_stock == Some(s.saleable - s.redis_pending), format!("Redis {:?} ≠ saleable", s.redis_stock));
+        check(s.drift == Some(0), format!("drift {:?}", s.drift));
+        check(s.violations == 0, format!("{} identity violations reported", s.violations));
+        out
+    }
+}
+
+/// Runs one flash sale on a fresh deployment named `name`.
+pub async fn run(redis_url: &str, name: &str, opts: &FlashOptions) -> anyhow::Result<FlashReport> {
+    let sopts = StackOptions {
+        persist_batch_size: opts.persist_batch_size,
+        batching_window: opts.batching_window,
+        persist_consumers: opts.persist_consumers,
+        run_timers: false,
+        schedule_interval: None,
+        ..StackOptions::default()
+    };
+    let stack = Stack::launch(name, redis_url, sopts, |c| c.emit_emf = false).await?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(opts.concurrency).build()?;
+    let base = stack.url.clone();
+    let admin = stack.token("operator", &["admin"]);
+    let collection = format!("sale-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let put = http
+        .put(format!("{base}/v1/admin/collections/{collection}"))
+        .bearer_auth(&admin)
+        .json(&json!({ "quantity": opts.units }))
+        .send()
+        .await?;
+    anyhow::ensure!(put.status().as_u16() == 201, "create collection: {}", put.status());
+    let warm = http.post(format!("{base}/v1/admin/collections/{collection}/warmup")).bearer_auth(&admin).send().await?;
+    anyhow::ensure!(warm.status().is_success(), "warm-up: {}", warm.status());
+    let id = CollectionId::parse(&collection)?;
+
+    // Every buyer's token is minted before the clock starts.
+    let buyers: Vec<(String, String)> =
+        (0..opts.buyers).map(|i| (format!("{collection}-o{i}"), stack.token(&format!("buyer-{i}"), &[]))).collect();
+
+    // The sampler: both stores every `sample_every` until stopped.
+    let samples = Arc::new(Mutex::new(Vec::<Sample>::new()));
+    let start = Instant::now();
+    let sampler = {
+        let (app, id, samples, every) = (stack.app.clone(), id.clone(), samples.clone(), opts.sample_every);
+        tokio::spawn(async move {
+            loop {
+                if let (Ok(snap), Ok(Some(rec))) = tokio::join!(app.cache.snapshot(&id), app.ledger.collection(&id)) {
+                    let s = Sample {
+                        t: start.elapsed().as_secs_f64(),
+                        redis_stock: snap.stock.unwrap_or(0),
+                        saleable: rec.levels.saleable,
+                        pending: snap.pending,
+                        reserved: rec.levels.reserved,
+                    };
+                    if let Ok(mut v) = samples.lock() {
+                        v.push(s);
+                    }
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    };
+
+    let url = format!("{base}/v1/collections/{collection}/reservations");
+    let results: Vec<(String, f64)> = futures::stream::iter(buyers)
+        .map(|(order, token)| {
+            let (http, url) = (&http, &url);
+            async move {
+                let t = Instant::now();
+                let r =
+                    http.post(url).bearer_auth(token).json(&json!({ "orderId": order, "quantity": 1 })).send().await;
+                let code = match r {
+                    Ok(resp) if resp.status().as_u16() == 202 => "ACCEPTED".to_owned(),
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        let v = resp.json::<Value>().await.unwrap_or(Value::Null);
+                        v.get("code").and_then(Value::as_str).map_or_else(|| format!("HTTP_{status}"), str::to_owned)
+                    }
+                    Err(_) => "TRANSPORT".to_owned(),
+                };
+                (code, t.elapsed().as_secs_f64() * 1e3)
+            }
+        })
+        .buffer_unordered(opts.concurrency)
+        .collect()
+        .await;
+    let try_seconds = start.elapsed().as_secs_f64();
+    let mut report = FlashReport {
+        buyers: opts.buyers,
+        units: opts.units,
+        concurrency: opts.concurrency,
+        try_seconds,
+        ..Default::default()
+    };
+    for (code, ms) in results {
+        *report.by_code.entry(code).or_default() += 1;
+        report.latencies_ms.push(ms);
+    }
+    report.accepted = report.by_code.get("ACCEPTED").copied().unwrap_or(0);
+
+    // Until every accepted reservation is durable (RESERVED), from the sampler's readings (one
+    // more reader would only slow the single-threaded DynamoDB emulator that persist writes to).
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while Instant::now() < deadline {
+        let done =
+            samples.lock().ok().and_then(|v| v.iter().find(|s| s.reserved >= report.accepted as i64).map(|s| s.t));
+        if let Some(t) = done {
+            report.all_reserved_seconds = Some(t);
+            break;
+        }
+        tokio::time::sleep(opts.sample_every).await;
+    }
+    // A little more of the quiet tail, then stop sampling.
+    tokio::time::sleep(opts.sample_every * 4).await;
+    sampler.abort();
+    report.samples = samples.lock().map(|v| v.clone()).unwrap_or_default();
+
+    // Wait for Redis to hear back from persist (pending 0), then read both stores and reconcile.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stack.app.cache.snapshot(&id).await?.pending > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let run = stack.app.reconcile(flashstock::now_ms()).await?;
+    let snap = stack.app.cache.snapshot(&id).await?;
+    let rec = stack.app.ledger.collection(&id).await?.ok_or_else(|| anyhow::anyhow!("collection vanished"))?;
+    let mine = run.collections.get(id.as_str());
+    report.last = FinalState {
+        quantity: rec.levels.quantity,
+        saleable: rec.levels.saleable,
+        reserved_counter: rec.levels.reserved,
+        confirmed_counter: rec.levels.confirmed,
+        by_status: orders_by_status(&stack, &collection).await?,
+        redis_stock: snap.stock,
+        redis_pending: snap.pending,
+        drift: mine.and_then(|c| c.drift),
+        violations: mine.map_or(0, |c| c.identity_violations.len()) + rec.levels.violations().len(),
+    };
+    Ok(report)
+}
+
+/// Σ quantity by status over the collection's order records, by scanning the deployment's table.
+async fn orders_by_status(stack: &Stack, collection: &str) -> anyhow::Result<BTreeMap<String, i64>> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let mut out = BTreeMap::new();
+    let mut pages = stack
+        .dynamo
+        .scan()
+        .table_name(&stack.config.table)
+        .filter_expression("collectionId = :c AND begins_with(pk, :o)")
+        .expression_attribute_values(":c", AttributeValue::S(collection.to_owned()))
+        .expression_attribute_values(":o", AttributeValue::S("ORD#".to_owned()))
+        .into_paginator()
+        .items()
+        .send();
+    while let Some(item) = pages.next().await {
+        let item = item?;
+        let status = item.get("status").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        let qty: i64 = item.get("quantity").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0);
+        *out.entry(status).or_default() += qty;
+    }
+    Ok(out)
+}
+
+/// Registers DejaVu Sans (Debian's fonts-dejavu-core, which `infra/setup.sh` installs) as the
+/// plots' font: plotters draws text with ab_glyph, without system font libraries.
+fn register_font() -> anyhow::Result<()> {
+    static DONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if DONE.get().is_some() {
+        return Ok(());
+    }
+    let path = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{path}: {e} (install fonts-dejavu-core)"))?;
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, bytes)
+        .map_err(|_| anyhow::anyhow!("{path} is not a usable font"))?;
+    let _ = DONE.set(true);
+    Ok(())
+}
+
+/// A histogram of Try latencies (ms, 60 bins up to the 99.9th percentile; the rest in the last).
+pub fn plot_latency(report: &FlashReport, out: &Path) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    register_font()?;
+    let top = report.percentile(99.9).max(1.0);
+    let bins = 60usize;
+    let width = top / bins as f64;
+    let mut counts = vec![0u32; bins];
+    for &ms in &report.latencies_ms {
+        counts[((ms / width) as usize).min(bins - 1)] += 1;
+    }
+    let ymax = counts.iter().copied().max().unwrap_or(1).max(1);
+    let root = BitMapBackend::new(out, (960, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let title = format!(
+        "Try latency, {} buyers / {} units, {} in flight (p50 {:.1} ms, p95 {:.1}, p99 {:.1})",
+        report.buyers,
+        report.units,
+        report.concurrency,
+        report.percentile(50.0),
+        report.percentile(95.0),
+        report.percentile(99.0)
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..top, 0u32..(ymax + ymax / 10 + 1))?;
+    chart
+        .configure_mesh()
+        .x_desc("latency (ms, client-side, through the local front door)")
+        .y_desc("requests")
+        .draw()?;
+    chart.draw_series(counts.iter().enumerate().map(|(i, &c)| {
+        let x0 = i as f64 * width;
+        Rectangle::new([(x0, 0), (x0 + width * 0.9, c)], BLUE.mix(0.6).filled())
+    }))?;
+    root.present()?;
+    Ok(())
+}
+
+/// One line of the levels plot: label, colour, and the figure it draws from a sample.
+type Line = (&'static str, plotters::style::RGBColor, fn(&Sample) -> i64);
+
+/// Redis stock, DynamoDB saleable and Redis's pending units over time.
+pub fn plot_levels(report: &FlashReport, out: &Path) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    register_font()?;
+    let s = &report.samples;
+    let tmax = s.last().map_or(1.0, |x| x.t).max(0.1);
+    let ymax = report.units as i64 + report.units as i64 / 10 + 1;
+    let root = BitMapBackend::new(out, (960, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let title = format!(
+        "{} buyers / {} units: Try burst {:.2} s, all RESERVED at {}",
+        report.buyers,
+        report.units,
+        report.try_seconds,
+        report.all_reserved_seconds.map_or("—".to_owned(), |t| format!("{t:.2} s"))
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..tmax, 0i64..ymax)?;
+    chart.configure_mesh().x_desc("seconds since the burst began").y_desc("units").draw()?;
+    let series: [Line; 3] = [
+        ("Redis stock", BLUE, |x| x.redis_stock),
+        ("DynamoDB saleable", RED, |x| x.saleable),
+        ("PENDING (taken in Redis, not yet durable)", GREEN, |x| x.pending),
+    ];
+    for (label, color, f) in series {
+        chart
+            .draw_series(LineSeries::new(s.iter().map(|x| (x.t, f(x))), color.stroke_width(2)))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    root.present()?;
+    Ok(())
+}
