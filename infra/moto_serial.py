@@ -21,6 +21,7 @@ import copy
 import os
 import sys
 
+import moto_untracked  # noqa: F401  (first: stops moto's instance tracking, see its header)
 from werkzeug.serving import run_simple
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models.dynamo_type import DynamoType

@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 
+import moto_untracked  # noqa: F401  (first: stops moto's instance tracking, see its header)
 from werkzeug.serving import run_simple
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.sqs import models

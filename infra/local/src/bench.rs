@@ -293,6 +293,8 @@ pub struct ScriptCost {
     pub try_usec: f64,
     pub release_usec: f64,
     pub bytes_per_reservation: f64,
+    /// Bytes per reservation by key (`MEMORY USAGE`), for the profile.
+    pub per_key: Vec<(&'static str, f64)>,
 }
 
 pub async fn script_cost(redis_url: &str, prefix: &str, n: usize, clients: usize) -> anyhow::Result<ScriptCost> {
@@ -345,6 +347,21 @@ pub async fn script_cost(redis_url: &str, prefix: &str, n: usize, clients: usize
         .await;
     let try_usec = usec_per_call(&mut con, "evalsha").await?;
     let mem_after = redis_stats(&mut con).await?.used_memory;
+    // The profile: what each structure holds per reservation (MEMORY USAGE, every element sampled).
+    let mut per_key = Vec::new();
+    for (name, key) in [("orders hash", &keys[1]), ("log sorted set", &keys[2]), ("users hash", &keys[3])] {
+        let bytes: Option<i64> =
+            redis::cmd("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(0).query_async(&mut con).await?;
+        per_key.push((name, bytes.unwrap_or(0) as f64 / n as f64));
+    }
+    // The Try path's per-order directory key (claimed before the script; not in the figure above).
+    let probe = OrderId::parse("order-probe-000000000000")?;
+    cache.claim_order(&probe, &id, &users[0], 1).await?;
+    let dir = flashstock::adapters::redis_cache::directory_key(prefix, &probe);
+    let bytes: Option<i64> =
+        redis::cmd("MEMORY").arg("USAGE").arg(&dir).arg("SAMPLES").arg(0).query_async(&mut con).await?;
+    per_key.push(("directory key (per order, outside the script)", bytes.unwrap_or(0) as f64));
+    let _: () = redis::cmd("DEL").arg(&dir).query_async(&mut con).await?;
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut con).await?;
     let sample = &orders[..n.min(2_000)];
     futures::stream::iter(sample)
@@ -364,6 +381,7 @@ pub async fn script_cost(redis_url: &str, prefix: &str, n: usize, clients: usize
         try_usec,
         release_usec,
         bytes_per_reservation: (mem_after - mem_before) as f64 / n as f64,
+        per_key,
     })
 }
 

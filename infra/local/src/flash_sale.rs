@@ -78,6 +78,8 @@ pub struct FlashReport {
     pub by_code: BTreeMap<String, u64>,
     pub try_seconds: f64,
     pub latencies_ms: Vec<f64>,
+    /// The latencies of the accepted Tries alone (claim, script, SQS publish).
+    pub accepted_ms: Vec<f64>,
     /// Burst start → every accepted reservation RESERVED in DynamoDB (to the sampling interval).
     pub all_reserved_seconds: Option<f64>,
     pub samples: Vec<Sample>,
@@ -89,15 +91,14 @@ impl FlashReport {
         self.buyers as f64 / self.try_seconds.max(1e-9)
     }
 
-    /// The `p`-th percentile (0–100) of the Try latencies, in ms (nearest rank).
+    /// The `p`-th percentile (0–100) of all Try latencies, in ms.
     pub fn percentile(&self, p: f64) -> f64 {
-        let mut v = self.latencies_ms.clone();
-        v.sort_by(|a, b| a.total_cmp(b));
-        if v.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-        v[rank.clamp(1, v.len()) - 1]
+        percentile(&self.latencies_ms, p)
+    }
+
+    /// The `p`-th percentile (0–100) of the accepted Tries' latencies, in ms.
+    pub fn accepted_percentile(&self, p: f64) -> f64 {
+        percentile(&self.accepted_ms, p)
     }
 
     pub fn errors(&self) -> u64 {
@@ -134,6 +135,17 @@ impl FlashReport {
         check(s.violations == 0, format!("{} identity violations reported", s.violations));
         out
     }
+}
+
+/// The `p`-th percentile (0–100) of `v`, nearest rank.
+pub fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
 }
 
 /// Runs one flash sale on a fresh deployment named `name`.
@@ -222,6 +234,9 @@ pub async fn run(redis_url: &str, name: &str, opts: &FlashOptions) -> anyhow::Re
         ..Default::default()
     };
     for (code, ms) in results {
+        if code == "ACCEPTED" {
+            report.accepted_ms.push(ms);
+        }
         *report.by_code.entry(code).or_default() += 1;
         report.latencies_ms.push(ms);
     }
@@ -306,44 +321,80 @@ fn register_font() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A histogram of Try latencies (ms, 60 bins up to the 99.9th percentile; the rest in the last).
-pub fn plot_latency(report: &FlashReport, out: &Path) -> anyhow::Result<()> {
+/// A 960×540 white PNG canvas and a chart builder with the plots' common layout.
+fn canvas(
+    out: &Path,
+) -> anyhow::Result<plotters::prelude::DrawingArea<plotters::prelude::BitMapBackend<'_>, plotters::coord::Shift>> {
     use plotters::prelude::*;
     register_font()?;
-    let top = report.percentile(99.9).max(1.0);
-    let bins = 60usize;
-    let width = top / bins as f64;
-    let mut counts = vec![0u32; bins];
-    for &ms in &report.latencies_ms {
-        counts[((ms / width) as usize).min(bins - 1)] += 1;
-    }
-    let ymax = counts.iter().copied().max().unwrap_or(1).max(1);
     let root = BitMapBackend::new(out, (960, 540)).into_drawing_area();
     root.fill(&WHITE)?;
+    Ok(root)
+}
+
+fn layout<'a, 'b, DB: plotters::prelude::DrawingBackend>(
+    root: &'a plotters::prelude::DrawingArea<DB, plotters::coord::Shift>,
+    title: String,
+) -> plotters::prelude::ChartBuilder<'a, 'b, DB> {
+    let mut b = plotters::prelude::ChartBuilder::on(root);
+    b.caption(title, ("sans-serif", 16)).margin(12).x_label_area_size(40).y_label_area_size(60);
+    b
+}
+
+/// A histogram of Try latencies on a log scale (60 log-spaced bins), accepted and refused apart:
+/// the two have different paths (an accepted Try also publishes to SQS).
+pub fn plot_latency(report: &FlashReport, out: &Path) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    let lo = report.latencies_ms.iter().copied().fold(f64::INFINITY, f64::min).max(0.01);
+    let hi = report.latencies_ms.iter().copied().fold(0.0, f64::max).max(lo * 10.0);
+    let bins = 60usize;
+    let step = (hi / lo).ln() / bins as f64;
+    let edge = |i: usize| lo * (step * i as f64).exp();
+    let bin = |ms: f64| (((ms.max(lo) / lo).ln() / step) as usize).min(bins - 1);
+    let (mut accepted, mut all) = (vec![0u32; bins], vec![0u32; bins]);
+    for &ms in &report.accepted_ms {
+        accepted[bin(ms)] += 1;
+    }
+    for &ms in &report.latencies_ms {
+        all[bin(ms)] += 1;
+    }
+    let refused: Vec<u32> = all.iter().zip(&accepted).map(|(a, b)| a.saturating_sub(*b)).collect();
+    let ymax = all.iter().copied().max().unwrap_or(1).max(1);
+    let root = canvas(out)?;
     let title = format!(
-        "Try latency, {} buyers / {} units, {} in flight (p50 {:.1} ms, p95 {:.1}, p99 {:.1})",
+        "Try latency, {} buyers / {} units, {} in flight: all p50 {:.1} ms, p99 {:.1}; accepted p50 {:.1}, p99 {:.1}",
         report.buyers,
         report.units,
         report.concurrency,
         report.percentile(50.0),
-        report.percentile(95.0),
-        report.percentile(99.0)
+        report.percentile(99.0),
+        report.accepted_percentile(50.0),
+        report.accepted_percentile(99.0)
     );
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0f64..top, 0u32..(ymax + ymax / 10 + 1))?;
+    let mut chart =
+        layout(&root, title).build_cartesian_2d((lo..hi * 1.05).log_scale(), 0u32..(ymax + ymax / 10 + 1))?;
     chart
         .configure_mesh()
-        .x_desc("latency (ms, client-side, through the local front door)")
+        .x_desc("latency (ms, log scale; client-side, through the local front door)")
         .y_desc("requests")
         .draw()?;
-    chart.draw_series(counts.iter().enumerate().map(|(i, &c)| {
-        let x0 = i as f64 * width;
-        Rectangle::new([(x0, 0), (x0 + width * 0.9, c)], BLUE.mix(0.6).filled())
-    }))?;
+    let bars = |counts: &[u32], base: &[u32], color: RGBColor| -> Vec<Rectangle<(f64, u32)>> {
+        (0..bins)
+            .filter(|&i| counts[i] > 0)
+            .map(|i| {
+                Rectangle::new([(edge(i), base[i]), (edge(i + 1) * 0.97, base[i] + counts[i])], color.mix(0.7).filled())
+            })
+            .collect()
+    };
+    chart
+        .draw_series(bars(&refused, &vec![0; bins], BLUE))?
+        .label("refused (409 SOLD_OUT / INSUFFICIENT_STOCK)")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], BLUE.mix(0.7).filled()));
+    chart
+        .draw_series(bars(&accepted, &refused, RED))?
+        .label("accepted (202: claim, script, SQS publish)")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], RED.mix(0.7).filled()));
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
     root.present()?;
     Ok(())
 }
@@ -354,12 +405,10 @@ type Line = (&'static str, plotters::style::RGBColor, fn(&Sample) -> i64);
 /// Redis stock, DynamoDB saleable and Redis's pending units over time.
 pub fn plot_levels(report: &FlashReport, out: &Path) -> anyhow::Result<()> {
     use plotters::prelude::*;
-    register_font()?;
     let s = &report.samples;
     let tmax = s.last().map_or(1.0, |x| x.t).max(0.1);
     let ymax = report.units as i64 + report.units as i64 / 10 + 1;
-    let root = BitMapBackend::new(out, (960, 540)).into_drawing_area();
-    root.fill(&WHITE)?;
+    let root = canvas(out)?;
     let title = format!(
         "{} buyers / {} units: Try burst {:.2} s, all RESERVED at {}",
         report.buyers,
@@ -367,12 +416,7 @@ pub fn plot_levels(report: &FlashReport, out: &Path) -> anyhow::Result<()> {
         report.try_seconds,
         report.all_reserved_seconds.map_or("—".to_owned(), |t| format!("{t:.2} s"))
     );
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0f64..tmax, 0i64..ymax)?;
+    let mut chart = layout(&root, title).build_cartesian_2d(0f64..tmax, 0i64..ymax)?;
     chart.configure_mesh().x_desc("seconds since the burst began").y_desc("units").draw()?;
     let series: [Line; 3] = [
         ("Redis stock", BLUE, |x| x.redis_stock),
