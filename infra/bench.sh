@@ -2,7 +2,8 @@
 # The bench command: installs what is missing, starts the local services, builds what the
 # benchmarks run (release binaries, and the Lambda bootstraps for arm64 and x86_64 for their sizes),
 # runs every benchmark and writes BENCHMARKS.md with its plots next to it.
-#   infra/bench.sh                      everything, full size (about half an hour here)
+#   infra/bench.sh                      everything, full size (~25 min here, plus ~12 min for the
+#                                       two cargo-lambda builds)
 #   infra/bench.sh --only flash-sale    one section (scripts, amplification, footprint, flash-sale,
 #                                       reconcile); other flags: see `flashstock-bench --help`
 #   infra/bench.sh --tiny               seconds-long sizes (CI); writes target/BENCHMARKS.tiny.md
