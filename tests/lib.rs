@@ -2,10 +2,9 @@
 //! DynamoDB table, SQS queues) on the real local redis-server and moto server started by
 //! `infra/test.sh`, with the real handlers behind the local front door.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use flashstock::adapters::redis_cache::collection_keys;
 use flashstock_local::poller::{self, PollerConfig};
 use flashstock_local::provision;
@@ -55,7 +54,7 @@ pub struct Stores {
     pub reserved_counter: i64,
     pub confirmed_counter: i64,
     /// Σ qty by status over the collection's order records.
-    pub by_status: HashMap<String, i64>,
+    pub by_status: BTreeMap<String, i64>,
     pub redis_stock: Option<i64>,
     /// Σ qty of the P entries in the log, as `snapshot.lua` counts it.
     pub redis_pending: i64,
@@ -258,42 +257,15 @@ impl TestApp {
 
     /// Reads both stores directly (a table scan of this test's own table, Redis keys).
     pub async fn stores(&self, collection: &str) -> Stores {
-        let mut s = Stores::default();
-        let mut start = None;
-        loop {
-            let page = self
-                .stack
-                .dynamo
-                .scan()
-                .table_name(&self.stack.config.table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .expect("scan");
-            for item in page.items() {
-                let text = |k: &str| match item.get(k) {
-                    Some(AttributeValue::S(v)) => v.clone(),
-                    _ => String::new(),
-                };
-                let num = |k: &str| match item.get(k) {
-                    Some(AttributeValue::N(v)) => v.parse::<i64>().unwrap_or(0),
-                    _ => 0,
-                };
-                if text("pk") == format!("COL#{collection}") {
-                    s.quantity = num("quantity");
-                    s.saleable = num("saleable");
-                    s.reserved_counter = num("reserved");
-                    s.confirmed_counter = num("confirmed");
-                } else if text("collectionId") == collection {
-                    *s.by_status.entry(text("status")).or_default() += num("quantity");
-                }
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
+        let t = self.stack.table_figures(collection).await.expect("scan");
+        let mut s = Stores {
+            quantity: t.quantity,
+            saleable: t.saleable,
+            reserved_counter: t.reserved_counter,
+            confirmed_counter: t.confirmed_counter,
+            by_status: t.by_status,
+            ..Stores::default()
+        };
         let [stock, orders, log, ..] = self.keys(collection);
         let mut con = self.redis.clone();
         let stock: Option<i64> = redis::cmd("GET").arg(&stock).query_async(&mut con).await.expect("redis");

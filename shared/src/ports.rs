@@ -128,9 +128,10 @@ pub enum Released {
 pub struct CacheSnapshot {
     /// `None` when the stock key is missing (cache lost or never warmed).
     pub stock: Option<i64>,
-    /// Σ qty of PENDING entries.
+    /// Σ qty of PENDING entries (counted from the log).
     pub pending: i64,
-    /// Bumped by every change of stock or of the log; a compare-and-set guard for rebuilds.
+    /// Bumped whenever stock is set or an entry leaves the log; a compare-and-set guard for
+    /// rebuilds (a Try only adds to the log, which a forced rebuild checks is empty).
     pub version: i64,
     /// Entries in the log (deductions or cancels not yet known durable).
     pub unsettled: i64,
@@ -217,14 +218,14 @@ pub trait StockCache: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = InfraResult<u32>> + Send;
     fn snapshot(&self, collection: &CollectionId) -> impl Future<Output = InfraResult<CacheSnapshot>> + Send;
-    /// Sets stock to `stock` (DynamoDB's saleable minus the snapshot's pending) if the version
-    /// still matches; `only_if_missing` leaves a live stock key alone (warm-up), otherwise refuses
-    /// while anything is in the log.
+    /// Sets stock to DynamoDB's `saleable` minus the snapshot's pending units if the version is
+    /// still the snapshot's (take the snapshot before reading DynamoDB); `only_if_missing` leaves
+    /// a live stock key alone (warm-up), otherwise refuses while anything is in the log.
     fn rebuild(
         &self,
         collection: &CollectionId,
-        expected_version: i64,
-        stock: i64,
+        snapshot: &CacheSnapshot,
+        saleable: i64,
         only_if_missing: bool,
     ) -> impl Future<Output = InfraResult<Rebuild>> + Send;
     /// Log entries accepted before `before_ms`, oldest first, at most `limit`.

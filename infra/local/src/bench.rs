@@ -168,6 +168,28 @@ pub fn median(v: &mut [f64]) -> (f64, f64, f64) {
     (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
+/// The `i`-th of the benchmarks' 5,000 buyers.
+fn buyer(i: usize) -> anyhow::Result<UserId> {
+    Ok(UserId::parse(&format!("u{}", i % 5_000))?)
+}
+
+/// The body of the reservation message a Try of one unit of `order` by `user` publishes.
+fn message_body(
+    order: OrderId,
+    collection: &CollectionId,
+    user: UserId,
+    accepted_at_ms: i64,
+) -> anyhow::Result<String> {
+    let m = flashstock::ports::ReservationMessage {
+        order_id: order,
+        collection_id: collection.clone(),
+        user_id: user,
+        quantity: 1,
+        accepted_at_ms,
+    };
+    Ok(serde_json::to_string(&m)?)
+}
+
 /// The app on real adapters with a counting DynamoDB client, for in-process benchmarks.
 pub struct BenchApp {
     pub app: App<RedisCache, DynamoLedger, SqsQueue>,
@@ -211,12 +233,7 @@ impl BenchApp {
         let out: Vec<anyhow::Result<OrderId>> = futures::stream::iter(0..n)
             .map(|i| async move {
                 let order = OrderId::parse(&format!("{tag}-{i}"))?;
-                let input = TryInput {
-                    collection: id.clone(),
-                    order: order.clone(),
-                    user: UserId::parse(&format!("u{}", i % 5_000))?,
-                    quantity: 1,
-                };
+                let input = TryInput { collection: id.clone(), order: order.clone(), user: buyer(i)?, quantity: 1 };
                 self.app.try_reserve(input, flashstock::now_ms()).await?;
                 Ok(order)
             })
@@ -402,22 +419,14 @@ pub async fn amplification(
     batch_size: usize,
 ) -> anyhow::Result<Amplification> {
     use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-    use flashstock::ports::ReservationMessage;
     let b = BenchApp::new(stack, |s| s.emit_emf = false).await?;
     let id = b.collection(&format!("wa-{}", ulid::Ulid::new().to_string().to_lowercase()), orders as u64).await?;
     let now = flashstock::now_ms();
     let msgs: Vec<SqsMessage> = (0..orders)
         .map(|i| {
-            let m = ReservationMessage {
-                order_id: OrderId::parse(&format!("{id}-{i:06}"))?,
-                collection_id: id.clone(),
-                user_id: UserId::parse(&format!("user-{:05}", i % 5_000))?,
-                quantity: 1,
-                accepted_at_ms: now,
-            };
             let mut sm = SqsMessage::default();
             sm.message_id = Some(format!("m{i}"));
-            sm.body = Some(serde_json::to_string(&m)?);
+            sm.body = Some(message_body(OrderId::parse(&format!("{id}-{i:06}"))?, &id, buyer(i)?, now)?);
             Ok(sm)
         })
         .collect::<anyhow::Result<_>>()?;
@@ -492,18 +501,11 @@ impl Events {
         let collection = b.collection(&format!("fp-{tag}"), 1_000_000).await?;
         // Ten accepted Tries whose messages the persist function will receive.
         let orders = b.tries(&collection, &format!("fp-{tag}-m"), 10, 10).await?;
+        let now = flashstock::now_ms();
         let messages = orders
-            .iter()
-            .map(|o| {
-                let m = flashstock::ports::ReservationMessage {
-                    order_id: o.clone(),
-                    collection_id: collection.clone(),
-                    user_id: UserId::parse("fp-user")?,
-                    quantity: 1,
-                    accepted_at_ms: flashstock::now_ms(),
-                };
-                Ok(serde_json::to_string(&m)?)
-            })
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| message_body(o, &collection, buyer(i)?, now))
             .collect::<anyhow::Result<_>>()?;
         Ok(Self { collection, messages, tag: tag.to_owned() })
     }
@@ -515,15 +517,14 @@ impl Events {
             "flashstock-api" => http_event(
                 "POST",
                 &format!("/v1/collections/{}/reservations", self.collection),
-                &format!("u{}", i % 5_000),
+                buyer(i)?.as_str(),
                 &[],
                 Some(serde_json::json!({ "orderId": format!("fp-{}-t{i}", self.tag), "quantity": 1 })),
             )?,
             "flashstock-persist" => {
-                let records: Vec<(String, String)> =
-                    self.messages.iter().enumerate().map(|(k, m)| (format!("m{i}-{k}"), m.clone())).collect();
-                let refs: Vec<(&str, String)> = records.iter().map(|(id, m)| (id.as_str(), m.clone())).collect();
-                sqs_event(&refs)
+                let records: Vec<(String, &String)> =
+                    self.messages.iter().enumerate().map(|(k, m)| (format!("m{i}-{k}"), m)).collect();
+                sqs_event(&records)
             }
             "flashstock-cancel" => {
                 http_event("POST", &format!("/v1/reservations/fp-{}-g{i}/cancel", self.tag), "ghost", &[], None)?
@@ -542,8 +543,8 @@ pub async fn footprint(
     events: &Events,
     invocations: usize,
 ) -> anyhow::Result<Footprint> {
-    let name = binary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut f = crate::runtime_api::Function::start(binary, &crate::runtime_api::function_env(&stack.config)).await?;
+    let name = f.name.clone();
     let first = f.invoke(events.event(&name, 0)?).await?;
     anyhow::ensure!(first.is_ok(), "{name}: first invocation failed: {first:?}");
     let ms = |d: Option<std::time::Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);

@@ -268,41 +268,19 @@ pub async fn run(redis_url: &str, name: &str, opts: &FlashOptions) -> anyhow::Re
     let snap = stack.app.cache.snapshot(&id).await?;
     let rec = stack.app.ledger.collection(&id).await?.ok_or_else(|| anyhow::anyhow!("collection vanished"))?;
     let mine = run.collections.get(id.as_str());
+    let table = stack.table_figures(&collection).await?;
     report.last = FinalState {
-        quantity: rec.levels.quantity,
-        saleable: rec.levels.saleable,
-        reserved_counter: rec.levels.reserved,
-        confirmed_counter: rec.levels.confirmed,
-        by_status: orders_by_status(&stack, &collection).await?,
+        quantity: table.quantity,
+        saleable: table.saleable,
+        reserved_counter: table.reserved_counter,
+        confirmed_counter: table.confirmed_counter,
+        by_status: table.by_status,
         redis_stock: snap.stock,
         redis_pending: snap.pending,
         drift: mine.and_then(|c| c.drift),
         violations: mine.map_or(0, |c| c.identity_violations.len()) + rec.levels.violations().len(),
     };
     Ok(report)
-}
-
-/// Σ quantity by status over the collection's order records, by scanning the deployment's table.
-async fn orders_by_status(stack: &Stack, collection: &str) -> anyhow::Result<BTreeMap<String, i64>> {
-    use aws_sdk_dynamodb::types::AttributeValue;
-    let mut out = BTreeMap::new();
-    let mut pages = stack
-        .dynamo
-        .scan()
-        .table_name(&stack.config.table)
-        .filter_expression("collectionId = :c AND begins_with(pk, :o)")
-        .expression_attribute_values(":c", AttributeValue::S(collection.to_owned()))
-        .expression_attribute_values(":o", AttributeValue::S("ORD#".to_owned()))
-        .into_paginator()
-        .items()
-        .send();
-    while let Some(item) = pages.next().await {
-        let item = item?;
-        let status = item.get("status").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-        let qty: i64 = item.get("quantity").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0);
-        *out.entry(status).or_default() += qty;
-    }
-    Ok(out)
 }
 
 /// Registers DejaVu Sans (Debian's fonts-dejavu-core, which `infra/setup.sh` installs) as the

@@ -175,10 +175,11 @@ pub fn http_event(method: &str, path: &str, sub: &str, roles: &[&str], body: Opt
 }
 
 /// An SQS event of `(messageId, body)` records, as the event source mapping sends it.
-pub fn sqs_event(records: &[(&str, String)]) -> Value {
+pub fn sqs_event(records: &[(impl AsRef<str>, impl AsRef<str>)]) -> Value {
     let records: Vec<Value> = records
         .iter()
         .map(|(id, body)| {
+            let (id, body) = (id.as_ref(), body.as_ref());
             json!({
                 "messageId": id, "receiptHandle": format!("rh-{id}"), "body": body,
                 "attributes": { "ApproximateReceiveCount": "1" }, "messageAttributes": {},

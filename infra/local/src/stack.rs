@@ -173,10 +173,45 @@ impl Stack {
         })
     }
 
+    /// One collection's durable figures read straight from the table (a consistent scan, no
+    /// decoding by the ledger): the collection item's counters and Σ quantity by status over its
+    /// order records. The identity checks of the tests and of the flash-sale bench read this.
+    pub async fn table_figures(&self, collection: &str) -> anyhow::Result<TableFigures> {
+        let mut out = TableFigures::default();
+        let mut pages =
+            self.dynamo.scan().table_name(&self.config.table).consistent_read(true).into_paginator().items().send();
+        while let Some(item) = pages.next().await {
+            let item = item?;
+            let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).map_or("", String::as_str);
+            let num =
+                |k: &str| item.get(k).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
+            if text("pk") == format!("COL#{collection}") {
+                out.quantity = num("quantity");
+                out.saleable = num("saleable");
+                out.reserved_counter = num("reserved");
+                out.confirmed_counter = num("confirmed");
+            } else if text("collectionId") == collection {
+                *out.by_status.entry(text("status").to_owned()).or_default() += num("quantity");
+            }
+        }
+        Ok(out)
+    }
+
     /// A bearer token for this stack's front door.
     pub fn token(&self, sub: &str, roles: &[&str]) -> String {
         jwt::mint(&self.secret, sub, roles)
     }
+}
+
+/// See [`Stack::table_figures`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableFigures {
+    pub quantity: i64,
+    pub saleable: i64,
+    pub reserved_counter: i64,
+    pub confirmed_counter: i64,
+    /// Σ quantity by status over the collection's order records.
+    pub by_status: std::collections::BTreeMap<String, i64>,
 }
 
 /// A batch response reporting every message as failed.

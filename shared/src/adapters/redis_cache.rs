@@ -382,8 +382,8 @@ impl StockCache for RedisCache {
     async fn rebuild(
         &self,
         collection: &CollectionId,
-        expected_version: i64,
-        stock: i64,
+        snapshot: &CacheSnapshot,
+        saleable: i64,
         only_if_missing: bool,
     ) -> InfraResult<Rebuild> {
         let mode = if only_if_missing { "missing" } else { "force" };
@@ -392,7 +392,7 @@ impl StockCache for RedisCache {
                 "redis rebuild script",
                 &self.scripts.rebuild,
                 collection,
-                vec![expected_version.to_string(), stock.to_string(), mode.to_owned()],
+                vec![snapshot.version.to_string(), (saleable - snapshot.pending).to_string(), mode.to_owned()],
             )
             .await?;
         Ok(match code.as_str() {

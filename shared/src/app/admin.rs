@@ -57,7 +57,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 return Ok(s);
             }
             let rec = self.ledger.collection(id).await?.ok_or(AppError::CollectionNotFound)?;
-            match self.cache.rebuild(id, snap.version, rec.levels.saleable - snap.pending, true).await? {
+            match self.cache.rebuild(id, &snap, rec.levels.saleable, true).await? {
                 Rebuild::Set(s) | Rebuild::Live(s) => {
                     self.clear_sold_out(id);
                     tracing::info!(collection = %id, cached = s, "warmed up");

@@ -124,7 +124,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         let saleable = rec.levels.saleable;
         match snap.stock {
             None => {
-                if let Rebuild::Set(s) = self.cache.rebuild(id, snap.version, saleable - snap.pending, true).await? {
+                if let Rebuild::Set(s) = self.cache.rebuild(id, &snap, saleable, true).await? {
                     tracing::warn!(collection = %id, stock = s, "Redis stock was missing; rebuilt from DynamoDB");
                     cr.rebuilt = true;
                     self.clear_sold_out(id);
@@ -134,7 +134,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 let d = drift(cached, saleable, snap.pending);
                 cr.drift = Some(d);
                 if d != 0 && snap.pending == 0 && snap.unsettled == 0 {
-                    match self.cache.rebuild(id, snap.version, saleable - snap.pending, false).await? {
+                    match self.cache.rebuild(id, &snap, saleable, false).await? {
                         Rebuild::Set(s) => {
                             tracing::warn!(collection = %id, drift = d, stock = s, "drift repaired from DynamoDB");
                             cr.repaired_drift = Some(d);
