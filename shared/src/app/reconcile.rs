@@ -75,10 +75,17 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// One reconciliation run over every collection. Safe to overlap with another run and with
     /// live traffic; idempotent.
     pub async fn reconcile(&self, now_ms: i64) -> Result<ReconcileReport, AppError> {
+        let ids = self.ledger.collections().await?;
+        Ok(self.reconcile_collections(&ids, now_ms).await)
+    }
+
+    /// One reconciliation run over these collections (a collection's failure is reported in its
+    /// part of the report, not raised).
+    pub async fn reconcile_collections(&self, ids: &[CollectionId], now_ms: i64) -> ReconcileReport {
         let mut report = ReconcileReport::default();
-        for id in self.ledger.collections().await? {
+        for id in ids {
             let mut cr = CollectionReport::default();
-            if let Err(e) = self.reconcile_collection(&id, now_ms, &mut cr).await {
+            if let Err(e) = self.reconcile_collection(id, now_ms, &mut cr).await {
                 tracing::error!(collection = %id, error = %e, "reconciliation of a collection failed");
                 cr.errors.push(e.to_string());
             }
@@ -98,7 +105,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 println!("{line}");
             }
         }
-        Ok(report)
+        report
     }
 
     async fn reconcile_collection(

@@ -1,0 +1,213 @@
+//! The real adapters behind a gate: every call of the stock cache (Redis), the ledger (DynamoDB)
+//! and the queue (SQS) is one step of the schedule. Without a gate (set-up, quiescence) a call
+//! goes straight through. Calls that carry nothing (an empty list) are not steps.
+
+use std::future::Future;
+
+use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
+use flashstock::domain::{CancelReason, CollectionId, CollectionSpec, OrderId, UserId};
+use flashstock::ports::{
+    CacheEntry, CacheSnapshot, Claim, CollectionRecord, CreateOutcome, DirectoryEntry, InfraError, InfraResult, Ledger,
+    OrderRecord, Queue, Rebuild, Released, ReservationMessage, SettleAs, StockCache, TakeOutcome, TakeRequest,
+    TimeoutMessage, Tombstone, WriteError,
+};
+
+use crate::gate::{Fault, Gate};
+
+/// A real adapter whose calls pass through an operation's gate.
+#[derive(Clone)]
+pub struct Gated<T> {
+    pub inner: T,
+    pub gate: Option<Gate>,
+}
+
+impl<T> Gated<T> {
+    pub fn new(inner: T, gate: Option<Gate>) -> Self {
+        Self { inner, gate }
+    }
+
+    async fn step<R, E, F, Fut>(&self, label: &'static str, call: F) -> Result<R, E>
+    where
+        E: From<InfraError>,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        let Some(gate) = &self.gate else { return call().await };
+        let r = match gate.enter(label).await {
+            None => call().await,
+            Some(Fault::FailBefore) => {
+                Err(InfraError::new(label, "injected: the request never reached the service").into())
+            }
+            Some(Fault::FailAfter) => {
+                let _ = call().await;
+                Err(InfraError::new(label, "injected: the request took effect, its answer was lost").into())
+            }
+            Some(Fault::Resend) => {
+                let _ = call().await;
+                call().await
+            }
+        };
+        gate.leave();
+        r
+    }
+}
+
+impl StockCache for Gated<RedisCache> {
+    async fn claim_order(
+        &self,
+        order: &OrderId,
+        collection: &CollectionId,
+        user: &UserId,
+        quantity: u32,
+    ) -> InfraResult<Claim> {
+        self.step("redis claim", move || self.inner.claim_order(order, collection, user, quantity)).await
+    }
+    async fn forget_claim(&self, order: &OrderId) -> InfraResult<()> {
+        self.step("redis forget-claim", move || self.inner.forget_claim(order)).await
+    }
+    async fn directory(&self, order: &OrderId) -> InfraResult<Option<DirectoryEntry>> {
+        self.step("redis directory", move || self.inner.directory(order)).await
+    }
+    async fn tombstone_order(&self, order: &OrderId, user: &UserId) -> InfraResult<()> {
+        self.step("redis tombstone-order", move || self.inner.tombstone_order(order, user)).await
+    }
+    async fn take(&self, req: &TakeRequest<'_>) -> InfraResult<TakeOutcome> {
+        self.step("redis try.lua", move || self.inner.take(req)).await
+    }
+    async fn undo_take(&self, collection: &CollectionId, order: &OrderId, accepted_at_ms: i64) -> InfraResult<bool> {
+        self.step("redis undo.lua", move || self.inner.undo_take(collection, order, accepted_at_ms)).await
+    }
+    async fn settle(
+        &self,
+        collection: &CollectionId,
+        orders: &[OrderId],
+        as_: SettleAs,
+        clear_intents: bool,
+        now_ms: i64,
+    ) -> InfraResult<u32> {
+        if orders.is_empty() {
+            return Ok(0);
+        }
+        self.step("redis settle.lua", move || self.inner.settle(collection, orders, as_, clear_intents, now_ms)).await
+    }
+    async fn mark_intent(&self, collection: &CollectionId, order: &OrderId, now_ms: i64) -> InfraResult<()> {
+        self.step("redis intent.lua", move || self.inner.mark_intent(collection, order, now_ms)).await
+    }
+    async fn release(
+        &self,
+        collection: &CollectionId,
+        order: &OrderId,
+        tombstone: Option<&UserId>,
+        now_ms: i64,
+    ) -> InfraResult<Released> {
+        self.step("redis release.lua", move || self.inner.release(collection, order, tombstone, now_ms)).await
+    }
+    async fn entry(&self, collection: &CollectionId, order: &OrderId) -> InfraResult<Option<CacheEntry>> {
+        self.step("redis entry", move || self.inner.entry(collection, order)).await
+    }
+    async fn entries(&self, collection: &CollectionId, orders: &[OrderId]) -> InfraResult<Vec<Option<CacheEntry>>> {
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.step("redis entries", move || self.inner.entries(collection, orders)).await
+    }
+    async fn trim_settled(&self, collection: &CollectionId, before_ms: i64, limit: usize) -> InfraResult<u32> {
+        self.step("redis trim.lua", move || self.inner.trim_settled(collection, before_ms, limit)).await
+    }
+    async fn snapshot(&self, collection: &CollectionId) -> InfraResult<CacheSnapshot> {
+        self.step("redis snapshot.lua", move || self.inner.snapshot(collection)).await
+    }
+    async fn rebuild(
+        &self,
+        collection: &CollectionId,
+        snapshot: &CacheSnapshot,
+        saleable: i64,
+        only_if_missing: bool,
+    ) -> InfraResult<Rebuild> {
+        self.step("redis rebuild.lua", move || self.inner.rebuild(collection, snapshot, saleable, only_if_missing))
+            .await
+    }
+    async fn unsettled_before(
+        &self,
+        collection: &CollectionId,
+        before_ms: i64,
+        limit: usize,
+    ) -> InfraResult<Vec<OrderId>> {
+        self.step("redis unsettled", move || self.inner.unsettled_before(collection, before_ms, limit)).await
+    }
+}
+
+impl Ledger for Gated<DynamoLedger> {
+    async fn create_collection(
+        &self,
+        id: &CollectionId,
+        spec: &CollectionSpec,
+        now_ms: i64,
+    ) -> InfraResult<CreateOutcome> {
+        self.step("dynamodb create-collection", move || self.inner.create_collection(id, spec, now_ms)).await
+    }
+    async fn collection(&self, id: &CollectionId) -> InfraResult<Option<CollectionRecord>> {
+        self.step("dynamodb get-collection", move || self.inner.collection(id)).await
+    }
+    async fn collections(&self) -> InfraResult<Vec<CollectionId>> {
+        self.step("dynamodb list-collections", move || self.inner.collections()).await
+    }
+    async fn record_drift(&self, id: &CollectionId, drift: i64) -> InfraResult<()> {
+        self.step("dynamodb record-drift", move || self.inner.record_drift(id, drift)).await
+    }
+    async fn order(&self, id: &OrderId) -> InfraResult<Option<OrderRecord>> {
+        self.step("dynamodb get-order", move || self.inner.order(id)).await
+    }
+    async fn orders(&self, ids: &[OrderId]) -> InfraResult<Vec<OrderRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.step("dynamodb get-orders", move || self.inner.orders(ids)).await
+    }
+    async fn apply_reservations(
+        &self,
+        collection: &CollectionId,
+        payment_window_seconds: u32,
+        reserve: &[ReservationMessage],
+        refuse: &[ReservationMessage],
+        now_ms: i64,
+    ) -> Result<(), WriteError> {
+        self.step("dynamodb persist-transaction", move || {
+            self.inner.apply_reservations(collection, payment_window_seconds, reserve, refuse, now_ms)
+        })
+        .await
+    }
+    async fn confirm(&self, order: &OrderRecord, now_ms: i64) -> Result<(), WriteError> {
+        self.step("dynamodb confirm-transaction", move || self.inner.confirm(order, now_ms)).await
+    }
+    async fn cancel_reserved(
+        &self,
+        order: &OrderRecord,
+        collection_quantity: i64,
+        reason: CancelReason,
+        now_ms: i64,
+    ) -> Result<(), WriteError> {
+        self.step("dynamodb cancel-transaction", move || {
+            self.inner.cancel_reserved(order, collection_quantity, reason, now_ms)
+        })
+        .await
+    }
+    async fn put_tombstone(&self, t: &Tombstone<'_>, now_ms: i64) -> InfraResult<bool> {
+        self.step("dynamodb put-tombstone", move || self.inner.put_tombstone(t, now_ms)).await
+    }
+    async fn expired_reservations(&self, deadline_s: i64, limit: usize) -> InfraResult<Vec<OrderId>> {
+        self.step("dynamodb query-expired", move || self.inner.expired_reservations(deadline_s, limit)).await
+    }
+}
+
+impl Queue for Gated<SqsQueue> {
+    async fn publish_reservation(&self, msg: &ReservationMessage) -> InfraResult<()> {
+        self.step("sqs send reservation", move || self.inner.publish_reservation(msg)).await
+    }
+    async fn schedule_timeouts(&self, timers: &[TimeoutMessage], now_ms: i64) -> InfraResult<()> {
+        if timers.is_empty() {
+            return Ok(());
+        }
+        self.step("sqs send timers", move || self.inner.schedule_timeouts(timers, now_ms)).await
+    }
+}

@@ -1,0 +1,152 @@
+//! The scenarios the explorer runs: the pairs it explores exhaustively, the triples (and more)
+//! it samples at random, and the named regression schedules that pin every race it found.
+
+use crate::gate::Fault;
+use crate::sched::Dir;
+use crate::world::{OpKind, Scenario, Setup, When};
+
+use OpKind::{Cancel, Confirm, Persist, Reconcile, Sweep, Timeout, Try, TryFault, WarmUp};
+use Setup::{DiesAt, ExpireDirectory, LoseMessages, LoseStock, Op, Redeliver};
+
+const SEND: &str = "sqs send reservation";
+const TRY_SCRIPT: &str = "redis try.lua";
+
+fn sc(name: &'static str, setup: &[Setup], ops: &[OpKind]) -> Scenario {
+    Scenario {
+        name,
+        quantity: 5,
+        per_user_limit: Some(4),
+        orders: vec![(0, 1), (1, 1)],
+        setup: setup.to_vec(),
+        ops: ops.to_vec(),
+        when: When::AfterThreshold,
+    }
+}
+
+/// One unit, held by order 1 (buyer 1): order 0 is refused until it comes back.
+fn sold_out(name: &'static str, ops: &[OpKind]) -> Scenario {
+    Scenario { quantity: 1, ..sc(name, &[Op(Try(1))], ops) }
+}
+
+fn after_retention(mut s: Scenario) -> Scenario {
+    s.when = When::AfterRetention;
+    s
+}
+
+/// Every pair the explorer runs exhaustively (every interleaving, and every death after any
+/// step with its trigger's retry).
+pub fn pairs() -> Vec<Scenario> {
+    vec![
+        sc("try-replay", &[], &[Try(0), Try(0)]),
+        sc("failing-publish-try-replay", &[], &[TryFault(0, SEND, Fault::FailBefore), Try(0)]),
+        sc("ambiguous-publish-try-replay", &[], &[TryFault(0, SEND, Fault::FailAfter), Try(0)]),
+        sc("resent-script-try-replay", &[], &[TryFault(0, TRY_SCRIPT, Fault::Resend), Try(0)]),
+        sold_out("refused-try-replay", &[Try(0), Try(0)]),
+        sold_out("refused-try-stock-returns", &[Try(0), Cancel(1)]),
+        sc("try-cancel", &[], &[Try(0), Cancel(0)]),
+        sc("cancel-cancel", &[Op(Try(0))], &[Cancel(0), Cancel(0)]),
+        sc("persist-cancel", &[Op(Try(0))], &[Persist, Cancel(0)]),
+        sc("persist-persist", &[Op(Try(0)), Redeliver(0)], &[Persist, Persist]),
+        sc("persist-timeout", &[Op(Try(0)), Op(Persist), Redeliver(0)], &[Persist, Timeout(0)]),
+        sc("cancel-confirm", &[Op(Try(0)), Op(Persist)], &[Cancel(0), Confirm(0)]),
+        sc("cancel-timeout", &[Op(Try(0)), Op(Persist)], &[Cancel(0), Timeout(0)]),
+        sc("confirm-timeout", &[Op(Try(0)), Op(Persist)], &[Confirm(0), Timeout(0)]),
+        sc("sweep-cancel", &[Op(Try(0)), Op(Persist)], &[Sweep, Cancel(0)]),
+        sc("reconcile-late-persist", &[Op(Try(0))], &[Reconcile, Persist]),
+        sc("reconcile-cancel-lost", &[Op(Try(0)), LoseMessages], &[Reconcile, Cancel(0)]),
+        sc("reconcile-cancel-unsettled", &[Op(Try(0)), DiesAt(Persist, "redis settle.lua")], &[Reconcile, Cancel(0)]),
+        sc("warmup-try", &[LoseStock], &[WarmUp, Try(0)]),
+        sc("rebuild-try", &[LoseStock], &[Reconcile, Try(0)]),
+        after_retention(sc("trim-late-replay", &[Op(Try(0)), Op(Persist), ExpireDirectory(0)], &[Reconcile, Try(0)])),
+        after_retention(sc("trim-timeout", &[Op(Try(0)), Op(Persist), ExpireDirectory(0)], &[Reconcile, Timeout(0)])),
+    ]
+}
+
+/// The groups of three or more sampled at random.
+pub fn triples() -> Vec<Scenario> {
+    vec![
+        sc("try-persist-cancel", &[], &[Try(0), Persist, Cancel(0)]),
+        sc("persist-cancel-reconcile", &[Op(Try(0))], &[Persist, Cancel(0), Reconcile]),
+        sc("confirm-cancel-timeout", &[Op(Try(0)), Op(Persist)], &[Confirm(0), Cancel(0), Timeout(0)]),
+        sold_out("refused-try-stock-returns-replay", &[Try(0), Cancel(1), Try(0)]),
+        sc("ambiguous-publish-replay-persist", &[], &[TryFault(0, SEND, Fault::FailAfter), Try(0), Persist]),
+        sc("two-buyers-persist-reconcile", &[], &[Try(0), Try(1), Persist, Reconcile]),
+        sc("try-persist-timeout-cancel", &[], &[Try(0), Persist, Timeout(0), Cancel(0)]),
+    ]
+}
+
+/// A named, deterministic schedule that broke an invariant on the code as it was.
+pub struct Regression {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub scenario: Scenario,
+    pub script: Vec<Dir>,
+}
+
+pub fn regressions() -> Vec<Regression> {
+    use Dir::{Finish, Until};
+    let pairs = pairs();
+    let pair = |name: &str| pairs.iter().find(|s| s.name == name).cloned().expect("a pair of that name");
+    vec![
+        Regression {
+            name: "cancel-in-persist-commit-settle-window",
+            what: "persist commits, the buyer cancels the RESERVED order, then persist settles: the cancel's \
+                   release found a settled entry with no intent and returned nothing",
+            scenario: pair("persist-cancel"),
+            script: vec![Until(0, "redis settle.lua"), Until(1, "redis release.lua"), Finish(0), Finish(1)],
+        },
+        Regression {
+            name: "reconcile-settles-between-intent-and-release",
+            what: "reconciliation settles a durable but unsettled entry between a cancel's intent and its \
+                   release, clearing the intent: the release returned nothing",
+            scenario: pair("reconcile-cancel-unsettled"),
+            script: vec![Until(0, "redis settle.lua"), Until(1, "redis release.lua"), Finish(0), Finish(1)],
+        },
+        Regression {
+            name: "replay-answered-then-publish-fails",
+            what: "a replay answers 202 while the first Try's publish is failing; the first Try then undid \
+                   the deduction and forgot the order: 404 for an accepted order",
+            scenario: pair("failing-publish-try-replay"),
+            script: vec![Until(0, SEND), Finish(1), Finish(0)],
+        },
+        Regression {
+            name: "resent-try-script-never-published",
+            what: "the client library re-sends try.lua after a dropped connection; the second answer is a \
+                   replay, and the Try answered 202 without publishing: the order ended LOST",
+            scenario: Scenario {
+                ops: vec![TryFault(0, TRY_SCRIPT, Fault::Resend)],
+                ..pair("resent-script-try-replay")
+            },
+            script: vec![Finish(0)],
+        },
+        Regression {
+            name: "late-replay-after-trim-deducts-twice",
+            what: "after Redis forgot a settled order, a replayed Try took stock again and persist settled \
+                   that second deduction as durable: Redis one unit low, the buyer's counter doubled",
+            scenario: pair("trim-late-replay"),
+            script: vec![Finish(0), Finish(1)],
+        },
+        Regression {
+            name: "timeout-after-trim-skips-return",
+            what: "a payment-window timeout after Redis forgot the settled order gave the unit back in \
+                   DynamoDB only: Redis one unit low, the buyer's counter never lowered",
+            scenario: pair("trim-timeout"),
+            script: vec![Finish(0), Finish(1)],
+        },
+        Regression {
+            name: "ambiguous-send-undone-yet-reserved",
+            what: "the reservation message reached SQS but its answer was lost: the Try gave the stock back \
+                   and answered \"nothing was taken\", and the message then made the order RESERVED",
+            scenario: Scenario {
+                ops: vec![TryFault(0, SEND, Fault::FailAfter)],
+                ..pair("ambiguous-publish-try-replay")
+            },
+            script: vec![Finish(0)],
+        },
+    ]
+}
+
+/// Every scenario by name.
+pub fn by_name(name: &str) -> Option<Scenario> {
+    pairs().into_iter().chain(triples()).find(|s| s.name == name)
+}

@@ -1,0 +1,740 @@
+//! One explorer worker's deployment (its own Redis key prefix, DynamoDB table and SQS queues on
+//! the local redis-server and moto) and how one schedule runs on it: set-up, the operations under
+//! the controller, quiescence (retries of what died, queued messages delivered, reconciliation
+//! past its threshold, twice; then every payment window over and reconciled again) and the
+//! invariant checks after each quiescence.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+use flashstock::adapters::redis_cache::{Conn, collection_keys};
+use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
+use flashstock::app::reserve::TryInput;
+use flashstock::app::second_phase::Canceller;
+use flashstock::app::{App, AppError, Settings};
+use flashstock::domain::{CollectionId, CollectionSpec, OrderId, Status, UserId};
+use flashstock::ports::{Ledger, StockCache, TimeoutMessage};
+use flashstock_local::provision::{self, Queues};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::gate::{Fault, Gate};
+use crate::ports::Gated;
+use crate::sched::{self, Dir, Drive, Script, Strategy};
+
+/// The app as one Lambda instance runs it, on gated real adapters.
+pub type GatedApp = App<Gated<RedisCache>, Gated<DynamoLedger>, Gated<SqsQueue>>;
+
+/// Reconciliation's age threshold in every schedule (the production default).
+pub const THRESHOLD_MS: i64 = 45_000;
+/// How long Redis keeps settled orders (the production default).
+pub const RETENTION_MS: i64 = 86_400_000;
+/// The explorer's collections' payment window.
+pub const WINDOW_S: u32 = 60;
+
+/// One operation of a schedule, as its trigger runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    /// The buyer's Try for order `i` (HTTP; a client retries it when it gets no answer).
+    Try(usize),
+    /// A Try for order `i` with a fault on one of its calls.
+    TryFault(usize, &'static str, Fault),
+    /// One persist invocation on what the reservation queue holds (SQS redelivers what it did
+    /// not finish).
+    Persist,
+    /// The owner cancels order `i` (HTTP; retried when unanswered).
+    Cancel(usize),
+    /// The payment service confirms order `i` (HTTP; retried when unanswered).
+    Confirm(usize),
+    /// Order `i`'s payment-window timer fires (SQS; redelivered when it fails or dies).
+    Timeout(usize),
+    /// The expiry sweep (schedule), one payment window later.
+    Sweep,
+    /// Reconciliation of the schedule's collection (schedule; the next tick follows).
+    Reconcile,
+    /// The admin's warm-up (HTTP; retried when unanswered).
+    WarmUp,
+}
+
+impl OpKind {
+    pub fn order(self) -> Option<usize> {
+        match self {
+            OpKind::Try(i) | OpKind::TryFault(i, ..) | OpKind::Cancel(i) | OpKind::Confirm(i) | OpKind::Timeout(i) => {
+                Some(i)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            OpKind::Try(i) => format!("try#{i}"),
+            OpKind::TryFault(i, label, f) => format!("try#{i}[{label}:{f:?}]"),
+            OpKind::Persist => "persist".into(),
+            OpKind::Cancel(i) => format!("cancel#{i}"),
+            OpKind::Confirm(i) => format!("confirm#{i}"),
+            OpKind::Timeout(i) => format!("timeout#{i}"),
+            OpKind::Sweep => "sweep".into(),
+            OpKind::Reconcile => "reconcile".into(),
+            OpKind::WarmUp => "warm-up".into(),
+        }
+    }
+
+    /// Whether its trigger runs it again after it died (HTTP client retry, SQS redelivery).
+    fn retried(self) -> bool {
+        !matches!(self, OpKind::Persist | OpKind::Reconcile | OpKind::Sweep)
+    }
+}
+
+/// A set-up step, run before the operations (ungated unless it dies on purpose).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    Op(OpKind),
+    /// The operation runs until it reaches the call with this label and dies there.
+    DiesAt(OpKind, &'static str),
+    /// Redis loses the collection's stock key (a cache restart).
+    LoseStock,
+    /// The reservation queue loses its messages.
+    LoseMessages,
+    /// Order `i`'s directory key expires (the retention passed).
+    ExpireDirectory(usize),
+    /// SQS delivers order `i`'s message again (at-least-once).
+    Redeliver(usize),
+}
+
+/// When the operations run, relative to the set-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// Past reconciliation's threshold for what the set-up did.
+    AfterThreshold,
+    /// Past the retention of settled orders (trim).
+    AfterRetention,
+}
+
+/// A scenario: a collection, its orders, a set-up and the operations to interleave.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub quantity: u64,
+    pub per_user_limit: Option<u32>,
+    /// Order `i`: (buyer index, quantity).
+    pub orders: Vec<(usize, u32)>,
+    pub setup: Vec<Setup>,
+    pub ops: Vec<OpKind>,
+    pub when: When,
+}
+
+/// What one operation answered.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub op: String,
+    pub order: Option<usize>,
+    /// HTTP status as the API would answer (200 for consumer and schedule runs).
+    pub status: u16,
+    pub code: String,
+    pub body: Value,
+    /// Schedule clock at its first step and at its answer.
+    pub started: u64,
+    pub ended: u64,
+    /// The Try answered "nothing was taken".
+    pub nothing_taken: bool,
+}
+
+/// A broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Violation {
+    /// I1 … I6, or STUCK.
+    pub invariant: &'static str,
+    pub detail: String,
+}
+
+/// The result of one schedule.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub drive: Drive,
+    pub answers: Vec<Answer>,
+    pub violations: Vec<Violation>,
+}
+
+/// Per-schedule state shared by its operations.
+struct Sched {
+    collection: CollectionId,
+    orders: Vec<OrderId>,
+    users: Vec<UserId>,
+    quantities: Vec<u32>,
+    t0: i64,
+    /// The set-up loses reservation messages on purpose (only then may an accepted order end LOST).
+    loses_messages: bool,
+    clock: Arc<AtomicU64>,
+    answers: Mutex<Vec<(Option<usize>, Answer)>>,
+    /// Receipt handles of reservation messages received and not deleted.
+    inflight: Mutex<Vec<String>>,
+    /// Operations to run again (their trigger's retry).
+    retry: Mutex<Vec<OpKind>>,
+}
+
+impl Sched {
+    fn op_time(&self, when: When) -> i64 {
+        match when {
+            When::AfterThreshold => self.t0 + THRESHOLD_MS + 1_000,
+            When::AfterRetention => self.t0 + RETENTION_MS + THRESHOLD_MS + 1_000,
+        }
+    }
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::SeqCst)
+    }
+}
+
+/// One worker's deployment.
+pub struct World {
+    pub name: String,
+    redis: RedisCache,
+    con: Conn,
+    ledger: DynamoLedger,
+    queue: SqsQueue,
+    sqs: aws_sdk_sqs::Client,
+    queues: Queues,
+    settings: Settings,
+    next: AtomicU64,
+}
+
+fn user_name(i: usize) -> String {
+    format!("buyer-{i}")
+}
+
+impl World {
+    /// Provisions `name`'s table and queues and connects to the local services named by
+    /// `FLASHSTOCK_REDIS_URL` and the AWS endpoint variables (`infra/services.sh env`).
+    pub async fn new(name: &str) -> anyhow::Result<Self> {
+        let redis_url = std::env::var("FLASHSTOCK_REDIS_URL").map_err(|_| {
+            anyhow::anyhow!("FLASHSTOCK_REDIS_URL unset: run through infra/explore.sh or infra/test.sh")
+        })?;
+        let sdk = flashstock::adapters::aws_sdk_config().await;
+        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let table = format!("{name}-table");
+        provision::table(&dynamo, &table).await?;
+        // A long visibility timeout: a message comes back only when the explorer says so.
+        let queues = provision::queues(&sqs, name, 600).await?;
+        let redis = RedisCache::connect(&redis_url, name, (RETENTION_MS / 1000) as u64, false).await?;
+        let con = flashstock::adapters::redis_cache::connect(&redis_url, false).await?;
+        Ok(Self {
+            name: name.to_owned(),
+            redis,
+            con,
+            ledger: DynamoLedger::new(dynamo, table),
+            queue: SqsQueue::new(sqs.clone(), &queues.reservations, &queues.timeouts),
+            sqs,
+            queues,
+            settings: Settings {
+                sold_out_flag: std::time::Duration::from_millis(500),
+                reconcile_threshold_ms: THRESHOLD_MS,
+                fault_drop_message_percent: 0,
+                order_retention_ms: RETENTION_MS,
+                emit_emf: false,
+            },
+            next: AtomicU64::new(0),
+        })
+    }
+
+    fn app(&self, gate: Option<Gate>) -> GatedApp {
+        App::new(
+            Gated::new(self.redis.clone(), gate.clone()),
+            Gated::new(self.ledger.clone(), gate.clone()),
+            Gated::new(self.queue.clone(), gate),
+            self.settings.clone(),
+        )
+    }
+
+    /// Runs one schedule of `sc` under `strategy` and checks every invariant after it.
+    pub async fn run(self: &Arc<Self>, sc: &Scenario, strategy: &mut dyn Strategy) -> anyhow::Result<Run> {
+        let n = self.next.fetch_add(1, Ordering::SeqCst);
+        let collection = CollectionId::parse(&format!("c{n}"))?;
+        let s = Arc::new(Sched {
+            orders: (0..sc.orders.len()).map(|i| OrderId::parse(&format!("o{n}x{i}"))).collect::<Result<_, _>>()?,
+            users: sc.orders.iter().map(|(u, _)| UserId::parse(&user_name(*u))).collect::<Result<_, _>>()?,
+            quantities: sc.orders.iter().map(|(_, q)| *q).collect(),
+            collection,
+            t0: flashstock::now_ms(),
+            loses_messages: sc.setup.contains(&Setup::LoseMessages),
+            clock: Arc::new(AtomicU64::new(1)),
+            answers: Mutex::new(Vec::new()),
+            inflight: Mutex::new(Vec::new()),
+            retry: Mutex::new(Vec::new()),
+        });
+        self.discard_reservations().await?;
+        let spec = CollectionSpec::parse(
+            Some(sc.quantity as i64),
+            sc.per_user_limit.map(i64::from),
+            Some(i64::from(WINDOW_S)),
+        )?;
+        let admin = self.app(None);
+        admin.create_collection(&s.collection, &spec, s.t0).await?;
+        admin.warm_up(&s.collection).await?;
+
+        for step in &sc.setup {
+            self.setup(&s, *step).await?;
+        }
+        let now = s.op_time(sc.when);
+        let drive = self.drive(&s, &sc.ops, now, strategy).await;
+        let mut violations = Vec::new();
+        if let Some(why) = &drive.stuck {
+            violations.push(Violation { invariant: "STUCK", detail: why.clone() });
+        } else {
+            violations.extend(self.quiesce(&s, now).await?);
+        }
+        let answers = s.answers.lock().map(|a| a.iter().map(|(_, a)| a.clone()).collect()).unwrap_or_default();
+        violations.sort();
+        violations.dedup();
+        Ok(Run { drive, answers, violations })
+    }
+
+    async fn setup(self: &Arc<Self>, s: &Arc<Sched>, step: Setup) -> anyhow::Result<()> {
+        let keys = collection_keys(&self.name, &s.collection);
+        let mut con = self.con.clone();
+        match step {
+            Setup::Op(OpKind::Persist) => self.drain(s, s.t0).await?,
+            Setup::Op(kind) => {
+                let app = self.app(None);
+                self.op(&app, s, kind, s.t0, None, None).await;
+            }
+            Setup::DiesAt(kind, label) => {
+                let mut script = Script::new(&[Dir::Until(0, label), Dir::Kill(0)]);
+                self.drive(s, &[kind], s.t0, &mut script).await;
+                // A dead consumer's messages come back after the visibility timeout.
+                self.release_inflight(s).await;
+            }
+            Setup::LoseStock => redis::cmd("DEL").arg(&keys[0]).query_async::<()>(&mut con).await?,
+            Setup::LoseMessages => self.discard_reservations().await?,
+            Setup::ExpireDirectory(i) => {
+                let key = flashstock::adapters::redis_cache::directory_key(&self.name, &s.orders[i]);
+                redis::cmd("DEL").arg(key).query_async::<()>(&mut con).await?;
+            }
+            Setup::Redeliver(i) => {
+                let rec = self.ledger.order(&s.orders[i]).await?;
+                let msg = flashstock::ports::ReservationMessage {
+                    order_id: s.orders[i].clone(),
+                    collection_id: s.collection.clone(),
+                    user_id: s.users[i].clone(),
+                    quantity: s.quantities[i],
+                    accepted_at_ms: rec.map_or(s.t0, |r| r.accepted_at_ms),
+                };
+                flashstock::ports::Queue::publish_reservation(&self.queue, &msg).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `ops` concurrently under `strategy`, one step at a time.
+    async fn drive(self: &Arc<Self>, s: &Arc<Sched>, ops: &[OpKind], now: i64, strategy: &mut dyn Strategy) -> Drive {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut handles = Vec::new();
+        for (i, kind) in ops.iter().copied().enumerate() {
+            let faults: Vec<(&'static str, Fault)> = match kind {
+                OpKind::TryFault(_, label, f) => vec![(label, f)],
+                _ => Vec::new(),
+            };
+            let gate = Gate::new(i, tx.clone(), &faults, s.clock.clone());
+            let app = self.app(Some(gate.clone()));
+            // A warm instance: it knows the collection's settings before the operation starts.
+            let _ = app.spec(&s.collection).await;
+            gate.arm();
+            let (me, sched) = (self.clone(), s.clone());
+            handles.push(tokio::spawn(async move {
+                me.op(&app, &sched, kind, now, Some(i), Some(&gate)).await;
+                gate.done();
+            }));
+        }
+        drop(tx);
+        let may_die: Vec<bool> = ops.iter().map(|_| true).collect();
+        let names: Vec<String> = ops.iter().enumerate().map(|(i, k)| format!("{}.{}", i, k.name())).collect();
+        let drive = sched::drive(rx, &names, handles, strategy, &may_die, 1).await;
+        // What died loses its answer; its trigger runs it again later.
+        if let Ok(mut answers) = s.answers.lock() {
+            answers.retain(|(op, _)| !op.is_some_and(|o| drive.killed.contains(&o)));
+        }
+        if let Ok(mut retry) = s.retry.lock() {
+            retry.extend(drive.killed.iter().map(|&k| ops[k]).filter(|k| k.retried()));
+        }
+        drive
+    }
+
+    /// Runs one operation and records its answer.
+    async fn op(&self, app: &GatedApp, s: &Sched, kind: OpKind, now: i64, index: Option<usize>, gate: Option<&Gate>) {
+        let started_ungated = s.tick();
+        let (status, code, body, nothing_taken) = match kind {
+            OpKind::Try(i) | OpKind::TryFault(i, ..) => {
+                let input = TryInput {
+                    collection: s.collection.clone(),
+                    order: s.orders[i].clone(),
+                    user: s.users[i].clone(),
+                    quantity: i64::from(s.quantities[i]),
+                };
+                match app.try_reserve(input, now).await {
+                    Ok(a) => (202, "ACCEPTED".to_owned(), json!(a), false),
+                    Err(e) => {
+                        // The answer the code gave before RESERVATION_UNCONFIRMED existed.
+                        let nothing = matches!(e, AppError::Unavailable(_));
+                        let (st, c, b) = problem(&e);
+                        (st, c, b, nothing)
+                    }
+                }
+            }
+            OpKind::Persist => match self.persist_once(app, s, now, gate).await {
+                Ok(v) => (200, "BATCH".to_owned(), v, false),
+                Err(e) => (500, "PERSIST_ERROR".to_owned(), json!(e.to_string()), false),
+            },
+            OpKind::Cancel(i) => match app.cancel(&s.orders[i], Canceller::Owner(&s.users[i]), now).await {
+                Ok(c) => (200, c.view.status.as_str().to_owned(), json!(c.view), false),
+                Err(e) => with_false(problem(&e)),
+            },
+            OpKind::Confirm(i) => match app.confirm(&s.orders[i], now).await {
+                Ok(v) => (200, v.status.as_str().to_owned(), json!(v), false),
+                Err(e) => with_false(problem(&e)),
+            },
+            OpKind::Timeout(i) => {
+                let t = TimeoutMessage { order_id: s.orders[i].clone(), due_at: now / 1000 };
+                let (resp, report) = app.handle_timers(sqs_event(&[(String::new(), json!(t).to_string())]), now).await;
+                if !resp.batch_item_failures.is_empty()
+                    && let Ok(mut r) = s.retry.lock()
+                {
+                    r.push(kind); // SQS redelivers a failed timer
+                }
+                (200, "TIMERS".to_owned(), json!(report), false)
+            }
+            OpKind::Sweep => match app.sweep_expired(now + i64::from(WINDOW_S) * 1000 + 1_000, 1_000).await {
+                Ok(r) => (200, "SWEPT".to_owned(), json!(r), false),
+                Err(e) => with_false(problem(&e)),
+            },
+            OpKind::Reconcile => {
+                let r = app.reconcile_collections(std::slice::from_ref(&s.collection), now).await;
+                (200, "RECONCILED".to_owned(), json!(r.collections), false)
+            }
+            OpKind::WarmUp => match app.warm_up(&s.collection).await {
+                Ok(c) => (200, "WARM".to_owned(), json!({ "cached": c }), false),
+                Err(e) => with_false(problem(&e)),
+            },
+        };
+        let started = gate.map(Gate::first_step).filter(|f| *f != u64::MAX).unwrap_or(started_ungated);
+        let answer = Answer {
+            op: kind.name(),
+            order: kind.order(),
+            status,
+            code,
+            body,
+            started,
+            ended: s.tick(),
+            nothing_taken,
+        };
+        if let Ok(mut a) = s.answers.lock() {
+            a.push((index, answer));
+        }
+    }
+
+    /// One persist invocation: receive what is visible, run the handler, delete what it resolved.
+    async fn persist_once(&self, app: &GatedApp, s: &Sched, now: i64, gate: Option<&Gate>) -> anyhow::Result<Value> {
+        if let Some(g) = gate {
+            g.enter("sqs receive reservations").await;
+        }
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queues.reservations)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .send()
+            .await;
+        if let Some(g) = gate {
+            g.leave();
+        }
+        let msgs = out?.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            return Ok(json!({ "received": 0 }));
+        }
+        let mut records = Vec::new();
+        let mut receipts = HashMap::new();
+        for m in &msgs {
+            let id = m.message_id.clone().unwrap_or_default();
+            let rh = m.receipt_handle.clone().unwrap_or_default();
+            if let Ok(mut inflight) = s.inflight.lock() {
+                inflight.push(rh.clone());
+            }
+            receipts.insert(id.clone(), rh);
+            records.push((id, m.body.clone().unwrap_or_default()));
+        }
+        let resp = app.persist_batch(sqs_event(&records), now).await;
+        let failed: Vec<String> = resp.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+        let done: Vec<&String> = receipts.iter().filter(|(id, _)| !failed.contains(id)).map(|(_, rh)| rh).collect();
+        if !done.is_empty() {
+            if let Some(g) = gate {
+                g.enter("sqs delete reservations").await;
+            }
+            let entries = done
+                .iter()
+                .enumerate()
+                .map(|(i, rh)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(*rh).build())
+                .collect::<Result<Vec<_>, _>>()?;
+            let res = self
+                .sqs
+                .delete_message_batch()
+                .queue_url(&self.queues.reservations)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            if let Some(g) = gate {
+                g.leave();
+            }
+            res?;
+            if let Ok(mut inflight) = s.inflight.lock() {
+                inflight.retain(|rh| !done.contains(&rh));
+            }
+        }
+        Ok(json!({ "received": msgs.len(), "failed": failed.len() }))
+    }
+
+    /// Deletes whatever the reservation queue holds (moto allows one purge a minute).
+    async fn discard_reservations(&self) -> anyhow::Result<()> {
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queues.reservations)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await?;
+            let msgs = out.messages.unwrap_or_default();
+            if msgs.is_empty() {
+                return Ok(());
+            }
+            let entries = msgs
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.sqs
+                .delete_message_batch()
+                .queue_url(&self.queues.reservations)
+                .set_entries(Some(entries))
+                .send()
+                .await?;
+        }
+    }
+
+    /// The visibility timeout of every received, undeleted message elapses.
+    async fn release_inflight(&self, s: &Sched) {
+        let receipts: Vec<String> = s.inflight.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+        for rh in receipts {
+            let _ = self
+                .sqs
+                .change_message_visibility()
+                .queue_url(&self.queues.reservations)
+                .receipt_handle(rh)
+                .visibility_timeout(0)
+                .send()
+                .await;
+        }
+    }
+
+    /// Delivers the reservation queue to persist until it is empty (failed messages come back).
+    async fn drain(&self, s: &Sched, now: i64) -> anyhow::Result<()> {
+        let app = self.app(None);
+        for _ in 0..20 {
+            let v = self.persist_once(&app, s, now, None).await?;
+            self.release_inflight(s).await;
+            if v["received"] == 0 {
+                return Ok(());
+            }
+        }
+        anyhow::bail!("the reservation queue did not drain")
+    }
+
+    /// Lets the system go quiet and checks the invariants, twice: after retries, deliveries and
+    /// two reconciliations; then after every payment window ran out and reconciliation ran again.
+    async fn quiesce(&self, s: &Sched, now: i64) -> anyhow::Result<Vec<Violation>> {
+        let mut v = Vec::new();
+        let app = self.app(None);
+        let retries: Vec<OpKind> = s.retry.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
+        for kind in retries {
+            match kind {
+                OpKind::TryFault(i, ..) => self.op(&app, s, OpKind::Try(i), now + 1_000, None, None).await,
+                k => self.op(&app, s, k, now + 1_000, None, None).await,
+            }
+        }
+        self.release_inflight(s).await;
+        let q1 = now + THRESHOLD_MS + 5_000;
+        self.drain(s, q1).await?;
+        for k in 0..2 {
+            let r = app.reconcile_collections(std::slice::from_ref(&s.collection), q1 + k).await;
+            v.extend(reconcile_violations(&r));
+            self.drain(s, q1 + k).await?;
+        }
+        v.extend(self.check(s, "after delivery and reconciliation").await?);
+
+        let qt = q1 + THRESHOLD_MS + i64::from(WINDOW_S) * 1000 + 5_000;
+        for i in 0..s.orders.len() {
+            let t = TimeoutMessage { order_id: s.orders[i].clone(), due_at: qt / 1000 };
+            let (resp, _) = app.handle_timers(sqs_event(&[(format!("t{i}"), json!(t).to_string())]), qt).await;
+            if !resp.batch_item_failures.is_empty() {
+                v.push(Violation { invariant: "I4", detail: format!("order {i}'s timer fails at quiescence") });
+            }
+        }
+        self.drain(s, qt).await?;
+        let qr = qt + THRESHOLD_MS + 5_000;
+        let r = app.reconcile_collections(std::slice::from_ref(&s.collection), qr).await;
+        v.extend(reconcile_violations(&r));
+        v.extend(self.check(s, "after every payment window").await?);
+        Ok(v)
+    }
+
+    /// Checks I1–I6 on both stores and on every answer.
+    async fn check(&self, s: &Sched, when: &str) -> anyhow::Result<Vec<Violation>> {
+        let mut v = Vec::new();
+        let mut bad = |inv: &'static str, detail: String| {
+            v.push(Violation { invariant: inv, detail: format!("{when}: {detail}") });
+        };
+        let col = self.ledger.collection(&s.collection).await?.ok_or_else(|| anyhow::anyhow!("collection gone"))?;
+        let l = col.levels;
+        let records: HashMap<OrderId, flashstock::ports::OrderRecord> =
+            self.ledger.orders(&s.orders).await?.into_iter().map(|r| (r.order.clone(), r)).collect();
+        let held =
+            |st: Status| -> i64 { records.values().filter(|r| r.status == st).map(|r| i64::from(r.quantity)).sum() };
+        let (reserved, confirmed) = (held(Status::Reserved), held(Status::Confirmed));
+        // I1
+        if !(0 <= l.saleable && l.saleable <= l.quantity) || l.quantity != l.saleable + reserved + confirmed {
+            bad(
+                "I1",
+                format!(
+                    "quantity {} saleable {} Σreserved {reserved} Σconfirmed {confirmed} (counters {} / {})",
+                    l.quantity, l.saleable, l.reserved, l.confirmed
+                ),
+            );
+        }
+        if (l.reserved, l.confirmed) != (reserved, confirmed) {
+            bad("I1", format!("counters {} / {} but records {reserved} / {confirmed}", l.reserved, l.confirmed));
+        }
+        // I2
+        let snap = self.redis.snapshot(&s.collection).await?;
+        if snap.stock != Some(l.saleable) || snap.pending != 0 || snap.unsettled != 0 {
+            bad(
+                "I2",
+                format!(
+                    "redis stock {:?} (pending {}, log {}) but DynamoDB saleable {}",
+                    snap.stock, snap.pending, snap.unsettled, l.saleable
+                ),
+            );
+        }
+        // I3
+        let keys = collection_keys(&self.name, &s.collection);
+        let mut con = self.con.clone();
+        let counters: HashMap<String, i64> = redis::cmd("HGETALL").arg(&keys[3]).query_async(&mut con).await?;
+        let mut live: BTreeMap<String, i64> = BTreeMap::new();
+        for r in records.values().filter(|r| r.status.holds_durable_stock()) {
+            *live.entry(r.user.to_string()).or_default() += i64::from(r.quantity);
+        }
+        let mut users: Vec<&String> = counters.keys().chain(live.keys()).collect();
+        users.sort();
+        users.dedup();
+        for u in users {
+            let (c, want) = (counters.get(u).copied().unwrap_or(0), live.get(u).copied().unwrap_or(0));
+            if c != want {
+                bad("I3", format!("{u}'s counter is {c}, its live orders hold {want}"));
+            }
+        }
+        // I4 – I6, per order
+        let answers: Vec<Answer> =
+            s.answers.lock().map(|a| a.iter().map(|(_, a)| a.clone()).collect()).unwrap_or_default();
+        let app = self.app(None);
+        for (i, order) in s.orders.iter().enumerate() {
+            let mine: Vec<&Answer> = answers.iter().filter(|a| a.order == Some(i)).collect();
+            let accepted: Vec<&Answer> = mine.iter().copied().filter(|a| a.status == 202).collect();
+            let status = app.status(order, &s.users[i]).await;
+            let final_status = status.as_ref().ok().map(|v| v.status);
+            if !accepted.is_empty() {
+                match &status {
+                    Err(e) => bad("I4", format!("order {i} was accepted, its owner now gets {}", e.code())),
+                    Ok(view) => match view.status {
+                        Status::Pending => bad("I4", format!("order {i} was accepted and is still PENDING")),
+                        Status::Cancelled | Status::Failed if view.reason.is_none() => {
+                            bad("I4", format!("order {i} ended {} with no reason", view.status.as_str()))
+                        }
+                        Status::Cancelled if view.reason.as_deref() == Some("LOST") && !s.loses_messages => {
+                            bad("I4", format!("order {i} was accepted and ended LOST, yet no message was lost"))
+                        }
+                        _ => {}
+                    },
+                }
+                if accepted.iter().any(|a| a.body != accepted[0].body) {
+                    bad("I6", format!("order {i}'s accepted answers differ"));
+                }
+            }
+            for c in mine.iter().filter(|a| a.op.starts_with("cancel") && a.status == 200) {
+                if final_status != Some(Status::Cancelled) {
+                    bad("I6", format!("order {i}'s cancel answered CANCELLED, it ended {final_status:?}"));
+                }
+                for t in accepted.iter().filter(|t| t.op.starts_with("try") && t.started > c.ended) {
+                    bad("I5", format!("order {i}: a Try starting after its cancel answered was accepted ({})", t.op));
+                }
+            }
+            if mine.iter().any(|a| a.op.starts_with("confirm") && a.status == 200)
+                && final_status != Some(Status::Confirmed)
+            {
+                bad("I6", format!("order {i}'s confirm answered CONFIRMED, it ended {final_status:?}"));
+            }
+            if accepted.is_empty()
+                && mine.iter().any(|a| a.nothing_taken)
+                && final_status.is_some_and(Status::holds_durable_stock)
+            {
+                bad(
+                    "I6",
+                    format!("order {i} was answered \"nothing was taken\", yet it holds stock ({final_status:?})"),
+                );
+            }
+        }
+        Ok(v)
+    }
+}
+
+fn with_false((a, b, c): (u16, String, Value)) -> (u16, String, Value, bool) {
+    (a, b, c, false)
+}
+
+fn problem(e: &AppError) -> (u16, String, Value) {
+    (e.status().as_u16(), e.code().to_owned(), json!(e.to_string()))
+}
+
+fn reconcile_violations(r: &flashstock::app::reconcile::ReconcileReport) -> Vec<Violation> {
+    let mut v = Vec::new();
+    for c in r.collections.values() {
+        if let Some(d) = c.repaired_drift {
+            v.push(Violation { invariant: "I2", detail: format!("reconciliation had to repair a drift of {d}") });
+        }
+        for e in &c.errors {
+            v.push(Violation { invariant: "I2", detail: format!("reconciliation failed: {e}") });
+        }
+    }
+    v
+}
+
+/// An SQS batch as the event source mapping delivers it.
+fn sqs_event(records: &[(String, String)]) -> SqsEvent {
+    let mut ev = SqsEvent::default();
+    ev.records = records
+        .iter()
+        .map(|(id, body)| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(id.clone());
+            m.body = Some(body.clone());
+            m
+        })
+        .collect();
+    ev
+}
