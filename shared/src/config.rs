@@ -15,6 +15,11 @@ pub const FAULT_DROP_MESSAGE_PERCENT: &str = "FLASHSTOCK_FAULT_DROP_MESSAGE_PERC
 pub const EMIT_EMF: &str = "FLASHSTOCK_EMIT_EMF";
 pub const REDIS_CLUSTER: &str = "FLASHSTOCK_REDIS_CLUSTER";
 
+/// The shortest order retention accepted. A replay of an order Redis has forgotten takes a unit
+/// again, which persist (or reconciliation) gives back once it meets DynamoDB's record: correct,
+/// but a unit held for nothing meanwhile, so forgetting must be rare.
+pub const MIN_ORDER_RETENTION_SECONDS: u64 = 3_600;
+
 /// Every variable a function's config requires (the deployment test checks the template gives them).
 pub const REQUIRED: [&str; 4] = [REDIS_URL, TABLE, RESERVATION_QUEUE_URL, TIMEOUT_QUEUE_URL];
 
@@ -76,6 +81,15 @@ impl Config {
         if fault > 100 {
             return Err(ConfigError::Invalid { name: FAULT_DROP_MESSAGE_PERCENT, why: "must be 0..=100".into() });
         }
+        let order_retention_seconds = num(ORDER_RETENTION_SECONDS, get(ORDER_RETENTION_SECONDS), 86_400)?;
+        if order_retention_seconds < MIN_ORDER_RETENTION_SECONDS {
+            return Err(ConfigError::Invalid {
+                name: ORDER_RETENTION_SECONDS,
+                why: format!(
+                    "at least {MIN_ORDER_RETENTION_SECONDS} s (a replay after it holds a unit until persist gives it back)"
+                ),
+            });
+        }
         Ok(Self {
             redis_url: req(REDIS_URL)?,
             redis_cluster: matches!(get(REDIS_CLUSTER).as_deref(), Some("1" | "true" | "on")),
@@ -83,7 +97,7 @@ impl Config {
             table: req(TABLE)?,
             reservation_queue_url: req(RESERVATION_QUEUE_URL)?,
             timeout_queue_url: req(TIMEOUT_QUEUE_URL)?,
-            order_retention_seconds: num(ORDER_RETENTION_SECONDS, get(ORDER_RETENTION_SECONDS), 86_400)?,
+            order_retention_seconds,
             sold_out_flag: Duration::from_millis(num(SOLD_OUT_FLAG_MS, get(SOLD_OUT_FLAG_MS), 500)?),
             reconcile_threshold_ms: num(RECONCILE_THRESHOLD_MS, get(RECONCILE_THRESHOLD_MS), 45_000)?,
             fault_drop_message_percent: fault,
@@ -137,5 +151,11 @@ mod tests {
         let mut pairs = BASE.to_vec();
         pairs.push((FAULT_DROP_MESSAGE_PERCENT, "101"));
         assert!(Config::from_lookup(env(&pairs)).is_err());
+        let mut pairs = BASE.to_vec();
+        pairs.push((ORDER_RETENTION_SECONDS, "60"));
+        assert!(matches!(
+            Config::from_lookup(env(&pairs)),
+            Err(ConfigError::Invalid { name: ORDER_RETENTION_SECONDS, .. })
+        ));
     }
 }

@@ -13,7 +13,7 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{CancelReason, CollectionId, CollectionSpec, OrderId, Status, StockLevels, UserId};
+use crate::domain::{CancelReason, CollectionId, CollectionSpec, OrderId, Settlement, Status, StockLevels, UserId};
 
 /// An infrastructure failure (network, throttling past retries, unexpected reply). Business
 /// outcomes are never reported through it.
@@ -99,13 +99,30 @@ pub enum TakeOutcome {
     LimitExceeded { held: i64 },
 }
 
-/// What settling does to pending entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What settling does to pending entries (see [`crate::domain::Settlement`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SettleAs {
     /// DynamoDB has the reservation.
     Durable,
     /// DynamoDB refused it (stock short).
     Failed,
+    /// DynamoDB has the order from an earlier deduction: settled, and this deduction given back.
+    DurableReturning,
+    /// DynamoDB refused the order earlier: failed, and this deduction given back.
+    FailedReturning,
+}
+
+impl SettleAs {
+    /// The settle a [`Settlement`] asks for (`None`: it releases, or the deduction is lost).
+    pub fn of(s: Settlement) -> Option<Self> {
+        match s {
+            Settlement::Settle => Some(SettleAs::Durable),
+            Settlement::SettleReturning => Some(SettleAs::DurableReturning),
+            Settlement::Fail => Some(SettleAs::Failed),
+            Settlement::FailReturning => Some(SettleAs::FailedReturning),
+            Settlement::Release | Settlement::Lost => None,
+        }
+    }
 }
 
 /// The release script's answer.
@@ -166,28 +183,24 @@ pub trait StockCache: Send + Sync + 'static {
 
     /// The Try script: idempotency, tombstone, stock, per-user limit and log entry, atomically.
     fn take(&self, req: &TakeRequest<'_>) -> impl Future<Output = InfraResult<TakeOutcome>> + Send;
-    /// Gives back a just-taken order whose message could not be published, and forgets it.
-    fn undo_take(
-        &self,
-        collection: &CollectionId,
-        order: &OrderId,
-        accepted_at_ms: i64,
-    ) -> impl Future<Output = InfraResult<bool>> + Send;
-    /// Marks pending entries durable or failed and drops them from the log. `clear_intents` also
-    /// drops the log entry of an already-settled order (a cancel that never reached DynamoDB).
+    /// Marks pending entries durable or failed and drops them from the log. With
+    /// `clear_intents_before`, also drops the log entry of an already-settled order logged before
+    /// that instant (a cancel intent whose cancel died; a live cancel's intent is younger).
     fn settle(
         &self,
         collection: &CollectionId,
         orders: &[OrderId],
         as_: SettleAs,
-        clear_intents: bool,
+        clear_intents_before: Option<i64>,
         now_ms: i64,
     ) -> impl Future<Output = InfraResult<u32>> + Send;
-    /// Records that a cancel is about to change DynamoDB (puts the order back in the log).
+    /// Records that a cancel of this durable order is about to change DynamoDB: the entry is
+    /// settled (written again from the record if Redis forgot it) and put back in the log, so the
+    /// release that follows returns its share once, whatever settles in between.
     fn mark_intent(
         &self,
         collection: &CollectionId,
-        order: &OrderId,
+        order: &OrderRecord,
         now_ms: i64,
     ) -> impl Future<Output = InfraResult<()>> + Send;
     /// Returns the order's share to Redis at most once. With `tombstone`, an absent entry becomes a

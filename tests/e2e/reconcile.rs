@@ -205,8 +205,8 @@ async fn a_cancel_that_died_after_dynamodb_is_completed() {
     let now = flashstock::now_ms();
     // o1: the cancel logged its intent and committed in DynamoDB, then died before Redis.
     let o1 = OrderId::parse("o1").unwrap();
-    app.cache.mark_intent(&col, &o1, now).await.unwrap();
     let rec = app.ledger.order(&o1).await.unwrap().unwrap();
+    app.cache.mark_intent(&col, &rec, now).await.unwrap();
     app.ledger.cancel_reserved(&rec, 10, CancelReason::User, now).await.unwrap();
     // o2: the same, but it died even before its intent reached Redis (only drift shows it).
     let o2 = OrderId::parse("o2").unwrap();

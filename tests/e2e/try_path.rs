@@ -122,21 +122,32 @@ async fn lost_cache_answers_503_until_warm_up_never_sold_out() {
 }
 
 #[tokio::test]
-async fn publish_failure_gives_the_stock_back_and_answers_503() {
+async fn publish_failure_keeps_the_deduction_and_answers_unconfirmed() {
     // The API's queue URL points at a queue that does not exist: every publish fails for real.
+    // A failed send may still have reached SQS, so the deduction stays: the answer says the
+    // reservation is unconfirmed, a retry with the same id is a replay (no second deduction), and
+    // reconciliation settles what no message ever reached.
     let t = TestApp::start_with(TestApp::fast_options(), |c| {
         c.reservation_queue_url = format!("{}-missing", c.reservation_queue_url);
+        c.reconcile_threshold_ms = 0;
     })
     .await;
     t.collection("pf", json!({ "quantity": 5 })).await;
-    t.reserve("u", "pf", "o1", 2).await.assert_problem(503, "SERVICE_UNAVAILABLE");
+    let a = t.reserve("u", "pf", "o1", 2).await;
+    a.assert_problem(503, "RESERVATION_UNCONFIRMED");
+    assert_eq!(a.body["retryable"], json!(true), "{a:?}");
     let s = t.stores("pf").await;
-    assert_eq!(s.redis_stock, Some(5), "stock given back at once: {s:?}");
-    assert_eq!((s.redis_pending, s.redis_log_len), (0, 0), "nothing left in flight: {s:?}");
-    t.status("u", "o1").await.assert_problem(404, "RESERVATION_NOT_FOUND");
-    // The retry is a fresh Try (and fails the same way, still giving stock back).
-    t.reserve("u", "pf", "o1", 2).await.assert_problem(503, "SERVICE_UNAVAILABLE");
-    TestApp::assert_identities(&t.stores("pf").await, true);
+    assert_eq!((s.redis_stock, s.redis_pending, s.redis_log_len), (Some(3), 2, 1), "the deduction stays: {s:?}");
+    assert_eq!(t.status("u", "o1").await.str("status"), "PENDING", "the order is found, not 404");
+    // The retry is a replay: it tries to publish again and takes nothing more.
+    t.reserve("u", "pf", "o1", 2).await.assert_problem(503, "RESERVATION_UNCONFIRMED");
+    assert_eq!(t.stores("pf").await.redis_stock, Some(3));
+    let r = t.stack.app.reconcile(flashstock::now_ms() + 1).await.unwrap();
+    assert_eq!(r.collections["pf"].tombstones_written, 1, "{r:?}");
+    let st = t.status("u", "o1").await;
+    assert_eq!((st.str("status"), st.str("reason")), ("CANCELLED", "LOST"), "{st:?}");
+    let s = t.assert_settled("pf").await;
+    assert_eq!((s.saleable, s.redis_stock), (5, Some(5)), "{s:?}");
 }
 
 #[tokio::test]

@@ -74,23 +74,21 @@ impl StockCache for Gated<RedisCache> {
     async fn take(&self, req: &TakeRequest<'_>) -> InfraResult<TakeOutcome> {
         self.step("redis try.lua", move || self.inner.take(req)).await
     }
-    async fn undo_take(&self, collection: &CollectionId, order: &OrderId, accepted_at_ms: i64) -> InfraResult<bool> {
-        self.step("redis undo.lua", move || self.inner.undo_take(collection, order, accepted_at_ms)).await
-    }
     async fn settle(
         &self,
         collection: &CollectionId,
         orders: &[OrderId],
         as_: SettleAs,
-        clear_intents: bool,
+        clear_intents_before: Option<i64>,
         now_ms: i64,
     ) -> InfraResult<u32> {
         if orders.is_empty() {
             return Ok(0);
         }
-        self.step("redis settle.lua", move || self.inner.settle(collection, orders, as_, clear_intents, now_ms)).await
+        self.step("redis settle.lua", move || self.inner.settle(collection, orders, as_, clear_intents_before, now_ms))
+            .await
     }
-    async fn mark_intent(&self, collection: &CollectionId, order: &OrderId, now_ms: i64) -> InfraResult<()> {
+    async fn mark_intent(&self, collection: &CollectionId, order: &OrderRecord, now_ms: i64) -> InfraResult<()> {
         self.step("redis intent.lua", move || self.inner.mark_intent(collection, order, now_ms)).await
     }
     async fn release(

@@ -5,7 +5,7 @@ use crate::gate::Fault;
 use crate::sched::Dir;
 use crate::world::{OpKind, Scenario, Setup, When};
 
-use OpKind::{Cancel, Confirm, Persist, Reconcile, Sweep, Timeout, Try, TryFault, WarmUp};
+use OpKind::{Cancel, Confirm, Persist, PersistBatch, Reconcile, Sweep, Timeout, Try, TryFault, WarmUp};
 use Setup::{DiesAt, ExpireDirectory, LoseMessages, LoseStock, Op, Redeliver};
 
 const SEND: &str = "sqs send reservation";
@@ -70,7 +70,11 @@ pub fn triples() -> Vec<Scenario> {
         sc("confirm-cancel-timeout", &[Op(Try(0)), Op(Persist)], &[Confirm(0), Cancel(0), Timeout(0)]),
         sold_out("refused-try-stock-returns-replay", &[Try(0), Cancel(1), Try(0)]),
         sc("ambiguous-publish-replay-persist", &[], &[TryFault(0, SEND, Fault::FailAfter), Try(0), Persist]),
-        sc("two-buyers-persist-reconcile", &[], &[Try(0), Try(1), Persist, Reconcile]),
+        sc("two-buyers-batch-reconcile", &[], &[Try(0), Try(1), PersistBatch, Reconcile]),
+        Scenario {
+            quantity: 1,
+            ..sc("two-buyers-one-unit-batch-cancel", &[], &[Try(0), Try(1), PersistBatch, Cancel(0)])
+        },
         sc("try-persist-timeout-cancel", &[], &[Try(0), Persist, Timeout(0), Cancel(0)]),
     ]
 }

@@ -276,7 +276,7 @@ pub async fn reconcile_cost(
     if settled > 0 {
         let done = b.tries(&id, &format!("{id}-s"), settled, 64).await?;
         for chunk in done.chunks(500) {
-            b.app.cache.settle(&id, chunk, SettleAs::Durable, true, flashstock::now_ms()).await?;
+            b.app.cache.settle(&id, chunk, SettleAs::Durable, Some(i64::MAX), flashstock::now_ms()).await?;
         }
     }
     b.tries(&id, &format!("{id}-l"), unsettled, 64).await?;

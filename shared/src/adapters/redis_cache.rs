@@ -12,8 +12,8 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use crate::domain::{CollectionId, OrderId, UserId};
 use crate::ports::{
-    CacheEntry, CacheSnapshot, CacheState, Claim, DirectoryEntry, InfraError, InfraResult, Rebuild, Released, SettleAs,
-    StockCache, TakeOutcome, TakeRequest,
+    CacheEntry, CacheSnapshot, CacheState, Claim, DirectoryEntry, InfraError, InfraResult, OrderRecord, Rebuild,
+    Released, SettleAs, StockCache, TakeOutcome, TakeRequest,
 };
 
 const TOMBSTONE: &str = "~";
@@ -21,7 +21,6 @@ const TOMBSTONE: &str = "~";
 /// The scripts, compiled into the binary; `Script` runs EVALSHA and loads on NOSCRIPT.
 struct Scripts {
     take: Script,
-    undo: Script,
     settle: Script,
     intent: Script,
     release: Script,
@@ -34,7 +33,6 @@ impl Scripts {
     fn new() -> Self {
         Self {
             take: Script::new(include_str!("../lua/try.lua")),
-            undo: Script::new(include_str!("../lua/undo.lua")),
             settle: Script::new(include_str!("../lua/settle.lua")),
             intent: Script::new(include_str!("../lua/intent.lua")),
             release: Script::new(include_str!("../lua/release.lua")),
@@ -269,24 +267,12 @@ impl StockCache for RedisCache {
         })
     }
 
-    async fn undo_take(&self, collection: &CollectionId, order: &OrderId, accepted_at_ms: i64) -> InfraResult<bool> {
-        let (code, _, _) = self
-            .run(
-                "redis undo script",
-                &self.scripts.undo,
-                collection,
-                vec![order.to_string(), accepted_at_ms.to_string()],
-            )
-            .await?;
-        Ok(code == "UNDONE")
-    }
-
     async fn settle(
         &self,
         collection: &CollectionId,
         orders: &[OrderId],
         as_: SettleAs,
-        clear_intents: bool,
+        clear_intents_before: Option<i64>,
         now_ms: i64,
     ) -> InfraResult<u32> {
         if orders.is_empty() {
@@ -295,18 +281,25 @@ impl StockCache for RedisCache {
         let target = match as_ {
             SettleAs::Durable => "S",
             SettleAs::Failed => "F",
+            SettleAs::DurableReturning => "SR",
+            SettleAs::FailedReturning => "FR",
         };
-        let clear = if clear_intents { "1" } else { "0" };
-        let mut args = vec![now_ms.to_string(), target.to_owned(), clear.to_owned()];
+        let clear = clear_intents_before.unwrap_or(0);
+        let mut args = vec![now_ms.to_string(), target.to_owned(), clear.to_string()];
         args.extend(orders.iter().map(OrderId::to_string));
         let (_, n, _) = self.run("redis settle script", &self.scripts.settle, collection, args).await?;
         Ok(n as u32)
     }
 
-    async fn mark_intent(&self, collection: &CollectionId, order: &OrderId, now_ms: i64) -> InfraResult<()> {
-        self.run("redis intent script", &self.scripts.intent, collection, vec![order.to_string(), now_ms.to_string()])
-            .await
-            .map(|_| ())
+    async fn mark_intent(&self, collection: &CollectionId, order: &OrderRecord, now_ms: i64) -> InfraResult<()> {
+        let args = vec![
+            order.order.to_string(),
+            now_ms.to_string(),
+            order.quantity.to_string(),
+            order.accepted_at_ms.to_string(),
+            order.user.to_string(),
+        ];
+        self.run("redis intent script", &self.scripts.intent, collection, args).await.map(|_| ())
     }
 
     async fn release(

@@ -54,6 +54,10 @@ pub enum AppError {
     Refused(#[from] Refusal),
     #[error("stock cache not ready; retry after warm-up")]
     CacheNotReady,
+    #[error(
+        "the reservation may be held but could not be confirmed queued; retry with the same orderId to learn its outcome"
+    )]
+    Unconfirmed,
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]

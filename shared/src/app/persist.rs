@@ -7,13 +7,13 @@
 //! unresolved after retries are reported as batch item failures (SQS redelivers them, and after
 //! the queue's maxReceiveCount moves them to the DLQ).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 
 use super::{App, AppError, backoff};
 use crate::domain::batch::{ORDERS_PER_TRANSACTION, fit_to_stock, group_by_collection};
-use crate::domain::{CollectionId, OrderId, Status};
+use crate::domain::{CollectionId, OrderId, Status, settlement};
 use crate::ports::{ItemFailure, Ledger, Queue, ReservationMessage, SettleAs, StockCache, TimeoutMessage, WriteError};
 
 /// Transaction attempts per chunk before its orders are reported for redelivery.
@@ -204,38 +204,41 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     ) -> Result<(), AppError> {
         let spec = self.spec(collection).await?;
         let window = i64::from(spec.payment_window_seconds);
-        let mut settle: Vec<OrderId> = durable.iter().map(|m| m.order_id.clone()).collect();
-        let mut failed: Vec<OrderId> = refused.iter().map(|m| m.order_id.clone()).collect();
+        let mut by: BTreeMap<SettleAs, Vec<OrderId>> = BTreeMap::new();
+        by.entry(SettleAs::Durable).or_default().extend(durable.iter().map(|m| m.order_id.clone()));
+        by.entry(SettleAs::Failed).or_default().extend(refused.iter().map(|m| m.order_id.clone()));
         let mut timers: Vec<TimeoutMessage> = durable
             .iter()
             .map(|m| TimeoutMessage { order_id: m.order_id.clone(), due_at: m.accepted_at_ms / 1000 + window })
             .collect();
         if !existing.is_empty() {
             let ids: Vec<OrderId> = existing.iter().map(|m| m.order_id.clone()).collect();
+            let taken_at: HashMap<&OrderId, i64> = existing.iter().map(|m| (&m.order_id, m.accepted_at_ms)).collect();
             for rec in self.ledger.orders(&ids).await? {
-                match rec.status {
-                    Status::Reserved => {
-                        // A redelivery: the first delivery may have died before its timer was sent.
-                        if let Some(due_at) = rec.expires_at {
-                            timers.push(TimeoutMessage { order_id: rec.order.clone(), due_at });
-                        }
-                        settle.push(rec.order);
-                    }
-                    Status::Confirmed | Status::Pending => settle.push(rec.order),
-                    Status::Failed => failed.push(rec.order),
-                    Status::Cancelled => {
-                        // Anti-hanging: a tombstone (or a completed cancel) refuses the late message;
-                        // this order's Redis share goes back at most once.
-                        let r = self.cache.release(collection, &rec.order, None, now_ms).await?;
-                        tracing::info!(order = %rec.order, released = ?r, "late message refused by tombstone");
-                    }
+                let same = taken_at.get(&rec.order) == Some(&rec.accepted_at_ms);
+                let Some(as_) = SettleAs::of(settlement(Some(rec.status), same)) else {
+                    // Anti-hanging: a tombstone (or a completed cancel) refuses the late message;
+                    // this order's Redis share goes back at most once.
+                    let r = self.cache.release(collection, &rec.order, None, now_ms).await?;
+                    tracing::info!(order = %rec.order, released = ?r, "late message refused by tombstone");
+                    continue;
+                };
+                if rec.status == Status::Reserved
+                    && same
+                    && let Some(due_at) = rec.expires_at
+                {
+                    // A redelivery: the first delivery may have died before its timer was sent.
+                    timers.push(TimeoutMessage { order_id: rec.order.clone(), due_at });
                 }
+                by.entry(as_).or_default().push(rec.order);
             }
         }
-        self.cache.settle(collection, &settle, SettleAs::Durable, false, now_ms).await?;
-        self.cache.settle(collection, &failed, SettleAs::Failed, false, now_ms).await?;
+        let failed = by.get(&SettleAs::Failed).map_or(&[][..], Vec::as_slice);
         if !failed.is_empty() {
             tracing::warn!(%collection, count = failed.len(), "orders FAILED: DynamoDB had less stock than Redis");
+        }
+        for (as_, orders) in &by {
+            self.cache.settle(collection, orders, *as_, None, now_ms).await?;
         }
         self.queue.schedule_timeouts(&timers, now_ms).await?;
         Ok(())

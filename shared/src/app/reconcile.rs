@@ -22,8 +22,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{App, AppError};
-use crate::domain::{CancelReason, CollectionId, IdentityViolation, OrderId, Status, drift};
-use crate::ports::{CacheState, Ledger, OrderRecord, Queue, Rebuild, Released, SettleAs, StockCache, Tombstone};
+use crate::domain::{CancelReason, CollectionId, IdentityViolation, OrderId, Settlement, drift, settlement};
+use crate::ports::{
+    CacheEntry, CacheState, Ledger, OrderRecord, Queue, Rebuild, Released, SettleAs, StockCache, Tombstone,
+};
 
 /// Unsettled entries examined per collection per run.
 pub const ENTRIES_PER_RUN: usize = 20_000;
@@ -65,7 +67,6 @@ pub struct ReconcileReport {
 
 enum Heal {
     Settled,
-    Failed,
     Returned,
     Tombstoned,
     Nothing,
@@ -168,27 +169,27 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         now_ms: i64,
         cr: &mut CollectionReport,
     ) -> Result<(), AppError> {
+        // Intents logged after this are a live cancel's, never cleared here.
+        let cutoff = now_ms - self.settings.reconcile_threshold_ms;
         let records: HashMap<OrderId, OrderRecord> =
             self.ledger.orders(ids).await?.into_iter().map(|r| (r.order.clone(), r)).collect();
         let entries = self.cache.entries(id, ids).await?;
-        let mut settle = Vec::new();
-        let mut failed = Vec::new();
+        let mut settle: BTreeMap<SettleAs, Vec<OrderId>> = BTreeMap::new();
         let mut to_release = Vec::new();
         let mut missing = Vec::new();
         for (order, entry) in ids.iter().zip(entries) {
-            match records.get(order).map(|r| r.status) {
-                Some(Status::Reserved | Status::Confirmed | Status::Pending) => settle.push(order.clone()),
-                Some(Status::Failed) => failed.push(order.clone()),
-                Some(Status::Cancelled) => to_release.push(order.clone()),
-                None => match entry {
-                    Some(e) if e.state == CacheState::Pending => missing.push((order.clone(), e)),
-                    // No durable record and nothing pending: only the log entry is left.
-                    _ => to_release.push(order.clone()),
-                },
+            let rec = records.get(order);
+            let pending = entry.filter(|e| e.state == CacheState::Pending);
+            match settle_as(rec, pending.as_ref()) {
+                Ok(as_) => settle.entry(as_).or_default().push(order.clone()),
+                Err(Settlement::Lost) if pending.is_some() => missing.extend(pending.map(|e| (order.clone(), e))),
+                // Cancelled in DynamoDB, or only the log entry is left: give back what is owed.
+                Err(_) => to_release.push(order.clone()),
             }
         }
-        cr.settled += self.cache.settle(id, &settle, SettleAs::Durable, true, now_ms).await?;
-        cr.settled += self.cache.settle(id, &failed, SettleAs::Failed, true, now_ms).await?;
+        for (as_, orders) in &settle {
+            cr.settled += self.cache.settle(id, orders, *as_, Some(cutoff), now_ms).await?;
+        }
         let healed: Vec<Result<Heal, AppError>> = futures::stream::iter(
             to_release.into_iter().map(|o| (o, None)).chain(missing.into_iter().map(|(o, e)| (o, Some(e)))),
         )
@@ -208,21 +209,17 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                         self.cache.release(id, &order, Some(&e.user), now_ms).await?;
                         self.cache.tombstone_order(&order, &e.user).await?;
                         tracing::warn!(collection = %id, order = %order, "lost deduction: tombstone written, stock returned");
-                        Ok(Heal::Tombstoned)
-                    } else {
-                        // The message (or another run) got there first: decide from what is there.
-                        match self.ledger.order(&order).await?.map(|r| r.status) {
-                            Some(Status::Cancelled) => self.release_share(id, &order, now_ms).await,
-                            Some(Status::Failed) => {
-                                self.cache.settle(id, std::slice::from_ref(&order), SettleAs::Failed, true, now_ms).await?;
-                                Ok(Heal::Failed)
-                            }
-                            Some(_) => {
-                                self.cache.settle(id, std::slice::from_ref(&order), SettleAs::Durable, true, now_ms).await?;
-                                Ok(Heal::Settled)
-                            }
-                            None => Ok(Heal::Nothing),
+                        return Ok(Heal::Tombstoned);
+                    }
+                    // The message (or another run) got there first: decide from what is there.
+                    let rec = self.ledger.order(&order).await?;
+                    match settle_as(rec.as_ref(), Some(&e)) {
+                        Ok(as_) => {
+                            self.cache.settle(id, std::slice::from_ref(&order), as_, Some(cutoff), now_ms).await?;
+                            Ok(Heal::Settled)
                         }
+                        Err(Settlement::Lost) => Ok(Heal::Nothing),
+                        Err(_) => self.release_share(id, &order, now_ms).await,
                     }
                 }
             }
@@ -232,7 +229,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         .await;
         for h in healed {
             match h {
-                Ok(Heal::Settled | Heal::Failed) => cr.settled += 1,
+                Ok(Heal::Settled) => cr.settled += 1,
                 Ok(Heal::Returned) => cr.returned += 1,
                 Ok(Heal::Tombstoned) => {
                     cr.tombstones_written += 1;
@@ -254,6 +251,17 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             _ => Heal::Nothing,
         })
     }
+}
+
+/// How a deduction older than the threshold settles, given DynamoDB's record and the Redis entry
+/// when it is still pending (`Err`: it does not settle, it is released or lost).
+fn settle_as(rec: Option<&OrderRecord>, pending: Option<&CacheEntry>) -> Result<SettleAs, Settlement> {
+    let same = match (rec, pending) {
+        (Some(r), Some(e)) => r.accepted_at_ms == e.accepted_at_ms,
+        _ => true,
+    };
+    let s = settlement(rec.map(|r| r.status), same);
+    SettleAs::of(s).ok_or(s)
 }
 
 /// CloudWatch embedded-metric-format lines: one per collection (dimension `Collection`) and one

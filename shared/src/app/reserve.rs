@@ -1,10 +1,16 @@
 //! Try: take stock at order time in Redis (one Lua script), then hand the order to SQS.
+//!
+//! A deduction is never undone here: once `try.lua` took stock, the order's message may have
+//! reached SQS even when the send reports a failure (the answer can be lost on its way back), so
+//! "nothing was taken" cannot be known. The Try answers `RESERVATION_UNCONFIRMED` instead; a
+//! replay of a still-pending order publishes its message again (persist is idempotent), and
+//! reconciliation settles whatever no message ever reached.
 
 use serde::Serialize;
 
 use super::{App, AppError};
 use crate::domain::{CollectionId, OrderId, Quantity, Status, UserId};
-use crate::ports::{Claim, Ledger, Queue, ReservationMessage, StockCache, TakeOutcome, TakeRequest};
+use crate::ports::{CacheState, Claim, Ledger, Queue, ReservationMessage, StockCache, TakeOutcome, TakeRequest};
 
 /// A Try as the API received it (quantity not yet checked against the collection's maximum).
 #[derive(Debug, Clone)]
@@ -29,7 +35,8 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// # Errors
     /// `CollectionNotFound`, `InvalidField(quantity)`, `SoldOut`, `InsufficientStock`,
     /// `LimitExceeded`, `IdempotencyMismatch`, `Refused(Tombstoned)`, `CacheNotReady`,
-    /// `Unavailable` (the message could not be published: the stock was given back), `Infra`.
+    /// `Unconfirmed` (taken, but its message could not be confirmed queued: retry the same order
+    /// id), `Infra`.
     pub async fn try_reserve(&self, input: TryInput, now_ms: i64) -> Result<Accepted, AppError> {
         let spec = self.spec(&input.collection).await?;
         let quantity = Quantity::parse(input.quantity, spec.max_per_order)
@@ -60,19 +67,25 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             now_ms,
             per_user_limit: spec.per_user_limit,
         };
+        let message = |accepted_at_ms| ReservationMessage {
+            order_id: input.order.clone(),
+            collection_id: input.collection.clone(),
+            user_id: input.user.clone(),
+            quantity,
+            accepted_at_ms,
+        };
         let refused = match self.cache.take(&req).await? {
             TakeOutcome::Taken { stock_left } => {
                 if stock_left <= 0 {
                     self.flag_sold_out(&input.collection);
                 }
-                let msg = ReservationMessage {
-                    order_id: input.order.clone(),
-                    collection_id: input.collection.clone(),
-                    user_id: input.user.clone(),
-                    quantity,
-                    accepted_at_ms: now_ms,
-                };
-                return self.publish(msg).await.map(|()| accepted);
+                return self.publish(message(now_ms)).await.map(|()| accepted);
+            }
+            // A replay of an order still pending may be the retry of a Try whose message never
+            // left (it died, its send failed, or its client library re-sent the script): publish
+            // it again so that a 202 always has a message behind it.
+            TakeOutcome::Replay { state: CacheState::Pending, accepted_at_ms } => {
+                return self.publish(message(accepted_at_ms)).await.map(|()| accepted);
             }
             TakeOutcome::Replay { .. } => return Ok(accepted),
             TakeOutcome::Cancelled => return Err(crate::domain::Refusal::Tombstoned.into()),
@@ -93,28 +106,16 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     }
 
     /// Publishes the reservation message (the SDK retries transient failures). When it still
-    /// fails, the Redis deduction is given back at once and the buyer is told to retry.
+    /// fails the deduction stays: the message may have arrived all the same.
     async fn publish(&self, msg: ReservationMessage) -> Result<(), AppError> {
         let pct = self.settings.fault_drop_message_percent;
         if pct > 0 && rand::random_range(0..100u8) < pct {
             tracing::warn!(order = %msg.order_id, "fault injection: reservation message dropped");
             return Ok(());
         }
-        let Err(e) = self.queue.publish_reservation(&msg).await else {
-            return Ok(());
-        };
-        tracing::error!(order = %msg.order_id, error = %e, "publish failed; giving the stock back");
-        let undone = self.cache.undo_take(&msg.collection_id, &msg.order_id, msg.accepted_at_ms).await;
-        match undone {
-            Ok(_) => {
-                self.clear_sold_out(&msg.collection_id);
-                if let Err(e) = self.cache.forget_claim(&msg.order_id).await {
-                    tracing::warn!(order = %msg.order_id, error = %e, "could not drop the claim after undo");
-                }
-            }
-            // The deduction stays in the log; reconciliation gives it back (LOST) within its threshold.
-            Err(e) => tracing::error!(order = %msg.order_id, error = %e, "undo failed; reconciliation will heal"),
-        }
-        Err(AppError::Unavailable("the reservation could not be queued; nothing was taken, retry".into()))
+        self.queue.publish_reservation(&msg).await.map_err(|e| {
+            tracing::error!(order = %msg.order_id, error = %e, "publish failed; the deduction stays until a replay or reconciliation");
+            AppError::Unconfirmed
+        })
     }
 }

@@ -127,7 +127,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                         }
                         Transition::To(_) => {
                             let spec = self.spec(&collection).await?;
-                            self.cache.mark_intent(&collection, order, now_ms).await?;
+                            self.cache.mark_intent(&collection, &rec, now_ms).await?;
                             match self.ledger.cancel_reserved(&rec, spec.quantity as i64, reason, now_ms).await {
                                 Ok(()) => {
                                     self.cache.release(&collection, order, None, now_ms).await?;

@@ -5,7 +5,9 @@ pub mod batch;
 pub mod collection;
 pub mod ids;
 pub mod reservation;
+pub mod settlement;
 
 pub use collection::{CollectionSpec, IdentityViolation, SpecError, StockLevels, drift};
 pub use ids::{CollectionId, IdError, OrderId, Quantity, UserId};
 pub use reservation::{CancelReason, Event, Refusal, Status, Transition, transition};
+pub use settlement::{Settlement, settlement};

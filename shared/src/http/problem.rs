@@ -25,7 +25,7 @@ impl AppError {
             | E::QuantityImmutable
             | E::SettingsImmutable
             | E::Refused(_) => StatusCode::CONFLICT,
-            E::CacheNotReady | E::Unavailable(_) | E::Infra(_) => StatusCode::SERVICE_UNAVAILABLE,
+            E::CacheNotReady | E::Unconfirmed | E::Unavailable(_) | E::Infra(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -49,13 +49,14 @@ impl AppError {
             E::SettingsImmutable => "SETTINGS_IMMUTABLE",
             E::Refused(r) => r.code(),
             E::CacheNotReady => "CACHE_NOT_READY",
+            E::Unconfirmed => "RESERVATION_UNCONFIRMED",
             E::Unavailable(_) => "SERVICE_UNAVAILABLE",
             E::Infra(_) => "DEPENDENCY_UNAVAILABLE",
         }
     }
 
     fn retryable(&self) -> bool {
-        matches!(self, AppError::CacheNotReady | AppError::Unavailable(_) | AppError::Infra(_))
+        matches!(self, AppError::CacheNotReady | AppError::Unconfirmed | AppError::Unavailable(_) | AppError::Infra(_))
             || matches!(self, AppError::Refused(Refusal::NotYetReserved))
     }
 
@@ -126,6 +127,9 @@ mod tests {
         assert_eq!(AppError::Refused(Refusal::Unknown).status(), StatusCode::NOT_FOUND);
         assert_eq!(AppError::CacheNotReady.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(AppError::Refused(Refusal::NotYetReserved).retryable());
+        assert_eq!(AppError::Unconfirmed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(AppError::Unconfirmed.code(), "RESERVATION_UNCONFIRMED");
+        assert!(AppError::Unconfirmed.retryable(), "the buyer retries with the same order id");
     }
 
     #[test]

@@ -52,5 +52,5 @@ redis.call('DECRBY', KEYS[1], q)
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 -- meta is not touched: the pending sum is counted from the log when needed (snapshot.lua),
 -- and ver need not move, since a Try always leaves a log entry, drift repair refuses while the
--- log is not empty, and whatever removes the entry later (settle, undo, release) bumps ver.
+-- log is not empty, and whatever removes the entry later (settle, release) bumps ver.
 return {'OK', s - q, 0}

@@ -1,0 +1,76 @@
+//! Settlement: what happens to an order's Redis deduction once DynamoDB's decision for that order
+//! is known. Persist (after its transaction) and reconciliation (for deductions older than its
+//! threshold) both ask [`settlement`], so the two can never disagree.
+//!
+//! A deduction is *the* durable one only when DynamoDB's record was written from it, which the
+//! record's `acceptedAt` tells: after Redis forgot a settled order (retention) a replayed Try
+//! takes stock again, and that second deduction must go back, whatever the record says.
+
+use super::Status;
+
+/// What the cache does with one deduction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// DynamoDB holds this deduction: the entry becomes settled (durable).
+    Settle,
+    /// DynamoDB refused it: the entry becomes failed; Redis keeps the units (it had drifted
+    /// high, and reconciliation re-syncs it from DynamoDB).
+    Fail,
+    /// DynamoDB holds the order from an earlier deduction: settle the entry and give this
+    /// deduction's units (and the buyer's counter) back.
+    SettleReturning,
+    /// DynamoDB refused the order earlier: fail the entry and give this deduction's units back.
+    FailReturning,
+    /// The order is cancelled (or tombstoned) in DynamoDB: give its units back, once.
+    Release,
+    /// DynamoDB has nothing for it: the deduction was lost on its way (reconciliation writes a
+    /// tombstone first, and only gives the units back if that write wins).
+    Lost,
+}
+
+/// `durable`: the status of DynamoDB's record for the order (`None`: no record).
+/// `same_deduction`: the record was written from this very deduction (equal `acceptedAt`).
+pub fn settlement(durable: Option<Status>, same_deduction: bool) -> Settlement {
+    match (durable, same_deduction) {
+        (None, _) => Settlement::Lost,
+        (Some(Status::Cancelled), _) => Settlement::Release,
+        (Some(Status::Failed), true) => Settlement::Fail,
+        (Some(Status::Failed), false) => Settlement::FailReturning,
+        (Some(Status::Reserved | Status::Confirmed | Status::Pending), true) => Settlement::Settle,
+        (Some(Status::Reserved | Status::Confirmed | Status::Pending), false) => Settlement::SettleReturning,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Settlement as X;
+    use Status as S;
+
+    #[test]
+    fn the_whole_table() {
+        let table = [
+            (None, true, X::Lost),
+            (None, false, X::Lost),
+            (Some(S::Reserved), true, X::Settle),
+            (Some(S::Confirmed), true, X::Settle),
+            (Some(S::Pending), true, X::Settle),
+            (Some(S::Reserved), false, X::SettleReturning),
+            (Some(S::Confirmed), false, X::SettleReturning),
+            (Some(S::Failed), true, X::Fail),
+            (Some(S::Failed), false, X::FailReturning),
+            (Some(S::Cancelled), true, X::Release),
+            (Some(S::Cancelled), false, X::Release),
+        ];
+        for (status, same, want) in table {
+            assert_eq!(settlement(status, same), want, "{status:?} same={same}");
+        }
+    }
+
+    #[test]
+    fn a_second_deduction_never_stays_taken_against_a_durable_order() {
+        for s in [S::Reserved, S::Confirmed, S::Failed, S::Cancelled] {
+            assert!(matches!(settlement(Some(s), false), X::SettleReturning | X::FailReturning | X::Release));
+        }
+    }
+}
