@@ -177,6 +177,8 @@ struct Sched {
     inflight: Mutex<Vec<String>>,
     /// Operations to run again (their trigger's retry).
     retry: Mutex<Vec<OpKind>>,
+    /// The warm instance that runs set-up and quiescence (ungated).
+    quiet: GatedApp,
 }
 
 impl Sched {
@@ -218,11 +220,22 @@ impl World {
     /// Provisions `name`'s table and queues and connects to the local services named by
     /// `FLASHSTOCK_REDIS_URL` and the AWS endpoint variables (`infra/services.sh env`).
     pub async fn new(name: &str) -> anyhow::Result<Self> {
+        Self::with_dynamodb(name, None).await
+    }
+
+    /// As [`World::new`], with DynamoDB at `endpoint` (a moto server of this worker's own: moto
+    /// serves one DynamoDB request at a time, so workers sharing one wait on each other).
+    pub async fn with_dynamodb(name: &str, endpoint: Option<&str>) -> anyhow::Result<Self> {
         let redis_url = std::env::var("FLASHSTOCK_REDIS_URL").map_err(|_| {
             anyhow::anyhow!("FLASHSTOCK_REDIS_URL unset: run through infra/explore.sh or infra/test.sh")
         })?;
         let sdk = flashstock::adapters::aws_sdk_config().await;
-        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        let dynamo = match endpoint {
+            Some(url) => aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(url).build(),
+            ),
+            None => aws_sdk_dynamodb::Client::new(&sdk),
+        };
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let table = format!("{name}-table");
         provision::table(&dynamo, &table).await?;
@@ -273,6 +286,7 @@ impl World {
             answers: Mutex::new(Vec::new()),
             inflight: Mutex::new(Vec::new()),
             retry: Mutex::new(Vec::new()),
+            quiet: self.app(None),
         });
         self.discard_reservations().await?;
         let spec = CollectionSpec::parse(
@@ -280,9 +294,8 @@ impl World {
             sc.per_user_limit.map(i64::from),
             Some(i64::from(WINDOW_S)),
         )?;
-        let admin = self.app(None);
-        admin.create_collection(&s.collection, &spec, s.t0).await?;
-        admin.warm_up(&s.collection).await?;
+        s.quiet.create_collection(&s.collection, &spec, s.t0).await?;
+        s.quiet.warm_up(&s.collection).await?;
 
         for step in &sc.setup {
             self.setup(&s, *step).await?;
@@ -306,10 +319,7 @@ impl World {
         let mut con = self.con.clone();
         match step {
             Setup::Op(OpKind::Persist | OpKind::PersistBatch) => self.drain(s, s.t0).await?,
-            Setup::Op(kind) => {
-                let app = self.app(None);
-                self.op(&app, s, kind, s.t0, None, None).await;
-            }
+            Setup::Op(kind) => self.op(&s.quiet, s, kind, s.t0, None, None).await,
             Setup::DiesAt(kind, label) => {
                 let mut script = Script::new(&[Dir::Until(0, label), Dir::Kill(0)]);
                 self.drive(s, &[kind], s.t0, &mut script).await;
@@ -563,9 +573,8 @@ impl World {
 
     /// Delivers the reservation queue to persist until it is empty (failed messages come back).
     async fn drain(&self, s: &Sched, now: i64) -> anyhow::Result<()> {
-        let app = self.app(None);
         for _ in 0..20 {
-            let v = self.persist_once(&app, s, now, None, 10).await?;
+            let v = self.persist_once(&s.quiet, s, now, None, 10).await?;
             self.release_inflight(s).await;
             if v["received"] == 0 {
                 return Ok(());
@@ -578,12 +587,12 @@ impl World {
     /// two reconciliations; then after every payment window ran out and reconciliation ran again.
     async fn quiesce(&self, s: &Sched, now: i64) -> anyhow::Result<Vec<Violation>> {
         let mut v = Vec::new();
-        let app = self.app(None);
+        let app = &s.quiet;
         let retries: Vec<OpKind> = s.retry.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
         for kind in retries {
             match kind {
-                OpKind::TryFault(i, ..) => self.op(&app, s, OpKind::Try(i), now + 1_000, None, None).await,
-                k => self.op(&app, s, k, now + 1_000, None, None).await,
+                OpKind::TryFault(i, ..) => self.op(app, s, OpKind::Try(i), now + 1_000, None, None).await,
+                k => self.op(app, s, k, now + 1_000, None, None).await,
             }
         }
         self.release_inflight(s).await;
@@ -668,7 +677,7 @@ impl World {
         // I4 – I6, per order
         let answers: Vec<Answer> =
             s.answers.lock().map(|a| a.iter().map(|(_, a)| a.clone()).collect()).unwrap_or_default();
-        let app = self.app(None);
+        let app = &s.quiet;
         for i in s.touched() {
             let order = &s.orders[i];
             let mine: Vec<&Answer> = answers.iter().filter(|a| a.order == Some(i)).collect();

@@ -34,6 +34,9 @@ struct Args {
     /// Replay one schedule: `<scenario>@dfs:<choices>`, `<scenario>@pct:<seed>` or `<any>@script:<name>`.
     #[arg(long)]
     replay: Option<String>,
+    /// DynamoDB endpoints, one per worker (comma-separated; `infra/explore.sh` starts them).
+    #[arg(long, value_delimiter = ',')]
+    dynamodb: Vec<String>,
     /// Failing schedules printed in full per scenario.
     #[arg(long, default_value_t = 2)]
     show: usize,
@@ -87,7 +90,8 @@ async fn main() -> anyhow::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let start = Instant::now();
     for w in 0..args.workers.max(1) {
-        let world = Arc::new(World::new(&format!("x{stamp}w{w}")).await?);
+        let world =
+            Arc::new(World::with_dynamodb(&format!("x{stamp}w{w}"), args.dynamodb.get(w).map(String::as_str)).await?);
         let (jobs, tx, cap) = (jobs.clone(), tx.clone(), args.cap);
         tokio::spawn(async move {
             loop {
