@@ -224,7 +224,7 @@ impl TestApp {
         let app = self.stack.app.clone();
         poller::deliver_once(&self.stack.sqs, &cfg, &move |ev| {
             let app = app.clone();
-            async move { app.persist_batch(ev, flashstock::now_ms()).await }
+            async move { flashstock::lambda::persist_event(&*app, ev, flashstock::now_ms()).await }
         })
         .await
     }

@@ -9,14 +9,17 @@
 //!   the ports.
 //! - [`http`]: the API Gateway HTTP API front: routing, identity from the authorizer, and the one
 //!   mapping from errors to `application/problem+json`.
+//! - [`lambda`]: Lambda glue (boot, SQS batches, the cancel function's three triggers) and
+//!   [`metrics`] (CloudWatch EMF): the only code that knows Lambda's event types.
 //! - [`config`] and [`telemetry`]: environment configuration read once, JSON logs.
 
 pub mod adapters;
 pub mod app;
 pub mod config;
 pub mod domain;
-pub mod functions;
 pub mod http;
+pub mod lambda;
+pub mod metrics;
 pub mod ports;
 pub mod telemetry;
 

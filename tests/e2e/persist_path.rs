@@ -2,23 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use flashstock::lambda::{persist_event, sqs_event};
 use flashstock::ports::ReservationMessage;
 use flashstock_e2e::TestApp;
 use serde_json::json;
-
-fn message(id: &str, body: String) -> SqsMessage {
-    let mut m = SqsMessage::default();
-    m.message_id = Some(id.to_owned());
-    m.body = Some(body);
-    m
-}
-
-fn event(msgs: Vec<SqsMessage>) -> SqsEvent {
-    let mut e = SqsEvent::default();
-    e.records = msgs;
-    e
-}
 
 #[tokio::test]
 async fn duplicate_delivery_is_applied_once() {
@@ -28,13 +15,13 @@ async fn duplicate_delivery_is_applied_once() {
     assert_eq!(t.status("u", "o1").await.str("status"), "PENDING");
     let body = t.take_reservation_message().await;
     // The same message twice in one batch, then again in a later batch, then concurrently.
-    let r = t.stack.app.persist_batch(event(vec![message("m1", body.clone()), message("m2", body.clone())]), 0).await;
+    let r = persist_event(&*t.stack.app, sqs_event(&[("m1", &body), ("m2", &body)]), 0).await;
     assert!(r.batch_item_failures.is_empty());
-    let r = t.stack.app.persist_batch(event(vec![message("m3", body.clone())]), 0).await;
+    let r = persist_event(&*t.stack.app, sqs_event(&[("m3", &body)]), 0).await;
     assert!(r.batch_item_failures.is_empty());
     let (a, b) = tokio::join!(
-        t.stack.app.persist_batch(event(vec![message("m4", body.clone())]), 0),
-        t.stack.app.persist_batch(event(vec![message("m5", body.clone())]), 0)
+        persist_event(&*t.stack.app, sqs_event(&[("m4", &body)]), 0),
+        persist_event(&*t.stack.app, sqs_event(&[("m5", &body)]), 0)
     );
     assert!(a.batch_item_failures.is_empty() && b.batch_item_failures.is_empty());
     assert_eq!(t.status("u", "o1").await.str("status"), "RESERVED");
@@ -51,11 +38,8 @@ async fn a_batch_of_replays_new_orders_and_short_stock() {
         assert_eq!(t.reserve(u, "mix", o, 2).await.status, 202);
     }
     let first: Vec<String> = vec![t.take_reservation_message().await, t.take_reservation_message().await];
-    let r = t
-        .stack
-        .app
-        .persist_batch(event(first.iter().enumerate().map(|(i, b)| message(&format!("f{i}"), b.clone())).collect()), 0)
-        .await;
+    let records: Vec<(String, &String)> = first.iter().enumerate().map(|(i, b)| (format!("f{i}"), b)).collect();
+    let r = persist_event(&*t.stack.app, sqs_event(&records), 0).await;
     assert!(r.batch_item_failures.is_empty());
     // Redis drifted high: DynamoDB only has 6 left but Redis is told 12.
     let [stock, ..] = t.keys("mix");
@@ -68,8 +52,8 @@ async fn a_batch_of_replays_new_orders_and_short_stock() {
     for _ in 0..4 {
         bodies.push(t.take_reservation_message().await);
     }
-    let msgs = bodies.iter().enumerate().map(|(i, b)| message(&format!("m{i}"), b.clone())).collect();
-    let r = t.stack.app.persist_batch(event(msgs), 0).await;
+    let records: Vec<(String, &String)> = bodies.iter().enumerate().map(|(i, b)| (format!("m{i}"), b)).collect();
+    let r = persist_event(&*t.stack.app, sqs_event(&records), 0).await;
     assert!(r.batch_item_failures.is_empty(), "every order resolved: {:?}", r.batch_item_failures);
     // 6 left: n1 (3) and n2 (2) fit, n3 (3) does not, n4 (1) does — first come, first served.
     for (u, o, want) in

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use flashstock::lambda::{sqs_event, timers_event};
 use flashstock_e2e::{Options, TestApp};
 use serde_json::json;
 
@@ -174,25 +174,18 @@ async fn timers_fire_once_and_redelay_when_early() {
     assert_eq!(t.reserve("u", "tm", "o1", 1).await.status, 202);
     let r = t.wait_status("u", "o1", "RESERVED", 10 * SECOND).await;
     let body = |due: i64| json!({ "orderId": "o1", "dueAt": due }).to_string();
-    let ev = |due: i64| {
-        let mut m = SqsMessage::default();
-        m.message_id = Some(format!("m{due}"));
-        m.body = Some(body(due));
-        let mut e = SqsEvent::default();
-        e.records = vec![m];
-        e
-    };
+    let ev = |due: i64| sqs_event(&[(format!("m{due}"), body(due))]);
     // Early (window longer than SQS's 900 s cap): re-delayed, nothing cancelled.
     let now = flashstock::now_ms();
-    let (resp, report) = t.stack.app.handle_timers(ev(r.int("expiresAt")), now).await;
+    let (resp, report) = timers_event(&*t.stack.app, ev(r.int("expiresAt")), now).await;
     assert!(resp.batch_item_failures.is_empty());
     assert_eq!(report.redelayed, 1);
     assert_eq!(t.queue_depth(&t.stack.queues.timeouts).await, 2, "the original timer and the re-delayed one");
     assert_eq!(t.status("u", "o1").await.str("status"), "RESERVED");
     // Due: cancelled once; a duplicate timer is a no-op.
     let late = (r.int("expiresAt") + 1) * 1000;
-    let (_, first) = t.stack.app.handle_timers(ev(0), late).await;
-    let (_, second) = t.stack.app.handle_timers(ev(0), late).await;
+    let (_, first) = timers_event(&*t.stack.app, ev(0), late).await;
+    let (_, second) = timers_event(&*t.stack.app, ev(0), late).await;
     assert_eq!((first.cancelled, second.cancelled, second.already_final), (1, 0, 1));
     let s = t.assert_settled("tm").await;
     assert_eq!(s.saleable, 5);
@@ -201,12 +194,7 @@ async fn timers_fire_once_and_redelay_when_early() {
 #[tokio::test]
 async fn poison_timer_messages_are_reported() {
     let t = TestApp::start_with(Options { run_timers: false, ..TestApp::fast_options() }, |_| {}).await;
-    let mut m = SqsMessage::default();
-    m.message_id = Some("bad".into());
-    m.body = Some("{".into());
-    let mut e = SqsEvent::default();
-    e.records = vec![m];
-    let (resp, report) = t.stack.app.handle_timers(e, flashstock::now_ms()).await;
+    let (resp, report) = timers_event(&*t.stack.app, sqs_event(&[("bad", "{")]), flashstock::now_ms()).await;
     assert_eq!(resp.batch_item_failures.len(), 1);
     assert_eq!(report.errors, 1);
 }

@@ -6,7 +6,7 @@ use lambda_http::{Error, Request, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let app = flashstock::functions::boot().await?;
+    let app = flashstock::lambda::boot().await?;
     let app = &app;
     lambda_http::run(service_fn(move |req: Request| async move { Ok::<_, Error>(http::handle(app, req).await) })).await
 }

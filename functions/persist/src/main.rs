@@ -7,10 +7,10 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let app = flashstock::functions::boot().await?;
+    let app = flashstock::lambda::boot().await?;
     let app = &app;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(app.persist_batch(ev.payload, now_ms()).await)
+        Ok::<SqsBatchResponse, Error>(flashstock::lambda::persist_event(app, ev.payload, now_ms()).await)
     }))
     .await
 }

@@ -8,10 +8,10 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let app = flashstock::functions::boot().await?;
+    let app = flashstock::lambda::boot().await?;
     let app = &app;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<EventBridgeEvent<Value>>| async move {
-        Ok::<_, Error>(serde_json::to_value(app.reconcile(now_ms()).await?)?)
+        Ok::<_, Error>(serde_json::to_value(flashstock::lambda::reconcile_event(app, now_ms()).await?)?)
     }))
     .await
 }

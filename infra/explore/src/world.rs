@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use flashstock::adapters::redis_cache::{Conn, collection_keys};
 use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
@@ -16,6 +15,7 @@ use flashstock::app::reserve::TryInput;
 use flashstock::app::second_phase::Canceller;
 use flashstock::app::{App, AppError, Settings};
 use flashstock::domain::{CollectionId, CollectionSpec, OrderId, Status, UserId};
+use flashstock::lambda::{persist_event, sqs_event, timers_event};
 use flashstock::ports::{Ledger, StockCache, TimeoutMessage};
 use flashstock_local::provision::{self, Queues};
 use serde_json::{Value, json};
@@ -417,7 +417,7 @@ impl World {
             },
             OpKind::Timeout(i) => {
                 let t = TimeoutMessage { order_id: s.orders[i].clone(), due_at: now / 1000 };
-                let (resp, report) = app.handle_timers(sqs_event(&[(String::new(), json!(t).to_string())]), now).await;
+                let (resp, report) = timers_event(app, sqs_event(&[("t".to_owned(), json!(t).to_string())]), now).await;
                 if !resp.batch_item_failures.is_empty()
                     && let Ok(mut r) = s.retry.lock()
                 {
@@ -492,7 +492,7 @@ impl World {
             receipts.insert(id.clone(), rh);
             records.push((id, m.body.clone().unwrap_or_default()));
         }
-        let resp = app.persist_batch(sqs_event(&records), now).await;
+        let resp = persist_event(app, sqs_event(&records), now).await;
         let failed: Vec<String> = resp.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
         let done: Vec<&String> = receipts.iter().filter(|(id, _)| !failed.contains(id)).map(|(_, rh)| rh).collect();
         if !done.is_empty() {
@@ -608,7 +608,7 @@ impl World {
         let qt = q1 + THRESHOLD_MS + i64::from(WINDOW_S) * 1000 + 5_000;
         for i in s.touched() {
             let t = TimeoutMessage { order_id: s.orders[i].clone(), due_at: qt / 1000 };
-            let (resp, _) = app.handle_timers(sqs_event(&[(format!("t{i}"), json!(t).to_string())]), qt).await;
+            let (resp, _) = timers_event(app, sqs_event(&[(format!("t{i}"), json!(t).to_string())]), qt).await;
             if !resp.batch_item_failures.is_empty() {
                 v.push(Violation { invariant: "I4", detail: format!("order {i}'s timer fails at quiescence") });
             }
@@ -752,19 +752,4 @@ fn reconcile_violations(r: &flashstock::app::reconcile::ReconcileReport) -> Vec<
         }
     }
     v
-}
-
-/// An SQS batch as the event source mapping delivers it.
-fn sqs_event(records: &[(String, String)]) -> SqsEvent {
-    let mut ev = SqsEvent::default();
-    ev.records = records
-        .iter()
-        .map(|(id, body)| {
-            let mut m = SqsMessage::default();
-            m.message_id = Some(id.clone());
-            m.body = Some(body.clone());
-            m
-        })
-        .collect();
-    ev
 }

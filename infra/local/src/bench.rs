@@ -418,24 +418,16 @@ pub async fn amplification(
     orders: usize,
     batch_size: usize,
 ) -> anyhow::Result<Amplification> {
-    use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
     let b = BenchApp::new(stack, |s| s.emit_emf = false).await?;
     let id = b.collection(&format!("wa-{}", ulid::Ulid::new().to_string().to_lowercase()), orders as u64).await?;
     let now = flashstock::now_ms();
-    let msgs: Vec<SqsMessage> = (0..orders)
-        .map(|i| {
-            let mut sm = SqsMessage::default();
-            sm.message_id = Some(format!("m{i}"));
-            sm.body = Some(message_body(OrderId::parse(&format!("{id}-{i:06}"))?, &id, buyer(i)?, now)?);
-            Ok(sm)
-        })
+    let msgs: Vec<(String, String)> = (0..orders)
+        .map(|i| Ok((format!("m{i}"), message_body(OrderId::parse(&format!("{id}-{i:06}"))?, &id, buyer(i)?, now)?)))
         .collect::<anyhow::Result<_>>()?;
     b.dynamo_requests.take();
     b.dynamo_requests.take_writes();
     for chunk in msgs.chunks(batch_size) {
-        let mut ev = SqsEvent::default();
-        ev.records = chunk.to_vec();
-        let r = b.app.persist_batch(ev, now).await;
+        let r = flashstock::lambda::persist_event(&b.app, flashstock::lambda::sqs_event(chunk), now).await;
         anyhow::ensure!(r.batch_item_failures.is_empty(), "persist reported failures");
     }
     Ok(Amplification {

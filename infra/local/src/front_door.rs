@@ -15,7 +15,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::response::Response;
 use flashstock::app::LiveApp;
-use flashstock::functions::{cancel_event, http_request, http_response};
+use flashstock::lambda::{cancel_event, http_request, http_response};
 use http::{HeaderValue, StatusCode};
 
 use crate::jwt;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use flashstock::app::LiveApp;
 use flashstock::config::{self, Config};
-use flashstock::functions::cancel_event;
+use flashstock::lambda::cancel_event;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
@@ -116,7 +116,7 @@ impl Stack {
                 let app = app.clone();
                 tasks.push(tokio::spawn(poller::run(sqs.clone(), cfg, move |ev| {
                     let app = app.clone();
-                    async move { app.persist_batch(ev, flashstock::now_ms()).await }
+                    async move { flashstock::lambda::persist_event(&*app, ev, flashstock::now_ms()).await }
                 })));
             }
         }
@@ -154,7 +154,7 @@ impl Stack {
                     if let Err(e) = cancel_event(&app, ev).await {
                         tracing::error!(error = %e, "scheduled sweep failed");
                     }
-                    if let Err(e) = app.reconcile(flashstock::now_ms()).await {
+                    if let Err(e) = flashstock::lambda::reconcile_event(&*app, flashstock::now_ms()).await {
                         tracing::error!(error = %e, "scheduled reconciliation failed");
                     }
                 }

@@ -9,8 +9,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-
 use super::{App, AppError, backoff};
 use crate::domain::batch::{ORDERS_PER_TRANSACTION, fit_to_stock, group_by_collection};
 use crate::domain::{CollectionId, OrderId, Status, settlement};
@@ -18,12 +16,6 @@ use crate::ports::{ItemFailure, Ledger, Queue, ReservationMessage, SettleAs, Sto
 
 /// Transaction attempts per chunk before its orders are reported for redelivery.
 const MAX_ATTEMPTS: u32 = 8;
-
-/// One order of the batch with every message id that carried it (duplicates in one batch).
-struct Item {
-    msg: ReservationMessage,
-    message_ids: Vec<String>,
-}
 
 /// What became of a chunk's orders.
 #[derive(Default)]
@@ -35,63 +27,17 @@ struct ChunkResult {
 }
 
 impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
-    /// The persist function's handler: an SQS batch in, the failed message ids out.
-    pub async fn persist_batch(&self, event: SqsEvent, now_ms: i64) -> SqsBatchResponse {
-        let mut failed: Vec<String> = Vec::new();
-        let mut items: Vec<Item> = Vec::new();
-        let mut index: HashMap<OrderId, usize> = HashMap::new();
-        let received = event.records.len();
-        for record in event.records {
-            let id = record.message_id.unwrap_or_default();
-            match record.body.as_deref().map(serde_json::from_str::<ReservationMessage>) {
-                Some(Ok(msg)) => match index.get(&msg.order_id) {
-                    Some(&i) => items[i].message_ids.push(id),
-                    None => {
-                        index.insert(msg.order_id.clone(), items.len());
-                        items.push(Item { msg, message_ids: vec![id] });
-                    }
-                },
-                other => {
-                    // Poison: reported so that SQS's redrive policy moves it to the DLQ.
-                    tracing::error!(message_id = %id, error = ?other.map(|r| r.err()), "unreadable reservation message");
-                    failed.push(id);
-                }
-            }
+    /// Makes accepted Tries durable: per collection, chunked transactions. Returns the orders
+    /// that are still unresolved after retries (their messages come back from SQS). The same
+    /// order twice in one batch (a duplicate delivery) is persisted once.
+    pub async fn persist(&self, msgs: Vec<ReservationMessage>, now_ms: i64) -> Vec<OrderId> {
+        let mut seen = std::collections::HashSet::new();
+        let msgs: Vec<ReservationMessage> = msgs.into_iter().filter(|m| seen.insert(m.order_id.clone())).collect();
+        let mut unresolved = Vec::new();
+        for (collection, group) in group_by_collection(msgs, |m| &m.collection_id) {
+            unresolved.extend(self.persist_collection(&collection, group, now_ms).await);
         }
-        for (collection, group) in group_by_collection(items, |i| &i.msg.collection_id) {
-            let ids_of: HashMap<OrderId, Vec<String>> =
-                group.iter().map(|i| (i.msg.order_id.clone(), i.message_ids.clone())).collect();
-            let msgs: Vec<ReservationMessage> = group.into_iter().map(|i| i.msg).collect();
-            let unresolved = self.persist_collection(&collection, msgs, now_ms).await;
-            for order in unresolved {
-                failed.extend(ids_of.get(&order).cloned().unwrap_or_default());
-            }
-        }
-        if self.settings.emit_emf {
-            // CloudWatch embedded metric: the alarm on persist failures reads this.
-            println!(
-                "{}",
-                serde_json::json!({
-                    "_aws": { "Timestamp": now_ms, "CloudWatchMetrics": [{
-                        "Namespace": "flashstock", "Dimensions": [[]],
-                        "Metrics": [{ "Name": "PersistMessages", "Unit": "Count" },
-                                    { "Name": "PersistFailedMessages", "Unit": "Count" }],
-                    }]},
-                    "PersistMessages": received,
-                    "PersistFailedMessages": failed.len(),
-                })
-            );
-        }
-        let mut resp = SqsBatchResponse::default();
-        resp.batch_item_failures = failed
-            .into_iter()
-            .map(|id| {
-                let mut f = BatchItemFailure::default();
-                f.item_identifier = id;
-                f
-            })
-            .collect();
-        resp
+        unresolved
     }
 
     /// Persists one collection's orders; returns the orders that are still unresolved.

@@ -19,7 +19,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures::StreamExt;
 use serde::Serialize;
-use serde_json::json;
 
 use super::{App, AppError};
 use crate::domain::{CancelReason, CollectionId, IdentityViolation, OrderId, Settlement, drift, settlement};
@@ -100,12 +99,6 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         }
         report.duration_ms = crate::now_ms() - now_ms;
         tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "reconciliation run");
-        if self.settings.emit_emf {
-            for line in emf_lines(&report, now_ms) {
-                // EMF must be a bare JSON line on stdout for CloudWatch to extract metrics.
-                println!("{line}");
-            }
-        }
         report
     }
 
@@ -262,75 +255,4 @@ fn settle_as(rec: Option<&OrderRecord>, pending: Option<&CacheEntry>) -> Result<
     };
     let s = settlement(rec.map(|r| r.status), same);
     SettleAs::of(s).ok_or(s)
-}
-
-/// CloudWatch embedded-metric-format lines: one per collection (dimension `Collection`) and one
-/// for the run.
-pub fn emf_lines(report: &ReconcileReport, now_ms: i64) -> Vec<String> {
-    let mut out = Vec::new();
-    for (id, c) in &report.collections {
-        out.push(
-            json!({
-                "_aws": { "Timestamp": now_ms, "CloudWatchMetrics": [{
-                    "Namespace": "flashstock",
-                    "Dimensions": [["Collection"]],
-                    "Metrics": [
-                        { "Name": "Drift", "Unit": "Count" },
-                        { "Name": "IdentityViolations", "Unit": "Count" },
-                        { "Name": "EntriesHealed", "Unit": "Count" },
-                        { "Name": "TombstonesWritten", "Unit": "Count" },
-                    ],
-                }]},
-                "Collection": id,
-                "Drift": c.drift.unwrap_or(0),
-                "IdentityViolations": c.identity_violations.len(),
-                "EntriesHealed": c.settled + c.returned,
-                "TombstonesWritten": c.tombstones_written,
-            })
-            .to_string(),
-        );
-    }
-    out.push(
-        json!({
-            "_aws": { "Timestamp": now_ms, "CloudWatchMetrics": [{
-                "Namespace": "flashstock",
-                "Dimensions": [[]],
-                "Metrics": [
-                    { "Name": "ReconcileMaxAbsDrift", "Unit": "Count" },
-                    { "Name": "ReconcileIdentityViolations", "Unit": "Count" },
-                    { "Name": "ReconcileErrors", "Unit": "Count" },
-                    { "Name": "ReconcileDuration", "Unit": "Milliseconds" },
-                ],
-            }]},
-            "ReconcileMaxAbsDrift": report.max_abs_drift,
-            "ReconcileIdentityViolations": report.identity_violations,
-            "ReconcileErrors": report.errors,
-            "ReconcileDuration": report.duration_ms,
-        })
-        .to_string(),
-    );
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn emf_lines_declare_every_metric_they_carry() {
-        let mut r = ReconcileReport::default();
-        r.collections
-            .insert("c1".into(), CollectionReport { drift: Some(-2), tombstones_written: 1, ..Default::default() });
-        let lines = emf_lines(&r, 1_700_000_000_000);
-        assert_eq!(lines.len(), 2);
-        for l in lines {
-            let v: serde_json::Value = serde_json::from_str(&l).unwrap();
-            let metrics = &v["_aws"]["CloudWatchMetrics"][0]["Metrics"];
-            for m in metrics.as_array().unwrap() {
-                let name = m["Name"].as_str().unwrap();
-                assert!(v.get(name).is_some(), "{name} has a value");
-            }
-            assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000i64);
-        }
-    }
 }

@@ -7,7 +7,6 @@
 //! order not yet durable writes a DynamoDB tombstone first; the late persist message then finds it
 //! and is refused.
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde::Serialize;
 
 use super::status::{Located, ReservationView};
@@ -221,25 +220,19 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         Ok(())
     }
 
-    /// The cancel function's SQS handler: payment-window timers.
-    pub async fn handle_timers(&self, event: SqsEvent, now_ms: i64) -> (SqsBatchResponse, TimeoutReport) {
+    /// Payment-window timers: each fires (or is re-delayed when not yet due). Returns the
+    /// orders whose timer could not be handled (SQS delivers them again) and what was done.
+    pub async fn fire_timers(&self, timers: Vec<TimeoutMessage>, now_ms: i64) -> (Vec<OrderId>, TimeoutReport) {
         let mut report = TimeoutReport::default();
-        let mut resp = SqsBatchResponse::default();
-        for record in event.records {
-            let id = record.message_id.unwrap_or_default();
-            let result = match record.body.as_deref().map(serde_json::from_str::<TimeoutMessage>) {
-                Some(Ok(t)) => self.fire_timer(&t, now_ms, &mut report).await,
-                _ => Err(AppError::MalformedBody("timer message".into())),
-            };
-            if let Err(e) = result {
-                tracing::error!(message_id = %id, error = %e, "timer not handled; SQS will redeliver");
+        let mut failed = Vec::new();
+        for t in timers {
+            if let Err(e) = self.fire_timer(&t, now_ms, &mut report).await {
+                tracing::error!(order = %t.order_id, error = %e, "timer not handled; SQS will redeliver");
                 report.errors += 1;
-                let mut f = BatchItemFailure::default();
-                f.item_identifier = id;
-                resp.batch_item_failures.push(f);
+                failed.push(t.order_id);
             }
         }
-        (resp, report)
+        (failed, report)
     }
 
     /// Backstop for lost timers: cancels every RESERVED order whose deadline has passed.
