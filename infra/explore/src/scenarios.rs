@@ -6,7 +6,7 @@ use crate::sched::Dir;
 use crate::world::{OpKind, Scenario, Setup, When};
 
 use OpKind::{Cancel, Confirm, Persist, PersistBatch, Reconcile, Sweep, Timeout, Try, TryFault, WarmUp};
-use Setup::{DiesAt, ExpireDirectory, LoseMessages, LoseStock, Op, Redeliver};
+use Setup::{DiesAt, ExpireDirectory, LoseMessages, LoseStock, Op, Redeliver, Trim};
 
 const SEND: &str = "sqs send reservation";
 const TRY_SCRIPT: &str = "redis try.lua";
@@ -56,8 +56,16 @@ pub fn pairs() -> Vec<Scenario> {
         sc("reconcile-cancel-lost", &[Op(Try(0)), LoseMessages], &[Reconcile, Cancel(0)]),
         sc("reconcile-cancel-unsettled", &[Op(Try(0)), DiesAt(Persist, "redis settle.lua")], &[Reconcile, Cancel(0)]),
         sc("warmup-try", &[LoseStock], &[WarmUp, Try(0)]),
+        sc("warmup-persist", &[Op(Try(0)), LoseStock], &[WarmUp, Persist]),
+        sc("warmup-cancel", &[Op(Try(0)), Op(Persist), LoseStock], &[WarmUp, Cancel(0)]),
+        sc("failed-send-reconcile-replay", &[DiesAt(Try(0), SEND)], &[Reconcile, Try(0)]),
         sc("rebuild-try", &[LoseStock], &[Reconcile, Try(0)]),
         after_retention(sc("trim-late-replay", &[Op(Try(0)), Op(Persist), ExpireDirectory(0)], &[Reconcile, Try(0)])),
+        after_retention(sc(
+            "trim-replay-cancel",
+            &[Op(Try(0)), Op(Persist), Trim, ExpireDirectory(0)],
+            &[Try(0), Cancel(0)],
+        )),
         after_retention(sc("trim-timeout", &[Op(Try(0)), Op(Persist), ExpireDirectory(0)], &[Reconcile, Timeout(0)])),
     ]
 }
@@ -76,6 +84,7 @@ pub fn triples() -> Vec<Scenario> {
             ..sc("two-buyers-one-unit-batch-cancel", &[], &[Try(0), Try(1), PersistBatch, Cancel(0)])
         },
         sc("try-persist-timeout-cancel", &[], &[Try(0), Persist, Timeout(0), Cancel(0)]),
+        sc("refused-try-cancel-warmup-try", &[LoseStock], &[Try(0), Cancel(0), WarmUp, Try(0)]),
     ]
 }
 
@@ -89,8 +98,8 @@ pub struct Regression {
 
 pub fn regressions() -> Vec<Regression> {
     use Dir::{Finish, Until};
-    let pairs = pairs();
-    let pair = |name: &str| pairs.iter().find(|s| s.name == name).cloned().expect("a pair of that name");
+    let all: Vec<Scenario> = pairs().into_iter().chain(triples()).collect();
+    let pair = |name: &str| all.iter().find(|s| s.name == name).cloned().expect("a scenario of that name");
     vec![
         Regression {
             name: "cancel-in-persist-commit-settle-window",
@@ -146,6 +155,49 @@ pub fn regressions() -> Vec<Regression> {
                 ..pair("ambiguous-publish-try-replay")
             },
             script: vec![Finish(0)],
+        },
+        // Found by reviewing the fixes above, then pinned here before their own fixes.
+        Regression {
+            name: "intent-settles-a-second-deduction",
+            what: "after Redis forgot a RESERVED order, a replay took a unit again and the buyer cancelled: \
+                   the intent settled that second deduction as the durable one, the release returned it, \
+                   and the durable unit's Redis share was never returned",
+            scenario: pair("trim-replay-cancel"),
+            script: vec![Finish(0), Finish(1)],
+        },
+        Regression {
+            name: "replay-accepted-while-reconcile-tombstones",
+            what: "reconciliation wrote the LOST tombstone of an old pending order, then the client's replay \
+                   re-published it and answered 202: an accepted order ended LOST",
+            scenario: pair("failed-send-reconcile-replay"),
+            script: vec![Until(0, "redis release.lua"), Finish(1), Finish(0)],
+        },
+        Regression {
+            name: "forget-claim-erases-a-cancel-tombstone",
+            what: "a refused Try dropped its directory claim after the buyer's cancel had turned it into a \
+                   tombstone: a Try started after the cancel answered was accepted",
+            scenario: pair("refused-try-cancel-warmup-try"),
+            script: vec![Until(0, "redis forget-claim"), Finish(1), Finish(0), Finish(2), Finish(3)],
+        },
+        Regression {
+            name: "warm-up-counts-an-intent-twice",
+            what: "warm-up read the cache before a cancel's DynamoDB transaction and DynamoDB after it, set \
+                   the stock with that unit in it, and the cancel's release added it again",
+            scenario: pair("warmup-cancel"),
+            script: vec![
+                Until(1, "dynamodb cancel-transaction"),
+                Until(0, "dynamodb get-collection"),
+                Until(1, "redis release.lua"),
+                Finish(0),
+                Finish(1),
+            ],
+        },
+        Regression {
+            name: "warm-up-subtracts-a-committed-deduction",
+            what: "warm-up counted a pending deduction, persist committed it before warm-up read DynamoDB, \
+                   and warm-up subtracted it a second time",
+            scenario: pair("warmup-persist"),
+            script: vec![Until(0, "dynamodb get-collection"), Until(1, "redis settle.lua"), Finish(0), Finish(1)],
         },
     ]
 }

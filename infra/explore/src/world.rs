@@ -104,6 +104,8 @@ pub enum Setup {
     LoseMessages,
     /// Order `i`'s directory key expires (the retention passed).
     ExpireDirectory(usize),
+    /// Reconciliation runs once the retention has passed (it trims settled orders).
+    Trim,
     /// SQS delivers order `i`'s message again (at-least-once).
     Redeliver(usize),
 }
@@ -328,6 +330,10 @@ impl World {
             }
             Setup::LoseStock => redis::cmd("DEL").arg(&keys[0]).query_async::<()>(&mut con).await?,
             Setup::LoseMessages => self.discard_reservations().await?,
+            Setup::Trim => {
+                let at = s.op_time(When::AfterRetention) - 500;
+                s.quiet.reconcile_collections(std::slice::from_ref(&s.collection), at).await;
+            }
             Setup::ExpireDirectory(i) => {
                 let key = flashstock::adapters::redis_cache::directory_key(&self.name, &s.orders[i]);
                 redis::cmd("DEL").arg(key).query_async::<()>(&mut con).await?;
