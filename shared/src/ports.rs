@@ -84,19 +84,34 @@ pub struct TakeRequest<'a> {
     pub quantity: u32,
     pub now_ms: i64,
     pub per_user_limit: Option<u32>,
+    /// A pending entry logged before this may be under reconciliation's decision.
+    pub stale_before_ms: i64,
 }
 
 /// The Try script's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TakeOutcome {
-    Taken { stock_left: i64 },
-    Replay { state: CacheState, accepted_at_ms: i64 },
+    Taken {
+        stock_left: i64,
+    },
+    Replay {
+        state: CacheState,
+        accepted_at_ms: i64,
+    },
+    /// A replay of a pending entry old enough for reconciliation to be deciding it right now.
+    ReplayStale {
+        accepted_at_ms: i64,
+    },
     Mismatch,
     Cancelled,
     NoCache,
     SoldOut,
-    Insufficient { available: i64 },
-    LimitExceeded { held: i64 },
+    Insufficient {
+        available: i64,
+    },
+    LimitExceeded {
+        held: i64,
+    },
 }
 
 /// What settling does to pending entries (see [`crate::domain::Settlement`]).
@@ -175,8 +190,6 @@ pub trait StockCache: Send + Sync + 'static {
         user: &UserId,
         quantity: u32,
     ) -> impl Future<Output = InfraResult<Claim>> + Send;
-    /// Drops a claim whose Try was refused, so the directory only keeps accepted orders.
-    fn forget_claim(&self, order: &OrderId) -> impl Future<Output = InfraResult<()>> + Send;
     fn directory(&self, order: &OrderId) -> impl Future<Output = InfraResult<Option<DirectoryEntry>>> + Send;
     /// Marks the order id cancelled in the directory (anti-hanging for a late Try).
     fn tombstone_order(&self, order: &OrderId, user: &UserId) -> impl Future<Output = InfraResult<()>> + Send;

@@ -54,6 +54,11 @@ regressions! {
     late_replay_after_trim_deducts_twice => "late-replay-after-trim-deducts-twice",
     timeout_after_trim_skips_return => "timeout-after-trim-skips-return",
     ambiguous_send_undone_yet_reserved => "ambiguous-send-undone-yet-reserved",
+    intent_settles_a_second_deduction => "intent-settles-a-second-deduction",
+    replay_accepted_while_reconcile_tombstones => "replay-accepted-while-reconcile-tombstones",
+    forget_claim_erases_a_cancel_tombstone => "forget-claim-erases-a-cancel-tombstone",
+    warm_up_counts_an_intent_twice => "warm-up-counts-an-intent-twice",
+    warm_up_subtracts_a_committed_deduction => "warm-up-subtracts-a-committed-deduction",
 }
 
 /// `per` seeded PCT schedules of each scenario, from a fixed seed: reproducible in CI.

@@ -62,9 +62,6 @@ impl StockCache for Gated<RedisCache> {
     ) -> InfraResult<Claim> {
         self.step("redis claim", move || self.inner.claim_order(order, collection, user, quantity)).await
     }
-    async fn forget_claim(&self, order: &OrderId) -> InfraResult<()> {
-        self.step("redis forget-claim", move || self.inner.forget_claim(order)).await
-    }
     async fn directory(&self, order: &OrderId) -> InfraResult<Option<DirectoryEntry>> {
         self.step("redis directory", move || self.inner.directory(order)).await
     }

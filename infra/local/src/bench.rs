@@ -357,6 +357,7 @@ pub async fn script_cost(redis_url: &str, prefix: &str, n: usize, clients: usize
                     quantity: 1,
                     now_ms: 1_700_000_000_000 + i as i64,
                     per_user_limit: Some(1_000),
+                    stale_before_ms: 1_700_000_000_000 - 45_000,
                 };
                 let _ = cache.take(&req).await;
             }

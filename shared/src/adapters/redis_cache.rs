@@ -205,15 +205,6 @@ impl StockCache for RedisCache {
         })
     }
 
-    async fn forget_claim(&self, order: &OrderId) -> InfraResult<()> {
-        let mut con = self.con.clone();
-        redis::cmd("DEL")
-            .arg(directory_key(&self.prefix, order))
-            .query_async::<()>(&mut con)
-            .await
-            .map_err(err("redis forget claim"))
-    }
-
     async fn directory(&self, order: &OrderId) -> InfraResult<Option<DirectoryEntry>> {
         let mut con = self.con.clone();
         let v: Option<String> = redis::cmd("GET")
@@ -249,6 +240,7 @@ impl StockCache for RedisCache {
                     r.quantity.to_string(),
                     r.now_ms.to_string(),
                     limit.to_string(),
+                    r.stale_before_ms.to_string(),
                 ],
             )
             .await?;
@@ -260,6 +252,7 @@ impl StockCache for RedisCache {
             "SOLDOUT" => TakeOutcome::SoldOut,
             "INSUFFICIENT" => TakeOutcome::Insufficient { available: a },
             "LIMIT" => TakeOutcome::LimitExceeded { held: a },
+            "REPLAY_STALE" => TakeOutcome::ReplayStale { accepted_at_ms: a },
             other => match other.strip_prefix("REPLAY_").and_then(parse_state) {
                 Some(state) => TakeOutcome::Replay { state, accepted_at_ms: a },
                 None => return Err(InfraError::new("redis try script", format!("unexpected reply {other}"))),

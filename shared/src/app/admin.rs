@@ -63,7 +63,14 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                     tracing::info!(collection = %id, cached = s, "warmed up");
                     return Ok(s);
                 }
-                Rebuild::Race | Rebuild::Busy => super::backoff(attempt).await,
+                Rebuild::Busy => {
+                    return Err(AppError::Unavailable(
+                        "deductions or cancels are in flight: warm-up waits until they settle (reconciliation \
+                         rebuilds the stock by itself once they have); retry shortly"
+                            .into(),
+                    ));
+                }
+                Rebuild::Race => super::backoff(attempt).await,
             }
         }
         Err(AppError::Unavailable("warm-up kept racing live traffic; retry".into()))

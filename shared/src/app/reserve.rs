@@ -9,6 +9,9 @@
 use serde::Serialize;
 
 use super::{App, AppError};
+
+/// Clock skew allowed between a Try and a reconciliation run deciding the same entry.
+const STALE_MARGIN_MS: i64 = 5_000;
 use crate::domain::{CollectionId, OrderId, Quantity, Status, UserId};
 use crate::ports::{CacheState, Claim, Ledger, Queue, ReservationMessage, StockCache, TakeOutcome, TakeRequest};
 
@@ -66,6 +69,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             quantity,
             now_ms,
             per_user_limit: spec.per_user_limit,
+            stale_before_ms: now_ms - self.settings.reconcile_threshold_ms + STALE_MARGIN_MS,
         };
         let message = |accepted_at_ms| ReservationMessage {
             order_id: input.order.clone(),
@@ -87,6 +91,12 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             TakeOutcome::Replay { state: CacheState::Pending, accepted_at_ms } => {
                 return self.publish(message(accepted_at_ms)).await.map(|()| accepted);
             }
+            // Old enough for reconciliation to be giving it up right now: publish all the same
+            // (if the message wins, the order becomes RESERVED), but promise nothing.
+            TakeOutcome::ReplayStale { accepted_at_ms } => {
+                self.publish(message(accepted_at_ms)).await?;
+                return Err(AppError::Unconfirmed);
+            }
             TakeOutcome::Replay { .. } => return Ok(accepted),
             TakeOutcome::Cancelled => return Err(crate::domain::Refusal::Tombstoned.into()),
             TakeOutcome::Mismatch => return Err(AppError::IdempotencyMismatch),
@@ -98,10 +108,9 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             TakeOutcome::Insufficient { available } => AppError::InsufficientStock { available },
             TakeOutcome::LimitExceeded { held } => AppError::LimitExceeded { held },
         };
-        // Refused: the directory keeps only accepted orders, so a retry is evaluated afresh.
-        if let Err(e) = self.cache.forget_claim(&input.order).await {
-            tracing::warn!(order = %input.order, error = %e, "could not drop a refused claim");
-        }
+        // The claim stays (an idempotency key outlives a refusal): a retry with the same body is
+        // evaluated again, one with another body is a mismatch, and a cancel's tombstone written
+        // over the claim meanwhile is never erased.
         Err(refused)
     }
 

@@ -10,9 +10,15 @@
 --                          compare-and-set version for drift repair); not touched here
 --   KEYS[6] done    ZSET   (not used here)
 -- ARGV: [1] orderId [2] userId [3] qty [4] nowMs [5] perUserLimit (0 = none)
+--       [6] staleBeforeMs: a pending entry logged before this may be under reconciliation's
+--           decision (older than its threshold)
 -- Returns {code, a, b}:
 --   {"OK", stockLeft, 0}            taken now
 --   {"REPLAY_<state>", acceptedAt, 0} same order id, same user and qty, seen before
+--   {"REPLAY_STALE", acceptedAt, 0} a replay of a pending entry reconciliation may be deciding:
+--                                   the caller re-publishes but must not promise the order
+--   A replay of a pending entry re-logs it at nowMs: its re-published message gets a whole
+--   threshold to arrive before reconciliation looks at it again.
 --   {"CANCELLED", 0, 0}             the order id has a cancel tombstone (anti-hanging)
 --   {"MISMATCH", 0, 0}              same order id with another user or qty
 --   {"NOCACHE", 0, 0}               stock key missing: refuse until warm-up, never "sold out"
@@ -22,6 +28,11 @@ local function seen(e)
   local st, q, at, u = string.match(e, '^(%u)|(%d+)|(%d+)|(.*)$')
   if st == 'C' then return {'CANCELLED', 0, 0} end
   if u ~= ARGV[2] or q ~= ARGV[3] then return {'MISMATCH', 0, 0} end
+  if st == 'P' then
+    local logged = redis.call('ZSCORE', KEYS[3], ARGV[1])
+    redis.call('ZADD', KEYS[3], 'XX', ARGV[4], ARGV[1])
+    if logged and tonumber(logged) < tonumber(ARGV[6]) then return {'REPLAY_STALE', tonumber(at), 0} end
+  end
   return {'REPLAY_' .. st, tonumber(at), 0}
 end
 local q = tonumber(ARGV[3])
