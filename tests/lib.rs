@@ -285,7 +285,7 @@ impl TestApp {
         s
     }
 
-    /// Asserts NOTES §2 on both stores: `quantity = saleable + Σ RESERVED + Σ CONFIRMED` from the
+    /// Asserts the stock identities (docs/DESIGN.md#stock-identities) on both stores: `quantity = saleable + Σ RESERVED + Σ CONFIRMED` from the
     /// order records themselves, the counters agree with them, `0 ≤ saleable ≤ quantity`, Redis's
     /// pending sum (counted from the log) covers every P entry, and (when `quiet`) Redis stock = saleable − pending.
     #[track_caller]

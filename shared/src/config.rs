@@ -48,7 +48,7 @@ pub struct Config {
     /// so the flag never outlives a cancel's return by more than that).
     pub sold_out_flag: Duration,
     /// Age at which reconciliation checks an unsettled Redis deduction against DynamoDB (default
-    /// 45 s: with the one-minute schedule a lost deduction is healed within ~105 s, inside G5's 2 min).
+    /// 45 s: with the one-minute schedule a lost deduction is healed within ~105 s, inside the 2-minute healing bound of docs/DESIGN.md#guarantees).
     pub reconcile_threshold_ms: i64,
     /// Fault injection for tests and the demo: this share (0–100) of accepted Tries "lose" their
     /// message after the Redis deduction. Only settable from the environment, never from a request.
@@ -132,7 +132,7 @@ mod tests {
         assert_eq!(c.fault_drop_message_percent, 0);
         assert!(c.emit_emf);
         assert!(!c.redis_cluster);
-        // G5: threshold + one 60 s schedule interval must stay inside 2 minutes.
+        // Bounded healing (docs/DESIGN.md#guarantees): threshold + one 60 s schedule interval < 2 min.
         assert!(c.reconcile_threshold_ms + 60_000 < 120_000);
     }
 

@@ -109,7 +109,7 @@ impl FlashReport {
             .sum()
     }
 
-    /// NOTES §2 on both stores, and no oversell: every failure, by name.
+    /// The stock identities (docs/DESIGN.md#stock-identities) on both stores, and no oversell: every failure, by name.
     pub fn identity_failures(&self) -> Vec<String> {
         let s = &self.last;
         let reserved = s.by_status.get("RESERVED").copied().unwrap_or(0);

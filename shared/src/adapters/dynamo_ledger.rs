@@ -8,8 +8,9 @@
 //! - Reservation `pk = "ORD#<orderId>"`: `collectionId?`, `userId`, `quantity`, `status`,
 //!   `acceptedAt` (ms), `expiresAt?` (s), `reason?`, `tookStock`; while RESERVED,
 //!   `gsi1pk = "EXP#<0..15>"`, `gsi1sk = expiresAt` (index `byExpiry`, sparse, sharded so the
-//!   timeout sweep never makes one hot partition). Final records carry `ttl` (30 days: longer than
-//!   any SQS message can live, so a tombstone outlives every late message).
+//!   timeout sweep never makes one hot partition). CANCELLED and FAILED records carry `ttl` (30
+//!   days: longer than any SQS message can live, so a tombstone outlives every late message);
+//!   CONFIRMED ones never expire (the stock identity is summed over them).
 
 use std::collections::HashMap;
 

@@ -1,4 +1,4 @@
-//! The collection's stock model (NOTES §2): its immutable settings, its durable stock levels with
+//! The collection's stock model (docs/DESIGN.md#stock-identities): its immutable settings, its durable stock levels with
 //! their identities, and the drift between Redis and DynamoDB.
 
 use serde::{Deserialize, Serialize};
@@ -67,7 +67,7 @@ pub struct StockLevels {
     pub confirmed: i64,
 }
 
-/// A broken identity of NOTES §2.
+/// A broken stock identity (docs/DESIGN.md#stock-identities).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "identity", rename_all = "camelCase")]
 pub enum IdentityViolation {
@@ -80,7 +80,7 @@ pub enum IdentityViolation {
 }
 
 impl StockLevels {
-    /// Every identity of NOTES §2 that does not hold (empty when all hold).
+    /// Every stock identity that does not hold (empty when all hold).
     pub fn violations(&self) -> Vec<IdentityViolation> {
         let mut v = Vec::new();
         if self.saleable < 0 || self.saleable > self.quantity {

@@ -1,4 +1,4 @@
-//! The domain: identifiers, the collection's stock model, the reservation life (NOTES §2–§3).
+//! The domain: identifiers, the collection's stock model, the reservation life (docs/DESIGN.md#stock-identities and #reservation-life).
 //! Everything here is pure and unit-tested without I/O.
 
 pub mod batch;

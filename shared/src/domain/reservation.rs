@@ -1,4 +1,4 @@
-//! The reservation life of NOTES §3 as an explicit state machine.
+//! The reservation life (docs/DESIGN.md#reservation-life) as an explicit state machine.
 //!
 //! ```text
 //!   (none) ─Try─▶ PENDING ─persist─▶ RESERVED ─confirm─▶ CONFIRMED

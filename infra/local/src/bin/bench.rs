@@ -377,7 +377,7 @@ async fn flash(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String, m: &mu
     let s = &r.last;
     writeln!(
         md,
-        "Every run ends with both stores checked (NOTES §2) after one reconciliation run: the bench fails if any identity breaks. The median run: outcomes {:?}; DynamoDB quantity {} = saleable {} + RESERVED {} + CONFIRMED {} (order records scanned: {:?}); Redis stock {:?}, pending {}; drift {:?}; identity violations {}.\n",
+        "Every run ends with both stores checked (the stock identities of docs/DESIGN.md) after one reconciliation run: the bench fails if any identity breaks. The median run: outcomes {:?}; DynamoDB quantity {} = saleable {} + RESERVED {} + CONFIRMED {} (order records scanned: {:?}); Redis stock {:?}, pending {}; drift {:?}; identity violations {}.\n",
         r.by_code,
         s.quantity,
         s.saleable,
