@@ -8,7 +8,7 @@ use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
 use flashstock::domain::{CancelReason, CollectionId, CollectionSpec, OrderId, UserId};
 use flashstock::ports::{
     CacheEntry, CacheSnapshot, Claim, CollectionRecord, CreateOutcome, DirectoryEntry, InfraError, InfraResult, Ledger,
-    OrderRecord, Queue, Rebuild, Released, ReservationMessage, SettleAs, StockCache, TakeOutcome, TakeRequest,
+    OrderRecord, Queue, Rebuild, Released, ReservationMessage, ReserveOutcome, ReserveRequest, SettleAs, StockCache,
     TimeoutMessage, Tombstone, WriteError,
 };
 
@@ -68,8 +68,8 @@ impl StockCache for Gated<RedisCache> {
     async fn tombstone_order(&self, order: &OrderId, user: &UserId) -> InfraResult<()> {
         self.step("redis tombstone-order", move || self.inner.tombstone_order(order, user)).await
     }
-    async fn take(&self, req: &TakeRequest<'_>) -> InfraResult<TakeOutcome> {
-        self.step("redis try.lua", move || self.inner.take(req)).await
+    async fn reserve(&self, req: &ReserveRequest<'_>) -> InfraResult<ReserveOutcome> {
+        self.step("redis reserve.lua", move || self.inner.reserve(req)).await
     }
     async fn settle(
         &self,

@@ -9,7 +9,7 @@ use OpKind::{Cancel, Confirm, Persist, PersistBatch, Reconcile, Sweep, Timeout, 
 use Setup::{DiesAt, ExpireDirectory, LoseMessages, LoseStock, Op, Redeliver, Trim};
 
 const SEND: &str = "sqs send reservation";
-const TRY_SCRIPT: &str = "redis try.lua";
+const RESERVE_SCRIPT: &str = "redis reserve.lua";
 
 fn sc(name: &'static str, setup: &[Setup], ops: &[OpKind]) -> Scenario {
     Scenario {
@@ -40,7 +40,7 @@ pub fn pairs() -> Vec<Scenario> {
         sc("try-replay", &[], &[Try(0), Try(0)]),
         sc("failing-publish-try-replay", &[], &[TryFault(0, SEND, Fault::FailBefore), Try(0)]),
         sc("ambiguous-publish-try-replay", &[], &[TryFault(0, SEND, Fault::FailAfter), Try(0)]),
-        sc("resent-script-try-replay", &[], &[TryFault(0, TRY_SCRIPT, Fault::Resend), Try(0)]),
+        sc("resent-script-try-replay", &[], &[TryFault(0, RESERVE_SCRIPT, Fault::Resend), Try(0)]),
         sold_out("refused-try-replay", &[Try(0), Try(0)]),
         sold_out("refused-try-stock-returns", &[Try(0), Cancel(1)]),
         sc("try-cancel", &[], &[Try(0), Cancel(0)]),
@@ -124,10 +124,10 @@ pub fn regressions() -> Vec<Regression> {
         },
         Regression {
             name: "resent-try-script-never-published",
-            what: "the client library re-sends try.lua after a dropped connection; the second answer is a \
+            what: "the client library re-sends reserve.lua after a dropped connection; the second answer is a \
                    replay, and the Try answered 202 without publishing: the order ended LOST",
             scenario: Scenario {
-                ops: vec![TryFault(0, TRY_SCRIPT, Fault::Resend)],
+                ops: vec![TryFault(0, RESERVE_SCRIPT, Fault::Resend)],
                 ..pair("resent-script-try-replay")
             },
             script: vec![Finish(0)],

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use flashstock::adapters::redis_cache::{Conn, collection_keys};
 use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
-use flashstock::app::reserve::TryInput;
+use flashstock::app::reserve::ReserveInput;
 use flashstock::app::second_phase::Canceller;
 use flashstock::app::{App, AppError, Settings};
 use flashstock::domain::{CollectionId, CollectionSpec, OrderId, Status, UserId};
@@ -392,13 +392,13 @@ impl World {
         let started_ungated = s.tick();
         let (status, code, body, nothing_taken) = match kind {
             OpKind::Try(i) | OpKind::TryFault(i, ..) => {
-                let input = TryInput {
+                let input = ReserveInput {
                     collection: s.collection.clone(),
                     order: s.orders[i].clone(),
                     user: s.users[i].clone(),
                     quantity: i64::from(s.quantities[i]),
                 };
-                match app.try_reserve(input, now).await {
+                match app.reserve(input, now).await {
                     Ok(a) => (202, "ACCEPTED".to_owned(), json!(a), false),
                     Err(e) => {
                         // The answer the code gave before RESERVATION_UNCONFIRMED existed.

@@ -12,7 +12,7 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
-use flashstock::app::{App, Settings, reserve::TryInput};
+use flashstock::app::{App, Settings, reserve::ReserveInput};
 use flashstock::domain::{CollectionId, CollectionSpec, OrderId, UserId};
 use flashstock::ports::{SettleAs, StockCache};
 use futures::StreamExt;
@@ -233,8 +233,8 @@ impl BenchApp {
         let out: Vec<anyhow::Result<OrderId>> = futures::stream::iter(0..n)
             .map(|i| async move {
                 let order = OrderId::parse(&format!("{tag}-{i}"))?;
-                let input = TryInput { collection: id.clone(), order: order.clone(), user: buyer(i)?, quantity: 1 };
-                self.app.try_reserve(input, flashstock::now_ms()).await?;
+                let input = ReserveInput { collection: id.clone(), order: order.clone(), user: buyer(i)?, quantity: 1 };
+                self.app.reserve(input, flashstock::now_ms()).await?;
                 Ok(order)
             })
             .buffer_unordered(concurrency)
@@ -350,7 +350,7 @@ pub async fn script_cost(redis_url: &str, prefix: &str, n: usize, clients: usize
             let id = &id;
             let users = &users;
             async move {
-                let req = flashstock::ports::TakeRequest {
+                let req = flashstock::ports::ReserveRequest {
                     collection: id,
                     order: o,
                     user: &users[i % users.len()],
@@ -359,7 +359,7 @@ pub async fn script_cost(redis_url: &str, prefix: &str, n: usize, clients: usize
                     per_user_limit: Some(1_000),
                     stale_before_ms: 1_700_000_000_000 - 45_000,
                 };
-                let _ = cache.take(&req).await;
+                let _ = cache.reserve(&req).await;
             }
         })
         .await;

@@ -2,7 +2,7 @@
 //!
 //! # Keys
 //! Per collection, all with the hash tag `{<prefix>:c:<collectionId>}` (one Redis Cluster slot):
-//! `:stock`, `:orders`, `:log`, `:users`, `:meta`, `:done` (see `try.lua` for their contents).
+//! `:stock`, `:orders`, `:log`, `:users`, `:meta`, `:done` (see `reserve.lua` for their contents).
 //! Per order, the directory key `{<prefix>:o:<orderId>}` holds `"<collectionId>|<qty>|<userId>"`
 //! or a tombstone `"~|0|<userId>"`, with a TTL of the order retention.
 
@@ -13,14 +13,14 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use crate::domain::{CollectionId, OrderId, UserId};
 use crate::ports::{
     CacheEntry, CacheSnapshot, CacheState, Claim, DirectoryEntry, InfraError, InfraResult, OrderRecord, Rebuild,
-    Released, SettleAs, StockCache, TakeOutcome, TakeRequest,
+    Released, ReserveOutcome, ReserveRequest, SettleAs, StockCache,
 };
 
 const TOMBSTONE: &str = "~";
 
 /// The scripts, compiled into the binary; `Script` runs EVALSHA and loads on NOSCRIPT.
 struct Scripts {
-    take: Script,
+    reserve: Script,
     settle: Script,
     intent: Script,
     release: Script,
@@ -32,7 +32,7 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Self {
-            take: Script::new(include_str!("../lua/try.lua")),
+            reserve: Script::new(include_str!("../lua/reserve.lua")),
             settle: Script::new(include_str!("../lua/settle.lua")),
             intent: Script::new(include_str!("../lua/intent.lua")),
             release: Script::new(include_str!("../lua/release.lua")),
@@ -113,7 +113,7 @@ fn err(op: &'static str) -> impl FnOnce(redis::RedisError) -> InfraError {
 fn parse_state(s: &str) -> Option<CacheState> {
     Some(match s {
         "P" => CacheState::Pending,
-        "S" => CacheState::Settled,
+        "S" => CacheState::Durable,
         "C" => CacheState::Cancelled,
         "F" => CacheState::Failed,
         _ => return None,
@@ -227,12 +227,12 @@ impl StockCache for RedisCache {
             .map_err(err("redis tombstone order"))
     }
 
-    async fn take(&self, r: &TakeRequest<'_>) -> InfraResult<TakeOutcome> {
+    async fn reserve(&self, r: &ReserveRequest<'_>) -> InfraResult<ReserveOutcome> {
         let limit = r.per_user_limit.unwrap_or(0);
         let (code, a, _) = self
             .run(
                 "redis try script",
-                &self.scripts.take,
+                &self.scripts.reserve,
                 r.collection,
                 vec![
                     r.order.to_string(),
@@ -245,16 +245,16 @@ impl StockCache for RedisCache {
             )
             .await?;
         Ok(match code.as_str() {
-            "OK" => TakeOutcome::Taken { stock_left: a },
-            "CANCELLED" => TakeOutcome::Cancelled,
-            "MISMATCH" => TakeOutcome::Mismatch,
-            "NOCACHE" => TakeOutcome::NoCache,
-            "SOLDOUT" => TakeOutcome::SoldOut,
-            "INSUFFICIENT" => TakeOutcome::Insufficient { available: a },
-            "LIMIT" => TakeOutcome::LimitExceeded { held: a },
-            "REPLAY_STALE" => TakeOutcome::ReplayStale { accepted_at_ms: a },
+            "OK" => ReserveOutcome::Reserved { stock_left: a },
+            "CANCELLED" => ReserveOutcome::Cancelled,
+            "MISMATCH" => ReserveOutcome::Mismatch,
+            "NOCACHE" => ReserveOutcome::NoCache,
+            "SOLDOUT" => ReserveOutcome::SoldOut,
+            "INSUFFICIENT" => ReserveOutcome::Insufficient { available: a },
+            "LIMIT" => ReserveOutcome::LimitExceeded { held: a },
+            "REPLAY_STALE" => ReserveOutcome::ReplayStale { accepted_at_ms: a },
             other => match other.strip_prefix("REPLAY_").and_then(parse_state) {
-                Some(state) => TakeOutcome::Replay { state, accepted_at_ms: a },
+                Some(state) => ReserveOutcome::Replay { state, accepted_at_ms: a },
                 None => return Err(InfraError::new("redis try script", format!("unexpected reply {other}"))),
             },
         })
@@ -431,7 +431,7 @@ mod tests {
         let e = parse_entry("P|3|1700000000000|user|with|bars").map(|e| e.quantity);
         assert_eq!(e, None, "user ids never contain '|', so such an entry is rejected");
         let e = parse_entry("S|3|1700000000000|auth0-42").unwrap();
-        assert_eq!(e.state, CacheState::Settled);
+        assert_eq!(e.state, CacheState::Durable);
         assert_eq!(e.quantity, 3);
         assert_eq!(e.user.as_str(), "auth0-42");
         let c = CollectionId::parse("c").unwrap();

@@ -1,6 +1,6 @@
 //! Try: take stock at order time in Redis (one Lua script), then hand the order to SQS.
 //!
-//! A deduction is never undone here: once `try.lua` took stock, the order's message may have
+//! A deduction is never undone here: once `reserve.lua` took stock, the order's message may have
 //! reached SQS even when the send reports a failure (the answer can be lost on its way back), so
 //! "nothing was taken" cannot be known. The Try answers `RESERVATION_UNCONFIRMED` instead; a
 //! replay of a still-pending order publishes its message again (persist is idempotent), and
@@ -13,11 +13,11 @@ use super::{App, AppError};
 /// Clock skew allowed between a Try and a reconciliation run deciding the same entry.
 const STALE_MARGIN_MS: i64 = 5_000;
 use crate::domain::{CollectionId, OrderId, Quantity, Status, UserId};
-use crate::ports::{CacheState, Claim, Ledger, Queue, ReservationMessage, StockCache, TakeOutcome, TakeRequest};
+use crate::ports::{CacheState, Claim, Ledger, Queue, ReservationMessage, ReserveOutcome, ReserveRequest, StockCache};
 
 /// A Try as the API received it (quantity not yet checked against the collection's maximum).
 #[derive(Debug, Clone)]
-pub struct TryInput {
+pub struct ReserveInput {
     pub collection: CollectionId,
     pub order: OrderId,
     pub user: UserId,
@@ -40,7 +40,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// `LimitExceeded`, `IdempotencyMismatch`, `Refused(Tombstoned)`, `CacheNotReady`,
     /// `Unconfirmed` (taken, but its message could not be confirmed queued: retry the same order
     /// id), `Infra`.
-    pub async fn try_reserve(&self, input: TryInput, now_ms: i64) -> Result<Accepted, AppError> {
+    pub async fn reserve(&self, input: ReserveInput, now_ms: i64) -> Result<Accepted, AppError> {
         let spec = self.spec(&input.collection).await?;
         let quantity = Quantity::parse(input.quantity, spec.max_per_order)
             .map_err(|e| AppError::InvalidField { field: "quantity", detail: e.to_string() })?
@@ -62,7 +62,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             Claim::Different => return Err(AppError::IdempotencyMismatch),
             Claim::Fresh | Claim::Same => {}
         }
-        let req = TakeRequest {
+        let req = ReserveRequest {
             collection: &input.collection,
             order: &input.order,
             user: &input.user,
@@ -78,8 +78,8 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             quantity,
             accepted_at_ms,
         };
-        let refused = match self.cache.take(&req).await? {
-            TakeOutcome::Taken { stock_left } => {
+        let refused = match self.cache.reserve(&req).await? {
+            ReserveOutcome::Reserved { stock_left } => {
                 if stock_left <= 0 {
                     self.flag_sold_out(&input.collection);
                 }
@@ -88,25 +88,25 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             // A replay of an order still pending may be the retry of a Try whose message never
             // left (it died, its send failed, or its client library re-sent the script): publish
             // it again so that a 202 always has a message behind it.
-            TakeOutcome::Replay { state: CacheState::Pending, accepted_at_ms } => {
+            ReserveOutcome::Replay { state: CacheState::Pending, accepted_at_ms } => {
                 return self.publish(message(accepted_at_ms)).await.map(|()| accepted);
             }
             // Old enough for reconciliation to be giving it up right now: publish all the same
             // (if the message wins, the order becomes RESERVED), but promise nothing.
-            TakeOutcome::ReplayStale { accepted_at_ms } => {
+            ReserveOutcome::ReplayStale { accepted_at_ms } => {
                 self.publish(message(accepted_at_ms)).await?;
                 return Err(AppError::Unconfirmed);
             }
-            TakeOutcome::Replay { .. } => return Ok(accepted),
-            TakeOutcome::Cancelled => return Err(crate::domain::Refusal::Tombstoned.into()),
-            TakeOutcome::Mismatch => return Err(AppError::IdempotencyMismatch),
-            TakeOutcome::NoCache => AppError::CacheNotReady,
-            TakeOutcome::SoldOut => {
+            ReserveOutcome::Replay { .. } => return Ok(accepted),
+            ReserveOutcome::Cancelled => return Err(crate::domain::Refusal::Tombstoned.into()),
+            ReserveOutcome::Mismatch => return Err(AppError::IdempotencyMismatch),
+            ReserveOutcome::NoCache => AppError::CacheNotReady,
+            ReserveOutcome::SoldOut => {
                 self.flag_sold_out(&input.collection);
                 AppError::SoldOut
             }
-            TakeOutcome::Insufficient { available } => AppError::InsufficientStock { available },
-            TakeOutcome::LimitExceeded { held } => AppError::LimitExceeded { held },
+            ReserveOutcome::Insufficient { available } => AppError::InsufficientStock { available },
+            ReserveOutcome::LimitExceeded { held } => AppError::LimitExceeded { held },
         };
         // The claim stays (an idempotency key outlives a refusal): a retry with the same body is
         // evaluated again, one with another body is a mismatch, and a cancel's tombstone written

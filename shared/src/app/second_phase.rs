@@ -62,17 +62,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     pub async fn confirm(&self, order: &OrderId, now_ms: i64) -> Result<ReservationView, AppError> {
         for _ in 0..MAX_ROUNDS {
             let located = self.locate(order).await?;
-            let current = match &located {
-                Located::Durable(r) => Some(r.status),
-                Located::Cached { state: CacheState::Pending | CacheState::Settled, .. } => Some(Status::Pending),
-                Located::Cached { state: CacheState::Cancelled, .. } | Located::Tombstone { .. } => {
-                    Some(Status::Cancelled)
-                }
-                Located::Cached { state: CacheState::Failed, .. } => Some(Status::Failed),
-                Located::Unknown { claimed: Some(_) } => Some(Status::Pending),
-                Located::Unknown { claimed: None } => None,
-            };
-            match transition(current, crate::domain::Event::Confirm) {
+            match transition(located.status(), crate::domain::Event::Confirm) {
                 Err(Refusal::Unknown) => return Err(AppError::ReservationNotFound),
                 Err(r) => return Err(r.into()),
                 Ok(Transition::Already(_)) | Ok(Transition::To(_)) => {}

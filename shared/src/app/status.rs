@@ -71,6 +71,17 @@ pub(crate) enum Located {
 }
 
 impl Located {
+    /// The status the state machine sees (a claim without an entry: a Try still running).
+    pub(crate) fn status(&self) -> Option<Status> {
+        match self {
+            Located::Durable(r) => Some(r.status),
+            Located::Cached { state, .. } => Some(state.status()),
+            Located::Tombstone { .. } => Some(Status::Cancelled),
+            Located::Unknown { claimed: Some(_) } => Some(Status::Pending),
+            Located::Unknown { claimed: None } => None,
+        }
+    }
+
     pub(crate) fn owner(&self) -> Option<&UserId> {
         match self {
             Located::Durable(r) => Some(&r.user),
@@ -91,7 +102,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             Some(DirectoryEntry::Tombstone { user }) => Ok(Located::Tombstone { user }),
             Some(DirectoryEntry::Order { collection, user, quantity }) => {
                 match self.cache.entry(&collection, order).await? {
-                    Some(e) if e.state == CacheState::Settled => {
+                    Some(e) if e.state == CacheState::Durable => {
                         // Persist settled it between our two reads: DynamoDB has it now.
                         match self.ledger.order(order).await? {
                             Some(r) => Ok(Located::Durable(r)),
@@ -130,11 +141,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 order_id: order.clone(),
                 collection_id: Some(collection),
                 quantity,
-                status: match state {
-                    CacheState::Pending | CacheState::Settled => Status::Pending,
-                    CacheState::Cancelled => Status::Cancelled,
-                    CacheState::Failed => Status::Failed,
-                },
+                status: state.status(),
                 expires_at: None,
                 reason: None,
             },

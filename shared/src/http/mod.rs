@@ -10,7 +10,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{Map, Value, json};
 
 use crate::app::second_phase::Canceller;
-use crate::app::{App, AppError, reserve::TryInput};
+use crate::app::{App, AppError, reserve::ReserveInput};
 use crate::domain::{CollectionId, CollectionSpec, OrderId};
 use crate::ports::{CreateOutcome, Ledger, Queue, StockCache};
 use problem::response;
@@ -149,8 +149,8 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
                 None => return Err(AppError::InvalidField { field: "orderId", detail: "is required".into() }),
             };
             let quantity = required(int_field(&body, "quantity")?, "quantity")?;
-            let input = TryInput { collection, order, user: who.user, quantity };
-            Ok(ok_json(StatusCode::ACCEPTED, &app.try_reserve(input, now).await?))
+            let input = ReserveInput { collection, order, user: who.user, quantity };
+            Ok(ok_json(StatusCode::ACCEPTED, &app.reserve(input, now).await?))
         }
         Route::Status(id) => Ok(ok_json(StatusCode::OK, &app.status(&order_id(id, "orderId")?, &who.user).await?)),
         Route::Cancel(id) => {

@@ -5,7 +5,7 @@
 -- before Redis), so no stock computed from it is right. No Try can add to the log while the stock
 -- key is missing, so the log empties within one persist or reconciliation pass.
 --
--- KEYS: the collection's six keys, as in try.lua (stock, orders, log, users, meta, done).
+-- KEYS: the collection's six keys, as in reserve.lua (stock, orders, log, users, meta, done).
 -- ARGV: [1] expected ver [2] stock to set (negative counts as 0) [3] mode: "missing" (warm-up:
 --       leave a live stock key alone) or "force" (repair drift)
 -- Returns {code, stock, 0}: {"SET", stock, 0} | {"LIVE", stock, 0} | {"RACE", 0, 0} | {"BUSY", 0, 0}

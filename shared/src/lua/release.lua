@@ -1,7 +1,7 @@
 -- release.lua: return one order's share to Redis, at most once, and release its per-user limit.
 -- Never returns more than the order took, and never creates a missing stock key.
 --
--- KEYS: the collection's six keys, as in try.lua (stock, orders, log, users, meta, done).
+-- KEYS: the collection's six keys, as in reserve.lua (stock, orders, log, users, meta, done).
 -- ARGV: [1] orderId [2] nowMs [3] tombstone userId, or "" (when given, an absent entry becomes a
 --       cancelled one so that a late Try on this collection is refused)
 -- Returns {code, qty, 0}:

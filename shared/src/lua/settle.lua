@@ -1,6 +1,6 @@
 -- settle.lua: record what DynamoDB decided for pending orders and drop them from the log.
 --
--- KEYS: the collection's six keys, as in try.lua (stock, orders, log, users, meta, done).
+-- KEYS: the collection's six keys, as in reserve.lua (stock, orders, log, users, meta, done).
 -- ARGV: [1] nowMs
 --       [2] target: "S" durable; "F" refused by DynamoDB (the Redis deduction is kept: Redis had
 --           drifted high, reconciliation re-syncs it); "SR" / "FR" the same, and this deduction's

@@ -1,6 +1,6 @@
 -- snapshot.lua: read one collection's counters atomically.
 --
--- KEYS: the collection's six keys, as in try.lua (stock, orders, log, users, meta, done).
+-- KEYS: the collection's six keys, as in reserve.lua (stock, orders, log, users, meta, done).
 -- ARGV: none
 -- Returns {hasStock (0/1), stock, pending, ver, logLength}; pending = units of the orders still
 -- in state P, counted from the log (every P entry is in it), so the Try path keeps no counter.

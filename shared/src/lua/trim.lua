@@ -1,7 +1,7 @@
 -- trim.lua: forget orders settled long ago, so the per-order entries stay bounded. Replays of
 -- such old orders are then answered from DynamoDB's record (persist refuses a second deduction).
 --
--- KEYS: the collection's six keys, as in try.lua (stock, orders, log, users, meta, done).
+-- KEYS: the collection's six keys, as in reserve.lua (stock, orders, log, users, meta, done).
 -- ARGV: [1] settled-before ms [2] limit
 -- Returns {"TRIMMED", n, 0}.
 local ids = redis.call('ZRANGE', KEYS[6], '-inf', '(' .. ARGV[1], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]))

@@ -1,4 +1,4 @@
--- try.lua: take stock for one order, atomically and idempotently (the Try hot path).
+-- reserve.lua: take stock for one order, atomically and idempotently (the Try hot path).
 --
 -- KEYS (all share the collection's hash tag {<prefix>:c:<collectionId>}):
 --   KEYS[1] stock   STRING units Redis may still sell; missing = cache not ready

@@ -1,39 +1,11 @@
-//! Ports: what the use cases need from the outside world, shaped around how they use it.
-//!
-//! - [`StockCache`]: the fast filter (Redis): per-collection stock, the per-order entries that make
-//!   Try idempotent, the time-indexed log of deductions not yet known durable, and a directory from
-//!   order id to collection.
-//! - [`Ledger`]: the durable truth (DynamoDB): collections, reservations, tombstones.
-//! - [`Queue`]: the buffers (SQS): reservation messages and payment-window timers.
-//!
-//! Each has exactly one real adapter in [`crate::adapters`]. Methods return `impl Future + Send`
-//! (static dispatch, no `async_trait`).
+//! The stock cache port (Redis): per-collection stock, the per-order entries that make a Try
+//! idempotent, the time-indexed log of deductions and cancel intents not yet known durable, and
+//! the directory from order id to collection.
 
 use std::future::Future;
 
-use serde::{Deserialize, Serialize};
-
-use crate::domain::{CancelReason, CollectionId, CollectionSpec, OrderId, Settlement, Status, StockLevels, UserId};
-
-/// An infrastructure failure (network, throttling past retries, unexpected reply). Business
-/// outcomes are never reported through it.
-#[derive(Debug, thiserror::Error)]
-#[error("{op}: {message}")]
-pub struct InfraError {
-    pub op: &'static str,
-    pub message: String,
-}
-
-impl InfraError {
-    pub fn new(op: &'static str, e: impl std::fmt::Display) -> Self {
-        Self { op, message: e.to_string() }
-    }
-}
-
-pub type InfraResult<T> = Result<T, InfraError>;
-
-// ---------------------------------------------------------------------------------------------
-// Stock cache (Redis)
+use super::{InfraResult, OrderRecord};
+use crate::domain::{CollectionId, OrderId, Settlement, Status, UserId};
 
 /// The order directory's answer when a Try claims an order id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,12 +32,23 @@ pub enum DirectoryEntry {
 pub enum CacheState {
     /// Taken in Redis; DynamoDB not known to have it.
     Pending,
-    /// Known durable.
-    Settled,
+    /// Settled: DynamoDB holds this deduction (stored as `S`).
+    Durable,
     /// Given back (or a tombstone that never took anything).
     Cancelled,
     /// DynamoDB refused it; its Redis deduction is kept (Redis had drifted high).
     Failed,
+}
+
+impl CacheState {
+    /// What the API says of an order only Redis knows.
+    pub fn status(self) -> Status {
+        match self {
+            CacheState::Pending | CacheState::Durable => Status::Pending,
+            CacheState::Cancelled => Status::Cancelled,
+            CacheState::Failed => Status::Failed,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +60,7 @@ pub struct CacheEntry {
 }
 
 #[derive(Debug, Clone)]
-pub struct TakeRequest<'a> {
+pub struct ReserveRequest<'a> {
     pub collection: &'a CollectionId,
     pub order: &'a OrderId,
     pub user: &'a UserId,
@@ -90,8 +73,8 @@ pub struct TakeRequest<'a> {
 
 /// The Try script's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TakeOutcome {
-    Taken {
+pub enum ReserveOutcome {
+    Reserved {
         stock_left: i64,
     },
     Replay {
@@ -195,7 +178,7 @@ pub trait StockCache: Send + Sync + 'static {
     fn tombstone_order(&self, order: &OrderId, user: &UserId) -> impl Future<Output = InfraResult<()>> + Send;
 
     /// The Try script: idempotency, tombstone, stock, per-user limit and log entry, atomically.
-    fn take(&self, req: &TakeRequest<'_>) -> impl Future<Output = InfraResult<TakeOutcome>> + Send;
+    fn reserve(&self, req: &ReserveRequest<'_>) -> impl Future<Output = InfraResult<ReserveOutcome>> + Send;
     /// Marks pending entries durable or failed and drops them from the log. With
     /// `clear_intents_before`, also drops the log entry of an already-settled order logged before
     /// that instant (a cancel intent whose cancel died; a live cancel's intent is younger).
@@ -263,149 +246,30 @@ pub trait StockCache: Send + Sync + 'static {
     ) -> impl Future<Output = InfraResult<Vec<OrderId>>> + Send;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Ledger (DynamoDB)
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CollectionRecord {
-    pub id: CollectionId,
-    pub spec: CollectionSpec,
-    pub levels: StockLevels,
-    /// Drift seen by the last reconciliation run, if any ran.
-    pub last_drift: Option<i64>,
-}
+    #[test]
+    fn an_entry_state_is_shown_as_a_status() {
+        // A durable entry whose record is not readable yet is still PENDING to the buyer.
+        let table = [
+            (CacheState::Pending, Status::Pending),
+            (CacheState::Durable, Status::Pending),
+            (CacheState::Cancelled, Status::Cancelled),
+            (CacheState::Failed, Status::Failed),
+        ];
+        for (state, status) in table {
+            assert_eq!(state.status(), status, "{state:?}");
+        }
+    }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CreateOutcome {
-    Created,
-    Same,
-    QuantityDiffers,
-    SettingsDiffer,
-}
-
-/// A reservation or tombstone as DynamoDB keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderRecord {
-    pub order: OrderId,
-    /// `None` only for an empty-rollback tombstone (the collection was never known).
-    pub collection: Option<CollectionId>,
-    pub user: UserId,
-    pub quantity: u32,
-    pub status: Status,
-    pub accepted_at_ms: i64,
-    /// Payment deadline (epoch seconds) of a RESERVED order.
-    pub expires_at: Option<i64>,
-    pub reason: Option<String>,
-    /// Whether this record ever took durable stock (false for tombstones and FAILED).
-    pub took_stock: bool,
-}
-
-/// A CANCELLED record written where no record exists yet (anti-hanging).
-#[derive(Debug, Clone)]
-pub struct Tombstone<'a> {
-    pub order: &'a OrderId,
-    /// `None` for an empty rollback of an order never seen.
-    pub collection: Option<&'a CollectionId>,
-    pub user: &'a UserId,
-    /// What the order took in Redis (0 for an empty rollback).
-    pub quantity: u32,
-    pub accepted_at_ms: i64,
-    pub reason: CancelReason,
-}
-
-/// An accepted Try on its way to DynamoDB.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReservationMessage {
-    pub order_id: OrderId,
-    pub collection_id: CollectionId,
-    pub user_id: UserId,
-    pub quantity: u32,
-    pub accepted_at_ms: i64,
-}
-
-/// Why one item of a transaction was cancelled (DynamoDB reports one per item, in order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ItemFailure {
-    None,
-    ConditionFailed,
-    /// TransactionConflict, throttling, or anything retryable.
-    Retryable,
-    Other,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// The transaction was cancelled; one reason per item, in request order.
-    #[error("transaction cancelled: {0:?}")]
-    Cancelled(Vec<ItemFailure>),
-    /// A single conditional write failed.
-    #[error("condition failed")]
-    ConditionFailed,
-    #[error(transparent)]
-    Infra(#[from] InfraError),
-}
-
-pub trait Ledger: Send + Sync + 'static {
-    fn create_collection(
-        &self,
-        id: &CollectionId,
-        spec: &CollectionSpec,
-        now_ms: i64,
-    ) -> impl Future<Output = InfraResult<CreateOutcome>> + Send;
-    fn collection(&self, id: &CollectionId) -> impl Future<Output = InfraResult<Option<CollectionRecord>>> + Send;
-    fn collections(&self) -> impl Future<Output = InfraResult<Vec<CollectionId>>> + Send;
-    fn record_drift(&self, id: &CollectionId, drift: i64) -> impl Future<Output = InfraResult<()>> + Send;
-    fn order(&self, id: &OrderId) -> impl Future<Output = InfraResult<Option<OrderRecord>>> + Send;
-    fn orders(&self, ids: &[OrderId]) -> impl Future<Output = InfraResult<Vec<OrderRecord>>> + Send;
-    /// One transaction: take `Σ quantity(reserve)` from the collection (condition: enough
-    /// saleable) and put each reservation (condition: no record yet), plus FAILED records for
-    /// `refuse` (condition: no record yet). Item 0 is the collection; then `reserve`, then `refuse`.
-    fn apply_reservations(
-        &self,
-        collection: &CollectionId,
-        payment_window_seconds: u32,
-        reserve: &[ReservationMessage],
-        refuse: &[ReservationMessage],
-        now_ms: i64,
-    ) -> impl Future<Output = Result<(), WriteError>> + Send;
-    /// RESERVED → CONFIRMED (condition: still RESERVED) with the collection's counters.
-    fn confirm(&self, order: &OrderRecord, now_ms: i64) -> impl Future<Output = Result<(), WriteError>> + Send;
-    /// RESERVED → CANCELLED and the quantity back to saleable in one transaction
-    /// (conditions: still RESERVED; `saleable + q ≤ quantity`).
-    fn cancel_reserved(
-        &self,
-        order: &OrderRecord,
-        collection_quantity: i64,
-        reason: CancelReason,
-        now_ms: i64,
-    ) -> impl Future<Output = Result<(), WriteError>> + Send;
-    /// A CANCELLED record for an order with no record yet (condition: none there). `Ok(false)`
-    /// when a record was already there.
-    fn put_tombstone(&self, t: &Tombstone<'_>, now_ms: i64) -> impl Future<Output = InfraResult<bool>> + Send;
-    /// RESERVED orders whose payment deadline is at or before `deadline_s`.
-    fn expired_reservations(
-        &self,
-        deadline_s: i64,
-        limit: usize,
-    ) -> impl Future<Output = InfraResult<Vec<OrderId>>> + Send;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Queue (SQS)
-
-/// A payment-window timer: fires when due, or is re-delayed when SQS's 900 s cap is shorter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TimeoutMessage {
-    pub order_id: OrderId,
-    /// Epoch seconds.
-    pub due_at: i64,
-}
-
-pub trait Queue: Send + Sync + 'static {
-    fn publish_reservation(&self, msg: &ReservationMessage) -> impl Future<Output = InfraResult<()>> + Send;
-    /// Sends each timer with a delay of `min(900, due_at - now)` seconds.
-    fn schedule_timeouts(&self, timers: &[TimeoutMessage], now_ms: i64)
-    -> impl Future<Output = InfraResult<()>> + Send;
+    #[test]
+    fn every_settlement_that_settles_has_a_script_target() {
+        for s in [Settlement::Settle, Settlement::Fail, Settlement::SettleReturning, Settlement::FailReturning] {
+            assert!(SettleAs::of(s).is_some(), "{s:?}");
+        }
+        assert_eq!(SettleAs::of(Settlement::Release), None);
+        assert_eq!(SettleAs::of(Settlement::Lost), None);
+    }
 }

@@ -1,0 +1,121 @@
+//! The ledger port (DynamoDB): the durable truth — collections, reservations, tombstones — with
+//! conditional writes and transactions.
+
+use std::future::Future;
+
+use super::{InfraError, InfraResult, ReservationMessage};
+use crate::domain::{CancelReason, CollectionId, CollectionSpec, OrderId, Status, StockLevels, UserId};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionRecord {
+    pub id: CollectionId,
+    pub spec: CollectionSpec,
+    pub levels: StockLevels,
+    /// Drift seen by the last reconciliation run, if any ran.
+    pub last_drift: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    Same,
+    QuantityDiffers,
+    SettingsDiffer,
+}
+
+/// A reservation or tombstone as DynamoDB keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRecord {
+    pub order: OrderId,
+    /// `None` only for an empty-rollback tombstone (the collection was never known).
+    pub collection: Option<CollectionId>,
+    pub user: UserId,
+    pub quantity: u32,
+    pub status: Status,
+    pub accepted_at_ms: i64,
+    /// Payment deadline (epoch seconds) of a RESERVED order.
+    pub expires_at: Option<i64>,
+    pub reason: Option<String>,
+    /// Whether this record ever took durable stock (false for tombstones and FAILED).
+    pub took_stock: bool,
+}
+
+/// A CANCELLED record written where no record exists yet (anti-hanging).
+#[derive(Debug, Clone)]
+pub struct Tombstone<'a> {
+    pub order: &'a OrderId,
+    /// `None` for an empty rollback of an order never seen.
+    pub collection: Option<&'a CollectionId>,
+    pub user: &'a UserId,
+    /// What the order took in Redis (0 for an empty rollback).
+    pub quantity: u32,
+    pub accepted_at_ms: i64,
+    pub reason: CancelReason,
+}
+
+/// Why one item of a transaction was cancelled (DynamoDB reports one per item, in order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemFailure {
+    None,
+    ConditionFailed,
+    /// TransactionConflict, throttling, or anything retryable.
+    Retryable,
+    Other,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The transaction was cancelled; one reason per item, in request order.
+    #[error("transaction cancelled: {0:?}")]
+    Cancelled(Vec<ItemFailure>),
+    /// A single conditional write failed.
+    #[error("condition failed")]
+    ConditionFailed,
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+pub trait Ledger: Send + Sync + 'static {
+    fn create_collection(
+        &self,
+        id: &CollectionId,
+        spec: &CollectionSpec,
+        now_ms: i64,
+    ) -> impl Future<Output = InfraResult<CreateOutcome>> + Send;
+    fn collection(&self, id: &CollectionId) -> impl Future<Output = InfraResult<Option<CollectionRecord>>> + Send;
+    fn collections(&self) -> impl Future<Output = InfraResult<Vec<CollectionId>>> + Send;
+    fn record_drift(&self, id: &CollectionId, drift: i64) -> impl Future<Output = InfraResult<()>> + Send;
+    fn order(&self, id: &OrderId) -> impl Future<Output = InfraResult<Option<OrderRecord>>> + Send;
+    fn orders(&self, ids: &[OrderId]) -> impl Future<Output = InfraResult<Vec<OrderRecord>>> + Send;
+    /// One transaction: take `Σ quantity(reserve)` from the collection (condition: enough
+    /// saleable) and put each reservation (condition: no record yet), plus FAILED records for
+    /// `refuse` (condition: no record yet). Item 0 is the collection; then `reserve`, then `refuse`.
+    fn apply_reservations(
+        &self,
+        collection: &CollectionId,
+        payment_window_seconds: u32,
+        reserve: &[ReservationMessage],
+        refuse: &[ReservationMessage],
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), WriteError>> + Send;
+    /// RESERVED → CONFIRMED (condition: still RESERVED) with the collection's counters.
+    fn confirm(&self, order: &OrderRecord, now_ms: i64) -> impl Future<Output = Result<(), WriteError>> + Send;
+    /// RESERVED → CANCELLED and the quantity back to saleable in one transaction
+    /// (conditions: still RESERVED; `saleable + q ≤ quantity`).
+    fn cancel_reserved(
+        &self,
+        order: &OrderRecord,
+        collection_quantity: i64,
+        reason: CancelReason,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), WriteError>> + Send;
+    /// A CANCELLED record for an order with no record yet (condition: none there). `Ok(false)`
+    /// when a record was already there.
+    fn put_tombstone(&self, t: &Tombstone<'_>, now_ms: i64) -> impl Future<Output = InfraResult<bool>> + Send;
+    /// RESERVED orders whose payment deadline is at or before `deadline_s`.
+    fn expired_reservations(
+        &self,
+        deadline_s: i64,
+        limit: usize,
+    ) -> impl Future<Output = InfraResult<Vec<OrderId>>> + Send;
+}

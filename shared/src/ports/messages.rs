@@ -1,0 +1,26 @@
+//! What travels on the queues, as JSON: an accepted Try on its way to DynamoDB, and a
+//! payment-window timer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{CollectionId, OrderId, UserId};
+
+/// An accepted Try on its way to DynamoDB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservationMessage {
+    pub order_id: OrderId,
+    pub collection_id: CollectionId,
+    pub user_id: UserId,
+    pub quantity: u32,
+    pub accepted_at_ms: i64,
+}
+
+/// A payment-window timer: fires when due, or is re-delayed when SQS's 900 s cap is shorter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimeoutMessage {
+    pub order_id: OrderId,
+    /// Epoch seconds.
+    pub due_at: i64,
+}

@@ -1,0 +1,38 @@
+//! Ports: what the use cases need from the outside world, shaped around how they use it.
+//!
+//! - [`StockCache`]: the fast filter (Redis): per-collection stock, the per-order entries that make
+//!   Try idempotent, the time-indexed log of deductions not yet known durable, and a directory from
+//!   order id to collection.
+//! - [`Ledger`]: the durable truth (DynamoDB): collections, reservations, tombstones.
+//! - [`Queue`]: the buffers (SQS): reservation messages and payment-window timers.
+//!
+//! Each has exactly one real adapter in [`crate::adapters`]. Methods return `impl Future + Send`
+//! (static dispatch, no `async_trait`). One file per port, plus [`messages`]: what travels on
+//! the queues.
+
+mod ledger;
+mod messages;
+mod queue;
+mod stock_cache;
+
+pub use ledger::*;
+pub use messages::*;
+pub use queue::*;
+pub use stock_cache::*;
+
+/// An infrastructure failure (network, throttling past retries, unexpected reply). Business
+/// outcomes are never reported through it.
+#[derive(Debug, thiserror::Error)]
+#[error("{op}: {message}")]
+pub struct InfraError {
+    pub op: &'static str,
+    pub message: String,
+}
+
+impl InfraError {
+    pub fn new(op: &'static str, e: impl std::fmt::Display) -> Self {
+        Self { op, message: e.to_string() }
+    }
+}
+
+pub type InfraResult<T> = Result<T, InfraError>;
