@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::app::reconcile::ReconcileReport;
-use crate::app::second_phase::TimeoutReport;
+use crate::app::timeouts::TimeoutReport;
 use crate::app::{App, AppError};
 use crate::domain::OrderId;
 use crate::metrics;

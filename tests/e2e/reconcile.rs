@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use flashstock::app::second_phase::Canceller;
+use flashstock::app::cancel::Canceller;
 use flashstock::domain::{CancelReason, CollectionId, OrderId, UserId};
 use flashstock::ports::{Ledger, ReservationMessage, StockCache};
 use flashstock_e2e::{Options, TestApp};

@@ -1,13 +1,16 @@
 //! The use cases, written against the ports: Try ([`reserve`]), Persist ([`persist`]), status
-//! ([`status`]), admin ([`admin`]), confirm / cancel / timeout ([`second_phase`]).
+//! ([`status`]), admin ([`admin`]), the second phase: [`confirm`], [`cancel`] and [`timeouts`]
+//! (timers and the expiry sweep), and [`reconcile`].
 //! [`App`] holds the adapters built once per process plus per-instance caches.
 
 pub mod admin;
+pub mod cancel;
+pub mod confirm;
 pub mod persist;
 pub mod reconcile;
 pub mod reserve;
-pub mod second_phase;
 pub mod status;
+pub mod timeouts;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -162,6 +165,10 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
 pub fn describe_violations(v: &[IdentityViolation]) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_default()
 }
+
+/// Re-reads after a lost conditional write before giving up (a storm of concurrent operations on
+/// one order settles long before this).
+pub(crate) const MAX_ROUNDS: u32 = 6;
 
 /// Exponential backoff with full jitter for retry `attempt` (1-based), capped at ~1.3 s.
 pub(crate) async fn backoff(attempt: u32) {

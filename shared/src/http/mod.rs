@@ -9,7 +9,7 @@ use http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Map, Value, json};
 
-use crate::app::second_phase::Canceller;
+use crate::app::cancel::Canceller;
 use crate::app::{App, AppError, reserve::ReserveInput};
 use crate::domain::{CollectionId, CollectionSpec, OrderId};
 use crate::ports::{CreateOutcome, Ledger, Queue, StockCache};

@@ -1,5 +1,5 @@
-//! The second phase of try-confirm-cancel: confirm (payment), cancel (buyer, timeout,
-//! reconciliation), with the empty-rollback and anti-hanging guards.
+//! Cancel: the buyer's cancel, a payment-window timeout or reconciliation giving a reservation
+//! up, with the empty-rollback and anti-hanging guards.
 //!
 //! Order of writes for a cancel of a RESERVED order: Redis intent (the order goes back in the
 //! log) → DynamoDB transaction (order CANCELLED + stock back, conditional) → Redis release (once).
@@ -7,16 +7,10 @@
 //! order not yet durable writes a DynamoDB tombstone first; the late persist message then finds it
 //! and is refused.
 
-use serde::Serialize;
-
 use super::status::{Located, ReservationView};
-use super::{App, AppError};
+use super::{App, AppError, MAX_ROUNDS};
 use crate::domain::{CancelReason, OrderId, Refusal, Status, Transition, UserId, transition};
-use crate::ports::{CacheState, Ledger, Queue, StockCache, TimeoutMessage, Tombstone, WriteError};
-
-/// Re-reads after a lost conditional write before giving up (a storm of concurrent operations on
-/// one order settles long before this).
-const MAX_ROUNDS: u32 = 6;
+use crate::ports::{CacheState, Ledger, Queue, StockCache, Tombstone, WriteError};
 
 /// Who asks for a cancel.
 #[derive(Debug, Clone, Copy)]
@@ -43,48 +37,7 @@ impl Cancelled {
     }
 }
 
-/// What a sweep or a batch of timers did.
-#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct TimeoutReport {
-    pub cancelled: u32,
-    pub already_final: u32,
-    pub redelayed: u32,
-    pub errors: u32,
-}
-
 impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
-    /// RESERVED → CONFIRMED.
-    ///
-    /// # Errors
-    /// `Refused(NotYetReserved)` (retryable), `Refused(AlreadyCancelled)`, `Refused(OrderFailed)`,
-    /// `ReservationNotFound`.
-    pub async fn confirm(&self, order: &OrderId, now_ms: i64) -> Result<ReservationView, AppError> {
-        for _ in 0..MAX_ROUNDS {
-            let located = self.locate(order).await?;
-            match transition(located.status(), crate::domain::Event::Confirm) {
-                Err(Refusal::Unknown) => return Err(AppError::ReservationNotFound),
-                Err(r) => return Err(r.into()),
-                Ok(Transition::Already(_)) | Ok(Transition::To(_)) => {}
-            }
-            let Located::Durable(mut rec) = located else { return Err(Refusal::NotYetReserved.into()) };
-            if rec.status == Status::Confirmed {
-                return Ok(rec.into());
-            }
-            match self.ledger.confirm(&rec, now_ms).await {
-                Ok(()) => {
-                    rec.status = Status::Confirmed;
-                    tracing::info!(order = %order, "confirmed");
-                    return Ok(rec.into());
-                }
-                Err(WriteError::ConditionFailed) => continue, // raced a cancel: re-read and decide
-                Err(WriteError::Cancelled(r)) => tracing::warn!(order = %order, reasons = ?r, "confirm retried"),
-                Err(WriteError::Infra(e)) => return Err(e.into()),
-            }
-        }
-        Err(AppError::Unavailable("too much contention on this order; retry".into()))
-    }
-
     /// Cancels an order, whatever state it is in, with one effect however often it runs.
     ///
     /// # Errors
@@ -193,48 +146,5 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             }
         }
         Err(AppError::Unavailable("too much contention on this order; retry".into()))
-    }
-
-    /// Fires (or re-delays) one payment-window timer.
-    async fn fire_timer(&self, t: &TimeoutMessage, now_ms: i64, report: &mut TimeoutReport) -> Result<(), AppError> {
-        if t.due_at > now_ms / 1000 {
-            self.queue.schedule_timeouts(std::slice::from_ref(t), now_ms).await?;
-            report.redelayed += 1;
-            return Ok(());
-        }
-        match self.cancel(&t.order_id, Canceller::System(CancelReason::Timeout), now_ms).await {
-            Ok(c) if c.changed => report.cancelled += 1,
-            Ok(_) | Err(AppError::Refused(_)) | Err(AppError::ReservationNotFound) => report.already_final += 1,
-            Err(e) => return Err(e),
-        }
-        Ok(())
-    }
-
-    /// Payment-window timers: each fires (or is re-delayed when not yet due). Returns the
-    /// orders whose timer could not be handled (SQS delivers them again) and what was done.
-    pub async fn fire_timers(&self, timers: Vec<TimeoutMessage>, now_ms: i64) -> (Vec<OrderId>, TimeoutReport) {
-        let mut report = TimeoutReport::default();
-        let mut failed = Vec::new();
-        for t in timers {
-            if let Err(e) = self.fire_timer(&t, now_ms, &mut report).await {
-                tracing::error!(order = %t.order_id, error = %e, "timer not handled; SQS will redeliver");
-                report.errors += 1;
-                failed.push(t.order_id);
-            }
-        }
-        (failed, report)
-    }
-
-    /// Backstop for lost timers: cancels every RESERVED order whose deadline has passed.
-    pub async fn sweep_expired(&self, now_ms: i64, limit: usize) -> Result<TimeoutReport, AppError> {
-        let mut report = TimeoutReport::default();
-        for order in self.ledger.expired_reservations(now_ms / 1000, limit).await? {
-            let t = TimeoutMessage { order_id: order, due_at: now_ms / 1000 };
-            if let Err(e) = self.fire_timer(&t, now_ms, &mut report).await {
-                tracing::error!(order = %t.order_id, error = %e, "sweep could not cancel");
-                report.errors += 1;
-            }
-        }
-        Ok(report)
     }
 }

@@ -1,0 +1,40 @@
+//! Confirm: the payment service's second phase, RESERVED → CONFIRMED, exactly once. A confirm
+//! racing a cancel reads again and lets the state machine decide: exactly one of them wins.
+
+use super::status::{Located, ReservationView};
+use super::{App, AppError, MAX_ROUNDS};
+use crate::domain::{OrderId, Refusal, Status, Transition, transition};
+use crate::ports::{Ledger, Queue, StockCache, WriteError};
+
+impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+    /// RESERVED → CONFIRMED.
+    ///
+    /// # Errors
+    /// `Refused(NotYetReserved)` (retryable), `Refused(AlreadyCancelled)`, `Refused(OrderFailed)`,
+    /// `ReservationNotFound`.
+    pub async fn confirm(&self, order: &OrderId, now_ms: i64) -> Result<ReservationView, AppError> {
+        for _ in 0..MAX_ROUNDS {
+            let located = self.locate(order).await?;
+            match transition(located.status(), crate::domain::Event::Confirm) {
+                Err(Refusal::Unknown) => return Err(AppError::ReservationNotFound),
+                Err(r) => return Err(r.into()),
+                Ok(Transition::Already(_)) | Ok(Transition::To(_)) => {}
+            }
+            let Located::Durable(mut rec) = located else { return Err(Refusal::NotYetReserved.into()) };
+            if rec.status == Status::Confirmed {
+                return Ok(rec.into());
+            }
+            match self.ledger.confirm(&rec, now_ms).await {
+                Ok(()) => {
+                    rec.status = Status::Confirmed;
+                    tracing::info!(order = %order, "confirmed");
+                    return Ok(rec.into());
+                }
+                Err(WriteError::ConditionFailed) => continue, // raced a cancel: re-read and decide
+                Err(WriteError::Cancelled(r)) => tracing::warn!(order = %order, reasons = ?r, "confirm retried"),
+                Err(WriteError::Infra(e)) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Unavailable("too much contention on this order; retry".into()))
+    }
+}
