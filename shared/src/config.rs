@@ -23,6 +23,26 @@ pub const MIN_ORDER_RETENTION_SECONDS: u64 = 3_600;
 /// Every variable a function's config requires (the deployment test checks the template gives them).
 pub const REQUIRED: [&str; 4] = [REDIS_URL, TABLE, RESERVATION_QUEUE_URL, TIMEOUT_QUEUE_URL];
 
+/// A value that must never reach a log: its `Debug` is redacted; [`Secret::expose`] is the one
+/// way to read it (where the client is built).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("environment variable {0} is required")]
@@ -34,7 +54,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// `redis://` or `rediss://` (TLS) URL, credentials included when AUTH is on.
-    pub redis_url: String,
+    pub redis_url: Secret,
     /// The endpoint is a Redis Cluster (ElastiCache Serverless is): follow its slots.
     pub redis_cluster: bool,
     /// Prefix of every Redis key (isolates deployments and tests sharing one Redis).
@@ -91,7 +111,7 @@ impl Config {
             });
         }
         Ok(Self {
-            redis_url: req(REDIS_URL)?,
+            redis_url: Secret(req(REDIS_URL)?),
             redis_cluster: matches!(get(REDIS_CLUSTER).as_deref(), Some("1" | "true" | "on")),
             key_prefix,
             table: req(TABLE)?,
@@ -134,6 +154,17 @@ mod tests {
         assert!(!c.redis_cluster);
         // Bounded healing (docs/DESIGN.md#guarantees): threshold + one 60 s schedule interval < 2 min.
         assert!(c.reconcile_threshold_ms + 60_000 < 120_000);
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let pairs = [(REDIS_URL, "rediss://:hunter2@cache:6379")];
+        let mut all = BASE.to_vec();
+        all.retain(|(k, _)| *k != REDIS_URL);
+        all.extend(pairs);
+        let c = Config::from_lookup(env(&all)).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
+        assert_eq!(c.redis_url.expose(), "rediss://:hunter2@cache:6379");
     }
 
     #[test]

@@ -74,7 +74,7 @@ async fn init_error(body: String) -> StatusCode {
 /// The environment a function gets from the template, for a local deployment's config.
 pub fn function_env(c: &Config) -> Vec<(&'static str, String)> {
     vec![
-        (config::REDIS_URL, c.redis_url.clone()),
+        (config::REDIS_URL, c.redis_url.expose().to_owned()),
         (config::KEY_PREFIX, c.key_prefix.clone()),
         (config::TABLE, c.table.clone()),
         (config::RESERVATION_QUEUE_URL, c.reservation_queue_url.clone()),
