@@ -2,7 +2,6 @@
 //! DynamoDB table, SQS queues) on the real local redis-server and moto server started by
 //! `infra/test.sh`, with the real handlers behind the local front door.
 
-use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use flashstock::adapters::redis_cache::collection_keys;
@@ -47,21 +46,7 @@ impl Answer {
 }
 
 /// Durable and cached figures of one collection, read straight from both stores.
-#[derive(Debug, Clone, Default)]
-pub struct Stores {
-    pub quantity: i64,
-    pub saleable: i64,
-    pub reserved_counter: i64,
-    pub confirmed_counter: i64,
-    /// Σ qty by status over the collection's order records.
-    pub by_status: BTreeMap<String, i64>,
-    pub redis_stock: Option<i64>,
-    /// Σ qty of the P entries in the log, as `snapshot.lua` counts it.
-    pub redis_pending: i64,
-    /// Σ qty of all Redis entries in state P (each must be in the log).
-    pub redis_pending_entries: i64,
-    pub redis_log_len: i64,
-}
+pub use flashstock_local::stack::StoreFigures as Stores;
 
 fn unique_name() -> String {
     format!("t{}", ulid::Ulid::new().to_string().to_lowercase())
@@ -108,12 +93,12 @@ impl TestApp {
     }
 
     pub async fn start_with(opts: StackOptions, tweak: impl FnOnce(&mut Config)) -> Self {
-        Self::start_on("FLASHSTOCK_REDIS_URL", false, opts, tweak).await
+        Self::start_on("FLASHSTOCK_REDIS_URL", opts, tweak).await
     }
 
     /// A deployment on the local three-node Redis Cluster, in cluster mode.
     pub async fn start_cluster(opts: StackOptions, tweak: impl FnOnce(&mut Config)) -> Self {
-        Self::start_on("FLASHSTOCK_TEST_REDIS_CLUSTER_URL", true, opts, |c| {
+        Self::start_on("FLASHSTOCK_TEST_REDIS_CLUSTER_URL", opts, |c| {
             c.redis_cluster = true;
             tweak(c)
         })
@@ -122,15 +107,15 @@ impl TestApp {
 
     /// A deployment on the local TLS + AUTH redis, through a `rediss://:password@…` URL.
     pub async fn start_tls(opts: StackOptions, tweak: impl FnOnce(&mut Config)) -> Self {
-        Self::start_on("FLASHSTOCK_TEST_REDIS_TLS_URL", false, opts, tweak).await
+        Self::start_on("FLASHSTOCK_TEST_REDIS_TLS_URL", opts, tweak).await
     }
 
-    async fn start_on(var: &str, cluster: bool, opts: StackOptions, tweak: impl FnOnce(&mut Config)) -> Self {
+    async fn start_on(var: &str, opts: StackOptions, tweak: impl FnOnce(&mut Config)) -> Self {
         let redis_url = std::env::var(var).unwrap_or_else(|_| {
             panic!("{var} unset: run the tests with infra/test.sh (it starts redis-server and moto)")
         });
         let stack = Stack::launch(&unique_name(), &redis_url, opts, tweak).await.expect("local stack starts");
-        let redis = flashstock::adapters::redis_cache::connect(&redis_url, cluster).await.expect("redis connects");
+        let redis = stack.redis.clone();
         Self { stack, redis, http: reqwest::Client::new() }
     }
 
@@ -257,51 +242,15 @@ impl TestApp {
 
     /// Reads both stores directly (a table scan of this test's own table, Redis keys).
     pub async fn stores(&self, collection: &str) -> Stores {
-        let t = self.stack.table_figures(collection).await.expect("scan");
-        let mut s = Stores {
-            quantity: t.quantity,
-            saleable: t.saleable,
-            reserved_counter: t.reserved_counter,
-            confirmed_counter: t.confirmed_counter,
-            by_status: t.by_status,
-            ..Stores::default()
-        };
-        let [stock, orders, log, ..] = self.keys(collection);
-        let mut con = self.redis.clone();
-        let stock: Option<i64> = redis::cmd("GET").arg(&stock).query_async(&mut con).await.expect("redis");
-        s.redis_stock = stock;
-        // The pending sum as production reads it (snapshot.lua counts it from the log).
-        let id = flashstock::domain::CollectionId::parse(collection).expect("collection id");
-        s.redis_pending =
-            flashstock::ports::StockCache::snapshot(&self.stack.app.cache, &id).await.expect("snapshot").pending;
-        let entries: HashMap<String, String> =
-            redis::cmd("HGETALL").arg(&orders).query_async(&mut con).await.expect("redis");
-        s.redis_pending_entries = entries
-            .values()
-            .filter(|v| v.starts_with("P|"))
-            .filter_map(|v| v.split('|').nth(1)?.parse::<i64>().ok())
-            .sum();
-        s.redis_log_len = redis::cmd("ZCARD").arg(&log).query_async(&mut con).await.expect("redis");
-        s
+        self.stack.store_figures(collection).await.expect("both stores read")
     }
 
-    /// Asserts the stock identities (docs/DESIGN.md#stock-identities) on both stores: `quantity = saleable + Σ RESERVED + Σ CONFIRMED` from the
-    /// order records themselves, the counters agree with them, `0 ≤ saleable ≤ quantity`, Redis's
-    /// pending sum (counted from the log) covers every P entry, and (when `quiet`) Redis stock = saleable − pending.
+    /// Asserts the stock identities (docs/DESIGN.md#stock-identities) on both stores; with
+    /// `quiet`, Redis stock = saleable − pending too.
     #[track_caller]
     pub fn assert_identities(s: &Stores, quiet: bool) {
-        let reserved = s.by_status.get("RESERVED").copied().unwrap_or(0);
-        let confirmed = s.by_status.get("CONFIRMED").copied().unwrap_or(0);
-        assert!(0 <= s.saleable && s.saleable <= s.quantity, "saleable out of bounds: {s:?}");
-        assert_eq!(s.quantity, s.saleable + reserved + confirmed, "quantity identity: {s:?}");
-        assert_eq!((s.reserved_counter, s.confirmed_counter), (reserved, confirmed), "counters: {s:?}");
-        assert_eq!(s.redis_pending, s.redis_pending_entries, "a P entry is missing from the log: {s:?}");
-        if let Some(stock) = s.redis_stock {
-            assert!(stock >= 0, "redis stock negative: {s:?}");
-        }
-        if quiet {
-            assert_eq!(s.redis_stock, Some(s.saleable - s.redis_pending), "redis = saleable - pending: {s:?}");
-        }
+        let failures = s.identity_failures(quiet);
+        assert!(failures.is_empty(), "{failures:?}: {s:?}");
     }
 
     /// Waits until nothing is pending and both stores agree, then asserts every identity.

@@ -14,7 +14,7 @@ use flashstock::ports::{Ledger, StockCache};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::stack::{Stack, StackOptions};
+use crate::stack::{Stack, StackOptions, StoreFigures};
 
 #[derive(Debug, Clone)]
 pub struct FlashOptions {
@@ -56,14 +56,7 @@ pub struct Sample {
 /// The final state of both stores.
 #[derive(Debug, Clone, Default)]
 pub struct FinalState {
-    pub quantity: i64,
-    pub saleable: i64,
-    pub reserved_counter: i64,
-    pub confirmed_counter: i64,
-    /// Σ quantity by status over the collection's order records (a table scan).
-    pub by_status: BTreeMap<String, i64>,
-    pub redis_stock: Option<i64>,
-    pub redis_pending: i64,
+    pub stores: StoreFigures,
     pub drift: Option<i64>,
     pub violations: usize,
 }
@@ -112,25 +105,15 @@ impl FlashReport {
     /// The stock identities (docs/DESIGN.md#stock-identities) on both stores, and no oversell: every failure, by name.
     pub fn identity_failures(&self) -> Vec<String> {
         let s = &self.last;
-        let reserved = s.by_status.get("RESERVED").copied().unwrap_or(0);
-        let confirmed = s.by_status.get("CONFIRMED").copied().unwrap_or(0);
-        let mut out = Vec::new();
+        let reserved = s.stores.by_status.get("RESERVED").copied().unwrap_or(0);
+        let mut out = s.stores.identity_failures(true);
         let mut check = |ok: bool, what: String| {
             if !ok {
                 out.push(what);
             }
         };
-        check(
-            s.quantity == s.saleable + reserved + confirmed,
-            format!("quantity {} ≠ saleable {} + reserved {reserved} + confirmed {confirmed}", s.quantity, s.saleable),
-        );
-        check(
-            (s.reserved_counter, s.confirmed_counter) == (reserved, confirmed),
-            format!("counters {}/{} ≠ records {reserved}/{confirmed}", s.reserved_counter, s.confirmed_counter),
-        );
         check(self.accepted as i64 == reserved, format!("accepted {} ≠ RESERVED {reserved}", self.accepted));
         check(self.accepted <= self.units, format!("oversold: accepted {} > units {}", self.accepted, self.units));
-        check(s.redis_stock == Some(s.saleable - s.redis_pending), format!("Redis {:?} ≠ saleable", s.redis_stock));
         check(s.drift == Some(0), format!("drift {:?}", s.drift));
         check(s.violations == 0, format!("{} identity violations reported", s.violations));
         out
@@ -265,18 +248,10 @@ pub async fn run(redis_url: &str, name: &str, opts: &FlashOptions) -> anyhow::Re
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let run = stack.app.reconcile(flashstock::now_ms()).await?;
-    let snap = stack.app.cache.snapshot(&id).await?;
     let rec = stack.app.ledger.collection(&id).await?.ok_or_else(|| anyhow::anyhow!("collection vanished"))?;
     let mine = run.collections.get(id.as_str());
-    let table = stack.table_figures(&collection).await?;
     report.last = FinalState {
-        quantity: table.quantity,
-        saleable: table.saleable,
-        reserved_counter: table.reserved_counter,
-        confirmed_counter: table.confirmed_counter,
-        by_status: table.by_status,
-        redis_stock: snap.stock,
-        redis_pending: snap.pending,
+        stores: stack.store_figures(&collection).await?,
         drift: mine.and_then(|c| c.drift),
         violations: mine.map_or(0, |c| c.identity_violations.len()) + rec.levels.violations().len(),
     };

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use flashstock::adapters::redis_cache::{Conn, collection_keys};
 use flashstock::app::LiveApp;
 use flashstock::config::{self, Config};
 use flashstock::lambda::cancel_event;
@@ -62,6 +63,8 @@ pub struct Stack {
     pub secret: String,
     pub sqs: aws_sdk_sqs::Client,
     pub dynamo: aws_sdk_dynamodb::Client,
+    /// A plain connection to this stack's Redis, for reading its keys directly.
+    pub redis: Conn,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -101,6 +104,7 @@ impl Stack {
         })?;
         tweak(&mut config);
         let app = Arc::new(LiveApp::from_config(&config).await?);
+        let redis = flashstock::adapters::redis_cache::connect(config.redis_url.expose(), config.redis_cluster).await?;
         let secret = jwt::secret_from_env();
         let (addr, door) = front_door::serve(app.clone(), secret.clone(), opts.http_addr).await?;
         let mut tasks = vec![door];
@@ -169,15 +173,17 @@ impl Stack {
             secret,
             sqs,
             dynamo,
+            redis,
             tasks,
         })
     }
 
-    /// One collection's durable figures read straight from the table (a consistent scan, no
-    /// decoding by the ledger): the collection item's counters and Σ quantity by status over its
-    /// order records. The identity checks of the tests and of the flash-sale bench read this.
-    pub async fn table_figures(&self, collection: &str) -> anyhow::Result<TableFigures> {
-        let mut out = TableFigures::default();
+    /// One collection's figures read straight from both stores: a consistent table scan (no
+    /// decoding by the ledger) for the collection item's counters and Σ quantity by status over
+    /// its order records, and the collection's Redis keys. The tests, the flash-sale bench and the
+    /// demo check the stock identities on this.
+    pub async fn store_figures(&self, collection: &str) -> anyhow::Result<StoreFigures> {
+        let mut out = StoreFigures::default();
         let mut pages =
             self.dynamo.scan().table_name(&self.config.table).consistent_read(true).into_paginator().items().send();
         while let Some(item) = pages.next().await {
@@ -194,6 +200,21 @@ impl Stack {
                 *out.by_status.entry(text("status").to_owned()).or_default() += num("quantity");
             }
         }
+        let id = flashstock::domain::CollectionId::parse(collection)?;
+        // The pending sum as production reads it (snapshot.lua counts it from the log).
+        let snap = flashstock::ports::StockCache::snapshot(&self.app.cache, &id).await?;
+        out.redis_stock = snap.stock;
+        out.redis_pending = snap.pending;
+        out.redis_log_len = snap.unsettled;
+        let [_, orders, ..] = collection_keys(&self.config.key_prefix, &id);
+        let mut con = self.redis.clone();
+        let entries: std::collections::HashMap<String, String> =
+            redis::cmd("HGETALL").arg(&orders).query_async(&mut con).await?;
+        out.redis_pending_entries = entries
+            .values()
+            .filter(|v| v.starts_with("P|"))
+            .filter_map(|v| v.split('|').nth(1)?.parse::<i64>().ok())
+            .sum();
         Ok(out)
     }
 
@@ -203,15 +224,65 @@ impl Stack {
     }
 }
 
-/// See [`Stack::table_figures`].
+/// See [`Stack::store_figures`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TableFigures {
+pub struct StoreFigures {
     pub quantity: i64,
     pub saleable: i64,
     pub reserved_counter: i64,
     pub confirmed_counter: i64,
     /// Σ quantity by status over the collection's order records.
     pub by_status: std::collections::BTreeMap<String, i64>,
+    pub redis_stock: Option<i64>,
+    /// Σ qty of the P entries in the log, as `snapshot.lua` counts it.
+    pub redis_pending: i64,
+    /// Σ qty of all Redis entries in state P (each must be in the log).
+    pub redis_pending_entries: i64,
+    pub redis_log_len: i64,
+}
+
+impl StoreFigures {
+    /// The stock identities (docs/DESIGN.md#stock-identities): `quantity = saleable + Σ RESERVED +
+    /// Σ CONFIRMED` from the order records themselves, the counters agree with them,
+    /// `0 ≤ saleable ≤ quantity`, Redis stock never negative, its pending sum covers every P entry,
+    /// and (when `quiet`) Redis stock = saleable − pending. Every failure, by name.
+    pub fn identity_failures(&self, quiet: bool) -> Vec<String> {
+        let reserved = self.by_status.get("RESERVED").copied().unwrap_or(0);
+        let confirmed = self.by_status.get("CONFIRMED").copied().unwrap_or(0);
+        let mut out = Vec::new();
+        let mut check = |ok: bool, what: String| {
+            if !ok {
+                out.push(what);
+            }
+        };
+        check(
+            0 <= self.saleable && self.saleable <= self.quantity,
+            format!("saleable {} outside 0..={}", self.saleable, self.quantity),
+        );
+        check(
+            self.quantity == self.saleable + reserved + confirmed,
+            format!(
+                "quantity {} ≠ saleable {} + reserved {reserved} + confirmed {confirmed}",
+                self.quantity, self.saleable
+            ),
+        );
+        check(
+            (self.reserved_counter, self.confirmed_counter) == (reserved, confirmed),
+            format!("counters {}/{} ≠ records {reserved}/{confirmed}", self.reserved_counter, self.confirmed_counter),
+        );
+        check(
+            self.redis_pending == self.redis_pending_entries,
+            format!("a P entry is missing from the log: {} ≠ {}", self.redis_pending, self.redis_pending_entries),
+        );
+        check(self.redis_stock.is_none_or(|s| s >= 0), format!("Redis stock {:?} negative", self.redis_stock));
+        if quiet {
+            check(
+                self.redis_stock == Some(self.saleable - self.redis_pending),
+                format!("Redis {:?} ≠ saleable {} − pending {}", self.redis_stock, self.saleable, self.redis_pending),
+            );
+        }
+        out
+    }
 }
 
 /// A batch response reporting every message as failed.

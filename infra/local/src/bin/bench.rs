@@ -374,7 +374,7 @@ async fn flash(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String, m: &mu
     let (lat, lev) = (format!("{stem}-flash-sale-latency.png"), format!("{stem}-flash-sale-levels.png"));
     flash_sale::plot_latency(&r, &dir.join(&lat))?;
     flash_sale::plot_levels(&r, &dir.join(&lev))?;
-    let s = &r.last;
+    let (s, last) = (&r.last.stores, &r.last);
     writeln!(
         md,
         "Every run ends with both stores checked (the stock identities of docs/DESIGN.md) after one reconciliation run: the bench fails if any identity breaks. The median run: outcomes {:?}; DynamoDB quantity {} = saleable {} + RESERVED {} + CONFIRMED {} (order records scanned: {:?}); Redis stock {:?}, pending {}; drift {:?}; identity violations {}.\n",
@@ -386,8 +386,8 @@ async fn flash(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String, m: &mu
         s.by_status,
         s.redis_stock,
         s.redis_pending,
-        s.drift,
-        s.violations
+        last.drift,
+        last.violations
     )?;
     writeln!(
         md,
