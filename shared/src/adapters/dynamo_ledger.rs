@@ -192,6 +192,48 @@ impl DynamoLedger {
         out.item.map(serde_dynamo::from_item).transpose().map_err(|e| InfraError::new(op, e))
     }
 
+    /// One transaction moving an order between statuses together with its collection's counters
+    /// (confirm, cancel). The order's condition failing (item 0) means another second phase won:
+    /// `ConditionFailed`, so the caller reads again and decides.
+    async fn order_and_collection(
+        &self,
+        op: &'static str,
+        order: Update,
+        collection: Update,
+    ) -> Result<(), WriteError> {
+        let res = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(order).build())
+            .transact_items(TransactWriteItem::builder().update(collection).build())
+            .send()
+            .await;
+        match res.map_err(|e| map_transact_error(op, e)) {
+            Ok(_) => Ok(()),
+            Err(WriteError::Cancelled(r)) if r.first() == Some(&ItemFailure::ConditionFailed) => {
+                Err(WriteError::ConditionFailed)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Puts an item only where none is (`attribute_not_exists(pk)`): `false` when one was there.
+    async fn put_new<T: Serialize>(&self, op: &'static str, item: &T) -> InfraResult<bool> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(item)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(sdk_err(op)(e)),
+        }
+    }
+
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into() }
     }
@@ -257,31 +299,20 @@ impl Ledger for DynamoLedger {
             gsi2pk: COLLECTIONS.to_owned(),
             gsi2sk: id.to_string(),
         };
-        let res = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(&item)?))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(CreateOutcome::Created),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                let existing = self
-                    .collection(id)
-                    .await?
-                    .ok_or_else(|| InfraError::new("dynamodb create collection", "exists but cannot be read back"))?;
-                Ok(if existing.spec == *spec {
-                    CreateOutcome::Same
-                } else if existing.spec.quantity != spec.quantity {
-                    CreateOutcome::QuantityDiffers
-                } else {
-                    CreateOutcome::SettingsDiffer
-                })
-            }
-            Err(e) => Err(sdk_err("dynamodb create collection")(e)),
+        if self.put_new("dynamodb create collection", &item).await? {
+            return Ok(CreateOutcome::Created);
         }
+        let existing = self
+            .collection(id)
+            .await?
+            .ok_or_else(|| InfraError::new("dynamodb create collection", "exists but cannot be read back"))?;
+        Ok(if existing.spec == *spec {
+            CreateOutcome::Same
+        } else if existing.spec.quantity != spec.quantity {
+            CreateOutcome::QuantityDiffers
+        } else {
+            CreateOutcome::SettingsDiffer
+        })
     }
 
     async fn collection(&self, id: &CollectionId) -> InfraResult<Option<CollectionRecord>> {
@@ -289,32 +320,24 @@ impl Ledger for DynamoLedger {
     }
 
     async fn collections(&self) -> InfraResult<Vec<CollectionId>> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(KIND_INDEX)
+            .key_condition_expression("gsi2pk = :k")
+            .expression_attribute_values(":k", s(COLLECTIONS));
+        let mut items = query.into_paginator().items().send();
         let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(KIND_INDEX)
-                .key_condition_expression("gsi2pk = :k")
-                .expression_attribute_values(":k", s(COLLECTIONS))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_err("dynamodb list collections"))?;
-            for item in page.items() {
-                if let Some(AttributeValue::S(id)) = item.get("gsi2sk")
-                    && let Ok(id) = CollectionId::parse(id)
-                {
-                    out.push(id);
-                }
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
+        while let Some(item) = items.next().await {
+            let item = item.map_err(sdk_err("dynamodb list collections"))?;
+            if let Some(AttributeValue::S(id)) = item.get("gsi2sk")
+                && let Ok(id) = CollectionId::parse(id)
+            {
+                out.push(id);
             }
         }
+        Ok(out)
     }
 
     async fn record_drift(&self, id: &CollectionId, drift: i64) -> InfraResult<()> {
@@ -441,20 +464,7 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":q", n(order.quantity))
             .build()
             .map_err(|e| InfraError::new("dynamodb build update", e))?;
-        let res = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(o).build())
-            .transact_items(TransactWriteItem::builder().update(c).build())
-            .send()
-            .await;
-        match res.map_err(|e| map_transact_error("dynamodb confirm", e)) {
-            Ok(_) => Ok(()),
-            Err(WriteError::Cancelled(r)) if r.first() == Some(&ItemFailure::ConditionFailed) => {
-                Err(WriteError::ConditionFailed)
-            }
-            Err(e) => Err(e),
-        }
+        self.order_and_collection("dynamodb confirm", o, c).await
     }
 
     async fn cancel_reserved(
@@ -491,20 +501,7 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":cap", n(collection_quantity - q))
             .build()
             .map_err(|e| InfraError::new("dynamodb build update", e))?;
-        let res = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(o).build())
-            .transact_items(TransactWriteItem::builder().update(c).build())
-            .send()
-            .await;
-        match res.map_err(|e| map_transact_error("dynamodb cancel", e)) {
-            Ok(_) => Ok(()),
-            Err(WriteError::Cancelled(r)) if r.first() == Some(&ItemFailure::ConditionFailed) => {
-                Err(WriteError::ConditionFailed)
-            }
-            Err(e) => Err(e),
-        }
+        self.order_and_collection("dynamodb cancel", o, c).await
     }
 
     async fn put_tombstone(&self, t: &Tombstone<'_>, now_ms: i64) -> InfraResult<bool> {
@@ -524,52 +521,30 @@ impl Ledger for DynamoLedger {
             gsi1sk: None,
             ttl: Some(now_ms / 1000 + FINAL_TTL_SECONDS),
         };
-        let res = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(&item)?))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
-            Err(e) => Err(sdk_err("dynamodb put tombstone")(e)),
-        }
+        self.put_new("dynamodb put tombstone", &item).await
     }
 
     async fn expired_reservations(&self, deadline_s: i64, limit: usize) -> InfraResult<Vec<OrderId>> {
         let mut out = Vec::new();
         for shard in 0..EXPIRY_SHARDS {
-            let mut start = None;
-            loop {
-                let page = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(EXPIRY_INDEX)
-                    .key_condition_expression("gsi1pk = :p AND gsi1sk <= :d")
-                    .expression_attribute_values(":p", s(format!("EXP#{shard}")))
-                    .expression_attribute_values(":d", n(deadline_s))
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(sdk_err("dynamodb query expired"))?;
-                for item in page.items() {
-                    if let Some(AttributeValue::S(pk)) = item.get("pk")
-                        && let Some(Ok(id)) = pk.strip_prefix("ORD#").map(OrderId::parse)
-                    {
-                        out.push(id);
+            let query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(EXPIRY_INDEX)
+                .key_condition_expression("gsi1pk = :p AND gsi1sk <= :d")
+                .expression_attribute_values(":p", s(format!("EXP#{shard}")))
+                .expression_attribute_values(":d", n(deadline_s));
+            let mut items = query.into_paginator().items().send();
+            while let Some(item) = items.next().await {
+                let item = item.map_err(sdk_err("dynamodb query expired"))?;
+                if let Some(AttributeValue::S(pk)) = item.get("pk")
+                    && let Some(Ok(id)) = pk.strip_prefix("ORD#").map(OrderId::parse)
+                {
+                    out.push(id);
+                    if out.len() >= limit {
+                        return Ok(out);
                     }
-                }
-                if out.len() >= limit {
-                    out.truncate(limit);
-                    return Ok(out);
-                }
-                match page.last_evaluated_key {
-                    Some(k) if !k.is_empty() => start = Some(k),
-                    _ => break,
                 }
             }
         }
