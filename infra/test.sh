@@ -18,5 +18,5 @@ echo "== cfn-lint template.yaml"
 echo "== cargo test"
 cargo test --workspace -- --test-threads "${FLASHSTOCK_TEST_THREADS:-4}"
 echo "== bench smoke (infra/bench.sh --tiny)"
-RUST_LOG=error cargo run --quiet -p flashstock-local --bin flashstock-bench -- --tiny --runs 1 --out target/BENCHMARKS.tiny.md >/dev/null
+RUST_LOG=error cargo run --quiet -p flashstock-demo --bin flashstock-bench -- --tiny --runs 1 --out target/BENCHMARKS.tiny.md >/dev/null
 echo "bench smoke ok"

@@ -11,11 +11,10 @@
 //! - [`schedule`]: an EventBridge schedule: scheduled events on an interval.
 //! - [`stack`]: all of the above for one isolated deployment (prefix, table, queues).
 //! - [`runtime_api`]: a Lambda Runtime API emulator that runs the real bootstrap binaries.
-//! - [`demo`], [`flash_sale`] and [`bench`]: the demo, the flash-sale benchmark, the other benchmarks.
+//!
+//! The demo and the benchmarks that drive it are their own crate (`infra/demo`), so tests do not
+//! compile them.
 
-pub mod bench;
-pub mod demo;
-pub mod flash_sale;
 pub mod front_door;
 pub mod jwt;
 pub mod poller;

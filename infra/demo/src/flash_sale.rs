@@ -14,7 +14,7 @@ use flashstock::ports::{Ledger, StockCache};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::stack::{Stack, StackOptions, StoreFigures};
+use flashstock_local::stack::{Stack, StackOptions, StoreFigures};
 
 #[derive(Debug, Clone)]
 pub struct FlashOptions {

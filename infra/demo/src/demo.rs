@@ -146,7 +146,7 @@ impl Client {
         roles: &[&str],
         body: Option<Value>,
     ) -> anyhow::Result<(u16, Value)> {
-        let token = crate::jwt::mint(&self.secret, sub, roles);
+        let token = flashstock_local::jwt::mint(&self.secret, sub, roles);
         let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);

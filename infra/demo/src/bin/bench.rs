@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use flashstock_local::bench::{self, FUNCTIONS, median};
-use flashstock_local::flash_sale::{self, FlashOptions, FlashReport};
+use flashstock_demo::bench::{self, FUNCTIONS, median};
+use flashstock_demo::flash_sale::{self, FlashOptions, FlashReport};
 use flashstock_local::stack::{Stack, StackOptions};
 
 #[derive(Parser)]

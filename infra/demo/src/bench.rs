@@ -198,7 +198,10 @@ pub struct BenchApp {
 }
 
 impl BenchApp {
-    pub async fn new(stack: &crate::stack::Stack, tweak: impl FnOnce(&mut Settings)) -> anyhow::Result<Self> {
+    pub async fn new(
+        stack: &flashstock_local::stack::Stack,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> anyhow::Result<Self> {
         let sdk = flashstock::adapters::aws_sdk_config().await;
         let counter = RequestCounter::default();
         let dynamo_cfg = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(counter.clone()).build();
@@ -262,7 +265,7 @@ pub struct ReconcileCost {
 /// Builds `settled` settled entries and `unsettled` lost ones on a fresh collection, then runs
 /// reconciliation once (threshold 0) and measures it.
 pub async fn reconcile_cost(
-    stack: &crate::stack::Stack,
+    stack: &flashstock_local::stack::Stack,
     case: &str,
     settled: usize,
     unsettled: usize,
@@ -416,7 +419,7 @@ pub struct Amplification {
 /// Persists `orders` accepted orders of one collection through the persist handler in SQS
 /// batches of `batch_size`, counting what reaches DynamoDB.
 pub async fn amplification(
-    stack: &crate::stack::Stack,
+    stack: &flashstock_local::stack::Stack,
     orders: usize,
     batch_size: usize,
 ) -> anyhow::Result<Amplification> {
@@ -490,7 +493,7 @@ pub struct Events {
 }
 
 impl Events {
-    pub async fn prepare(stack: &crate::stack::Stack, tag: &str) -> anyhow::Result<Self> {
+    pub async fn prepare(stack: &flashstock_local::stack::Stack, tag: &str) -> anyhow::Result<Self> {
         let b = BenchApp::new(stack, |s| s.emit_emf = false).await?;
         let collection = b.collection(&format!("fp-{tag}"), 1_000_000).await?;
         // Ten accepted Tries whose messages the persist function will receive.
@@ -506,7 +509,7 @@ impl Events {
 
     /// The `i`-th event for `function`.
     pub fn event(&self, function: &str, i: usize) -> anyhow::Result<serde_json::Value> {
-        use crate::runtime_api::{http_event, sqs_event};
+        use flashstock_local::runtime_api::{http_event, sqs_event};
         Ok(match function {
             "flashstock-api" => http_event(
                 "POST",
@@ -523,7 +526,7 @@ impl Events {
             "flashstock-cancel" => {
                 http_event("POST", &format!("/v1/reservations/fp-{}-g{i}/cancel", self.tag), "ghost", &[], None)?
             }
-            _ => crate::schedule::scheduled_event(),
+            _ => flashstock_local::schedule::scheduled_event(),
         })
     }
 }
@@ -532,12 +535,16 @@ impl Events {
 /// and measures process start → first request for work (init) and → first answer (cold start).
 /// Then, when `invocations` > 1, invokes it that many times in all and reads its resident memory.
 pub async fn footprint(
-    stack: &crate::stack::Stack,
+    stack: &flashstock_local::stack::Stack,
     binary: &std::path::Path,
     events: &Events,
     invocations: usize,
 ) -> anyhow::Result<Footprint> {
-    let mut f = crate::runtime_api::Function::start(binary, &crate::runtime_api::function_env(&stack.config)).await?;
+    let mut f = flashstock_local::runtime_api::Function::start(
+        binary,
+        &flashstock_local::runtime_api::function_env(&stack.config),
+    )
+    .await?;
     let name = f.name.clone();
     let first = f.invoke(events.event(&name, 0)?).await?;
     anyhow::ensure!(first.is_ok(), "{name}: first invocation failed: {first:?}");

@@ -1,0 +1,10 @@
+//! The demo flash sale and the benchmarks, on the local stack (`infra/local`): kept out of the
+//! stack's crate so the tests do not compile them.
+//!
+//! - [`demo`]: concurrent buyer journeys against a running front door, with a verdict.
+//! - [`flash_sale`]: the flash-sale benchmark and its plots.
+//! - [`bench`]: the other benchmarks (script cost, write amplification, footprint, reconciliation).
+
+pub mod bench;
+pub mod demo;
+pub mod flash_sale;
