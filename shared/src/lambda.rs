@@ -100,8 +100,13 @@ where
     }
     let unresolved = run(msgs).await;
     failed.extend(carried.into_iter().filter(|(_, o)| unresolved.contains(o)).map(|(id, _)| id));
+    batch_failures(failed)
+}
+
+/// A partial batch response reporting these message ids as failed (SQS delivers them again).
+pub fn batch_failures(ids: impl IntoIterator<Item = String>) -> SqsBatchResponse {
     let mut resp = SqsBatchResponse::default();
-    resp.batch_item_failures = failed
+    resp.batch_item_failures = ids
         .into_iter()
         .map(|id| {
             let mut f = BatchItemFailure::default();

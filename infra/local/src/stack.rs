@@ -143,7 +143,7 @@ impl Stack {
                         other => {
                             // A failed invocation: Lambda redelivers the whole batch.
                             tracing::error!(error = ?other.err().map(|e| e.to_string()), "timer invocation failed");
-                            all_failed(ids)
+                            flashstock::lambda::batch_failures(ids)
                         }
                     }
                 }
@@ -283,18 +283,4 @@ impl StoreFigures {
         }
         out
     }
-}
-
-/// A batch response reporting every message as failed.
-fn all_failed(ids: Vec<String>) -> aws_lambda_events::sqs::SqsBatchResponse {
-    let mut resp = aws_lambda_events::sqs::SqsBatchResponse::default();
-    resp.batch_item_failures = ids
-        .into_iter()
-        .map(|id| {
-            let mut f = aws_lambda_events::sqs::BatchItemFailure::default();
-            f.item_identifier = id;
-            f
-        })
-        .collect();
-    resp
 }

@@ -9,13 +9,15 @@ pub mod confirm;
 pub mod persist;
 pub mod reconcile;
 pub mod reserve;
+pub mod sold_out;
 pub mod status;
 pub mod timeouts;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
+use self::sold_out::SoldOutFlags;
 use crate::adapters::{DynamoLedger, RedisCache, SqsQueue};
 use crate::config::Config;
 use crate::domain::{CollectionId, CollectionSpec, IdentityViolation, Refusal};
@@ -97,8 +99,8 @@ pub struct App<C, L, Q> {
     pub settings: Settings,
     /// Collection settings are immutable, so each instance caches them for its life.
     specs: RwLock<HashMap<CollectionId, Arc<CollectionSpec>>>,
-    /// Per-instance sold-out flags: refuse without a Redis round trip until the instant.
-    sold_out: Mutex<HashMap<CollectionId, Instant>>,
+    /// Per-instance sold-out flags: refuse without a Redis round trip while one is up.
+    sold_out: SoldOutFlags,
 }
 
 /// The app on the real adapters, as every function runs it.
@@ -124,7 +126,8 @@ impl LiveApp {
 
 impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     pub fn new(cache: C, ledger: L, queue: Q, settings: Settings) -> Self {
-        Self { cache, ledger, queue, settings, specs: RwLock::default(), sold_out: Mutex::default() }
+        let sold_out = SoldOutFlags::new(settings.sold_out_flag);
+        Self { cache, ledger, queue, settings, specs: RwLock::default(), sold_out }
     }
 
     /// The collection's settings, from the instance cache or DynamoDB.
@@ -141,27 +144,15 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     }
 
     fn is_sold_out(&self, id: &CollectionId) -> bool {
-        let Ok(mut m) = self.sold_out.lock() else { return false };
-        match m.get(id) {
-            Some(until) if *until > Instant::now() => true,
-            Some(_) => {
-                m.remove(id);
-                false
-            }
-            None => false,
-        }
+        self.sold_out.is_up(id)
     }
 
     fn flag_sold_out(&self, id: &CollectionId) {
-        if let Ok(mut m) = self.sold_out.lock() {
-            m.insert(id.clone(), Instant::now() + self.settings.sold_out_flag);
-        }
+        self.sold_out.raise(id);
     }
 
     fn clear_sold_out(&self, id: &CollectionId) {
-        if let Ok(mut m) = self.sold_out.lock() {
-            m.remove(id);
-        }
+        self.sold_out.clear(id);
     }
 }
 
