@@ -6,7 +6,7 @@ use crate::sched::Dir;
 use crate::world::{OpKind, Scenario, Setup, When};
 
 use OpKind::{Cancel, Confirm, Persist, PersistBatch, Reconcile, Sweep, Timeout, Try, TryFault, WarmUp};
-use Setup::{DiesAt, ExpireDirectory, LoseMessages, LoseStock, Op, Redeliver, Trim};
+use Setup::{DiesAt, ExpireDirectory, LoseMessages, LoseStock, Op, Redeliver, SkewStock, Trim};
 
 const SEND: &str = "sqs send reservation";
 const RESERVE_SCRIPT: &str = "redis reserve.lua";
@@ -60,6 +60,8 @@ pub fn pairs() -> Vec<Scenario> {
         sc("warmup-cancel", &[Op(Try(0)), Op(Persist), LoseStock], &[WarmUp, Cancel(0)]),
         sc("failed-send-reconcile-replay", &[DiesAt(Try(0), SEND)], &[Reconcile, Try(0)]),
         sc("rebuild-try", &[LoseStock], &[Reconcile, Try(0)]),
+        sc("drift-repair-try", &[SkewStock(1)], &[Reconcile, Try(0)]),
+        sc("drift-repair-cancel", &[Op(Try(0)), Op(Persist), SkewStock(-1)], &[Reconcile, Cancel(0)]),
         after_retention(sc("trim-late-replay", &[Op(Try(0)), Op(Persist), ExpireDirectory(0)], &[Reconcile, Try(0)])),
         after_retention(sc(
             "trim-replay-cancel",
