@@ -37,11 +37,6 @@ struct Cli {
     no_progress: bool,
 }
 
-fn redis_url() -> anyhow::Result<String> {
-    std::env::var(flashstock::config::REDIS_URL)
-        .map_err(|_| anyhow::anyhow!("FLASHSTOCK_REDIS_URL is not set: run `source <(infra/services.sh env)` first"))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let Cli {
@@ -73,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
         None => {
             let name = format!("demo-{}", ulid::Ulid::new().to_string().to_lowercase());
             let sopts = StackOptions { schedule_interval: Some(Duration::from_secs(2)), ..StackOptions::default() };
-            let stack = Stack::launch(&name, &redis_url()?, sopts, |c| {
+            let stack = Stack::launch(&name, &flashstock_local::redis_url()?, sopts, |c| {
                 c.fault_drop_message_percent = lose_percent;
                 // Local queues drain in well under a second; heal lost messages quickly.
                 c.reconcile_threshold_ms = 5_000;

@@ -479,18 +479,11 @@ impl World {
         if let Some(g) = gate {
             g.enter("sqs receive reservations").await;
         }
-        let out = self
-            .sqs
-            .receive_message()
-            .queue_url(&self.queues.reservations)
-            .max_number_of_messages(max)
-            .wait_time_seconds(0)
-            .send()
-            .await;
+        let msgs = self.receive(max).await;
         if let Some(g) = gate {
             g.leave();
         }
-        let msgs = out?.messages.unwrap_or_default();
+        let msgs = msgs?;
         if msgs.is_empty() {
             return Ok(json!({ "received": 0 }));
         }
@@ -512,18 +505,7 @@ impl World {
             if let Some(g) = gate {
                 g.enter("sqs delete reservations").await;
             }
-            let entries = done
-                .iter()
-                .enumerate()
-                .map(|(i, rh)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(*rh).build())
-                .collect::<Result<Vec<_>, _>>()?;
-            let res = self
-                .sqs
-                .delete_message_batch()
-                .queue_url(&self.queues.reservations)
-                .set_entries(Some(entries))
-                .send()
-                .await;
+            let res = self.delete(&done.iter().map(|rh| rh.as_str()).collect::<Vec<_>>()).await;
             if let Some(g) = gate {
                 g.leave();
             }
@@ -535,37 +517,39 @@ impl World {
         Ok(json!({ "received": msgs.len(), "failed": failed.len() }))
     }
 
+    /// Receives up to `max` visible reservation messages (no long poll).
+    async fn receive(&self, max: i32) -> anyhow::Result<Vec<aws_sdk_sqs::types::Message>> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queues.reservations)
+            .max_number_of_messages(max)
+            .wait_time_seconds(0)
+            .send()
+            .await?;
+        Ok(out.messages.unwrap_or_default())
+    }
+
+    /// Deletes reservation messages by receipt handle.
+    async fn delete(&self, receipts: &[&str]) -> anyhow::Result<()> {
+        let entries = receipts
+            .iter()
+            .enumerate()
+            .map(|(i, rh)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(*rh).build())
+            .collect::<Result<Vec<_>, _>>()?;
+        self.sqs.delete_message_batch().queue_url(&self.queues.reservations).set_entries(Some(entries)).send().await?;
+        Ok(())
+    }
+
     /// Deletes whatever the reservation queue holds (moto allows one purge a minute).
     async fn discard_reservations(&self) -> anyhow::Result<()> {
         loop {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queues.reservations)
-                .max_number_of_messages(10)
-                .wait_time_seconds(0)
-                .send()
-                .await?;
-            let msgs = out.messages.unwrap_or_default();
+            let msgs = self.receive(10).await?;
             if msgs.is_empty() {
                 return Ok(());
             }
-            let entries = msgs
-                .iter()
-                .enumerate()
-                .map(|(i, m)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
-                        .build()
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            self.sqs
-                .delete_message_batch()
-                .queue_url(&self.queues.reservations)
-                .set_entries(Some(entries))
-                .send()
-                .await?;
+            let receipts: Vec<&str> = msgs.iter().filter_map(|m| m.receipt_handle.as_deref()).collect();
+            self.delete(&receipts).await?;
         }
     }
 

@@ -22,3 +22,10 @@ pub mod provision;
 pub mod runtime_api;
 pub mod schedule;
 pub mod stack;
+
+/// The local Redis the services script started (`FLASHSTOCK_REDIS_URL`), or a message saying how
+/// to get it.
+pub fn redis_url() -> anyhow::Result<String> {
+    std::env::var(flashstock::config::REDIS_URL)
+        .map_err(|_| anyhow::anyhow!("FLASHSTOCK_REDIS_URL is not set: run `source <(infra/services.sh env)` first"))
+}

@@ -38,11 +38,6 @@ enum Cmd {
     },
 }
 
-fn redis_url() -> anyhow::Result<String> {
-    std::env::var(flashstock::config::REDIS_URL)
-        .map_err(|_| anyhow::anyhow!("FLASHSTOCK_REDIS_URL is not set: run `source <(infra/services.sh env)` first"))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -58,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
                 schedule_interval: Some(Duration::from_secs(schedule_seconds.max(1))),
                 ..StackOptions::default()
             };
-            let stack = Stack::launch(&name, &redis_url()?, opts, |_| {}).await?;
+            let stack = Stack::launch(&name, &flashstock_local::redis_url()?, opts, |_| {}).await?;
             eprintln!("flashstock serving on {} (table {}, Ctrl-C to stop)", stack.url, stack.config.table);
             eprintln!("admin token:  {}", stack.token("operator", &["admin"]));
             eprintln!("buyer token:  {}", stack.token("buyer-1", &[]));
