@@ -9,11 +9,11 @@
 use serde::Serialize;
 
 use super::{App, AppError};
+use crate::domain::{CollectionId, OrderId, Quantity, Status, UserId};
+use crate::ports::{CacheState, Claim, Ledger, Queue, ReservationMessage, ReserveOutcome, ReserveRequest, StockCache};
 
 /// Clock skew allowed between a Try and a reconciliation run deciding the same entry.
 const STALE_MARGIN_MS: i64 = 5_000;
-use crate::domain::{CollectionId, OrderId, Quantity, Status, UserId};
-use crate::ports::{CacheState, Claim, Ledger, Queue, ReservationMessage, ReserveOutcome, ReserveRequest, StockCache};
 
 /// A Try as the API received it (quantity not yet checked against the collection's maximum).
 #[derive(Debug, Clone)]
@@ -78,40 +78,39 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             quantity,
             accepted_at_ms,
         };
-        let refused = match self.cache.reserve(&req).await? {
+        // A refusal keeps the claim (an idempotency key outlives a refusal): a retry with the same
+        // body is evaluated again, one with another body is a mismatch, and a cancel's tombstone
+        // written over the claim meanwhile is never erased.
+        match self.cache.reserve(&req).await? {
             ReserveOutcome::Reserved { stock_left } => {
                 if stock_left <= 0 {
                     self.flag_sold_out(&input.collection);
                 }
-                return self.publish(message(now_ms)).await.map(|()| accepted);
+                self.publish(message(now_ms)).await.map(|()| accepted)
             }
             // A replay of an order still pending may be the retry of a Try whose message never
             // left (it died, its send failed, or its client library re-sent the script): publish
             // it again so that a 202 always has a message behind it.
             ReserveOutcome::Replay { state: CacheState::Pending, accepted_at_ms } => {
-                return self.publish(message(accepted_at_ms)).await.map(|()| accepted);
+                self.publish(message(accepted_at_ms)).await.map(|()| accepted)
             }
             // Old enough for reconciliation to be giving it up right now: publish all the same
             // (if the message wins, the order becomes RESERVED), but promise nothing.
             ReserveOutcome::ReplayStale { accepted_at_ms } => {
                 self.publish(message(accepted_at_ms)).await?;
-                return Err(AppError::Unconfirmed);
+                Err(AppError::Unconfirmed)
             }
-            ReserveOutcome::Replay { .. } => return Ok(accepted),
-            ReserveOutcome::Cancelled => return Err(crate::domain::Refusal::Tombstoned.into()),
-            ReserveOutcome::Mismatch => return Err(AppError::IdempotencyMismatch),
-            ReserveOutcome::NoCache => AppError::CacheNotReady,
+            ReserveOutcome::Replay { .. } => Ok(accepted),
+            ReserveOutcome::Cancelled => Err(crate::domain::Refusal::Tombstoned.into()),
+            ReserveOutcome::Mismatch => Err(AppError::IdempotencyMismatch),
+            ReserveOutcome::NoCache => Err(AppError::CacheNotReady),
             ReserveOutcome::SoldOut => {
                 self.flag_sold_out(&input.collection);
-                AppError::SoldOut
+                Err(AppError::SoldOut)
             }
-            ReserveOutcome::Insufficient { available } => AppError::InsufficientStock { available },
-            ReserveOutcome::LimitExceeded { held } => AppError::LimitExceeded { held },
-        };
-        // The claim stays (an idempotency key outlives a refusal): a retry with the same body is
-        // evaluated again, one with another body is a mismatch, and a cancel's tombstone written
-        // over the claim meanwhile is never erased.
-        Err(refused)
+            ReserveOutcome::Insufficient { available } => Err(AppError::InsufficientStock { available }),
+            ReserveOutcome::LimitExceeded { held } => Err(AppError::LimitExceeded { held }),
+        }
     }
 
     /// Publishes the reservation message (the SDK retries transient failures). When it still
