@@ -55,12 +55,17 @@ pub struct Explored {
 }
 
 /// Every schedule of `sc` (interleavings × one death after any step), depth first.
-pub async fn exhaust(world: &Arc<World>, sc: &Scenario, cap: usize) -> anyhow::Result<Explored> {
+pub async fn exhaust(
+    world: &Arc<World>,
+    sc: &Scenario,
+    cap: usize,
+    preemptions: Option<usize>,
+) -> anyhow::Result<Explored> {
     let start = Instant::now();
     let mut out = Explored::default();
     let mut prefix = Vec::new();
     loop {
-        let mut dfs = Dfs::new(prefix);
+        let mut dfs = Dfs::bounded(prefix, preemptions);
         let run = world.run(sc, &mut dfs).await?;
         out.schedules += 1;
         if run.drive.killed.is_empty() && run.drive.steps.iter().sum::<usize>() > out.steps_per_op.iter().sum() {
@@ -68,7 +73,8 @@ pub async fn exhaust(world: &Arc<World>, sc: &Scenario, cap: usize) -> anyhow::R
         }
         if !run.violations.is_empty() {
             let choices: Vec<String> = dfs.choices().iter().map(usize::to_string).collect();
-            out.failures.push(Failure { scenario: sc.name, replay: format!("dfs:{}", choices.join(".")), run });
+            let kind = preemptions.map_or("dfs".to_owned(), |k| format!("dfs{k}"));
+            out.failures.push(Failure { scenario: sc.name, replay: format!("{kind}:{}", choices.join(".")), run });
         }
         match dfs.next() {
             Some(p) if out.schedules < cap => prefix = p,
@@ -95,11 +101,15 @@ pub async fn random(world: &Arc<World>, sc: &Scenario, seed: u64) -> anyhow::Res
     Ok((run, failure))
 }
 
-/// Replays `dfs:<c.c.c>`, `pct:<seed>` or `script:<regression name>` on `sc`.
+/// Replays `dfs:<c.c.c>` (`dfsK:` under a bound of K preemptions), `pct:<seed>` or
+/// `script:<regression name>` on `sc`.
 pub async fn replay(world: &Arc<World>, sc: &Scenario, how: &str) -> anyhow::Result<Run> {
-    if let Some(c) = how.strip_prefix("dfs:") {
+    if let Some((kind, c)) = how.split_once(':')
+        && let Some(bound) = kind.strip_prefix("dfs")
+    {
+        let bound = if bound.is_empty() { None } else { Some(bound.parse()?) };
         let prefix = c.split('.').filter(|s| !s.is_empty()).map(str::parse).collect::<Result<Vec<usize>, _>>()?;
-        return world.run(sc, &mut Dfs::new(prefix)).await;
+        return world.run(sc, &mut Dfs::bounded(prefix, bound)).await;
     }
     if let Some(seed) = how.strip_prefix("pct:") {
         return Ok(random(world, sc, seed.parse()?).await?.0);

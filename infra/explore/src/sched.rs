@@ -55,11 +55,20 @@ pub struct Dfs {
     prefix: Vec<usize>,
     /// (chosen, alternatives) per decision.
     pub taken: Vec<(usize, usize)>,
+    /// At most this many preemptions (a switch away from an operation that could go on), as in
+    /// CHESS's preemption bounding; `None`: every interleaving.
+    bound: Option<usize>,
+    last: Option<usize>,
+    preemptions: usize,
 }
 
 impl Dfs {
     pub fn new(prefix: Vec<usize>) -> Self {
-        Self { prefix, taken: Vec::new() }
+        Self::bounded(prefix, None)
+    }
+
+    pub fn bounded(prefix: Vec<usize>, bound: Option<usize>) -> Self {
+        Self { prefix, taken: Vec::new(), bound, last: None, preemptions: 0 }
     }
 
     /// The next prefix in depth-first order, or `None` when the tree is exhausted.
@@ -77,10 +86,22 @@ impl Dfs {
 
 impl Strategy for Dfs {
     fn choose(&mut self, alts: &[Alt], _: &View<'_>) -> usize {
+        let last_can_go_on = self.last.is_some_and(|l| alts.contains(&Alt::Step(l)));
+        let preempts = |a: &Alt| matches!(a, Alt::Step(op) if last_can_go_on && Some(*op) != self.last);
+        let exhausted = self.bound.is_some_and(|b| self.preemptions >= b);
+        let allowed: Vec<usize> = (0..alts.len()).filter(|&k| !(exhausted && preempts(&alts[k]))).collect();
         let i = self.taken.len();
-        let c = self.prefix.get(i).copied().unwrap_or(0).min(alts.len() - 1);
-        self.taken.push((c, alts.len()));
-        c
+        let c = self.prefix.get(i).copied().unwrap_or(0).min(allowed.len() - 1);
+        self.taken.push((c, allowed.len()));
+        let pick = allowed[c];
+        if preempts(&alts[pick]) {
+            self.preemptions += 1;
+        }
+        self.last = match alts[pick] {
+            Alt::Step(op) => Some(op),
+            Alt::Kill(_) | Alt::Stop => None,
+        };
+        pick
     }
 }
 
@@ -379,6 +400,32 @@ mod tests {
         leaves.sort();
         leaves.dedup();
         assert_eq!(leaves.len(), 6);
+    }
+
+    #[test]
+    fn a_preemption_bound_cuts_the_interleavings() {
+        // Two operations of three steps each: 20 interleavings; with no preemption only the two
+        // where one runs to its end first.
+        let count = |bound| {
+            let (mut prefix, mut n) = (Vec::new(), 0);
+            loop {
+                let mut d = Dfs::bounded(prefix, bound);
+                let mut left = [3, 3];
+                while left.iter().any(|&l| l > 0) {
+                    let alts: Vec<Alt> = (0..2).filter(|&o| left[o] > 0).map(Alt::Step).collect();
+                    let Alt::Step(op) = alts[d.choose(&alts, &View { heads: &[], depth: 0 })] else { unreachable!() };
+                    left[op] -= 1;
+                }
+                n += 1;
+                match d.next() {
+                    Some(p) => prefix = p,
+                    None => return n,
+                }
+            }
+        };
+        assert_eq!(count(None), 20);
+        assert_eq!(count(Some(0)), 2);
+        assert!(count(Some(1)) < count(Some(2)) && count(Some(2)) < 20);
     }
 
     #[test]

@@ -25,6 +25,10 @@ struct Args {
     /// Most schedules per pair (the enumeration stops there and says so).
     #[arg(long, default_value_t = 50_000)]
     cap: usize,
+    /// Bound the pairs' enumeration to schedules with at most this many preemptions (CHESS-style);
+    /// unset: every interleaving.
+    #[arg(long)]
+    preemptions: Option<usize>,
     /// Skip the exhaustive pairs.
     #[arg(long)]
     no_pairs: bool,
@@ -92,13 +96,13 @@ async fn main() -> anyhow::Result<()> {
     for w in 0..args.workers.max(1) {
         let world =
             Arc::new(World::with_dynamodb(&format!("x{stamp}w{w}"), args.dynamodb.get(w).map(String::as_str)).await?);
-        let (jobs, tx, cap) = (jobs.clone(), tx.clone(), args.cap);
+        let (jobs, tx, cap, preemptions) = (jobs.clone(), tx.clone(), args.cap, args.preemptions);
         tokio::spawn(async move {
             loop {
                 let job = jobs.lock().ok().and_then(|mut j| j.pop_front());
                 let report = match job {
                     None => break,
-                    Some(Job::Pair(sc)) => match exhaust(&world, &sc, cap).await {
+                    Some(Job::Pair(sc)) => match exhaust(&world, &sc, cap, preemptions).await {
                         Ok(explored) => Report::Pair { name: sc.name, explored },
                         Err(e) => Report::Error(format!("{}: {e:#}", sc.name)),
                     },
@@ -140,9 +144,10 @@ async fn main() -> anyhow::Result<()> {
                 schedules += explored.schedules;
                 violations += explored.failures.len();
                 println!(
-                    "pair {name}: {} schedules{}, steps per operation {:?}, {:.1} s ({:.0} ms per schedule), {} violating",
+                    "pair {name}: {} schedules{}{}, steps per operation {:?}, {:.1} s ({:.0} ms per schedule), {} violating",
                     explored.schedules,
                     if explored.capped { " (CAPPED)" } else { "" },
+                    args.preemptions.map_or(String::new(), |k| format!(" (≤ {k} preemptions)")),
                     explored.steps_per_op,
                     explored.elapsed.as_secs_f64(),
                     explored.elapsed.as_secs_f64() * 1000.0 / explored.schedules.max(1) as f64,
