@@ -6,7 +6,7 @@ use crate::sched::Dir;
 use crate::world::{OpKind, Scenario, Setup, When};
 
 use OpKind::{Cancel, Confirm, Persist, PersistBatch, Reconcile, Sweep, Timeout, Try, TryFault, WarmUp};
-use Setup::{DiesAt, ExpireDirectory, LoseMessages, LoseStock, Op, Redeliver, SkewStock, Trim};
+use Setup::{DiesAt, ExpireDirectory, LateMessages, LoseMessages, LoseStock, Op, Redeliver, SkewStock, Trim};
 
 const SEND: &str = "sqs send reservation";
 const RESERVE_SCRIPT: &str = "redis reserve.lua";
@@ -52,7 +52,7 @@ pub fn pairs() -> Vec<Scenario> {
         sc("cancel-timeout", &[Op(Try(0)), Op(Persist)], &[Cancel(0), Timeout(0)]),
         sc("confirm-timeout", &[Op(Try(0)), Op(Persist)], &[Confirm(0), Timeout(0)]),
         sc("sweep-cancel", &[Op(Try(0)), Op(Persist)], &[Sweep, Cancel(0)]),
-        sc("reconcile-late-persist", &[Op(Try(0))], &[Reconcile, Persist]),
+        sc("reconcile-late-persist", &[Op(Try(0)), LateMessages], &[Reconcile, Persist]),
         sc("reconcile-cancel-lost", &[Op(Try(0)), LoseMessages], &[Reconcile, Cancel(0)]),
         sc("reconcile-cancel-unsettled", &[Op(Try(0)), DiesAt(Persist, "redis settle.lua")], &[Reconcile, Cancel(0)]),
         sc("warmup-try", &[LoseStock], &[WarmUp, Try(0)]),
@@ -99,7 +99,7 @@ pub struct Regression {
 }
 
 pub fn regressions() -> Vec<Regression> {
-    use Dir::{Finish, Until};
+    use Dir::{Finish, Kill, Until};
     let all: Vec<Scenario> = pairs().into_iter().chain(triples()).collect();
     let pair = |name: &str| all.iter().find(|s| s.name == name).cloned().expect("a scenario of that name");
     vec![
@@ -180,6 +180,14 @@ pub fn regressions() -> Vec<Regression> {
                    tombstone: a Try started after the cancel answered was accepted",
             scenario: pair("refused-try-cancel-warmup-try"),
             script: vec![Until(0, "redis forget-claim"), Finish(1), Finish(0), Finish(2), Finish(3)],
+        },
+        Regression {
+            name: "stale-replay-refreshes-a-tombstoned-entry",
+            what: "reconciliation wrote the LOST tombstone and died before releasing; a stale replay \
+                   re-logged the entry, so the client's next retry looked fresh and answered 202 for an \
+                   order already cancelled",
+            scenario: pair("failed-send-reconcile-replay"),
+            script: vec![Until(0, "redis release.lua"), Kill(0), Finish(1)],
         },
         Regression {
             name: "warm-up-counts-an-intent-twice",

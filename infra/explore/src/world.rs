@@ -102,6 +102,9 @@ pub enum Setup {
     LoseStock,
     /// The reservation queue loses its messages.
     LoseMessages,
+    /// The reservation queue's messages stay undelivered past reconciliation's threshold: by the
+    /// current contract such a message counts as lost (its order may end LOST).
+    LateMessages,
     /// Order `i`'s directory key expires (the retention passed).
     ExpireDirectory(usize),
     /// Reconciliation runs once the retention has passed (it trims settled orders).
@@ -288,7 +291,7 @@ impl World {
             quantities: sc.orders.iter().map(|(_, q)| *q).collect(),
             collection,
             t0: flashstock::now_ms(),
-            loses_messages: sc.setup.contains(&Setup::LoseMessages),
+            loses_messages: sc.setup.contains(&Setup::LoseMessages) || sc.setup.contains(&Setup::LateMessages),
             skewed: sc.setup.iter().any(|s| matches!(s, Setup::SkewStock(_))),
             clock: Arc::new(AtomicU64::new(1)),
             answers: Mutex::new(Vec::new()),
@@ -337,6 +340,7 @@ impl World {
             Setup::LoseStock => redis::cmd("DEL").arg(&keys[0]).query_async::<()>(&mut con).await?,
             Setup::SkewStock(by) => redis::cmd("INCRBY").arg(&keys[0]).arg(by).query_async::<()>(&mut con).await?,
             Setup::LoseMessages => self.discard_reservations().await?,
+            Setup::LateMessages => {}
             Setup::Trim => {
                 let at = s.op_time(When::AfterRetention) - 500;
                 s.quiet.reconcile_collections(std::slice::from_ref(&s.collection), at).await;

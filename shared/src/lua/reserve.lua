@@ -17,8 +17,10 @@
 --   {"REPLAY_<state>", acceptedAt, 0} same order id, same user and qty, seen before
 --   {"REPLAY_STALE", acceptedAt, 0} a replay of a pending entry reconciliation may be deciding:
 --                                   the caller re-publishes but must not promise the order
---   A replay of a pending entry re-logs it at nowMs: its re-published message gets a whole
---   threshold to arrive before reconciliation looks at it again.
+--   A fresh replay of a pending entry re-logs it at nowMs: its re-published message gets a whole
+--   threshold to arrive before reconciliation looks at it. A stale one is left as it is, so every
+--   later replay stays unconfirmed until reconciliation has decided (it may have written the
+--   tombstone already).
 --   {"CANCELLED", 0, 0}             the order id has a cancel tombstone (anti-hanging)
 --   {"MISMATCH", 0, 0}              same order id with another user or qty
 --   {"NOCACHE", 0, 0}               stock key missing: refuse until warm-up, never "sold out"
@@ -30,8 +32,8 @@ local function seen(e)
   if u ~= ARGV[2] or q ~= ARGV[3] then return {'MISMATCH', 0, 0} end
   if st == 'P' then
     local logged = redis.call('ZSCORE', KEYS[3], ARGV[1])
-    redis.call('ZADD', KEYS[3], 'XX', ARGV[4], ARGV[1])
     if logged and tonumber(logged) < tonumber(ARGV[6]) then return {'REPLAY_STALE', tonumber(at), 0} end
+    redis.call('ZADD', KEYS[3], 'XX', ARGV[4], ARGV[1])
   end
   return {'REPLAY_' .. st, tonumber(at), 0}
 end
