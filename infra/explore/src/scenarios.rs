@@ -76,7 +76,7 @@ pub fn pairs() -> Vec<Scenario> {
 pub fn triples() -> Vec<Scenario> {
     vec![
         sc("try-persist-cancel", &[], &[Try(0), Persist, Cancel(0)]),
-        sc("persist-cancel-reconcile", &[Op(Try(0))], &[Persist, Cancel(0), Reconcile]),
+        sc("persist-cancel-reconcile", &[Op(Try(0)), LateMessages], &[Persist, Cancel(0), Reconcile]),
         sc("confirm-cancel-timeout", &[Op(Try(0)), Op(Persist)], &[Confirm(0), Cancel(0), Timeout(0)]),
         sold_out("refused-try-stock-returns-replay", &[Try(0), Cancel(1), Try(0)]),
         sc("ambiguous-publish-replay-persist", &[], &[TryFault(0, SEND, Fault::FailAfter), Try(0), Persist]),
