@@ -1,5 +1,7 @@
 //! The persist function: SQS reservation batches → DynamoDB, partial batch failures reported.
 //! Wiring only: config, clients built once, the shared handler.
+// The handlers' async state machines nest deeper than the default layout depth of 128.
+#![recursion_limit = "256"]
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use flashstock::now_ms;

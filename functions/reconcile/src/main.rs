@@ -1,5 +1,7 @@
 //! The reconcile function: an EventBridge schedule (every minute) → one reconciliation run.
 //! Wiring only: config, clients built once, the shared handler.
+// The handlers' async state machines nest deeper than the default layout depth of 128.
+#![recursion_limit = "256"]
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use flashstock::now_ms;
