@@ -59,7 +59,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             let rec = self.ledger.collection(id).await?.ok_or(AppError::CollectionNotFound)?;
             match self.cache.rebuild(id, &snap, rec.levels.saleable, true).await? {
                 Rebuild::Set(s) | Rebuild::Live(s) => {
-                    self.clear_sold_out(id);
+                    self.sold_out.clear(id);
                     tracing::info!(collection = %id, cached = s, "warmed up");
                     return Ok(s);
                 }

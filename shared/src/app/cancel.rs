@@ -64,7 +64,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                         Transition::Already(_) => {
                             // Finish a cancel that died between DynamoDB and Redis.
                             self.cache.release(&collection, order, None, now_ms).await?;
-                            self.clear_sold_out(&collection);
+                            self.sold_out.clear(&collection);
                             return Ok(Cancelled::before(rec.into()));
                         }
                         Transition::To(_) => {
@@ -73,7 +73,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                             match self.ledger.cancel_reserved(&rec, spec.quantity as i64, reason, now_ms).await {
                                 Ok(()) => {
                                     self.cache.release(&collection, order, None, now_ms).await?;
-                                    self.clear_sold_out(&collection);
+                                    self.sold_out.clear(&collection);
                                     tracing::info!(order = %order, reason = reason.as_str(), "cancelled; stock returned");
                                     rec.status = Status::Cancelled;
                                     rec.reason = Some(reason.as_str().to_owned());
@@ -107,7 +107,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                     }
                     self.cache.release(&collection, order, Some(&user), now_ms).await?;
                     self.cache.tombstone_order(order, &user).await?;
-                    self.clear_sold_out(&collection);
+                    self.sold_out.clear(&collection);
                     tracing::info!(order = %order, reason = reason.as_str(), "cancelled before persist; tombstone written");
                     return Ok(Cancelled::now(ReservationView::cancelled(
                         order,

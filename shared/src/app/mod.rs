@@ -142,18 +142,6 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         }
         Ok(spec)
     }
-
-    fn is_sold_out(&self, id: &CollectionId) -> bool {
-        self.sold_out.is_up(id)
-    }
-
-    fn flag_sold_out(&self, id: &CollectionId) {
-        self.sold_out.raise(id);
-    }
-
-    fn clear_sold_out(&self, id: &CollectionId) {
-        self.sold_out.clear(id);
-    }
 }
 
 /// Identities as a report entry (used by admin and reconciliation).

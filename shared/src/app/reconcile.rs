@@ -128,7 +128,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 if let Rebuild::Set(s) = self.cache.rebuild(id, &snap, saleable, true).await? {
                     tracing::warn!(collection = %id, stock = s, "Redis stock was missing; rebuilt from DynamoDB");
                     cr.rebuilt = true;
-                    self.clear_sold_out(id);
+                    self.sold_out.clear(id);
                 }
             }
             Some(cached) => {
@@ -233,7 +233,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             }
         }
         if cr.returned > 0 {
-            self.clear_sold_out(id);
+            self.sold_out.clear(id);
         }
         Ok(())
     }

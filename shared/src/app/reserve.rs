@@ -54,7 +54,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         // The sold-out flag keeps the horde off the collection's Redis shard; a retry of an order
         // that was accepted must still get its original answer, so the flag is only trusted when
         // the order id is unknown (a plain GET of its directory key, on whatever shard holds it).
-        if self.is_sold_out(&input.collection) && self.cache.directory(&input.order).await?.is_none() {
+        if self.sold_out.is_up(&input.collection) && self.cache.directory(&input.order).await?.is_none() {
             return Err(AppError::SoldOut);
         }
         match self.cache.claim_order(&input.order, &input.collection, &input.user, quantity).await? {
@@ -84,7 +84,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         match self.cache.reserve(&req).await? {
             ReserveOutcome::Reserved { stock_left } => {
                 if stock_left <= 0 {
-                    self.flag_sold_out(&input.collection);
+                    self.sold_out.raise(&input.collection);
                 }
                 self.publish(message(now_ms)).await.map(|()| accepted)
             }
@@ -105,7 +105,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             ReserveOutcome::Mismatch => Err(AppError::IdempotencyMismatch),
             ReserveOutcome::NoCache => Err(AppError::CacheNotReady),
             ReserveOutcome::SoldOut => {
-                self.flag_sold_out(&input.collection);
+                self.sold_out.raise(&input.collection);
                 Err(AppError::SoldOut)
             }
             ReserveOutcome::Insufficient { available } => Err(AppError::InsufficientStock { available }),
