@@ -172,23 +172,26 @@ impl TestApp {
         self.call("POST", &format!("/v1/collections/{collection}/reservations"), user, &[], Some(body)).await
     }
 
-    pub async fn status(&self, user: &str, order: &str) -> Answer {
-        self.call("GET", &format!("/v1/reservations/{order}"), user, &[], None).await
+    /// The buyer's own reservation `order` on `collection`.
+    pub async fn status(&self, user: &str, collection: &str, order: &str) -> Answer {
+        self.call("GET", &format!("/v1/collections/{collection}/reservations/{order}"), user, &[], None).await
     }
 
-    pub async fn cancel(&self, user: &str, order: &str) -> Answer {
-        self.call("POST", &format!("/v1/reservations/{order}/cancel"), user, &[], None).await
+    pub async fn cancel(&self, user: &str, collection: &str, order: &str) -> Answer {
+        self.call("POST", &format!("/v1/collections/{collection}/reservations/{order}/cancel"), user, &[], None).await
     }
 
-    pub async fn confirm(&self, order: &str) -> Answer {
-        self.call("POST", &format!("/v1/reservations/{order}/confirm"), "payments", SERVICE, None).await
+    /// The payment service confirms `buyer`'s order.
+    pub async fn confirm(&self, collection: &str, buyer: &str, order: &str) -> Answer {
+        let path = format!("/v1/collections/{collection}/reservations/{order}/confirm");
+        self.call("POST", &path, "payments", SERVICE, Some(json!({ "buyerId": buyer }))).await
     }
 
     /// Polls the order's status until it is `want` (panics after `within`).
-    pub async fn wait_status(&self, user: &str, order: &str, want: &str, within: Duration) -> Answer {
+    pub async fn wait_status(&self, user: &str, collection: &str, order: &str, want: &str, within: Duration) -> Answer {
         let deadline = Instant::now() + within;
         loop {
-            let a = self.status(user, order).await;
+            let a = self.status(user, collection, order).await;
             if a.str("status") == want {
                 return a;
             }

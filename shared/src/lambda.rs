@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::app::reconcile::ReconcileReport;
 use crate::app::timeouts::TimeoutReport;
 use crate::app::{App, AppError};
-use crate::domain::OrderId;
+use crate::domain::OrderKey;
 use crate::metrics;
 use crate::ports::{Ledger, Queue, ReservationMessage, StockCache, TimeoutMessage};
 
@@ -75,21 +75,21 @@ pub fn http_response(resp: Response<Body>) -> ApiGatewayV2httpResponse {
 /// failed, so the queue's redrive policy moves it to the DLQ); `run` answers which orders stay
 /// unresolved, and every message that carried one of them is reported failed (SQS delivers it
 /// again). A span per message ties its logs to its message id.
-pub async fn sqs_batch<T, F, Fut>(event: SqsEvent, order_of: fn(&T) -> &OrderId, run: F) -> SqsBatchResponse
+pub async fn sqs_batch<T, F, Fut>(event: SqsEvent, order_of: fn(&T) -> OrderKey, run: F) -> SqsBatchResponse
 where
     T: DeserializeOwned,
     F: FnOnce(Vec<T>) -> Fut,
-    Fut: Future<Output = Vec<OrderId>>,
+    Fut: Future<Output = Vec<OrderKey>>,
 {
     let mut failed: Vec<String> = Vec::new();
-    let mut carried: Vec<(String, OrderId)> = Vec::new();
+    let mut carried: Vec<(String, OrderKey)> = Vec::new();
     let mut msgs = Vec::new();
     for record in event.records {
         let id = record.message_id.unwrap_or_default();
         let _span = tracing::info_span!("sqs message", message_id = %id).entered();
         match record.body.as_deref().map(serde_json::from_str::<T>) {
             Some(Ok(msg)) => {
-                carried.push((id, order_of(&msg).clone()));
+                carried.push((id, order_of(&msg)));
                 msgs.push(msg);
             }
             other => {
@@ -124,7 +124,7 @@ pub async fn persist_event<C: StockCache, L: Ledger, Q: Queue>(
     now_ms: i64,
 ) -> SqsBatchResponse {
     let received = event.records.len();
-    let resp = sqs_batch(event, |m: &ReservationMessage| &m.order_id, |msgs| app.persist(msgs, now_ms)).await;
+    let resp = sqs_batch(event, ReservationMessage::key, |msgs| app.persist(msgs, now_ms)).await;
     if app.settings.emit_emf {
         metrics::emit(&[metrics::persist_line(now_ms, received, resp.batch_item_failures.len())]);
     }
@@ -138,15 +138,11 @@ pub async fn timers_event<C: StockCache, L: Ledger, Q: Queue>(
     now_ms: i64,
 ) -> (SqsBatchResponse, TimeoutReport) {
     let mut report = TimeoutReport::default();
-    let resp = sqs_batch(
-        event,
-        |t: &TimeoutMessage| &t.order_id,
-        |timers| async {
-            let (failed, r) = app.fire_timers(timers, now_ms).await;
-            report = r;
-            failed
-        },
-    )
+    let resp = sqs_batch(event, TimeoutMessage::key, |timers| async {
+        let (failed, r) = app.fire_timers(timers, now_ms).await;
+        report = r;
+        failed
+    })
     .await;
     // Unreadable timers count as errors too.
     report.errors = report.errors.max(resp.batch_item_failures.len() as u32);

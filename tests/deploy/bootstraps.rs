@@ -96,18 +96,23 @@ async fn persist_bootstrap_reports_only_the_poison_message() {
     let r =
         invoke(&mut f, sqs_event(&[("good", body), ("poison", "{oops".into())])).await.expect("no invocation error");
     assert_eq!(failures(&r), vec!["poison"], "{r}");
-    assert_eq!(t.status("alice", "o1").await.str("status"), "RESERVED");
+    assert_eq!(t.status("alice", "c1", "o1").await.str("status"), "RESERVED");
 }
 
 #[tokio::test]
 async fn cancel_bootstrap_serves_http_timers_and_the_sweep() {
     let t = TestApp::start_with(stack_opts(), |_| {}).await;
     let mut f = start("flashstock-cancel", &t).await;
-    let r = invoke(&mut f, http_event("POST", "/v1/reservations/ghost/cancel", "alice", &[], None)).await.unwrap();
+    t.collection("c1", json!({ "quantity": 5 })).await;
+    let ev = http_event("POST", "/v1/collections/c1/reservations/ghost/cancel", "alice", &[], None);
+    let r = invoke(&mut f, ev).await.unwrap();
     assert_eq!(r["statusCode"], 200, "{r}");
     assert!(r["body"].as_str().unwrap_or("").contains("EMPTY_ROLLBACK"), "{r}");
     let due = flashstock::now_ms() / 1000 - 1;
-    let timers = sqs_event(&[("t1", json!({"orderId": "ghost", "dueAt": due}).to_string()), ("bad", "x".into())]);
+    let timers = sqs_event(&[
+        ("t1", json!({"collectionId": "c1", "userId": "alice", "orderId": "ghost", "dueAt": due}).to_string()),
+        ("bad", "x".into()),
+    ]);
     let r = invoke(&mut f, timers).await.unwrap();
     assert_eq!(failures(&r), vec!["bad"], "{r}");
     let r = invoke(&mut f, scheduled_event()).await.unwrap();

@@ -140,9 +140,9 @@ fn every_route_of_the_contract_reaches_its_function() {
         ("POST", "/v1/admin/collections/{collectionId}/warmup", "ApiFunction"),
         ("GET", "/v1/admin/collections/{collectionId}", "ApiFunction"),
         ("POST", "/v1/collections/{collectionId}/reservations", "ApiFunction"),
-        ("GET", "/v1/reservations/{orderId}", "ApiFunction"),
-        ("POST", "/v1/reservations/{orderId}/confirm", "ApiFunction"),
-        ("POST", "/v1/reservations/{orderId}/cancel", "CancelFunction"),
+        ("GET", "/v1/collections/{collectionId}/reservations/{orderId}", "ApiFunction"),
+        ("POST", "/v1/collections/{collectionId}/reservations/{orderId}/confirm", "ApiFunction"),
+        ("POST", "/v1/collections/{collectionId}/reservations/{orderId}/cancel", "CancelFunction"),
     ]
     .into_iter()
     .map(|(m, p, f)| ((m.to_owned(), p.to_owned()), f.to_owned()))

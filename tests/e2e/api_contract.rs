@@ -22,7 +22,9 @@ async fn no_token_is_401_wrong_role_is_403_and_other_users_orders_are_404() {
         .await
         .assert_problem(403, "FORBIDDEN");
     t.call("POST", "/v1/admin/collections/auth/warmup", "buyer", &[], None).await.assert_problem(403, "FORBIDDEN");
-    t.call("POST", "/v1/reservations/o1/confirm", "buyer", &[], None).await.assert_problem(403, "FORBIDDEN");
+    t.call("POST", "/v1/collections/auth/reservations/o1/confirm", "buyer", &[], Some(json!({"buyerId": "buyer"})))
+        .await
+        .assert_problem(403, "FORBIDDEN");
     // A userId in the body is ignored: identity comes from the token only.
     let a = t
         .call(
@@ -34,11 +36,11 @@ async fn no_token_is_401_wrong_role_is_403_and_other_users_orders_are_404() {
         )
         .await;
     assert_eq!(a.status, 202, "{a:?}");
-    t.wait_status("alice", "o1", "RESERVED", Duration::from_secs(10)).await;
-    t.status("bob", "o1").await.assert_problem(404, "RESERVATION_NOT_FOUND");
-    t.cancel("bob", "o1").await.assert_problem(404, "RESERVATION_NOT_FOUND");
-    t.status("alice", "never-seen").await.assert_problem(404, "RESERVATION_NOT_FOUND");
-    assert_eq!(t.status("alice", "o1").await.str("status"), "RESERVED");
+    t.wait_status("alice", "auth", "o1", "RESERVED", Duration::from_secs(10)).await;
+    t.status("bob", "auth", "o1").await.assert_problem(404, "RESERVATION_NOT_FOUND");
+    assert_eq!(t.cancel("bob", "auth", "o1").await.str("reason"), "EMPTY_ROLLBACK", "bob's own o1, not alice's");
+    t.status("alice", "auth", "never-seen").await.assert_problem(404, "RESERVATION_NOT_FOUND");
+    assert_eq!(t.status("alice", "auth", "o1").await.str("status"), "RESERVED");
     t.assert_settled("auth").await;
 }
 
@@ -87,9 +89,18 @@ async fn every_malformed_field_is_a_400_naming_it() {
         .await;
     a.assert_problem(400, "INVALID_FIELD");
     assert_eq!(a.str("field"), "collectionId");
-    let a = t.raw("GET", "/v1/reservations/%7Bx%7D", Some(&user), None).await;
+    let a = t.raw("GET", "/v1/collections/bad/reservations/%7Bx%7D", Some(&user), None).await;
     a.assert_problem(400, "INVALID_FIELD");
     assert_eq!(a.str("field"), "orderId");
+    let confirm = "/v1/collections/bad/reservations/o1/confirm";
+    let service = t.token("payments", SERVICE);
+    for (body, field) in [(r#"{}"#, "buyerId"), (r#"{"buyerId":7}"#, "buyerId"), (r#"{"buyerId":""}"#, "buyerId")] {
+        let a = t.raw("POST", confirm, Some(&service), Some(body)).await;
+        a.assert_problem(400, "INVALID_FIELD");
+        assert_eq!(a.str("field"), field, "{body}: {a:?}");
+    }
+    t.raw("POST", confirm, Some(&service), None).await.assert_problem(400, "MALFORMED_BODY");
+    t.raw("GET", "/v1/reservations/o1", Some(&user), None).await.assert_problem(404, "ROUTE_NOT_FOUND");
     for (body, field) in [
         (r#"{}"#, "quantity"),
         (r#"{"quantity":-1}"#, "quantity"),
@@ -106,7 +117,9 @@ async fn every_malformed_field_is_a_400_naming_it() {
     }
     t.raw("PUT", "/v1/admin/collections/new", Some(&admin), Some("nope")).await.assert_problem(400, "MALFORMED_BODY");
     t.raw("GET", "/v1/nothing/here", Some(&user), None).await.assert_problem(404, "ROUTE_NOT_FOUND");
-    t.raw("DELETE", "/v1/reservations/x", Some(&user), None).await.assert_problem(405, "METHOD_NOT_ALLOWED");
+    t.raw("DELETE", "/v1/collections/c/reservations/x", Some(&user), None)
+        .await
+        .assert_problem(405, "METHOD_NOT_ALLOWED");
     let big = format!(r#"{{"orderId":"ok","quantity":1,"pad":"{}"}}"#, "x".repeat(70_000));
     let a = t.raw("POST", "/v1/collections/bad/reservations", Some(&user), Some(&big)).await;
     assert_eq!(a.status, 413, "{a:?}");

@@ -12,7 +12,7 @@ async fn duplicate_delivery_is_applied_once() {
     let t = TestApp::start_with(TestApp::manual_options(), |_| {}).await;
     t.collection("dup", json!({ "quantity": 10 })).await;
     assert_eq!(t.reserve("u", "dup", "o1", 3).await.status, 202);
-    assert_eq!(t.status("u", "o1").await.str("status"), "PENDING");
+    assert_eq!(t.status("u", "dup", "o1").await.str("status"), "PENDING");
     let body = t.take_reservation_message().await;
     // The same message twice in one batch, then again in a later batch, then concurrently.
     let r = persist_event(&*t.stack.app, sqs_event(&[("m1", &body), ("m2", &body)]), 0).await;
@@ -24,7 +24,7 @@ async fn duplicate_delivery_is_applied_once() {
         persist_event(&*t.stack.app, sqs_event(&[("m5", &body)]), 0)
     );
     assert!(a.batch_item_failures.is_empty() && b.batch_item_failures.is_empty());
-    assert_eq!(t.status("u", "o1").await.str("status"), "RESERVED");
+    assert_eq!(t.status("u", "dup", "o1").await.str("status"), "RESERVED");
     let s = t.assert_settled("dup").await;
     assert_eq!(s.saleable, 7, "taken once: {s:?}");
 }
@@ -59,7 +59,7 @@ async fn a_batch_of_replays_new_orders_and_short_stock() {
     for (u, o, want) in
         [("c", "n1", "RESERVED"), ("d", "n2", "RESERVED"), ("e", "n3", "FAILED"), ("f", "n4", "RESERVED")]
     {
-        assert_eq!(t.status(u, o).await.str("status"), want, "{o}");
+        assert_eq!(t.status(u, "mix", o).await.str("status"), want, "{o}");
     }
     let s = t.stores("mix").await;
     TestApp::assert_identities(&s, false);
@@ -87,7 +87,7 @@ async fn poison_messages_go_to_the_dlq_and_good_ones_in_the_batch_land() {
     };
     send(serde_json::to_string(&unknown).unwrap()).await;
     assert_eq!(t.reserve("u", "p", "good", 1).await.status, 202);
-    t.wait_status("u", "good", "RESERVED", Duration::from_secs(10)).await;
+    t.wait_status("u", "p", "good", "RESERVED", Duration::from_secs(10)).await;
     // maxReceiveCount 5, visibility 2 s: both poison messages reach the DLQ.
     let deadline = Instant::now() + Duration::from_secs(60);
     while t.queue_depth(&t.stack.queues.reservations_dlq).await < 2 {

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use flashstock::app::cancel::Canceller;
-use flashstock::domain::{CancelReason, CollectionId, OrderId, UserId};
+use flashstock::domain::{CancelReason, CollectionId, OrderId, OrderKey, UserId};
 use flashstock::ports::{Ledger, ReservationMessage, StockCache};
 use flashstock_e2e::{Options, TestApp};
 use futures::StreamExt;
@@ -28,8 +28,8 @@ async fn a_lost_message_is_healed_and_the_late_message_is_refused() {
     t.collection("lost", json!({ "quantity": 10 })).await;
     let accepted = Instant::now();
     assert_eq!(t.reserve("u", "lost", "o1", 3).await.status, 202);
-    assert_eq!(t.status("u", "o1").await.str("status"), "PENDING");
-    let c = t.wait_status("u", "o1", "CANCELLED", 10 * SECOND).await;
+    assert_eq!(t.status("u", "lost", "o1").await.str("status"), "PENDING");
+    let c = t.wait_status("u", "lost", "o1", "CANCELLED", 10 * SECOND).await;
     let heal = accepted.elapsed();
     assert_eq!(c.str("reason"), "LOST");
     eprintln!("lost message healed after {heal:?} (threshold 1 s, interval 0.5 s)");
@@ -60,7 +60,7 @@ async fn a_lost_message_is_healed_and_the_late_message_is_refused() {
         assert!(Instant::now() < deadline, "the late message was never consumed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(t.status("u", "o1").await.str("status"), "CANCELLED");
+    assert_eq!(t.status("u", "lost", "o1").await.str("status"), "CANCELLED");
     let s = t.assert_settled("lost").await;
     assert_eq!((s.saleable, s.redis_stock), (10, Some(10)), "{s:?}");
     t.reserve("u", "lost", "o1", 3).await.assert_problem(409, "ORDER_CANCELLED");
@@ -120,7 +120,7 @@ async fn reconcile_during_live_traffic_keeps_the_identities() {
         }
         let deadline = Instant::now() + 30 * SECOND;
         loop {
-            let st = t.status(&format!("b{i}"), &format!("o{i}")).await;
+            let st = t.status(&format!("b{i}"), "live", &format!("o{i}")).await;
             let s = st.str("status").to_owned();
             if s == "RESERVED" || s == "CANCELLED" {
                 *ended.entry(s).or_insert(0) += 1;
@@ -198,19 +198,18 @@ async fn a_cancel_that_died_after_dynamodb_is_completed() {
     t.collection("half", json!({ "quantity": 10 })).await;
     assert_eq!(t.reserve("u", "half", "o1", 4).await.status, 202);
     assert_eq!(t.reserve("u", "half", "o2", 2).await.status, 202);
-    t.wait_status("u", "o1", "RESERVED", 10 * SECOND).await;
-    t.wait_status("u", "o2", "RESERVED", 10 * SECOND).await;
+    t.wait_status("u", "half", "o1", "RESERVED", 10 * SECOND).await;
+    t.wait_status("u", "half", "o2", "RESERVED", 10 * SECOND).await;
     let app = &t.stack.app;
     let col = CollectionId::parse("half").unwrap();
     let now = flashstock::now_ms();
     // o1: the cancel logged its intent and committed in DynamoDB, then died before Redis.
-    let o1 = OrderId::parse("o1").unwrap();
-    let rec = app.ledger.order(&o1).await.unwrap().unwrap();
-    app.cache.mark_intent(&col, &rec, now).await.unwrap();
+    let key = |o: &str| OrderKey::new(col.clone(), UserId::parse("u").unwrap(), OrderId::parse(o).unwrap());
+    let rec = app.ledger.order(&key("o1")).await.unwrap().unwrap();
+    app.cache.mark_intent(&rec, now).await.unwrap();
     app.ledger.cancel_reserved(&rec, 10, CancelReason::User, now).await.unwrap();
     // o2: the same, but it died even before its intent reached Redis (only drift shows it).
-    let o2 = OrderId::parse("o2").unwrap();
-    let rec = app.ledger.order(&o2).await.unwrap().unwrap();
+    let rec = app.ledger.order(&key("o2")).await.unwrap().unwrap();
     app.ledger.cancel_reserved(&rec, 10, CancelReason::User, now).await.unwrap();
     let s = t.stores("half").await;
     assert_eq!((s.saleable, s.redis_stock), (10, Some(4)), "Redis is short of both shares: {s:?}");
@@ -221,8 +220,8 @@ async fn a_cancel_that_died_after_dynamodb_is_completed() {
     let s = t.assert_settled("half").await;
     assert_eq!((s.saleable, s.redis_stock), (10, Some(10)), "{s:?}");
     // The buyer's retry of the cancel answers the same and changes nothing.
-    assert_eq!(t.cancel("u", "o1").await.str("status"), "CANCELLED");
-    let again = app.cancel(&o2, Canceller::Owner(&UserId::parse("u").unwrap()), flashstock::now_ms()).await.unwrap();
+    assert_eq!(t.cancel("u", "half", "o1").await.str("status"), "CANCELLED");
+    let again = app.cancel(&key("o2"), Canceller::Buyer, flashstock::now_ms()).await.unwrap();
     assert!(!again.changed);
     let s = t.assert_settled("half").await;
     assert_eq!(s.redis_stock, Some(10), "nothing returned twice: {s:?}");

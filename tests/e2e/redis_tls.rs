@@ -12,8 +12,8 @@ async fn the_protocol_runs_over_tls_with_auth() {
     let t = TestApp::start_tls(TestApp::fast_options(), |_| {}).await;
     t.collection("tls", json!({ "quantity": 5 })).await;
     assert_eq!(t.reserve("u", "tls", "o1", 2).await.status, 202);
-    t.wait_status("u", "o1", "RESERVED", Duration::from_secs(10)).await;
-    assert_eq!(t.cancel("u", "o1").await.str("status"), "CANCELLED");
+    t.wait_status("u", "tls", "o1", "RESERVED", Duration::from_secs(10)).await;
+    assert_eq!(t.cancel("u", "tls", "o1").await.str("status"), "CANCELLED");
     let s = t.assert_settled("tls").await;
     assert_eq!((s.saleable, s.redis_stock), (5, Some(5)));
 }

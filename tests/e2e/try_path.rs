@@ -18,14 +18,40 @@ async fn replay_returns_the_original_answer_and_a_changed_body_is_refused() {
     let again = t.reserve("alice", "c1", "o-1", 2).await;
     assert_eq!((again.status, &again.body), (202, &first.body), "a replay answers as the original");
     t.reserve("alice", "c1", "o-1", 3).await.assert_problem(409, "IDEMPOTENCY_MISMATCH");
-    t.reserve("bob", "c1", "o-1", 2).await.assert_problem(409, "IDEMPOTENCY_MISMATCH");
-    t.collection("c2", json!({ "quantity": 10 })).await;
-    t.reserve("alice", "c2", "o-1", 2).await.assert_problem(409, "IDEMPOTENCY_MISMATCH");
-    t.wait_status("alice", "o-1", "RESERVED", 10 * SECOND).await;
+    t.wait_status("alice", "c1", "o-1", "RESERVED", 10 * SECOND).await;
     let late = t.reserve("alice", "c1", "o-1", 2).await;
     assert_eq!(late.status, 202, "a replay after persist still answers as the original: {late:?}");
     let s = t.assert_settled("c1").await;
     assert_eq!((s.saleable, s.by_status.get("RESERVED").copied()), (8, Some(2)), "taken once: {s:?}");
+}
+
+#[tokio::test]
+async fn order_ids_are_scoped_to_their_buyer() {
+    let t = TestApp::start().await;
+    t.collection("scope", json!({ "quantity": 10 })).await;
+    // Two buyers use the same order id on one collection: two reservations, both accepted.
+    assert_eq!(t.reserve("alice", "scope", "o-1", 2).await.status, 202);
+    let bob = t.reserve("bob", "scope", "o-1", 3).await;
+    assert_eq!(bob.status, 202, "bob's o-1 is his own order: {bob:?}");
+    // A buyer's cancel of an id they never used does not touch another buyer's Try with that id.
+    assert_eq!(t.cancel("mallory", "scope", "o-2").await.str("reason"), "EMPTY_ROLLBACK");
+    assert_eq!(t.reserve("carol", "scope", "o-2", 1).await.status, 202, "mallory's tombstone is hers alone");
+    t.reserve("mallory", "scope", "o-2", 1).await.assert_problem(409, "ORDER_CANCELLED");
+    // Nobody sees another buyer's order, nor learns that it exists.
+    t.status("mallory", "scope", "o-1").await.assert_problem(404, "RESERVATION_NOT_FOUND");
+    let a = t.wait_status("alice", "scope", "o-1", "RESERVED", 10 * SECOND).await;
+    let b = t.wait_status("bob", "scope", "o-1", "RESERVED", 10 * SECOND).await;
+    assert_eq!((a.int("quantity"), b.int("quantity")), (2, 3));
+    // Each buyer's cancel and the payment service's confirm reach only that buyer's order.
+    assert_eq!(t.cancel("alice", "scope", "o-1").await.str("status"), "CANCELLED");
+    assert_eq!(t.confirm("scope", "bob", "o-1").await.str("status"), "CONFIRMED");
+    t.confirm("scope", "dave", "o-1").await.assert_problem(404, "RESERVATION_NOT_FOUND");
+    t.wait_status("carol", "scope", "o-2", "RESERVED", 10 * SECOND).await;
+    // The same buyer and order id on another collection is another reservation too.
+    t.collection("scope2", json!({ "quantity": 10 })).await;
+    assert_eq!(t.reserve("alice", "scope2", "o-1", 2).await.status, 202);
+    let s = t.assert_settled("scope").await;
+    assert_eq!(s.saleable, 10 - 3 - 1, "bob's and carol's units are taken, alice's came back: {s:?}");
 }
 
 #[tokio::test]
@@ -39,10 +65,10 @@ async fn per_user_limit_counts_held_units_and_frees_them_on_cancel() {
     assert_eq!(t.reserve("u", "lim", "c", 1).await.status, 202);
     t.reserve("u", "lim", "d", 1).await.assert_problem(409, "LIMIT_EXCEEDED");
     assert_eq!(t.reserve("other", "lim", "e", 3).await.status, 202, "the limit is per user");
-    t.wait_status("u", "a", "RESERVED", 10 * SECOND).await;
-    assert_eq!(t.cancel("u", "a").await.status, 200);
+    t.wait_status("u", "lim", "a", "RESERVED", 10 * SECOND).await;
+    assert_eq!(t.cancel("u", "lim", "a").await.status, 200);
     assert_eq!(t.reserve("u", "lim", "f", 2).await.status, 202, "a cancel releases the user's share");
-    t.wait_status("u", "f", "RESERVED", 10 * SECOND).await;
+    t.wait_status("u", "lim", "f", "RESERVED", 10 * SECOND).await;
     t.assert_settled("lim").await;
 }
 
@@ -66,7 +92,7 @@ async fn five_hundred_concurrent_buyers_for_one_hundred_units() {
     for a in &accepted {
         let order = a.str("orderId");
         let user = format!("buyer-{}", order.trim_start_matches("order-"));
-        t.wait_status(&user, order, "RESERVED", 30 * SECOND).await;
+        t.wait_status(&user, "hot", order, "RESERVED", 30 * SECOND).await;
     }
     let s = t.assert_settled("hot").await;
     assert_eq!(s.saleable, 0);
@@ -88,13 +114,14 @@ async fn insufficient_stock_names_what_is_left_and_sold_out_clears_after_a_cance
     // original answer, and a reused order id with another body is still a mismatch.
     let replay = t.reserve("b", "small", "o3", 1).await;
     assert_eq!((replay.status, replay.body["orderId"].as_str()), (202, Some("o3")), "{replay:?}");
-    t.reserve("c", "small", "o3", 1).await.assert_problem(409, "IDEMPOTENCY_MISMATCH");
-    t.wait_status("a", "o1", "RESERVED", 10 * SECOND).await;
-    assert_eq!(t.cancel("a", "o1").await.status, 200);
+    t.reserve("b", "small", "o3", 2).await.assert_problem(409, "IDEMPOTENCY_MISMATCH");
+    t.reserve("c", "small", "o3", 1).await.assert_problem(409, "SOLD_OUT");
+    t.wait_status("a", "small", "o1", "RESERVED", 10 * SECOND).await;
+    assert_eq!(t.cancel("a", "small", "o1").await.status, 200);
     // The per-instance sold-out flag must not outlive the returned stock by more than ~1 s.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert_eq!(t.reserve("c", "small", "o5", 2).await.status, 202, "stock came back");
-    t.wait_status("c", "o5", "RESERVED", 10 * SECOND).await;
+    t.wait_status("c", "small", "o5", "RESERVED", 10 * SECOND).await;
     t.assert_settled("small").await;
 }
 
@@ -106,7 +133,7 @@ async fn lost_cache_answers_503_until_warm_up_never_sold_out() {
     t.reserve("u", "cold", "o1", 1).await.assert_problem(503, "CACHE_NOT_READY");
     assert_eq!(t.warmup("cold").await.int("cached"), 5);
     assert_eq!(t.reserve("u", "cold", "o1", 1).await.status, 202, "a refused Try can be retried");
-    t.wait_status("u", "o1", "RESERVED", 10 * SECOND).await;
+    t.wait_status("u", "cold", "o1", "RESERVED", 10 * SECOND).await;
     // Redis loses the stock key (restart, failover).
     let [stock, ..] = t.keys("cold");
     let mut con = t.redis.clone();
@@ -117,7 +144,7 @@ async fn lost_cache_answers_503_until_warm_up_never_sold_out() {
     assert_eq!(t.warmup("cold").await.int("cached"), 4, "rebuilt from DynamoDB saleable");
     assert_eq!(t.warmup("cold").await.int("cached"), 4, "warm-up never overwrites a live stock");
     assert_eq!(t.reserve("v", "cold", "o2", 1).await.status, 202);
-    t.wait_status("v", "o2", "RESERVED", 10 * SECOND).await;
+    t.wait_status("v", "cold", "o2", "RESERVED", 10 * SECOND).await;
     t.assert_settled("cold").await;
 }
 
@@ -138,13 +165,13 @@ async fn publish_failure_keeps_the_deduction_and_answers_unconfirmed() {
     assert_eq!(a.body["retryable"], json!(true), "{a:?}");
     let s = t.stores("pf").await;
     assert_eq!((s.redis_stock, s.redis_pending, s.redis_log_len), (Some(3), 2, 1), "the deduction stays: {s:?}");
-    assert_eq!(t.status("u", "o1").await.str("status"), "PENDING", "the order is found, not 404");
+    assert_eq!(t.status("u", "pf", "o1").await.str("status"), "PENDING", "the order is found, not 404");
     // The retry is a replay: it tries to publish again and takes nothing more.
     t.reserve("u", "pf", "o1", 2).await.assert_problem(503, "RESERVATION_UNCONFIRMED");
     assert_eq!(t.stores("pf").await.redis_stock, Some(3));
     let r = t.stack.app.reconcile(flashstock::now_ms() + 1).await.unwrap();
     assert_eq!(r.collections["pf"].tombstones_written, 1, "{r:?}");
-    let st = t.status("u", "o1").await;
+    let st = t.status("u", "pf", "o1").await;
     assert_eq!((st.str("status"), st.str("reason")), ("CANCELLED", "LOST"), "{st:?}");
     let s = t.assert_settled("pf").await;
     assert_eq!((s.saleable, s.redis_stock), (5, Some(5)), "{s:?}");

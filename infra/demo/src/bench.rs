@@ -13,7 +13,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
 use flashstock::app::{App, Settings, reserve::ReserveInput};
-use flashstock::domain::{CollectionId, CollectionSpec, OrderId, UserId};
+use flashstock::domain::{CollectionId, CollectionSpec, OrderId, OrderKey, UserId};
 use flashstock::ports::{SettleAs, StockCache};
 use futures::StreamExt;
 
@@ -206,9 +206,7 @@ impl BenchApp {
         let counter = RequestCounter::default();
         let dynamo_cfg = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(counter.clone()).build();
         let c = &stack.config;
-        let cache =
-            RedisCache::connect(c.redis_url.expose(), &c.key_prefix, c.order_retention_seconds, c.redis_cluster)
-                .await?;
+        let cache = RedisCache::connect(c.redis_url.expose(), &c.key_prefix, c.redis_cluster).await?;
         let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::from_conf(dynamo_cfg), &c.table);
         let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), &c.reservation_queue_url, &c.timeout_queue_url);
         let mut settings = Settings::from(c);
@@ -233,13 +231,15 @@ impl BenchApp {
         tag: &str,
         n: usize,
         concurrency: usize,
-    ) -> anyhow::Result<Vec<OrderId>> {
-        let out: Vec<anyhow::Result<OrderId>> = futures::stream::iter(0..n)
+    ) -> anyhow::Result<Vec<OrderKey>> {
+        let out: Vec<anyhow::Result<OrderKey>> = futures::stream::iter(0..n)
             .map(|i| async move {
                 let order = OrderId::parse(&format!("{tag}-{i}"))?;
-                let input = ReserveInput { collection: id.clone(), order: order.clone(), user: buyer(i)?, quantity: 1 };
+                let user = buyer(i)?;
+                let input =
+                    ReserveInput { collection: id.clone(), order: order.clone(), user: user.clone(), quantity: 1 };
                 self.app.reserve(input, flashstock::now_ms()).await?;
-                Ok(order)
+                Ok(OrderKey::new(id.clone(), user, order))
             })
             .buffer_unordered(concurrency)
             .collect()
@@ -319,7 +319,7 @@ pub struct ScriptCost {
 }
 
 pub async fn script_cost(redis_url: &str, prefix: &str, n: usize, clients: usize) -> anyhow::Result<ScriptCost> {
-    let cache = RedisCache::connect(redis_url, prefix, 86_400, false).await?;
+    let cache = RedisCache::connect(redis_url, prefix, false).await?;
     let mut con = redis::aio::ConnectionManager::new(redis::Client::open(redis_url)?).await?;
     let id = CollectionId::parse(&format!("sc-{}", ulid::Ulid::new().to_string().to_lowercase()))?;
     let [stock, ..] = flashstock::adapters::redis_cache::collection_keys(prefix, &id);
@@ -346,18 +346,18 @@ pub async fn script_cost(redis_url: &str, prefix: &str, n: usize, clients: usize
     let noop_usec = usec_per_call(&mut con, "evalsha").await?;
     let mem_before = redis_stats(&mut con).await?.used_memory;
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut con).await?;
-    let orders: Vec<OrderId> = (0..n).map(|i| OrderId::parse(&format!("order-{i:08}"))).collect::<Result<_, _>>()?;
     let users: Vec<UserId> = (0..5_000).map(|i| UserId::parse(&format!("user-{i:05}"))).collect::<Result<_, _>>()?;
+    let orders: Vec<OrderKey> = (0..n)
+        .map(|i| {
+            Ok(OrderKey::new(id.clone(), users[i % users.len()].clone(), OrderId::parse(&format!("order-{i:08}"))?))
+        })
+        .collect::<anyhow::Result<_>>()?;
     futures::stream::iter(orders.iter().enumerate())
         .for_each_concurrent(clients, |(i, o)| {
             let cache = &cache;
-            let id = &id;
-            let users = &users;
             async move {
                 let req = flashstock::ports::ReserveRequest {
-                    collection: id,
-                    order: o,
-                    user: &users[i % users.len()],
+                    key: o,
                     quantity: 1,
                     now_ms: 1_700_000_000_000 + i as i64,
                     per_user_limit: Some(1_000),
@@ -376,22 +376,13 @@ pub async fn script_cost(redis_url: &str, prefix: &str, n: usize, clients: usize
             redis::cmd("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(0).query_async(&mut con).await?;
         per_key.push((name, bytes.unwrap_or(0) as f64 / n as f64));
     }
-    // The Try path's per-order directory key (claimed before the script; not in the figure above).
-    let probe = OrderId::parse("order-probe-000000000000")?;
-    cache.claim_order(&probe, &id, &users[0], 1).await?;
-    let dir = flashstock::adapters::redis_cache::directory_key(prefix, &probe);
-    let bytes: Option<i64> =
-        redis::cmd("MEMORY").arg("USAGE").arg(&dir).arg("SAMPLES").arg(0).query_async(&mut con).await?;
-    per_key.push(("directory key (per order, outside the script)", bytes.unwrap_or(0) as f64));
-    let _: () = redis::cmd("DEL").arg(&dir).query_async(&mut con).await?;
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut con).await?;
     let sample = &orders[..n.min(2_000)];
     futures::stream::iter(sample)
         .for_each_concurrent(clients, |o| {
             let cache = &cache;
-            let id = &id;
             async move {
-                let _ = cache.release(id, o, None, 1_800_000_000_000).await;
+                let _ = cache.release(o, false, 1_800_000_000_000).await;
             }
         })
         .await;
@@ -502,7 +493,7 @@ impl Events {
         let messages = orders
             .into_iter()
             .enumerate()
-            .map(|(i, o)| message_body(o, &collection, buyer(i)?, now))
+            .map(|(i, o)| message_body(o.order, &collection, buyer(i)?, now))
             .collect::<anyhow::Result<_>>()?;
         Ok(Self { collection, messages, tag: tag.to_owned() })
     }
@@ -524,7 +515,8 @@ impl Events {
                 sqs_event(&records)
             }
             "flashstock-cancel" => {
-                http_event("POST", &format!("/v1/reservations/fp-{}-g{i}/cancel", self.tag), "ghost", &[], None)?
+                let path = format!("/v1/collections/{}/reservations/fp-{}-g{i}/cancel", self.collection, self.tag);
+                http_event("POST", &path, "ghost", &[], None)?
             }
             _ => flashstock_local::schedule::scheduled_event(),
         })

@@ -91,10 +91,11 @@ enum Journey {
 }
 
 /// One buyer after an accepted Try: poll until durable, then follow the plan.
-async fn journey(client: &Client, user: &str, order: &str, plan: Plan) -> anyhow::Result<Journey> {
+async fn journey(client: &Client, collection: &str, user: &str, order: &str, plan: Plan) -> anyhow::Result<Journey> {
     let deadline = Instant::now() + Duration::from_secs(120);
+    let path = format!("/v1/collections/{collection}/reservations/{order}");
     loop {
-        let (_, v) = client.call(reqwest::Method::GET, &format!("/v1/reservations/{order}"), user, &[], None).await?;
+        let (_, v) = client.call(reqwest::Method::GET, &path, user, &[], None).await?;
         match v.get("status").and_then(Value::as_str) {
             Some("RESERVED") => break,
             Some("CANCELLED") if v.get("reason").and_then(Value::as_str) == Some("LOST") => return Ok(Journey::Lost),
@@ -106,9 +107,7 @@ async fn journey(client: &Client, user: &str, order: &str, plan: Plan) -> anyhow
     match plan {
         Plan::Abandon => Ok(Journey::Abandoned(user.to_owned(), order.to_owned())),
         Plan::Cancel => {
-            let (s, v) = client
-                .call(reqwest::Method::POST, &format!("/v1/reservations/{order}/cancel"), user, &[], None)
-                .await?;
+            let (s, v) = client.call(reqwest::Method::POST, &format!("{path}/cancel"), user, &[], None).await?;
             anyhow::ensure!(s == 200, "cancel {order}: {s} {v}");
             Ok(Journey::Cancelled)
         }
@@ -116,10 +115,10 @@ async fn journey(client: &Client, user: &str, order: &str, plan: Plan) -> anyhow
             let (s, v) = client
                 .call(
                     reqwest::Method::POST,
-                    &format!("/v1/reservations/{order}/confirm"),
+                    &format!("{path}/confirm"),
                     "payments",
                     &["service"],
-                    None,
+                    Some(json!({ "buyerId": user })),
                 )
                 .await?;
             match (s, v.get("code").and_then(Value::as_str)) {
@@ -263,6 +262,7 @@ pub async fn run(base: &str, secret: &str, opts: &DemoOptions) -> anyhow::Result
         .map(|(i, (user, order))| {
             let client = client.clone();
             let pb = pb.clone();
+            let collection = collection.clone();
             let plan = if i < n_cancel {
                 Plan::Cancel
             } else if i < n_cancel + n_abandon {
@@ -271,7 +271,7 @@ pub async fn run(base: &str, secret: &str, opts: &DemoOptions) -> anyhow::Result
                 Plan::Pay
             };
             async move {
-                let r = journey(&client, &user, &order, plan).await;
+                let r = journey(&client, &collection, &user, &order, plan).await;
                 pb.inc(1);
                 r
             }
@@ -315,8 +315,8 @@ pub async fn run(base: &str, secret: &str, opts: &DemoOptions) -> anyhow::Result
     while !abandoned.is_empty() && Instant::now() < deadline {
         let mut still = Vec::new();
         for (user, order) in abandoned {
-            let (_, v) =
-                client.call(reqwest::Method::GET, &format!("/v1/reservations/{order}"), &user, &[], None).await?;
+            let path = format!("/v1/collections/{collection}/reservations/{order}");
+            let (_, v) = client.call(reqwest::Method::GET, &path, &user, &[], None).await?;
             if v.get("status").and_then(Value::as_str) == Some("CANCELLED") {
                 report.timed_out += 1;
             } else {

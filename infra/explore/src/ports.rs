@@ -5,11 +5,11 @@
 use std::future::Future;
 
 use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
-use flashstock::domain::{CancelReason, CollectionId, CollectionSpec, OrderId, UserId};
+use flashstock::domain::{CancelReason, CollectionId, CollectionSpec, OrderKey};
 use flashstock::ports::{
-    CacheEntry, CacheSnapshot, Claim, CollectionRecord, CreateOutcome, DirectoryEntry, InfraError, InfraResult, Ledger,
-    OrderRecord, Queue, Rebuild, Released, ReservationMessage, ReserveOutcome, ReserveRequest, SettleAs, StockCache,
-    TimeoutMessage, Tombstone, WriteError,
+    CacheEntry, CacheSnapshot, CollectionRecord, CreateOutcome, InfraError, InfraResult, Ledger, OrderRecord, Queue,
+    Rebuild, Released, ReservationMessage, ReserveOutcome, ReserveRequest, SettleAs, StockCache, TimeoutMessage,
+    Tombstone, WriteError,
 };
 
 use crate::gate::{Fault, Gate};
@@ -53,28 +53,13 @@ impl<T> Gated<T> {
 }
 
 impl StockCache for Gated<RedisCache> {
-    async fn claim_order(
-        &self,
-        order: &OrderId,
-        collection: &CollectionId,
-        user: &UserId,
-        quantity: u32,
-    ) -> InfraResult<Claim> {
-        self.step("redis claim", move || self.inner.claim_order(order, collection, user, quantity)).await
-    }
-    async fn directory(&self, order: &OrderId) -> InfraResult<Option<DirectoryEntry>> {
-        self.step("redis directory", move || self.inner.directory(order)).await
-    }
-    async fn tombstone_order(&self, order: &OrderId, user: &UserId) -> InfraResult<()> {
-        self.step("redis tombstone-order", move || self.inner.tombstone_order(order, user)).await
-    }
     async fn reserve(&self, req: &ReserveRequest<'_>) -> InfraResult<ReserveOutcome> {
         self.step("redis reserve.lua", move || self.inner.reserve(req)).await
     }
     async fn settle(
         &self,
         collection: &CollectionId,
-        orders: &[OrderId],
+        orders: &[OrderKey],
         as_: SettleAs,
         clear_intents_before: Option<i64>,
         now_ms: i64,
@@ -85,22 +70,16 @@ impl StockCache for Gated<RedisCache> {
         self.step("redis settle.lua", move || self.inner.settle(collection, orders, as_, clear_intents_before, now_ms))
             .await
     }
-    async fn mark_intent(&self, collection: &CollectionId, order: &OrderRecord, now_ms: i64) -> InfraResult<()> {
-        self.step("redis intent.lua", move || self.inner.mark_intent(collection, order, now_ms)).await
+    async fn mark_intent(&self, order: &OrderRecord, now_ms: i64) -> InfraResult<()> {
+        self.step("redis intent.lua", move || self.inner.mark_intent(order, now_ms)).await
     }
-    async fn release(
-        &self,
-        collection: &CollectionId,
-        order: &OrderId,
-        tombstone: Option<&UserId>,
-        now_ms: i64,
-    ) -> InfraResult<Released> {
-        self.step("redis release.lua", move || self.inner.release(collection, order, tombstone, now_ms)).await
+    async fn release(&self, order: &OrderKey, tombstone: bool, now_ms: i64) -> InfraResult<Released> {
+        self.step("redis release.lua", move || self.inner.release(order, tombstone, now_ms)).await
     }
-    async fn entry(&self, collection: &CollectionId, order: &OrderId) -> InfraResult<Option<CacheEntry>> {
-        self.step("redis entry", move || self.inner.entry(collection, order)).await
+    async fn entry(&self, order: &OrderKey) -> InfraResult<Option<CacheEntry>> {
+        self.step("redis entry", move || self.inner.entry(order)).await
     }
-    async fn entries(&self, collection: &CollectionId, orders: &[OrderId]) -> InfraResult<Vec<Option<CacheEntry>>> {
+    async fn entries(&self, collection: &CollectionId, orders: &[OrderKey]) -> InfraResult<Vec<Option<CacheEntry>>> {
         if orders.is_empty() {
             return Ok(Vec::new());
         }
@@ -127,7 +106,7 @@ impl StockCache for Gated<RedisCache> {
         collection: &CollectionId,
         before_ms: i64,
         limit: usize,
-    ) -> InfraResult<Vec<OrderId>> {
+    ) -> InfraResult<Vec<OrderKey>> {
         self.step("redis unsettled", move || self.inner.unsettled_before(collection, before_ms, limit)).await
     }
 }
@@ -150,10 +129,10 @@ impl Ledger for Gated<DynamoLedger> {
     async fn record_drift(&self, id: &CollectionId, drift: i64) -> InfraResult<()> {
         self.step("dynamodb record-drift", move || self.inner.record_drift(id, drift)).await
     }
-    async fn order(&self, id: &OrderId) -> InfraResult<Option<OrderRecord>> {
+    async fn order(&self, id: &OrderKey) -> InfraResult<Option<OrderRecord>> {
         self.step("dynamodb get-order", move || self.inner.order(id)).await
     }
-    async fn orders(&self, ids: &[OrderId]) -> InfraResult<Vec<OrderRecord>> {
+    async fn orders(&self, ids: &[OrderKey]) -> InfraResult<Vec<OrderRecord>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -190,7 +169,7 @@ impl Ledger for Gated<DynamoLedger> {
     async fn put_tombstone(&self, t: &Tombstone<'_>, now_ms: i64) -> InfraResult<bool> {
         self.step("dynamodb put-tombstone", move || self.inner.put_tombstone(t, now_ms)).await
     }
-    async fn expired_reservations(&self, deadline_s: i64, limit: usize) -> InfraResult<Vec<OrderId>> {
+    async fn expired_reservations(&self, deadline_s: i64, limit: usize) -> InfraResult<Vec<OrderKey>> {
         self.step("dynamodb query-expired", move || self.inner.expired_reservations(deadline_s, limit)).await
     }
 }

@@ -14,7 +14,7 @@ use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
 use flashstock::app::cancel::Canceller;
 use flashstock::app::reserve::ReserveInput;
 use flashstock::app::{App, AppError, Settings};
-use flashstock::domain::{CollectionId, CollectionSpec, OrderId, Status, UserId};
+use flashstock::domain::{CollectionId, CollectionSpec, OrderId, OrderKey, Status, UserId};
 use flashstock::lambda::{persist_event, sqs_event, timers_event};
 use flashstock::ports::{Ledger, StockCache, TimeoutMessage};
 use flashstock_local::provision::{self, Queues};
@@ -105,8 +105,6 @@ pub enum Setup {
     /// The reservation queue's messages stay undelivered past reconciliation's threshold: by the
     /// current contract such a message counts as lost (its order may end LOST).
     LateMessages,
-    /// Order `i`'s directory key expires (the retention passed).
-    ExpireDirectory(usize),
     /// Reconciliation runs once the retention has passed (it trims settled orders).
     Trim,
     /// Redis's stock is off by this many units (a failover lost acknowledged writes): drift that
@@ -133,6 +131,9 @@ pub struct Scenario {
     pub per_user_limit: Option<u32>,
     /// Order `i`: (buyer index, quantity).
     pub orders: Vec<(usize, u32)>,
+    /// Every order uses one order id (each buyer's own reservation): every Try must end
+    /// accepted, whatever the other buyers did with that id (buyer isolation, I7).
+    pub shared_order_id: bool,
     pub setup: Vec<Setup>,
     pub ops: Vec<OpKind>,
     pub when: When,
@@ -173,14 +174,15 @@ pub struct Run {
 /// Per-schedule state shared by its operations.
 struct Sched {
     collection: CollectionId,
-    orders: Vec<OrderId>,
-    users: Vec<UserId>,
+    orders: Vec<OrderKey>,
     quantities: Vec<u32>,
     t0: i64,
     /// The set-up loses reservation messages on purpose (only then may an accepted order end LOST).
     loses_messages: bool,
     /// The set-up skews Redis's stock on purpose (only then may reconciliation repair drift).
     skewed: bool,
+    /// Every order uses one order id, each its own buyer's: every Try must end accepted.
+    isolated: bool,
     clock: Arc<AtomicU64>,
     answers: Mutex<Vec<(Option<usize>, Answer)>>,
     /// Receipt handles of reservation messages received and not deleted.
@@ -251,7 +253,7 @@ impl World {
         provision::table(&dynamo, &table).await?;
         // A long visibility timeout: a message comes back only when the explorer says so.
         let queues = provision::queues(&sqs, name, 600).await?;
-        let redis = RedisCache::connect(&redis_url, name, (RETENTION_MS / 1000) as u64, false).await?;
+        let redis = RedisCache::connect(&redis_url, name, false).await?;
         let con = flashstock::adapters::redis_cache::connect(&redis_url, false).await?;
         Ok(Self {
             name: name.to_owned(),
@@ -286,13 +288,21 @@ impl World {
         let n = self.next.fetch_add(1, Ordering::SeqCst);
         let collection = CollectionId::parse(&format!("c{n}"))?;
         let s = Arc::new(Sched {
-            orders: (0..sc.orders.len()).map(|i| OrderId::parse(&format!("o{n}x{i}"))).collect::<Result<_, _>>()?,
-            users: sc.orders.iter().map(|(u, _)| UserId::parse(&user_name(*u))).collect::<Result<_, _>>()?,
+            orders: sc
+                .orders
+                .iter()
+                .enumerate()
+                .map(|(i, (u, _))| -> anyhow::Result<OrderKey> {
+                    let order = if sc.shared_order_id { format!("o{n}") } else { format!("o{n}x{i}") };
+                    Ok(OrderKey::new(collection.clone(), UserId::parse(&user_name(*u))?, OrderId::parse(&order)?))
+                })
+                .collect::<anyhow::Result<_>>()?,
             quantities: sc.orders.iter().map(|(_, q)| *q).collect(),
             collection,
             t0: flashstock::now_ms(),
             loses_messages: sc.setup.contains(&Setup::LoseMessages) || sc.setup.contains(&Setup::LateMessages),
             skewed: sc.setup.iter().any(|s| matches!(s, Setup::SkewStock(_))),
+            isolated: sc.shared_order_id,
             clock: Arc::new(AtomicU64::new(1)),
             answers: Mutex::new(Vec::new()),
             inflight: Mutex::new(Vec::new()),
@@ -345,16 +355,12 @@ impl World {
                 let at = s.op_time(When::AfterRetention) - 500;
                 s.quiet.reconcile_collections(std::slice::from_ref(&s.collection), at).await;
             }
-            Setup::ExpireDirectory(i) => {
-                let key = flashstock::adapters::redis_cache::directory_key(&self.name, &s.orders[i]);
-                redis::cmd("DEL").arg(key).query_async::<()>(&mut con).await?;
-            }
             Setup::Redeliver(i) => {
                 let rec = self.ledger.order(&s.orders[i]).await?;
                 let msg = flashstock::ports::ReservationMessage {
-                    order_id: s.orders[i].clone(),
+                    order_id: s.orders[i].order.clone(),
                     collection_id: s.collection.clone(),
-                    user_id: s.users[i].clone(),
+                    user_id: s.orders[i].user.clone(),
                     quantity: s.quantities[i],
                     accepted_at_ms: rec.map_or(s.t0, |r| r.accepted_at_ms),
                 };
@@ -405,8 +411,8 @@ impl World {
             OpKind::Try(i) | OpKind::TryFault(i, ..) => {
                 let input = ReserveInput {
                     collection: s.collection.clone(),
-                    order: s.orders[i].clone(),
-                    user: s.users[i].clone(),
+                    order: s.orders[i].order.clone(),
+                    user: s.orders[i].user.clone(),
                     quantity: i64::from(s.quantities[i]),
                 };
                 match app.reserve(input, now).await {
@@ -424,7 +430,7 @@ impl World {
                 Ok(v) => (200, "BATCH".to_owned(), v, false),
                 Err(e) => (500, "PERSIST_ERROR".to_owned(), json!(e.to_string()), false),
             },
-            OpKind::Cancel(i) => match app.cancel(&s.orders[i], Canceller::Owner(&s.users[i]), now).await {
+            OpKind::Cancel(i) => match app.cancel(&s.orders[i], Canceller::Buyer, now).await {
                 Ok(c) => (200, c.view.status.as_str().to_owned(), json!(c.view), false),
                 Err(e) => with_false(problem(&e)),
             },
@@ -433,7 +439,7 @@ impl World {
                 Err(e) => with_false(problem(&e)),
             },
             OpKind::Timeout(i) => {
-                let t = TimeoutMessage { order_id: s.orders[i].clone(), due_at: now / 1000 };
+                let t = TimeoutMessage::new(&s.orders[i], now / 1000);
                 let (resp, report) = timers_event(app, sqs_event(&[("t".to_owned(), json!(t).to_string())]), now).await;
                 if !resp.batch_item_failures.is_empty()
                     && let Ok(mut r) = s.retry.lock()
@@ -608,7 +614,7 @@ impl World {
 
         let qt = q1 + THRESHOLD_MS + i64::from(WINDOW_S) * 1000 + 5_000;
         for i in s.touched() {
-            let t = TimeoutMessage { order_id: s.orders[i].clone(), due_at: qt / 1000 };
+            let t = TimeoutMessage::new(&s.orders[i], qt / 1000);
             let (resp, _) = timers_event(app, sqs_event(&[(format!("t{i}"), json!(t).to_string())]), qt).await;
             if !resp.batch_item_failures.is_empty() {
                 v.push(Violation { invariant: "I4", detail: format!("order {i}'s timer fails at quiescence") });
@@ -629,8 +635,8 @@ impl World {
         };
         let col = self.ledger.collection(&s.collection).await?.ok_or_else(|| anyhow::anyhow!("collection gone"))?;
         let l = col.levels;
-        let records: HashMap<OrderId, flashstock::ports::OrderRecord> =
-            self.ledger.orders(&s.orders).await?.into_iter().map(|r| (r.order.clone(), r)).collect();
+        let records: HashMap<OrderKey, flashstock::ports::OrderRecord> =
+            self.ledger.orders(&s.orders).await?.into_iter().map(|r| (r.key(), r)).collect();
         let held =
             |st: Status| -> i64 { records.values().filter(|r| r.status == st).map(|r| i64::from(r.quantity)).sum() };
         let (reserved, confirmed) = (held(Status::Reserved), held(Status::Confirmed));
@@ -683,8 +689,12 @@ impl World {
             let order = &s.orders[i];
             let mine: Vec<&Answer> = answers.iter().filter(|a| a.order == Some(i)).collect();
             let accepted: Vec<&Answer> = mine.iter().copied().filter(|a| a.status == 202).collect();
-            let status = app.status(order, &s.users[i]).await;
+            let status = app.status(order).await;
             let final_status = status.as_ref().ok().map(|v| v.status);
+            if s.isolated && accepted.is_empty() && mine.iter().any(|a| a.op.starts_with("try")) {
+                let got: Vec<&str> = mine.iter().map(|a| a.code.as_str()).collect();
+                bad("I7", format!("buyer {}'s Try of a shared order id was never accepted: {got:?}", order.user));
+            }
             if !accepted.is_empty() {
                 match &status {
                     Err(e) => bad("I4", format!("order {i} was accepted, its owner now gets {}", e.code())),

@@ -104,8 +104,10 @@ fn from_event_response(r: ApiGatewayV2httpResponse) -> Response {
     resp
 }
 
+/// `POST /v1/collections/{collectionId}/reservations/{orderId}/cancel` goes to the cancel function.
 fn is_cancel_route(path: &str) -> bool {
-    path.starts_with("/v1/reservations/") && path.trim_end_matches('/').ends_with("/cancel")
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    matches!(segs.as_slice(), ["v1", "collections", _, "reservations", _, "cancel"])
 }
 
 async fn handle(State(door): State<Door>, req: Request) -> Response {

@@ -5,7 +5,9 @@
 //!   `perUserLimit?`, `paymentWindowSeconds`, `maxPerOrder`, `createdAt`, `lastDrift?`;
 //!   `gsi2pk = "COLLECTIONS"`, `gsi2sk = <id>` list collections (index `byKind`, keys only; the keys
 //!   never change, so stock updates never write the index).
-//! - Reservation `pk = "ORD#<orderId>"`: `collectionId?`, `userId`, `quantity`, `status`,
+//! - Reservation `pk = "ORD#<collectionId>#<orderId>#<userId>"` (an order id is scoped to its
+//!   buyer and collection; neither id contains `#`, so the key parses back):
+//!   `collectionId`, `orderId`, `userId`, `quantity`, `status`,
 //!   `acceptedAt` (ms), `expiresAt?` (s), `reason?`, `tookStock`; while RESERVED,
 //!   `gsi1pk = "EXP#<0..15>"`, `gsi1sk = expiresAt` (index `byExpiry`, sparse, sharded so the
 //!   timeout sweep never makes one hot partition). CANCELLED and FAILED records carry `ttl` (30
@@ -23,7 +25,7 @@ use aws_sdk_dynamodb::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{CancelReason, CollectionId, CollectionSpec, OrderId, Status, StockLevels, UserId};
+use crate::domain::{CancelReason, CollectionId, CollectionSpec, OrderId, OrderKey, Status, StockLevels, UserId};
 use crate::ports::{
     CollectionRecord, CreateOutcome, InfraError, InfraResult, ItemFailure, Ledger, OrderRecord, ReservationMessage,
     Tombstone, WriteError,
@@ -45,8 +47,19 @@ pub struct DynamoLedger {
 fn col_pk(id: &CollectionId) -> AttributeValue {
     AttributeValue::S(format!("COL#{id}"))
 }
-fn ord_pk(id: &OrderId) -> AttributeValue {
-    AttributeValue::S(format!("ORD#{id}"))
+fn ord_key(key: &OrderKey) -> String {
+    format!("ORD#{}#{}#{}", key.collection, key.order, key.user)
+}
+fn ord_pk(key: &OrderKey) -> AttributeValue {
+    AttributeValue::S(ord_key(key))
+}
+/// Parses [`ord_key`] back.
+fn parse_ord_key(pk: &str) -> Option<OrderKey> {
+    let mut it = pk.strip_prefix("ORD#")?.splitn(3, '#');
+    let collection = CollectionId::parse(it.next()?).ok()?;
+    let order = OrderId::parse(it.next()?).ok()?;
+    let user = UserId::parse(it.next()?).ok()?;
+    Some(OrderKey::new(collection, user, order))
 }
 fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
@@ -54,9 +67,9 @@ fn n(v: impl ToString) -> AttributeValue {
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
-fn expiry_shard(order: &OrderId) -> String {
+fn expiry_shard(key: &OrderKey) -> String {
     // FNV-1a: stable across processes and builds.
-    let h = order.as_str().bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let h = ord_key(key).bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
     format!("EXP#{}", h % EXPIRY_SHARDS)
 }
 
@@ -106,8 +119,7 @@ impl CollectionItem {
 struct OrderItem {
     pk: String,
     order_id: OrderId,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    collection_id: Option<CollectionId>,
+    collection_id: CollectionId,
     user_id: UserId,
     quantity: u32,
     status: Status,
@@ -252,9 +264,9 @@ impl DynamoLedger {
         let reserved = status == Status::Reserved;
         let expires_at = reserved.then(|| m.accepted_at_ms / 1000 + i64::from(payment_window_seconds));
         let item = OrderItem {
-            pk: format!("ORD#{}", m.order_id),
+            pk: ord_key(&m.key()),
             order_id: m.order_id.clone(),
-            collection_id: Some(m.collection_id.clone()),
+            collection_id: m.collection_id.clone(),
             user_id: m.user_id.clone(),
             quantity: m.quantity,
             status,
@@ -263,7 +275,7 @@ impl DynamoLedger {
             reason: (!reserved).then(|| "INSUFFICIENT_STOCK".to_owned()),
             took_stock: reserved,
             updated_at: now_ms,
-            gsi1pk: reserved.then(|| expiry_shard(&m.order_id)),
+            gsi1pk: reserved.then(|| expiry_shard(&m.key())),
             gsi1sk: expires_at,
             ttl: (!reserved).then_some(now_ms / 1000 + FINAL_TTL_SECONDS),
         };
@@ -354,13 +366,13 @@ impl Ledger for DynamoLedger {
             .map_err(sdk_err("dynamodb record drift"))
     }
 
-    async fn order(&self, id: &OrderId) -> InfraResult<Option<OrderRecord>> {
-        Ok(self.get::<OrderItem>(ord_pk(id), "dynamodb get order").await?.map(OrderItem::into_record))
+    async fn order(&self, key: &OrderKey) -> InfraResult<Option<OrderRecord>> {
+        Ok(self.get::<OrderItem>(ord_pk(key), "dynamodb get order").await?.map(OrderItem::into_record))
     }
 
-    async fn orders(&self, ids: &[OrderId]) -> InfraResult<Vec<OrderRecord>> {
+    async fn orders(&self, ids: &[OrderKey]) -> InfraResult<Vec<OrderRecord>> {
         let mut out = Vec::with_capacity(ids.len());
-        let mut uniq: Vec<&OrderId> = ids.iter().collect();
+        let mut uniq: Vec<&OrderKey> = ids.iter().collect();
         uniq.sort();
         uniq.dedup();
         for chunk in uniq.chunks(100) {
@@ -441,12 +453,10 @@ impl Ledger for DynamoLedger {
     }
 
     async fn confirm(&self, order: &OrderRecord, now_ms: i64) -> Result<(), WriteError> {
-        let Some(collection) = &order.collection else {
-            return Err(WriteError::ConditionFailed);
-        };
+        let collection = &order.collection;
         let o = Update::builder()
             .table_name(&self.table)
-            .key("pk", ord_pk(&order.order))
+            .key("pk", ord_pk(&order.key()))
             .update_expression("SET #s = :c, updatedAt = :now REMOVE gsi1pk, gsi1sk")
             .condition_expression("#s = :r")
             .expression_attribute_names("#s", "status")
@@ -474,13 +484,11 @@ impl Ledger for DynamoLedger {
         reason: CancelReason,
         now_ms: i64,
     ) -> Result<(), WriteError> {
-        let Some(collection) = &order.collection else {
-            return Err(WriteError::ConditionFailed);
-        };
+        let collection = &order.collection;
         let q = i64::from(order.quantity);
         let o = Update::builder()
             .table_name(&self.table)
-            .key("pk", ord_pk(&order.order))
+            .key("pk", ord_pk(&order.key()))
             .update_expression("SET #s = :x, reason = :why, updatedAt = :now, #ttl = :ttl REMOVE gsi1pk, gsi1sk")
             .condition_expression("#s = :r")
             .expression_attribute_names("#s", "status")
@@ -506,10 +514,10 @@ impl Ledger for DynamoLedger {
 
     async fn put_tombstone(&self, t: &Tombstone<'_>, now_ms: i64) -> InfraResult<bool> {
         let item = OrderItem {
-            pk: format!("ORD#{}", t.order),
-            order_id: t.order.clone(),
-            collection_id: t.collection.cloned(),
-            user_id: t.user.clone(),
+            pk: ord_key(t.key),
+            order_id: t.key.order.clone(),
+            collection_id: t.key.collection.clone(),
+            user_id: t.key.user.clone(),
             quantity: t.quantity,
             status: Status::Cancelled,
             accepted_at: t.accepted_at_ms,
@@ -524,7 +532,7 @@ impl Ledger for DynamoLedger {
         self.put_new("dynamodb put tombstone", &item).await
     }
 
-    async fn expired_reservations(&self, deadline_s: i64, limit: usize) -> InfraResult<Vec<OrderId>> {
+    async fn expired_reservations(&self, deadline_s: i64, limit: usize) -> InfraResult<Vec<OrderKey>> {
         let mut out = Vec::new();
         for shard in 0..EXPIRY_SHARDS {
             let query = self
@@ -539,7 +547,7 @@ impl Ledger for DynamoLedger {
             while let Some(item) = items.next().await {
                 let item = item.map_err(sdk_err("dynamodb query expired"))?;
                 if let Some(AttributeValue::S(pk)) = item.get("pk")
-                    && let Some(Ok(id)) = pk.strip_prefix("ORD#").map(OrderId::parse)
+                    && let Some(id) = parse_ord_key(pk)
                 {
                     out.push(id);
                     if out.len() >= limit {
@@ -556,13 +564,26 @@ impl Ledger for DynamoLedger {
 mod tests {
     use super::*;
 
+    fn key(user: &str, order: &str) -> OrderKey {
+        OrderKey::new(CollectionId::parse("c").unwrap(), UserId::parse(user).unwrap(), OrderId::parse(order).unwrap())
+    }
+
     #[test]
     fn expiry_shards_are_stable_and_bounded() {
-        let a = expiry_shard(&OrderId::parse("order-1").unwrap());
-        assert_eq!(a, expiry_shard(&OrderId::parse("order-1").unwrap()));
+        let a = expiry_shard(&key("u", "order-1"));
+        assert_eq!(a, expiry_shard(&key("u", "order-1")));
         let shards: std::collections::HashSet<_> =
-            (0..500).map(|i| expiry_shard(&OrderId::parse(&format!("o{i}")).unwrap())).collect();
+            (0..500).map(|i| expiry_shard(&key("u", &format!("o{i}")))).collect();
         assert_eq!(shards.len(), EXPIRY_SHARDS as usize, "all shards are used");
+    }
+
+    #[test]
+    fn order_keys_parse_back_from_the_partition_key() {
+        for k in [key("u", "o1"), key("google-oauth2#10:x@y", "o1"), key("a", "b-c_d")] {
+            assert_eq!(parse_ord_key(&ord_key(&k)), Some(k.clone()), "{k}");
+        }
+        assert_ne!(ord_key(&key("alice", "o1")), ord_key(&key("bob", "o1")), "scoped to the buyer");
+        assert_eq!(parse_ord_key("COL#c"), None);
     }
 
     #[test]

@@ -1,22 +1,20 @@
-//! [`StockCache`] on Redis: the Lua scripts of `src/lua/` plus single-key directory commands.
+//! [`StockCache`] on Redis: the Lua scripts of `src/lua/` plus plain reads.
 //!
 //! # Keys
 //! Per collection, all with the hash tag `{<prefix>:c:<collectionId>}` (one Redis Cluster slot):
 //! `:stock`, `:orders`, `:log`, `:users`, `:meta`, `:done` (see `reserve.lua` for their contents).
-//! Per order, the directory key `{<prefix>:o:<orderId>}` holds `"<collectionId>|<qty>|<userId>"`
-//! or a tombstone `"~|0|<userId>"`, with a TTL of the order retention.
+//! An order lives only there, under its buyer-scoped field `<orderId>:<userId>`
+//! ([`OrderKey::scoped`]); there are no per-order keys.
 
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
-use crate::domain::{CollectionId, OrderId, UserId};
+use crate::domain::{CollectionId, OrderKey, UserId};
 use crate::ports::{
-    CacheEntry, CacheSnapshot, CacheState, Claim, DirectoryEntry, InfraError, InfraResult, OrderRecord, Rebuild,
-    Released, ReserveOutcome, ReserveRequest, SettleAs, StockCache,
+    CacheEntry, CacheSnapshot, CacheState, InfraError, InfraResult, OrderRecord, Rebuild, Released, ReserveOutcome,
+    ReserveRequest, SettleAs, StockCache,
 };
-
-const TOMBSTONE: &str = "~";
 
 /// The scripts, compiled into the binary; `Script` runs EVALSHA and loads on NOSCRIPT.
 struct Scripts {
@@ -92,7 +90,6 @@ pub async fn connect(url: &str, cluster: bool) -> InfraResult<Conn> {
 pub struct RedisCache {
     con: Conn,
     prefix: String,
-    retention_seconds: u64,
     scripts: std::sync::Arc<Scripts>,
 }
 
@@ -100,10 +97,6 @@ pub struct RedisCache {
 pub fn collection_keys(prefix: &str, collection: &CollectionId) -> [String; 6] {
     let tag = format!("{{{prefix}:c:{collection}}}");
     ["stock", "orders", "log", "users", "meta", "done"].map(|k| format!("{tag}:{k}"))
-}
-
-pub fn directory_key(prefix: &str, order: &OrderId) -> String {
-    format!("{{{prefix}:o:{order}}}")
 }
 
 fn err(op: &'static str) -> impl FnOnce(redis::RedisError) -> InfraError {
@@ -130,27 +123,12 @@ fn parse_entry(raw: &str) -> Option<CacheEntry> {
     Some(CacheEntry { state, quantity, accepted_at_ms, user })
 }
 
-fn parse_directory(raw: &str) -> Option<DirectoryEntry> {
-    let mut it = raw.splitn(3, '|');
-    let col = it.next()?;
-    let quantity = it.next()?.parse().ok()?;
-    let user = UserId::parse(it.next()?).ok()?;
-    if col == TOMBSTONE {
-        return Some(DirectoryEntry::Tombstone { user });
-    }
-    Some(DirectoryEntry::Order { collection: CollectionId::parse(col).ok()?, user, quantity })
-}
-
-fn directory_value(collection: &CollectionId, quantity: u32, user: &UserId) -> String {
-    format!("{collection}|{quantity}|{user}")
-}
-
 impl RedisCache {
     /// Connects once (both clients reconnect on their own); call at start-up, not per request.
     /// `cluster` follows a Redis Cluster's slots (MOVED/ASK), as ElastiCache Serverless needs.
-    pub async fn connect(url: &str, prefix: &str, retention_seconds: u64, cluster: bool) -> InfraResult<Self> {
+    pub async fn connect(url: &str, prefix: &str, cluster: bool) -> InfraResult<Self> {
         let con = connect(url, cluster).await?;
-        Ok(Self { con, prefix: prefix.to_owned(), retention_seconds, scripts: std::sync::Arc::new(Scripts::new()) })
+        Ok(Self { con, prefix: prefix.to_owned(), scripts: std::sync::Arc::new(Scripts::new()) })
     }
 
     pub fn prefix(&self) -> &str {
@@ -178,65 +156,16 @@ impl RedisCache {
 }
 
 impl StockCache for RedisCache {
-    async fn claim_order(
-        &self,
-        order: &OrderId,
-        collection: &CollectionId,
-        user: &UserId,
-        quantity: u32,
-    ) -> InfraResult<Claim> {
-        let mine = directory_value(collection, quantity, user);
-        let mut con = self.con.clone();
-        let old: Option<String> = redis::cmd("SET")
-            .arg(directory_key(&self.prefix, order))
-            .arg(&mine)
-            .arg("NX")
-            .arg("GET")
-            .arg("EX")
-            .arg(self.retention_seconds)
-            .query_async(&mut con)
-            .await
-            .map_err(err("redis claim order"))?;
-        Ok(match old {
-            None => Claim::Fresh,
-            Some(v) if v == mine => Claim::Same,
-            Some(v) if v.starts_with(&format!("{TOMBSTONE}|")) => Claim::Tombstone,
-            Some(_) => Claim::Different,
-        })
-    }
-
-    async fn directory(&self, order: &OrderId) -> InfraResult<Option<DirectoryEntry>> {
-        let mut con = self.con.clone();
-        let v: Option<String> = redis::cmd("GET")
-            .arg(directory_key(&self.prefix, order))
-            .query_async(&mut con)
-            .await
-            .map_err(err("redis directory"))?;
-        Ok(v.as_deref().and_then(parse_directory))
-    }
-
-    async fn tombstone_order(&self, order: &OrderId, user: &UserId) -> InfraResult<()> {
-        let mut con = self.con.clone();
-        redis::cmd("SET")
-            .arg(directory_key(&self.prefix, order))
-            .arg(format!("{TOMBSTONE}|0|{user}"))
-            .arg("EX")
-            .arg(self.retention_seconds)
-            .query_async::<()>(&mut con)
-            .await
-            .map_err(err("redis tombstone order"))
-    }
-
     async fn reserve(&self, r: &ReserveRequest<'_>) -> InfraResult<ReserveOutcome> {
         let limit = r.per_user_limit.unwrap_or(0);
         let (code, a, _) = self
             .run(
                 "redis try script",
                 &self.scripts.reserve,
-                r.collection,
+                &r.key.collection,
                 vec![
-                    r.order.to_string(),
-                    r.user.to_string(),
+                    r.key.scoped(),
+                    r.key.user.to_string(),
                     r.quantity.to_string(),
                     r.now_ms.to_string(),
                     limit.to_string(),
@@ -263,7 +192,7 @@ impl StockCache for RedisCache {
     async fn settle(
         &self,
         collection: &CollectionId,
-        orders: &[OrderId],
+        orders: &[OrderKey],
         as_: SettleAs,
         clear_intents_before: Option<i64>,
         now_ms: i64,
@@ -279,36 +208,30 @@ impl StockCache for RedisCache {
         };
         let clear = clear_intents_before.unwrap_or(0);
         let mut args = vec![now_ms.to_string(), target.to_owned(), clear.to_string()];
-        args.extend(orders.iter().map(OrderId::to_string));
+        args.extend(orders.iter().map(OrderKey::scoped));
         let (_, n, _) = self.run("redis settle script", &self.scripts.settle, collection, args).await?;
         Ok(n as u32)
     }
 
-    async fn mark_intent(&self, collection: &CollectionId, order: &OrderRecord, now_ms: i64) -> InfraResult<()> {
+    async fn mark_intent(&self, order: &OrderRecord, now_ms: i64) -> InfraResult<()> {
         let args = vec![
-            order.order.to_string(),
+            order.key().scoped(),
             now_ms.to_string(),
             order.quantity.to_string(),
             order.accepted_at_ms.to_string(),
             order.user.to_string(),
         ];
-        self.run("redis intent script", &self.scripts.intent, collection, args).await.map(|_| ())
+        self.run("redis intent script", &self.scripts.intent, &order.collection, args).await.map(|_| ())
     }
 
-    async fn release(
-        &self,
-        collection: &CollectionId,
-        order: &OrderId,
-        tombstone: Option<&UserId>,
-        now_ms: i64,
-    ) -> InfraResult<Released> {
-        let user = tombstone.map(UserId::as_str).unwrap_or("");
+    async fn release(&self, order: &OrderKey, tombstone: bool, now_ms: i64) -> InfraResult<Released> {
+        let user = if tombstone { order.user.as_str() } else { "" };
         let (code, q, _) = self
             .run(
                 "redis release script",
                 &self.scripts.release,
-                collection,
-                vec![order.to_string(), now_ms.to_string(), user.to_owned()],
+                &order.collection,
+                vec![order.scoped(), now_ms.to_string(), user.to_owned()],
             )
             .await?;
         Ok(match code.as_str() {
@@ -320,19 +243,19 @@ impl StockCache for RedisCache {
         })
     }
 
-    async fn entry(&self, collection: &CollectionId, order: &OrderId) -> InfraResult<Option<CacheEntry>> {
-        let [_, orders, ..] = collection_keys(&self.prefix, collection);
+    async fn entry(&self, order: &OrderKey) -> InfraResult<Option<CacheEntry>> {
+        let [_, orders, ..] = collection_keys(&self.prefix, &order.collection);
         let mut con = self.con.clone();
         let v: Option<String> = redis::cmd("HGET")
             .arg(orders)
-            .arg(order.as_str())
+            .arg(order.scoped())
             .query_async(&mut con)
             .await
             .map_err(err("redis entry"))?;
         Ok(v.as_deref().and_then(parse_entry))
     }
 
-    async fn entries(&self, collection: &CollectionId, orders: &[OrderId]) -> InfraResult<Vec<Option<CacheEntry>>> {
+    async fn entries(&self, collection: &CollectionId, orders: &[OrderKey]) -> InfraResult<Vec<Option<CacheEntry>>> {
         if orders.is_empty() {
             return Ok(Vec::new());
         }
@@ -340,7 +263,7 @@ impl StockCache for RedisCache {
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(key);
         for o in orders {
-            cmd.arg(o.as_str());
+            cmd.arg(o.scoped());
         }
         let mut con = self.con.clone();
         let raw: Vec<Option<String>> = cmd.query_async(&mut con).await.map_err(err("redis entries"))?;
@@ -394,7 +317,7 @@ impl StockCache for RedisCache {
         collection: &CollectionId,
         before_ms: i64,
         limit: usize,
-    ) -> InfraResult<Vec<OrderId>> {
+    ) -> InfraResult<Vec<OrderKey>> {
         let [_, _, log, ..] = collection_keys(&self.prefix, collection);
         let mut con = self.con.clone();
         let ids: Vec<String> = redis::cmd("ZRANGE")
@@ -408,7 +331,7 @@ impl StockCache for RedisCache {
             .query_async(&mut con)
             .await
             .map_err(err("redis unsettled"))?;
-        Ok(ids.iter().filter_map(|s| OrderId::parse(s).ok()).collect())
+        Ok(ids.iter().filter_map(|s| OrderKey::from_scoped(collection, s)).collect())
     }
 }
 
@@ -423,7 +346,6 @@ mod tests {
         for k in &keys {
             assert!(k.starts_with("{fs:c:drop-1}:"), "{k}");
         }
-        assert_eq!(directory_key("fs", &OrderId::parse("o1").unwrap()), "{fs:o:o1}");
     }
 
     #[test]
@@ -434,12 +356,5 @@ mod tests {
         assert_eq!(e.state, CacheState::Durable);
         assert_eq!(e.quantity, 3);
         assert_eq!(e.user.as_str(), "auth0-42");
-        let c = CollectionId::parse("c").unwrap();
-        let u = UserId::parse("u").unwrap();
-        assert_eq!(
-            parse_directory(&directory_value(&c, 2, &u)),
-            Some(DirectoryEntry::Order { collection: c, user: u.clone(), quantity: 2 })
-        );
-        assert_eq!(parse_directory("~|0|u"), Some(DirectoryEntry::Tombstone { user: u }));
     }
 }

@@ -9,15 +9,15 @@
 
 use super::status::{Located, ReservationView};
 use super::{App, AppError, MAX_ROUNDS};
-use crate::domain::{CancelReason, OrderId, Refusal, Status, Transition, UserId, transition};
+use crate::domain::{CancelReason, OrderKey, Refusal, Status, Transition, transition};
 use crate::ports::{CacheState, Ledger, Queue, StockCache, Tombstone, WriteError};
 
 /// Who asks for a cancel.
 #[derive(Debug, Clone, Copy)]
-pub enum Canceller<'a> {
-    /// The buyer: must own the order; an unseen order id gets an empty-rollback tombstone.
-    Owner(&'a UserId),
-    /// The system (timeout, reconciliation): no ownership check.
+pub enum Canceller {
+    /// The buyer (the key's user): an unseen order id gets an empty-rollback tombstone.
+    Buyer,
+    /// The system (timeout, reconciliation): an unseen order is not found.
     System(CancelReason),
 }
 
@@ -41,40 +41,34 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// Cancels an order, whatever state it is in, with one effect however often it runs.
     ///
     /// # Errors
-    /// `ReservationNotFound` (not the caller's), `Refused(AlreadyConfirmed)`, `Refused(OrderFailed)`.
-    pub async fn cancel(&self, order: &OrderId, who: Canceller<'_>, now_ms: i64) -> Result<Cancelled, AppError> {
+    /// `ReservationNotFound` (a system cancel of an unseen order), `CollectionNotFound` (a buyer's
+    /// cancel of an unseen order on a collection that does not exist), `Refused(AlreadyConfirmed)`,
+    /// `Refused(OrderFailed)`.
+    pub async fn cancel(&self, order: &OrderKey, who: Canceller, now_ms: i64) -> Result<Cancelled, AppError> {
         let reason = match who {
-            Canceller::Owner(_) => CancelReason::User,
+            Canceller::Buyer => CancelReason::User,
             Canceller::System(r) => r,
         };
+        let collection = &order.collection;
         for _ in 0..MAX_ROUNDS {
-            let located = self.locate(order).await?;
-            if let Canceller::Owner(u) = who
-                && located.owner().is_some_and(|o| o != u)
-            {
-                return Err(AppError::ReservationNotFound);
-            }
-            match located {
+            match self.locate(order).await? {
                 Located::Durable(mut rec) => {
-                    let Some(collection) = rec.collection.clone() else {
-                        // An empty-rollback tombstone.
-                        return Ok(Cancelled::before(rec.into()));
-                    };
                     match transition(Some(rec.status), crate::domain::Event::Cancel)? {
                         Transition::Already(_) => {
-                            // Finish a cancel that died between DynamoDB and Redis.
-                            self.cache.release(&collection, order, None, now_ms).await?;
-                            self.sold_out.clear(&collection);
+                            // Finish a cancel that died between DynamoDB and Redis (the entry is
+                            // given back once, or written as a cancelled one if Redis has none).
+                            self.cache.release(order, true, now_ms).await?;
+                            self.sold_out.clear(collection);
                             return Ok(Cancelled::before(rec.into()));
                         }
                         Transition::To(_) => {
-                            let spec = self.spec(&collection).await?;
-                            self.cache.mark_intent(&collection, &rec, now_ms).await?;
+                            let spec = self.spec(collection).await?;
+                            self.cache.mark_intent(&rec, now_ms).await?;
                             match self.ledger.cancel_reserved(&rec, spec.quantity as i64, reason, now_ms).await {
                                 Ok(()) => {
-                                    self.cache.release(&collection, order, None, now_ms).await?;
-                                    self.sold_out.clear(&collection);
-                                    tracing::info!(order = %order, reason = reason.as_str(), "cancelled; stock returned");
+                                    self.cache.release(order, false, now_ms).await?;
+                                    self.sold_out.clear(collection);
+                                    tracing::info!(%order, reason = reason.as_str(), "cancelled; stock returned");
                                     rec.status = Status::Cancelled;
                                     rec.reason = Some(reason.as_str().to_owned());
                                     return Ok(Cancelled::now(rec.into()));
@@ -88,60 +82,36 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                         }
                     }
                 }
-                Located::Cached { collection, user, quantity, state, accepted_at_ms } => {
+                Located::Cached { quantity, state, accepted_at_ms } => {
                     if state == CacheState::Failed {
                         return Err(Refusal::OrderFailed.into());
                     }
                     // Not durable yet: the tombstone decides between this cancel and the persist.
-                    let t = Tombstone {
-                        order,
-                        collection: Some(&collection),
-                        user: &user,
-                        quantity,
-                        accepted_at_ms,
-                        reason,
-                    };
-                    let won = self.ledger.put_tombstone(&t, now_ms).await?;
-                    if !won {
+                    let t = Tombstone { key: order, quantity, accepted_at_ms, reason };
+                    if !self.ledger.put_tombstone(&t, now_ms).await? {
                         continue; // persist (or another cancel) wrote first: decide again
                     }
-                    self.cache.release(&collection, order, Some(&user), now_ms).await?;
-                    self.cache.tombstone_order(order, &user).await?;
-                    self.sold_out.clear(&collection);
-                    tracing::info!(order = %order, reason = reason.as_str(), "cancelled before persist; tombstone written");
-                    return Ok(Cancelled::now(ReservationView::cancelled(
-                        order,
-                        Some(collection),
-                        quantity,
-                        Some(reason.as_str()),
-                    )));
+                    self.cache.release(order, true, now_ms).await?;
+                    self.sold_out.clear(collection);
+                    tracing::info!(%order, reason = reason.as_str(), "cancelled before persist; tombstone written");
+                    return Ok(Cancelled::now(ReservationView::cancelled(order, quantity, Some(reason.as_str()))));
                 }
-                Located::Tombstone { .. } => {
-                    return Ok(Cancelled::before(ReservationView::cancelled(order, None, 0, None)));
-                }
-                Located::Unknown { claimed } => {
+                Located::Unknown => {
                     // Empty rollback: nothing was taken (or a Try is mid-flight). Leave a durable
-                    // tombstone so a late Try or persist message for this id is refused.
-                    let owner = match (who, claimed) {
-                        (_, Some((_, u, _))) => u,
-                        (Canceller::Owner(u), None) => u.clone(),
-                        (Canceller::System(_), None) => return Err(AppError::ReservationNotFound),
-                    };
-                    let reason = if matches!(who, Canceller::Owner(_)) { CancelReason::EmptyRollback } else { reason };
-                    let t = Tombstone {
-                        order,
-                        collection: None,
-                        user: &owner,
-                        quantity: 0,
-                        accepted_at_ms: now_ms,
-                        reason,
-                    };
+                    // tombstone and a cancelled entry, so a late Try or persist message for this
+                    // buyer's order id is refused. Another buyer's same order id is another key.
+                    if matches!(who, Canceller::System(_)) {
+                        return Err(AppError::ReservationNotFound);
+                    }
+                    self.spec(collection).await?; // no tombstones on collections that do not exist
+                    let reason = CancelReason::EmptyRollback;
+                    let t = Tombstone { key: order, quantity: 0, accepted_at_ms: now_ms, reason };
                     if !self.ledger.put_tombstone(&t, now_ms).await? {
                         continue;
                     }
-                    self.cache.tombstone_order(order, &owner).await?;
-                    tracing::info!(order = %order, "empty rollback; tombstone written");
-                    return Ok(Cancelled::now(ReservationView::cancelled(order, None, 0, Some(reason.as_str()))));
+                    self.cache.release(order, true, now_ms).await?;
+                    tracing::info!(%order, "empty rollback; tombstone written");
+                    return Ok(Cancelled::now(ReservationView::cancelled(order, 0, Some(reason.as_str()))));
                 }
             }
         }

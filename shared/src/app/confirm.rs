@@ -3,7 +3,7 @@
 
 use super::status::{Located, ReservationView};
 use super::{App, AppError, MAX_ROUNDS};
-use crate::domain::{OrderId, Refusal, Status, Transition, transition};
+use crate::domain::{OrderKey, Refusal, Status, Transition, transition};
 use crate::ports::{Ledger, Queue, StockCache, WriteError};
 
 impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
@@ -12,7 +12,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// # Errors
     /// `Refused(NotYetReserved)` (retryable), `Refused(AlreadyCancelled)`, `Refused(OrderFailed)`,
     /// `ReservationNotFound`.
-    pub async fn confirm(&self, order: &OrderId, now_ms: i64) -> Result<ReservationView, AppError> {
+    pub async fn confirm(&self, order: &OrderKey, now_ms: i64) -> Result<ReservationView, AppError> {
         for _ in 0..MAX_ROUNDS {
             let located = self.locate(order).await?;
             match transition(located.status(), crate::domain::Event::Confirm) {
@@ -27,11 +27,11 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             match self.ledger.confirm(&rec, now_ms).await {
                 Ok(()) => {
                     rec.status = Status::Confirmed;
-                    tracing::info!(order = %order, "confirmed");
+                    tracing::info!(%order, "confirmed");
                     return Ok(rec.into());
                 }
                 Err(WriteError::ConditionFailed) => continue, // raced a cancel: re-read and decide
-                Err(WriteError::Cancelled(r)) => tracing::warn!(order = %order, reasons = ?r, "confirm retried"),
+                Err(WriteError::Cancelled(r)) => tracing::warn!(%order, reasons = ?r, "confirm retried"),
                 Err(WriteError::Infra(e)) => return Err(e.into()),
             }
         }

@@ -111,13 +111,7 @@ impl LiveApp {
     /// `AWS_ENDPOINT_URL` from the environment.
     pub async fn from_config(cfg: &Config) -> Result<Self, InfraError> {
         let aws = crate::adapters::aws_sdk_config().await;
-        let cache = RedisCache::connect(
-            cfg.redis_url.expose(),
-            &cfg.key_prefix,
-            cfg.order_retention_seconds,
-            cfg.redis_cluster,
-        )
-        .await?;
+        let cache = RedisCache::connect(cfg.redis_url.expose(), &cfg.key_prefix, cfg.redis_cluster).await?;
         let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(&aws), &cfg.table);
         let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), &cfg.reservation_queue_url, &cfg.timeout_queue_url);
         Ok(App::new(cache, ledger, queue, Settings::from(cfg)))

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::{App, AppError, backoff};
 use crate::domain::batch::{ORDERS_PER_TRANSACTION, fit_to_stock, group_by_collection};
-use crate::domain::{CollectionId, OrderId, Status, settlement};
+use crate::domain::{CollectionId, OrderKey, Status, settlement};
 use crate::ports::{ItemFailure, Ledger, Queue, ReservationMessage, SettleAs, StockCache, TimeoutMessage, WriteError};
 
 /// Transaction attempts per chunk before its orders are reported for redelivery.
@@ -23,16 +23,16 @@ struct ChunkResult {
     durable: Vec<ReservationMessage>,
     refused: Vec<ReservationMessage>,
     existing: Vec<ReservationMessage>,
-    unresolved: Vec<OrderId>,
+    unresolved: Vec<OrderKey>,
 }
 
 impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// Makes accepted Tries durable: per collection, chunked transactions. Returns the orders
     /// that are still unresolved after retries (their messages come back from SQS). The same
     /// order twice in one batch (a duplicate delivery) is persisted once.
-    pub async fn persist(&self, msgs: Vec<ReservationMessage>, now_ms: i64) -> Vec<OrderId> {
+    pub async fn persist(&self, msgs: Vec<ReservationMessage>, now_ms: i64) -> Vec<OrderKey> {
         let mut seen = std::collections::HashSet::new();
-        let msgs: Vec<ReservationMessage> = msgs.into_iter().filter(|m| seen.insert(m.order_id.clone())).collect();
+        let msgs: Vec<ReservationMessage> = msgs.into_iter().filter(|m| seen.insert(m.key())).collect();
         let mut unresolved = Vec::new();
         for (collection, group) in group_by_collection(msgs, |m| &m.collection_id) {
             unresolved.extend(self.persist_collection(&collection, group, now_ms).await);
@@ -46,12 +46,12 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         collection: &CollectionId,
         msgs: Vec<ReservationMessage>,
         now_ms: i64,
-    ) -> Vec<OrderId> {
+    ) -> Vec<OrderKey> {
         let spec = match self.spec(collection).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(%collection, error = %e, "cannot persist: collection unavailable");
-                return msgs.into_iter().map(|m| m.order_id).collect();
+                return msgs.iter().map(ReservationMessage::key).collect();
             }
         };
         let mut unresolved = Vec::new();
@@ -60,7 +60,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             unresolved.extend(r.unresolved);
             if let Err(e) = self.finish_chunk(collection, r.durable, r.refused, r.existing, now_ms).await {
                 tracing::error!(%collection, error = %e, "durable, but Redis/timer follow-up failed; redelivery finishes it");
-                unresolved.extend(chunk.iter().map(|m| m.order_id.clone()));
+                unresolved.extend(chunk.iter().map(ReservationMessage::key));
             }
         }
         unresolved.sort();
@@ -135,7 +135,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 backoff(attempt).await;
             }
         }
-        out.unresolved.extend(reserve.into_iter().chain(refuse).map(|m| m.order_id));
+        out.unresolved.extend(reserve.iter().chain(&refuse).map(ReservationMessage::key));
         out
     }
 
@@ -150,23 +150,22 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     ) -> Result<(), AppError> {
         let spec = self.spec(collection).await?;
         let window = i64::from(spec.payment_window_seconds);
-        let mut by: BTreeMap<SettleAs, Vec<OrderId>> = BTreeMap::new();
-        by.entry(SettleAs::Durable).or_default().extend(durable.iter().map(|m| m.order_id.clone()));
-        by.entry(SettleAs::Failed).or_default().extend(refused.iter().map(|m| m.order_id.clone()));
-        let mut timers: Vec<TimeoutMessage> = durable
-            .iter()
-            .map(|m| TimeoutMessage { order_id: m.order_id.clone(), due_at: m.accepted_at_ms / 1000 + window })
-            .collect();
+        let mut by: BTreeMap<SettleAs, Vec<OrderKey>> = BTreeMap::new();
+        by.entry(SettleAs::Durable).or_default().extend(durable.iter().map(ReservationMessage::key));
+        by.entry(SettleAs::Failed).or_default().extend(refused.iter().map(ReservationMessage::key));
+        let mut timers: Vec<TimeoutMessage> =
+            durable.iter().map(|m| TimeoutMessage::new(&m.key(), m.accepted_at_ms / 1000 + window)).collect();
         if !existing.is_empty() {
-            let ids: Vec<OrderId> = existing.iter().map(|m| m.order_id.clone()).collect();
-            let taken_at: HashMap<&OrderId, i64> = existing.iter().map(|m| (&m.order_id, m.accepted_at_ms)).collect();
+            let ids: Vec<OrderKey> = existing.iter().map(ReservationMessage::key).collect();
+            let taken_at: HashMap<OrderKey, i64> = existing.iter().map(|m| (m.key(), m.accepted_at_ms)).collect();
             for rec in self.ledger.orders(&ids).await? {
-                let same = taken_at.get(&rec.order) == Some(&rec.accepted_at_ms);
+                let key = rec.key();
+                let same = taken_at.get(&key) == Some(&rec.accepted_at_ms);
                 let Some(as_) = SettleAs::of(settlement(Some(rec.status), same)) else {
                     // Anti-hanging: a tombstone (or a completed cancel) refuses the late message;
                     // this order's Redis share goes back at most once.
-                    let r = self.cache.release(collection, &rec.order, None, now_ms).await?;
-                    tracing::info!(order = %rec.order, released = ?r, "late message refused by tombstone");
+                    let r = self.cache.release(&key, false, now_ms).await?;
+                    tracing::info!(order = %key, released = ?r, "late message refused by tombstone");
                     continue;
                 };
                 if rec.status == Status::Reserved
@@ -174,9 +173,9 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                     && let Some(due_at) = rec.expires_at
                 {
                     // A redelivery: the first delivery may have died before its timer was sent.
-                    timers.push(TimeoutMessage { order_id: rec.order.clone(), due_at });
+                    timers.push(TimeoutMessage::new(&key, due_at));
                 }
-                by.entry(as_).or_default().push(rec.order);
+                by.entry(as_).or_default().push(key);
             }
         }
         let failed = by.get(&SettleAs::Failed).map_or(&[][..], Vec::as_slice);

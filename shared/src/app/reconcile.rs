@@ -21,7 +21,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::{App, AppError};
-use crate::domain::{CancelReason, CollectionId, IdentityViolation, OrderId, Settlement, drift, settlement};
+use crate::domain::{CancelReason, CollectionId, IdentityViolation, OrderKey, Settlement, drift, settlement};
 use crate::ports::{
     CacheEntry, CacheState, Ledger, OrderRecord, Queue, Rebuild, Released, SettleAs, StockCache, Tombstone,
 };
@@ -158,16 +158,16 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     async fn heal_entries(
         &self,
         id: &CollectionId,
-        ids: &[OrderId],
+        ids: &[OrderKey],
         now_ms: i64,
         cr: &mut CollectionReport,
     ) -> Result<(), AppError> {
         // Intents logged after this are a live cancel's, never cleared here.
         let cutoff = now_ms - self.settings.reconcile_threshold_ms;
-        let records: HashMap<OrderId, OrderRecord> =
-            self.ledger.orders(ids).await?.into_iter().map(|r| (r.order.clone(), r)).collect();
+        let records: HashMap<OrderKey, OrderRecord> =
+            self.ledger.orders(ids).await?.into_iter().map(|r| (r.key(), r)).collect();
         let entries = self.cache.entries(id, ids).await?;
-        let mut settle: BTreeMap<SettleAs, Vec<OrderId>> = BTreeMap::new();
+        let mut settle: BTreeMap<SettleAs, Vec<OrderKey>> = BTreeMap::new();
         let mut to_release = Vec::new();
         let mut missing = Vec::new();
         for (order, entry) in ids.iter().zip(entries) {
@@ -188,19 +188,16 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         )
         .map(|(order, entry)| async move {
             match entry {
-                None => self.release_share(id, &order, now_ms).await,
+                None => self.release_share(&order, now_ms).await,
                 Some(e) => {
                     let t = Tombstone {
-                        order: &order,
-                        collection: Some(id),
-                        user: &e.user,
+                        key: &order,
                         quantity: e.quantity,
                         accepted_at_ms: e.accepted_at_ms,
                         reason: CancelReason::Lost,
                     };
                     if self.ledger.put_tombstone(&t, now_ms).await? {
-                        self.cache.release(id, &order, Some(&e.user), now_ms).await?;
-                        self.cache.tombstone_order(&order, &e.user).await?;
+                        self.cache.release(&order, true, now_ms).await?;
                         tracing::warn!(collection = %id, order = %order, "lost deduction: tombstone written, stock returned");
                         return Ok(Heal::Tombstoned);
                     }
@@ -212,7 +209,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                             Ok(Heal::Settled)
                         }
                         Err(Settlement::Lost) => Ok(Heal::Nothing),
-                        Err(_) => self.release_share(id, &order, now_ms).await,
+                        Err(_) => self.release_share(&order, now_ms).await,
                     }
                 }
             }
@@ -238,8 +235,8 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         Ok(())
     }
 
-    async fn release_share(&self, id: &CollectionId, order: &OrderId, now_ms: i64) -> Result<Heal, AppError> {
-        Ok(match self.cache.release(id, order, None, now_ms).await? {
+    async fn release_share(&self, order: &OrderKey, now_ms: i64) -> Result<Heal, AppError> {
+        Ok(match self.cache.release(order, false, now_ms).await? {
             Released::Returned(_) => Heal::Returned,
             _ => Heal::Nothing,
         })

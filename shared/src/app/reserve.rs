@@ -9,8 +9,8 @@
 use serde::Serialize;
 
 use super::{App, AppError};
-use crate::domain::{CollectionId, OrderId, Quantity, Status, UserId};
-use crate::ports::{CacheState, Claim, Ledger, Queue, ReservationMessage, ReserveOutcome, ReserveRequest, StockCache};
+use crate::domain::{CollectionId, OrderId, OrderKey, Quantity, Status, UserId};
+use crate::ports::{CacheState, Ledger, Queue, ReservationMessage, ReserveOutcome, ReserveRequest, StockCache};
 
 /// Clock skew allowed between a Try and a reconciliation run deciding the same entry.
 const STALE_MARGIN_MS: i64 = 5_000;
@@ -37,7 +37,8 @@ pub struct Accepted {
 impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// # Errors
     /// `CollectionNotFound`, `InvalidField(quantity)`, `SoldOut`, `InsufficientStock`,
-    /// `LimitExceeded`, `IdempotencyMismatch`, `Refused(Tombstoned)`, `CacheNotReady`,
+    /// `LimitExceeded`, `IdempotencyMismatch` (this buyer's order id with another quantity),
+    /// `Refused(Tombstoned)`, `CacheNotReady`,
     /// `Unconfirmed` (taken, but its message could not be confirmed queued: retry the same order
     /// id), `Infra`.
     pub async fn reserve(&self, input: ReserveInput, now_ms: i64) -> Result<Accepted, AppError> {
@@ -51,21 +52,15 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             quantity,
             status: Status::Pending,
         };
-        // The sold-out flag keeps the horde off the collection's Redis shard; a retry of an order
-        // that was accepted must still get its original answer, so the flag is only trusted when
-        // the order id is unknown (a plain GET of its directory key, on whatever shard holds it).
-        if self.sold_out.is_up(&input.collection) && self.cache.directory(&input.order).await?.is_none() {
+        let key = OrderKey::new(input.collection.clone(), input.user.clone(), input.order.clone());
+        // The sold-out flag keeps the horde off the collection's script; a retry of an order that
+        // was accepted must still get its original answer, so the flag is only trusted when this
+        // buyer's order id has no entry (a plain read on the collection's slot).
+        if self.sold_out.is_up(&input.collection) && self.cache.entry(&key).await?.is_none() {
             return Err(AppError::SoldOut);
         }
-        match self.cache.claim_order(&input.order, &input.collection, &input.user, quantity).await? {
-            Claim::Tombstone => return Err(crate::domain::Refusal::Tombstoned.into()),
-            Claim::Different => return Err(AppError::IdempotencyMismatch),
-            Claim::Fresh | Claim::Same => {}
-        }
         let req = ReserveRequest {
-            collection: &input.collection,
-            order: &input.order,
-            user: &input.user,
+            key: &key,
             quantity,
             now_ms,
             per_user_limit: spec.per_user_limit,
@@ -78,9 +73,6 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             quantity,
             accepted_at_ms,
         };
-        // A refusal keeps the claim (an idempotency key outlives a refusal): a retry with the same
-        // body is evaluated again, one with another body is a mismatch, and a cancel's tombstone
-        // written over the claim meanwhile is never erased.
         match self.cache.reserve(&req).await? {
             ReserveOutcome::Reserved { stock_left } => {
                 if stock_left <= 0 {

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::cancel::Canceller;
 use super::{App, AppError};
-use crate::domain::{CancelReason, OrderId};
+use crate::domain::{CancelReason, OrderKey};
 use crate::ports::{Ledger, Queue, StockCache, TimeoutMessage};
 
 /// What a sweep or a batch of timers did.
@@ -26,7 +26,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             report.redelayed += 1;
             return Ok(());
         }
-        match self.cancel(&t.order_id, Canceller::System(CancelReason::Timeout), now_ms).await {
+        match self.cancel(&t.key(), Canceller::System(CancelReason::Timeout), now_ms).await {
             Ok(c) if c.changed => report.cancelled += 1,
             Ok(_) | Err(AppError::Refused(_)) | Err(AppError::ReservationNotFound) => report.already_final += 1,
             Err(e) => return Err(e),
@@ -36,14 +36,15 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
 
     /// Payment-window timers: each fires (or is re-delayed when not yet due). Returns the
     /// orders whose timer could not be handled (SQS delivers them again) and what was done.
-    pub async fn fire_timers(&self, timers: Vec<TimeoutMessage>, now_ms: i64) -> (Vec<OrderId>, TimeoutReport) {
+    pub async fn fire_timers(&self, timers: Vec<TimeoutMessage>, now_ms: i64) -> (Vec<OrderKey>, TimeoutReport) {
         let mut report = TimeoutReport::default();
         let mut failed = Vec::new();
         for t in timers {
             if let Err(e) = self.fire_timer(&t, now_ms, &mut report).await {
-                tracing::error!(order = %t.order_id, error = %e, "timer not handled; SQS will redeliver");
+                let key = t.key();
+                tracing::error!(order = %key, error = %e, "timer not handled; SQS will redeliver");
                 report.errors += 1;
-                failed.push(t.order_id);
+                failed.push(key);
             }
         }
         (failed, report)
@@ -53,9 +54,9 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     pub async fn sweep_expired(&self, now_ms: i64, limit: usize) -> Result<TimeoutReport, AppError> {
         let mut report = TimeoutReport::default();
         for order in self.ledger.expired_reservations(now_ms / 1000, limit).await? {
-            let t = TimeoutMessage { order_id: order, due_at: now_ms / 1000 };
+            let t = TimeoutMessage::new(&order, now_ms / 1000);
             if let Err(e) = self.fire_timer(&t, now_ms, &mut report).await {
-                tracing::error!(order = %t.order_id, error = %e, "sweep could not cancel");
+                tracing::error!(order = %order, error = %e, "sweep could not cancel");
                 report.errors += 1;
             }
         }

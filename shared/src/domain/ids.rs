@@ -62,7 +62,7 @@ id_type!(
 );
 
 /// The buyer, from the authorizer's `sub` claim (never from a request body).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct UserId(String);
 
@@ -90,6 +90,40 @@ impl From<UserId> for String {
 impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A reservation's identity: the storefront's order id is scoped to its buyer and to the
+/// collection it was placed on. Two buyers may use the same order id, even on one collection,
+/// and never see or change each other's orders; every store keys a reservation on all three.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrderKey {
+    pub collection: CollectionId,
+    pub user: UserId,
+    pub order: OrderId,
+}
+
+impl OrderKey {
+    pub fn new(collection: CollectionId, user: UserId, order: OrderId) -> Self {
+        Self { collection, user, order }
+    }
+
+    /// The order and buyer as one string, unique within a collection: `<orderId>:<userId>`.
+    /// Order ids never contain `:`, so the first `:` splits it back.
+    pub fn scoped(&self) -> String {
+        format!("{}:{}", self.order, self.user)
+    }
+
+    /// Parses [`OrderKey::scoped`] back, within `collection`.
+    pub fn from_scoped(collection: &CollectionId, s: &str) -> Option<Self> {
+        let (order, user) = s.split_once(':')?;
+        Some(Self::new(collection.clone(), UserId::parse(user).ok()?, OrderId::parse(order).ok()?))
+    }
+}
+
+impl fmt::Display for OrderKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.collection, self.user, self.order)
     }
 }
 
@@ -141,6 +175,17 @@ mod tests {
         assert!(UserId::parse("a\nb").is_err());
         assert!(UserId::parse(&"u".repeat(129)).is_err());
         assert!(UserId::parse("user-42@example").is_ok());
+    }
+
+    #[test]
+    fn order_keys_scope_an_order_id_to_its_buyer() {
+        let c = CollectionId::parse("drop").unwrap();
+        let a = OrderKey::new(c.clone(), UserId::parse("auth0:42").unwrap(), OrderId::parse("o-1").unwrap());
+        let b = OrderKey::new(c.clone(), UserId::parse("bob").unwrap(), OrderId::parse("o-1").unwrap());
+        assert_ne!(a.scoped(), b.scoped(), "one order id, two buyers: two reservations");
+        assert_eq!(a.scoped(), "o-1:auth0:42");
+        assert_eq!(OrderKey::from_scoped(&c, &a.scoped()), Some(a));
+        assert_eq!(OrderKey::from_scoped(&c, "no-separator"), None);
     }
 
     #[test]

@@ -8,6 +8,6 @@ pub mod reservation;
 pub mod settlement;
 
 pub use collection::{CollectionSpec, IdentityViolation, SpecError, StockLevels, drift};
-pub use ids::{CollectionId, IdError, OrderId, Quantity, UserId};
+pub use ids::{CollectionId, IdError, OrderId, OrderKey, Quantity, UserId};
 pub use reservation::{CancelReason, Event, Refusal, Status, Transition, transition};
 pub use settlement::{Settlement, settlement};

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::app::cancel::Canceller;
 use crate::app::{App, AppError, reserve::ReserveInput};
-use crate::domain::{CollectionId, CollectionSpec, OrderId};
+use crate::domain::{CollectionId, CollectionSpec, OrderId, OrderKey, UserId};
 use crate::ports::{CreateOutcome, Ledger, Queue, StockCache};
 use problem::response;
 
@@ -22,9 +22,11 @@ pub enum Route<'a> {
     WarmUp(&'a str),
     GetCollection(&'a str),
     Reserve(&'a str),
-    Status(&'a str),
-    Cancel(&'a str),
-    Confirm(&'a str),
+    /// `(collectionId, orderId)`: the caller's own reservation.
+    Status(&'a str, &'a str),
+    Cancel(&'a str, &'a str),
+    /// `(collectionId, orderId)`; the body names the buyer.
+    Confirm(&'a str, &'a str),
 }
 
 /// Matches method and path. `Err(MethodNotAllowed)` for a known path with another method.
@@ -42,9 +44,15 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, AppError> 
         ["v1", "collections", id, "reservations"] => {
             (Some(Route::Reserve(id)).filter(|_| method == Method::POST), true)
         }
-        ["v1", "reservations", id] => (Some(Route::Status(id)).filter(|_| method == Method::GET), true),
-        ["v1", "reservations", id, "cancel"] => (Some(Route::Cancel(id)).filter(|_| method == Method::POST), true),
-        ["v1", "reservations", id, "confirm"] => (Some(Route::Confirm(id)).filter(|_| method == Method::POST), true),
+        ["v1", "collections", c, "reservations", o] => {
+            (Some(Route::Status(c, o)).filter(|_| method == Method::GET), true)
+        }
+        ["v1", "collections", c, "reservations", o, "cancel"] => {
+            (Some(Route::Cancel(c, o)).filter(|_| method == Method::POST), true)
+        }
+        ["v1", "collections", c, "reservations", o, "confirm"] => {
+            (Some(Route::Confirm(c, o)).filter(|_| method == Method::POST), true)
+        }
         _ => (None, false),
     };
     match (route, allowed) {
@@ -60,6 +68,20 @@ fn collection_id(raw: &str) -> Result<CollectionId, AppError> {
 
 fn order_id(raw: &str, field: &'static str) -> Result<OrderId, AppError> {
     OrderId::parse(raw).map_err(|e| AppError::InvalidField { field, detail: e.to_string() })
+}
+
+/// The reservation a path names, scoped to `user`.
+fn order_key(collection: &str, order: &str, user: UserId) -> Result<OrderKey, AppError> {
+    Ok(OrderKey::new(collection_id(collection)?, user, order_id(order, "orderId")?))
+}
+
+/// A required string field of the body.
+fn str_field<'a>(m: &'a Map<String, Value>, field: &'static str) -> Result<&'a str, AppError> {
+    match m.get(field) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(AppError::InvalidField { field, detail: "must be a string".into() }),
+        None => Err(AppError::InvalidField { field, detail: "is required".into() }),
+    }
 }
 
 /// The body as a JSON object.
@@ -143,23 +165,22 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
         Route::Reserve(id) => {
             let collection = collection_id(id)?;
             let body = json_object(req)?;
-            let order = match body.get("orderId") {
-                Some(Value::String(s)) => order_id(s, "orderId")?,
-                Some(_) => return Err(AppError::InvalidField { field: "orderId", detail: "must be a string".into() }),
-                None => return Err(AppError::InvalidField { field: "orderId", detail: "is required".into() }),
-            };
+            let order = order_id(str_field(&body, "orderId")?, "orderId")?;
             let quantity = required(int_field(&body, "quantity")?, "quantity")?;
             let input = ReserveInput { collection, order, user: who.user, quantity };
             Ok(ok_json(StatusCode::ACCEPTED, &app.reserve(input, now).await?))
         }
-        Route::Status(id) => Ok(ok_json(StatusCode::OK, &app.status(&order_id(id, "orderId")?, &who.user).await?)),
-        Route::Cancel(id) => {
-            let order = order_id(id, "orderId")?;
-            Ok(ok_json(StatusCode::OK, &app.cancel(&order, Canceller::Owner(&who.user), now).await?.view))
+        Route::Status(c, o) => Ok(ok_json(StatusCode::OK, &app.status(&order_key(c, o, who.user)?).await?)),
+        Route::Cancel(c, o) => {
+            let key = order_key(c, o, who.user)?;
+            Ok(ok_json(StatusCode::OK, &app.cancel(&key, Canceller::Buyer, now).await?.view))
         }
-        Route::Confirm(id) => {
+        Route::Confirm(c, o) => {
             who.require("service")?;
-            Ok(ok_json(StatusCode::OK, &app.confirm(&order_id(id, "orderId")?, now).await?))
+            let body = json_object(req)?;
+            let buyer = UserId::parse(str_field(&body, "buyerId")?)
+                .map_err(|e| AppError::InvalidField { field: "buyerId", detail: e.to_string() })?;
+            Ok(ok_json(StatusCode::OK, &app.confirm(&order_key(c, o, buyer)?, now).await?))
         }
     }
 }
@@ -174,10 +195,12 @@ mod tests {
         assert_eq!(route(&Method::GET, "/v1/admin/collections/c1/"), Ok(Route::GetCollection("c1")));
         assert_eq!(route(&Method::POST, "/v1/admin/collections/c1/warmup"), Ok(Route::WarmUp("c1")));
         assert_eq!(route(&Method::POST, "/v1/collections/c1/reservations"), Ok(Route::Reserve("c1")));
-        assert_eq!(route(&Method::GET, "/v1/reservations/o1"), Ok(Route::Status("o1")));
-        assert_eq!(route(&Method::POST, "/v1/reservations/o1/cancel"), Ok(Route::Cancel("o1")));
-        assert_eq!(route(&Method::POST, "/v1/reservations/o1/confirm"), Ok(Route::Confirm("o1")));
-        assert!(matches!(route(&Method::DELETE, "/v1/reservations/o1"), Err(AppError::MethodNotAllowed)));
+        let r = "/v1/collections/c1/reservations/o1";
+        assert_eq!(route(&Method::GET, r), Ok(Route::Status("c1", "o1")));
+        assert_eq!(route(&Method::POST, &format!("{r}/cancel")), Ok(Route::Cancel("c1", "o1")));
+        assert_eq!(route(&Method::POST, &format!("{r}/confirm")), Ok(Route::Confirm("c1", "o1")));
+        assert!(matches!(route(&Method::DELETE, r), Err(AppError::MethodNotAllowed)));
+        assert!(matches!(route(&Method::GET, "/v1/reservations/o1"), Err(AppError::NoRoute(_))), "the old addressing");
         assert!(matches!(route(&Method::GET, "/v2/nothing"), Err(AppError::NoRoute(_))));
     }
 

@@ -3,7 +3,7 @@
 -- and reconciliation finishes the Redis side if the cancel dies half-way.
 --
 -- KEYS: the collection's six keys, as in reserve.lua (stock, orders, log, users, meta, done).
--- ARGV: [1] orderId [2] nowMs and, from DynamoDB's record of the order, [3] qty [4] acceptedAtMs
+-- ARGV: [1] order ("<orderId>:<userId>") [2] nowMs and, from DynamoDB's record of the order, [3] qty [4] acceptedAtMs
 --       [5] userId
 -- Returns {"INTENT", 1, 0} when logged, {"INTENT", 0, 0} when there is nothing to give back
 -- (the entry is cancelled or failed).

@@ -2,7 +2,7 @@
 -- Never returns more than the order took, and never creates a missing stock key.
 --
 -- KEYS: the collection's six keys, as in reserve.lua (stock, orders, log, users, meta, done).
--- ARGV: [1] orderId [2] nowMs [3] tombstone userId, or "" (when given, an absent entry becomes a
+-- ARGV: [1] order ("<orderId>:<userId>") [2] nowMs [3] tombstone userId, or "" (when given, an absent entry becomes a
 --       cancelled one so that a late Try on this collection is refused)
 -- Returns {code, qty, 0}:
 --   {"RETURNED", qty, 0}  given back now     {"ALREADY", 0, 0}  given back before

@@ -2,14 +2,15 @@
 --
 -- KEYS (all share the collection's hash tag {<prefix>:c:<collectionId>}):
 --   KEYS[1] stock   STRING units Redis may still sell; missing = cache not ready
---   KEYS[2] orders  HASH   orderId -> "<state>|<qty>|<acceptedAtMs>|<userId>",
+--   KEYS[2] orders  HASH   "<orderId>:<userId>" (the buyer-scoped order) ->
+--                          "<state>|<qty>|<acceptedAtMs>|<userId>",
 --                          state P pending, S settled (durable), C cancelled, F failed
---   KEYS[3] log     ZSET   orderId scored by time: deductions (or cancels) not yet known durable
+--   KEYS[3] log     ZSET   order (as in orders) scored by time: deductions (or cancels) not yet known durable
 --   KEYS[4] users   HASH   userId -> units held (per-user limit)
 --   KEYS[5] meta    HASH   ver = bumped whenever an entry leaves the log or stock is set (a
 --                          compare-and-set version for drift repair); not touched here
 --   KEYS[6] done    ZSET   (not used here)
--- ARGV: [1] orderId [2] userId [3] qty [4] nowMs [5] perUserLimit (0 = none)
+-- ARGV: [1] order ("<orderId>:<userId>") [2] userId [3] qty [4] nowMs [5] perUserLimit (0 = none)
 --       [6] staleBeforeMs: a pending entry logged before this may be under reconciliation's
 --           decision (older than its threshold)
 -- Returns {code, a, b}:
@@ -22,7 +23,7 @@
 --   later replay stays unconfirmed until reconciliation has decided (it may have written the
 --   tombstone already).
 --   {"CANCELLED", 0, 0}             the order id has a cancel tombstone (anti-hanging)
---   {"MISMATCH", 0, 0}              same order id with another user or qty
+--   {"MISMATCH", 0, 0}              this buyer's order id seen with another qty
 --   {"NOCACHE", 0, 0}               stock key missing: refuse until warm-up, never "sold out"
 --   {"SOLDOUT", 0, 0} | {"INSUFFICIENT", stock, 0} | {"LIMIT", held, 0}
 -- An order id seen before answers from its entry, whatever the stock (replays after a sell-out).

@@ -9,7 +9,7 @@
 --       [3] clear-intents cutoff ms, or 0: also drop from the log an already-settled order logged
 --           before the cutoff (the intent of a cancel that died before DynamoDB; a live cancel's
 --           intent is younger than reconciliation's threshold and stays)
---       [4..] orderIds
+--       [4..] orders ("<orderId>:<userId>")
 -- Returns {"SETTLED", n, 0}: how many pending entries changed state.
 local n = 0
 local changed = false

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use super::{InfraError, InfraResult, ReservationMessage};
-use crate::domain::{CancelReason, CollectionId, CollectionSpec, OrderId, Status, StockLevels, UserId};
+use crate::domain::{CancelReason, CollectionId, CollectionSpec, OrderId, OrderKey, Status, StockLevels, UserId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectionRecord {
@@ -26,10 +26,9 @@ pub enum CreateOutcome {
 /// A reservation or tombstone as DynamoDB keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRecord {
-    pub order: OrderId,
-    /// `None` only for an empty-rollback tombstone (the collection was never known).
-    pub collection: Option<CollectionId>,
+    pub collection: CollectionId,
     pub user: UserId,
+    pub order: OrderId,
     pub quantity: u32,
     pub status: Status,
     pub accepted_at_ms: i64,
@@ -40,13 +39,16 @@ pub struct OrderRecord {
     pub took_stock: bool,
 }
 
+impl OrderRecord {
+    pub fn key(&self) -> OrderKey {
+        OrderKey::new(self.collection.clone(), self.user.clone(), self.order.clone())
+    }
+}
+
 /// A CANCELLED record written where no record exists yet (anti-hanging).
 #[derive(Debug, Clone)]
 pub struct Tombstone<'a> {
-    pub order: &'a OrderId,
-    /// `None` for an empty rollback of an order never seen.
-    pub collection: Option<&'a CollectionId>,
-    pub user: &'a UserId,
+    pub key: &'a OrderKey,
     /// What the order took in Redis (0 for an empty rollback).
     pub quantity: u32,
     pub accepted_at_ms: i64,
@@ -85,8 +87,8 @@ pub trait Ledger: Send + Sync + 'static {
     fn collection(&self, id: &CollectionId) -> impl Future<Output = InfraResult<Option<CollectionRecord>>> + Send;
     fn collections(&self) -> impl Future<Output = InfraResult<Vec<CollectionId>>> + Send;
     fn record_drift(&self, id: &CollectionId, drift: i64) -> impl Future<Output = InfraResult<()>> + Send;
-    fn order(&self, id: &OrderId) -> impl Future<Output = InfraResult<Option<OrderRecord>>> + Send;
-    fn orders(&self, ids: &[OrderId]) -> impl Future<Output = InfraResult<Vec<OrderRecord>>> + Send;
+    fn order(&self, key: &OrderKey) -> impl Future<Output = InfraResult<Option<OrderRecord>>> + Send;
+    fn orders(&self, keys: &[OrderKey]) -> impl Future<Output = InfraResult<Vec<OrderRecord>>> + Send;
     /// One transaction: take `Σ quantity(reserve)` from the collection (condition: enough
     /// saleable) and put each reservation (condition: no record yet), plus FAILED records for
     /// `refuse` (condition: no record yet). Item 0 is the collection; then `reserve`, then `refuse`.
@@ -117,5 +119,5 @@ pub trait Ledger: Send + Sync + 'static {
         &self,
         deadline_s: i64,
         limit: usize,
-    ) -> impl Future<Output = InfraResult<Vec<OrderId>>> + Send;
+    ) -> impl Future<Output = InfraResult<Vec<OrderKey>>> + Send;
 }

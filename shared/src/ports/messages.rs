@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{CollectionId, OrderId, UserId};
+use crate::domain::{CollectionId, OrderId, OrderKey, UserId};
 
 /// An accepted Try on its way to DynamoDB.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,7 +20,24 @@ pub struct ReservationMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TimeoutMessage {
+    pub collection_id: CollectionId,
+    pub user_id: UserId,
     pub order_id: OrderId,
     /// Epoch seconds.
     pub due_at: i64,
+}
+
+impl ReservationMessage {
+    pub fn key(&self) -> OrderKey {
+        OrderKey::new(self.collection_id.clone(), self.user_id.clone(), self.order_id.clone())
+    }
+}
+
+impl TimeoutMessage {
+    pub fn new(key: &OrderKey, due_at: i64) -> Self {
+        Self { collection_id: key.collection.clone(), user_id: key.user.clone(), order_id: key.order.clone(), due_at }
+    }
+    pub fn key(&self) -> OrderKey {
+        OrderKey::new(self.collection_id.clone(), self.user_id.clone(), self.order_id.clone())
+    }
 }

@@ -1,31 +1,11 @@
 //! The stock cache port (Redis): per-collection stock, the per-order entries that make a Try
-//! idempotent, the time-indexed log of deductions and cancel intents not yet known durable, and
-//! the directory from order id to collection.
+//! idempotent, and the time-indexed log of deductions and cancel intents not yet known durable —
+//! all of an order in its collection's slot, keyed by the buyer-scoped [`OrderKey`].
 
 use std::future::Future;
 
 use super::{InfraResult, OrderRecord};
-use crate::domain::{CollectionId, OrderId, Settlement, Status, UserId};
-
-/// The order directory's answer when a Try claims an order id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// First time this order id is seen.
-    Fresh,
-    /// Seen before with the same collection, user and quantity (a replay).
-    Same,
-    /// Seen before with a different body.
-    Different,
-    /// The order id carries a cancel tombstone.
-    Tombstone,
-}
-
-/// What the directory knows about an order id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DirectoryEntry {
-    Order { collection: CollectionId, user: UserId, quantity: u32 },
-    Tombstone { user: UserId },
-}
+use crate::domain::{CollectionId, OrderKey, Settlement, Status, UserId};
 
 /// An order's state in its collection's Redis entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,9 +41,7 @@ pub struct CacheEntry {
 
 #[derive(Debug, Clone)]
 pub struct ReserveRequest<'a> {
-    pub collection: &'a CollectionId,
-    pub order: &'a OrderId,
-    pub user: &'a UserId,
+    pub key: &'a OrderKey,
     pub quantity: u32,
     pub now_ms: i64,
     pub per_user_limit: Option<u32>,
@@ -165,18 +143,6 @@ pub enum Rebuild {
 }
 
 pub trait StockCache: Send + Sync + 'static {
-    /// Claims the order id in the directory (or reports who holds it).
-    fn claim_order(
-        &self,
-        order: &OrderId,
-        collection: &CollectionId,
-        user: &UserId,
-        quantity: u32,
-    ) -> impl Future<Output = InfraResult<Claim>> + Send;
-    fn directory(&self, order: &OrderId) -> impl Future<Output = InfraResult<Option<DirectoryEntry>>> + Send;
-    /// Marks the order id cancelled in the directory (anti-hanging for a late Try).
-    fn tombstone_order(&self, order: &OrderId, user: &UserId) -> impl Future<Output = InfraResult<()>> + Send;
-
     /// The Try script: idempotency, tombstone, stock, per-user limit and log entry, atomically.
     fn reserve(&self, req: &ReserveRequest<'_>) -> impl Future<Output = InfraResult<ReserveOutcome>> + Send;
     /// Marks pending entries durable or failed and drops them from the log. With
@@ -185,7 +151,7 @@ pub trait StockCache: Send + Sync + 'static {
     fn settle(
         &self,
         collection: &CollectionId,
-        orders: &[OrderId],
+        orders: &[OrderKey],
         as_: SettleAs,
         clear_intents_before: Option<i64>,
         now_ms: i64,
@@ -193,31 +159,21 @@ pub trait StockCache: Send + Sync + 'static {
     /// Records that a cancel of this durable order is about to change DynamoDB: the entry is
     /// settled (written again from the record if Redis forgot it) and put back in the log, so the
     /// release that follows returns its share once, whatever settles in between.
-    fn mark_intent(
-        &self,
-        collection: &CollectionId,
-        order: &OrderRecord,
-        now_ms: i64,
-    ) -> impl Future<Output = InfraResult<()>> + Send;
+    fn mark_intent(&self, order: &OrderRecord, now_ms: i64) -> impl Future<Output = InfraResult<()>> + Send;
     /// Returns the order's share to Redis at most once. With `tombstone`, an absent entry becomes a
     /// cancelled one so a late Try is refused.
     fn release(
         &self,
-        collection: &CollectionId,
-        order: &OrderId,
-        tombstone: Option<&UserId>,
+        order: &OrderKey,
+        tombstone: bool,
         now_ms: i64,
     ) -> impl Future<Output = InfraResult<Released>> + Send;
-    fn entry(
-        &self,
-        collection: &CollectionId,
-        order: &OrderId,
-    ) -> impl Future<Output = InfraResult<Option<CacheEntry>>> + Send;
+    fn entry(&self, order: &OrderKey) -> impl Future<Output = InfraResult<Option<CacheEntry>>> + Send;
     /// The entries of several orders at once (`None` where there is none).
     fn entries(
         &self,
         collection: &CollectionId,
-        orders: &[OrderId],
+        orders: &[OrderKey],
     ) -> impl Future<Output = InfraResult<Vec<Option<CacheEntry>>>> + Send;
     /// Forgets entries settled before `before_ms` (at most `limit`); returns how many.
     fn trim_settled(
@@ -243,7 +199,7 @@ pub trait StockCache: Send + Sync + 'static {
         collection: &CollectionId,
         before_ms: i64,
         limit: usize,
-    ) -> impl Future<Output = InfraResult<Vec<OrderId>>> + Send;
+    ) -> impl Future<Output = InfraResult<Vec<OrderKey>>> + Send;
 }
 
 #[cfg(test)]
