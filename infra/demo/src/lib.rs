@@ -8,3 +8,4 @@
 pub mod bench;
 pub mod demo;
 pub mod flash_sale;
+pub mod redis_cost;

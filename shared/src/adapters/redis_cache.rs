@@ -30,10 +30,10 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Self {
-            reserve: Script::new(include_str!("../lua/reserve.lua")),
+            reserve: Script::new(RESERVE_SCRIPT),
             settle: Script::new(include_str!("../lua/settle.lua")),
             intent: Script::new(include_str!("../lua/intent.lua")),
-            release: Script::new(include_str!("../lua/release.lua")),
+            release: Script::new(RELEASE_SCRIPT),
             snapshot: Script::new(include_str!("../lua/snapshot.lua")),
             rebuild: Script::new(include_str!("../lua/rebuild.lua")),
             trim: Script::new(include_str!("../lua/trim.lua")),
@@ -99,6 +99,33 @@ pub fn collection_keys(prefix: &str, collection: &CollectionId) -> [String; 6] {
     ["stock", "orders", "log", "users", "meta", "done"].map(|k| format!("{tag}:{k}"))
 }
 
+/// The Try script's source.
+pub const RESERVE_SCRIPT: &str = include_str!("../lua/reserve.lua");
+
+/// The Try script's keys and arguments, exactly as [`StockCache::reserve`] sends them (the
+/// benchmarks measure the same call).
+pub fn reserve_call(prefix: &str, r: &ReserveRequest<'_>) -> (Vec<String>, Vec<String>) {
+    let keys = collection_keys(prefix, &r.key.collection).to_vec();
+    let args = vec![
+        r.key.scoped(),
+        r.key.user.to_string(),
+        r.quantity.to_string(),
+        r.now_ms.to_string(),
+        r.per_user_limit.unwrap_or(0).to_string(),
+        r.stale_before_ms.to_string(),
+    ];
+    (keys, args)
+}
+
+/// The release script's source.
+pub const RELEASE_SCRIPT: &str = include_str!("../lua/release.lua");
+
+/// The release script's keys and arguments, exactly as [`StockCache::release`] sends them.
+pub fn release_call(prefix: &str, order: &OrderKey, tombstone: bool, now_ms: i64) -> (Vec<String>, Vec<String>) {
+    let user = if tombstone { order.user.as_str() } else { "" };
+    (collection_keys(prefix, &order.collection).to_vec(), vec![order.scoped(), now_ms.to_string(), user.to_owned()])
+}
+
 fn err(op: &'static str) -> impl FnOnce(redis::RedisError) -> InfraError {
     move |e| InfraError::new(op, e)
 }
@@ -157,22 +184,16 @@ impl RedisCache {
 
 impl StockCache for RedisCache {
     async fn reserve(&self, r: &ReserveRequest<'_>) -> InfraResult<ReserveOutcome> {
-        let limit = r.per_user_limit.unwrap_or(0);
-        let (code, a, _) = self
-            .run(
-                "redis try script",
-                &self.scripts.reserve,
-                &r.key.collection,
-                vec![
-                    r.key.scoped(),
-                    r.key.user.to_string(),
-                    r.quantity.to_string(),
-                    r.now_ms.to_string(),
-                    limit.to_string(),
-                    r.stale_before_ms.to_string(),
-                ],
-            )
-            .await?;
+        let (keys, args) = reserve_call(&self.prefix, r);
+        let mut inv = self.scripts.reserve.prepare_invoke();
+        for k in keys {
+            inv.key(k);
+        }
+        for a in args {
+            inv.arg(a);
+        }
+        let mut con = self.con.clone();
+        let (code, a, _): (String, i64, i64) = inv.invoke_async(&mut con).await.map_err(err("redis try script"))?;
         Ok(match code.as_str() {
             "OK" => ReserveOutcome::Reserved { stock_left: a },
             "CANCELLED" => ReserveOutcome::Cancelled,
@@ -225,15 +246,8 @@ impl StockCache for RedisCache {
     }
 
     async fn release(&self, order: &OrderKey, tombstone: bool, now_ms: i64) -> InfraResult<Released> {
-        let user = if tombstone { order.user.as_str() } else { "" };
-        let (code, q, _) = self
-            .run(
-                "redis release script",
-                &self.scripts.release,
-                &order.collection,
-                vec![order.scoped(), now_ms.to_string(), user.to_owned()],
-            )
-            .await?;
+        let (_, args) = release_call(&self.prefix, order, tombstone, now_ms);
+        let (code, q, _) = self.run("redis release script", &self.scripts.release, &order.collection, args).await?;
         Ok(match code.as_str() {
             "RETURNED" => Released::Returned(q as u32),
             "ALREADY" => Released::Already,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use flashstock_demo::bench::{self, FUNCTIONS, median};
 use flashstock_demo::flash_sale::{self, FlashOptions, FlashReport};
+use flashstock_demo::redis_cost;
 use flashstock_local::stack::{Stack, StackOptions};
 
 #[derive(Parser)]
@@ -137,38 +138,57 @@ async fn main() -> anyhow::Result<()> {
 
 /// 1. Redis CPU of the hot-path scripts against a no-op floor, and memory per reservation.
 async fn scripts(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String, m: &mut Measured) -> anyhow::Result<()> {
-    let (n, clients) = if cli.tiny { (500, 16) } else { (20_000, 64) };
-    let (mut noop, mut tries, mut ratio, mut release, mut bytes) = (vec![], vec![], vec![], vec![], vec![]);
-    let mut profile = Vec::new();
+    let shape = redis_cost::Shape {
+        reservations: if cli.tiny { 2_000 } else { 100_000 },
+        clients: if cli.tiny { 8 } else { 50 },
+        pipeline: 32,
+        per_user_limit: Some(4),
+    };
+    let mut runs = Vec::new();
     for run in 0..cli.runs {
-        let c = bench::script_cost(redis_url, &format!("{prefix}-{run}"), n, clients).await?;
-        eprintln!("script cost run {run}: {c:?}");
-        noop.push(c.noop_usec);
-        tries.push(c.try_usec);
-        ratio.push(c.try_usec / c.noop_usec);
-        release.push(c.release_usec);
-        bytes.push(c.bytes_per_reservation);
-        profile = c.per_key;
+        let c = redis_cost::measure(redis_url, &format!("{prefix}-rc{run}"), shape).await?;
+        eprintln!("redis cost run {run}: {c:?}");
+        runs.push(c);
     }
-    writeln!(md, "## 1. Redis cost of the hot-path scripts\n")?;
+    let col = |f: &dyn Fn(&redis_cost::RedisCost) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        median(&mut v)
+    };
+    writeln!(md, "## 1. Redis cost of the Try, against the seed design's decrease\n")?;
     writeln!(
         md,
-        "{n} Tries per run on one collection from {clients} concurrent clients (distinct order ids, 5,000 users, per-user limit on), through the adapter's EVALSHA. CPU per call is Redis's own `INFO commandstats` `usec_per_call`; the floor is a no-op script (`return 1`) with the same six keys and five arguments, measured in the same run. Memory is the `used_memory` delta divided by the reservations left in flight (idempotency entry, log entry, per-user counter share).\n"
+        "One harness, one run, the same way for every script: {} distinct reservations on one collection (each a new buyer with a 36-character UUID and a 26-character ULID order id, per-user limit {}), EVALSHA from {} connections, {} calls per pipeline. CPU is Redis's own `usec_per_call` (`INFO commandstats`, reset before each script). The reference is the seed design's decrease as its description gives it (`HEXISTS` on a per-item log hash, `GET` stock, checks, `SET` stock, `TIME`, `HSET` of a `cjson`-encoded `{{action, from, to, change, by, timestamp}}` entry), kept in `infra/demo/src/lua/seed_decrease.lua`. The floors are `return 1` bare and `return 1` called with the Try's own {} keys and {} arguments. Memory is the `used_memory` delta ÷ reservations left in flight, every key the Try touches.\n",
+        shape.reservations,
+        shape.per_user_limit.unwrap_or(0),
+        shape.clients,
+        shape.pipeline,
+        runs.first().map_or(0, |c| c.try_keys),
+        runs.first().map_or(0, |c| c.try_args),
     )?;
     writeln!(md, "| figure | median | min | max | target |\n|---|---|---|---|---|")?;
-    writeln!(md, "| no-op script, µs/call | {} | |", fmt3(median(&mut noop)))?;
-    let t = median(&mut tries);
+    writeln!(md, "| floor: `return 1`, no arguments, µs/call | {} | |", fmt3(col(&|c| c.floor_bare)))?;
+    writeln!(md, "| floor: `return 1` called like a Try, µs/call | {} | |", fmt3(col(&|c| c.floor_try_shape)))?;
+    writeln!(md, "| reference: the seed's decrease, µs/call | {} | |", fmt3(col(&|c| c.reference)))?;
+    let t = col(&|c| c.try_accepted);
     m.try_usec = Some(t.0);
-    writeln!(md, "| Try script, µs/call | {} | |", fmt3(t))?;
-    writeln!(md, "| Try ÷ no-op (per run) | {} | ≤ 5× |", fmt3(median(&mut ratio)))?;
-    writeln!(md, "| release (cancel) script, µs/call | {} | |", fmt3(median(&mut release)))?;
-    writeln!(md, "| bytes per in-flight reservation | {} | ≤ 80 |\n", fmt3(median(&mut bytes)))?;
-    let profile: Vec<String> = profile.iter().map(|(k, b)| format!("{k} {b:.0} B")).collect();
-    writeln!(md, "Profile of the last run (`MEMORY USAGE … SAMPLES 0` ÷ reservations): {}.\n", profile.join(", "))?;
-    writeln!(
-        md,
-        "Per reservation, Redis holds one `orders` hash entry (`orderId → P|qty|acceptedAtMs|userId`: a dict entry plus two strings, ~100 B) and one `log` sorted-set member (skiplist node + dict entry + the order id again, ~120 B); the per-user counter is shared by a user's orders. The Try path also claims the order's directory key (`{{…:o:<orderId>}}`, a top-level key with a TTL), which is not in this figure (its own size is in the profile, plus its TTL's entry in Redis's expires table). Reaching 80 B would take packed (listpack-encoded) buckets keyed by order-id hash and by time slice instead of one hash and one sorted set per collection; see the closing note of issue 6.\n"
-    )?;
+    writeln!(md, "| Try, accepted, µs/call | {} | |", fmt3(t))?;
+    writeln!(md, "| Try ÷ reference (per run) | {} | ≤ 0.6 |", fmt3(col(&|c| c.try_accepted / c.reference)))?;
+    writeln!(md, "| Try refused (sold out), µs/call | {} | |", fmt3(col(&|c| c.try_refused)))?;
+    writeln!(md, "| refused ÷ bare floor (per run) | {} | ≤ 3 |", fmt3(col(&|c| c.try_refused / c.floor_bare)))?;
+    writeln!(md, "| release (a cancel's Redis side), µs/call | {} | |", fmt3(col(&|c| c.release)))?;
+    writeln!(md, "| reference, bytes per order | {} | |", fmt3(col(&|c| c.reference_bytes)))?;
+    writeln!(md, "| Try, bytes per in-flight reservation | {} | ≤ 80 |\n", fmt3(col(&|c| c.bytes_per_reservation)))?;
+    if let Some(last) = runs.last() {
+        writeln!(
+            md,
+            "Structures after the last run's Try phase (`MEMORY USAGE … SAMPLES 0` summed per kind ÷ reservations, `OBJECT ENCODING`):\n"
+        )?;
+        writeln!(md, "| structure | keys | encoding | bytes per reservation |\n|---|---|---|---|")?;
+        for (kind, enc, keys, bytes) in &last.profile {
+            writeln!(md, "| `…:{kind}` | {keys} | {enc} | {bytes:.1} |")?;
+        }
+        writeln!(md)?;
+    }
     Ok(())
 }
 
