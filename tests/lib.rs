@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use flashstock::adapters::redis_cache::collection_keys;
+use flashstock::adapters::redis_cache::Keys;
 use flashstock_local::poller::{self, PollerConfig};
 use flashstock_local::provision;
 use flashstock_local::stack::{Stack, StackOptions};
@@ -238,9 +238,10 @@ impl TestApp {
             + get(&A::ApproximateNumberOfMessagesDelayed)
     }
 
-    pub fn keys(&self, collection: &str) -> [String; 6] {
+    /// The collection's Redis keys.
+    pub fn keys(&self, collection: &str) -> Keys {
         let c = flashstock::domain::CollectionId::parse(collection).expect("collection id");
-        collection_keys(&self.stack.config.key_prefix, &c)
+        Keys::new(&self.stack.config.key_prefix, &c)
     }
 
     /// Reads both stores directly (a table scan of this test's own table, Redis keys).

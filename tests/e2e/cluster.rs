@@ -40,7 +40,7 @@ async fn try_persist_cancel_confirm_and_reconcile_on_a_redis_cluster() {
     // Another buyer using the same order id places an order of their own.
     assert_eq!(t.reserve("late", ci, &format!("o{i}"), 1).await.status, 202, "the unit b{i} gave back");
     let report = t.stack.app.reconcile(flashstock::now_ms()).await.unwrap();
-    assert_eq!((report.collections_checked, report.identity_violations, report.errors), (4, 0, 0));
+    assert_eq!((report.collections_checked, report.identity_violations, report.errors), (4, 0, 0), "{report:?}");
     for c in collections {
         let s = t.assert_settled(c).await;
         assert_eq!(s.quantity, 20);

@@ -42,9 +42,14 @@ async fn a_batch_of_replays_new_orders_and_short_stock() {
     let r = persist_event(&*t.stack.app, sqs_event(&records), 0).await;
     assert!(r.batch_item_failures.is_empty());
     // Redis drifted high: DynamoDB only has 6 left but Redis is told 12.
-    let [stock, ..] = t.keys("mix");
+    let stock = t.keys("mix").stock();
     let mut con = t.redis.clone();
-    let _: () = redis::cmd("SET").arg(&stock).arg(12).query_async(&mut con).await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&stock)
+        .arg(flashstock::adapters::redis_cache::stored_stock(12))
+        .query_async(&mut con)
+        .await
+        .unwrap();
     for (u, o, q) in [("c", "n1", 3), ("d", "n2", 2), ("e", "n3", 3), ("f", "n4", 1)] {
         assert_eq!(t.reserve(u, "mix", o, q).await.status, 202, "{o}");
     }

@@ -236,7 +236,7 @@ async fn drift_is_reported_and_never_repaired_while_deductions_are_in_flight() {
     let t = TestApp::start_with(opts, |c| c.reconcile_threshold_ms = 60_000).await;
     t.collection("busy", json!({ "quantity": 10 })).await;
     assert_eq!(t.reserve("u", "busy", "o1", 1).await.status, 202);
-    let [stock, ..] = t.keys("busy");
+    let stock = t.keys("busy").stock();
     let mut con = t.redis.clone();
     let _: () = redis::cmd("INCRBY").arg(&stock).arg(5).query_async(&mut con).await.unwrap();
     let r = t.stack.app.reconcile(flashstock::now_ms()).await.unwrap();

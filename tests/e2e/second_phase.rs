@@ -63,11 +63,13 @@ async fn empty_rollback_then_a_late_try_is_refused() {
     assert_eq!(s.redis_stock, Some(9));
     // Even if Redis forgets the tombstone entry, the durable tombstone refuses a late persist message.
     let mut con = t.redis.clone();
-    let [_, orders, ..] = flashstock::adapters::redis_cache::collection_keys(
-        &t.stack.config.key_prefix,
-        &flashstock::domain::CollectionId::parse("er").unwrap(),
+    let key = flashstock::domain::OrderKey::new(
+        flashstock::domain::CollectionId::parse("er").unwrap(),
+        flashstock::domain::UserId::parse("u").unwrap(),
+        flashstock::domain::OrderId::parse("never-tried").unwrap(),
     );
-    let _: () = redis::cmd("HDEL").arg(orders).arg("never-tried:u").query_async(&mut con).await.unwrap();
+    let (bucket, buyer) = t.stack.app.cache.location(&key).await.unwrap().expect("warmed up");
+    let _: () = redis::cmd("HDEL").arg(bucket).arg(buyer).query_async(&mut con).await.unwrap();
     let late = t.reserve("u", "er", "never-tried", 1).await;
     assert_eq!(late.status, 202, "Redis alone cannot know; DynamoDB decides: {late:?}");
     t.wait_status("u", "er", "never-tried", "CANCELLED", 10 * SECOND).await;

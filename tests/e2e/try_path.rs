@@ -135,7 +135,7 @@ async fn lost_cache_answers_503_until_warm_up_never_sold_out() {
     assert_eq!(t.reserve("u", "cold", "o1", 1).await.status, 202, "a refused Try can be retried");
     t.wait_status("u", "cold", "o1", "RESERVED", 10 * SECOND).await;
     // Redis loses the stock key (restart, failover).
-    let [stock, ..] = t.keys("cold");
+    let stock = t.keys("cold").stock();
     let mut con = t.redis.clone();
     let _: () = redis::cmd("DEL").arg(&stock).query_async(&mut con).await.unwrap();
     let lost = t.reserve("v", "cold", "o2", 1).await;

@@ -5,7 +5,9 @@
 use futures::future::try_join_all;
 use redis::aio::MultiplexedConnection;
 
-use flashstock::adapters::redis_cache::{RELEASE_SCRIPT, RESERVE_SCRIPT, release_call, reserve_call};
+use flashstock::adapters::redis_cache::{
+    Keys, RELEASE_SCRIPT, RESERVE_SCRIPT, bucket_of, buckets_for, buyer_bytes, release_call, reserve_call, stored_stock,
+};
 use flashstock::domain::{CollectionId, OrderId, OrderKey, UserId};
 use flashstock::ports::ReserveRequest;
 
@@ -39,8 +41,12 @@ pub struct RedisCost {
     pub reference_bytes: f64,
     /// The Try, every call accepted.
     pub try_accepted: f64,
-    /// The Try on a sold-out collection (new order ids).
+    /// The Try script on a sold-out collection (new buyers): what a refusal costs before the
+    /// instance's sold-out flag is up.
     pub try_refused: f64,
+    /// A refusal once the flag is up: the API's one read of the buyer's records (a plain HGET),
+    /// which answers a replay from its record and anyone else SOLD_OUT.
+    pub refused_flagged: f64,
     /// The release of an accepted order (cancel), per call.
     pub release: f64,
     /// `used_memory` delta ÷ reservations in flight, every key the Try touched.
@@ -129,6 +135,8 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
     let n = shape.reservations;
     let collection = CollectionId::parse("bench")?;
     let t0 = flashstock::now_ms();
+    // A collection sized for every reservation of the run (its bucket count follows).
+    let nb = buckets_for(n as i64);
     let keys: Vec<OrderKey> = (0..n)
         .map(|_| {
             Ok(OrderKey::new(
@@ -146,8 +154,8 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
             per_user_limit: shape.per_user_limit,
             stale_before_ms: t0 - 45_000,
         };
-        let (keys, args) = reserve_call(prefix, &req);
-        Call { keys, args: args.into_iter().map(String::into_bytes).collect() }
+        let (keys, arg) = reserve_call(prefix, nb, &req);
+        Call { keys, args: vec![arg] }
     };
     let tries: Vec<Call> = keys.iter().enumerate().map(|(i, k)| try_call(k, i)).collect();
     let mut cost = RedisCost { try_keys: tries[0].keys.len(), try_args: tries[0].args.len(), ..Default::default() };
@@ -176,8 +184,8 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
 
     // The Try: every call accepted, all left in flight.
     let reserve = load(&mut admin, RESERVE_SCRIPT).await?;
-    let [stock, ..] = flashstock::adapters::redis_cache::collection_keys(prefix, &collection);
-    let _: () = redis::cmd("SET").arg(&stock).arg(n * 10).query_async(&mut admin).await?;
+    let stock = Keys::new(prefix, &collection).stock();
+    let _: () = redis::cmd("SET").arg(&stock).arg(stored_stock(n as i64 * 10)).query_async(&mut admin).await?;
     let before = redis_stats(&mut admin).await?.used_memory;
     cost.try_accepted = phase(&mut admin, &conns, &reserve, &tries, shape.pipeline).await?;
     cost.bytes_per_reservation = (redis_stats(&mut admin).await?.used_memory - before) as f64 / n as f64;
@@ -201,7 +209,7 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
         .collect();
 
     // Refused: the collection sold out, new buyers keep trying.
-    let _: () = redis::cmd("SET").arg(&stock).arg(0).query_async(&mut admin).await?;
+    let _: () = redis::cmd("SET").arg(&stock).arg(stored_stock(0)).query_async(&mut admin).await?;
     let late: Vec<OrderKey> = (0..n)
         .map(|_| {
             Ok(OrderKey::new(
@@ -214,14 +222,31 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
     let refused: Vec<Call> = late.iter().enumerate().map(|(i, k)| try_call(k, i)).collect();
     cost.try_refused = phase(&mut admin, &conns, &reserve, &refused, shape.pipeline).await?;
 
+    // Refused with the sold-out flag up: one HGET of the buyer's field in their bucket.
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut admin).await?;
+    let per = late.len().div_ceil(conns.len()).max(1);
+    try_join_all(late.chunks(per).zip(conns.iter().cloned()).map(|(mine, mut con)| async move {
+        for batch in mine.chunks(shape.pipeline) {
+            let mut p = redis::pipe();
+            for k in batch {
+                let u = buyer_bytes(&k.user);
+                p.cmd("HGET").arg(Keys::new(prefix, &k.collection).bucket(bucket_of(&u, nb))).arg(u);
+            }
+            p.query_async::<Vec<redis::Value>>(&mut con).await?;
+        }
+        anyhow::Ok(())
+    }))
+    .await?;
+    cost.refused_flagged = usec_per_call(&mut admin, "hget").await?;
+
     // Release (a cancel's Redis side) of accepted orders.
     let release = load(&mut admin, RELEASE_SCRIPT).await?;
     let releases: Vec<Call> = keys
         .iter()
         .take(n.min(20_000))
         .map(|k| {
-            let (keys, args) = release_call(prefix, k, false, t0 + 60_000);
-            Call { keys, args: args.into_iter().map(String::into_bytes).collect() }
+            let (keys, args) = release_call(prefix, nb, k, false, t0 + 60_000);
+            Call { keys, args }
         })
         .collect();
     cost.release = phase(&mut admin, &conns, &release, &releases, shape.pipeline).await?;

@@ -85,8 +85,14 @@ impl StockCache for Gated<RedisCache> {
         }
         self.step("redis entries", move || self.inner.entries(collection, orders)).await
     }
-    async fn trim_settled(&self, collection: &CollectionId, before_ms: i64, limit: usize) -> InfraResult<u32> {
-        self.step("redis trim.lua", move || self.inner.trim_settled(collection, before_ms, limit)).await
+    async fn trim_settled(
+        &self,
+        collection: &CollectionId,
+        before_ms: i64,
+        limit: usize,
+        keep_durable: bool,
+    ) -> InfraResult<u32> {
+        self.step("redis trim.lua", move || self.inner.trim_settled(collection, before_ms, limit, keep_durable)).await
     }
     async fn snapshot(&self, collection: &CollectionId) -> InfraResult<CacheSnapshot> {
         self.step("redis snapshot.lua", move || self.inner.snapshot(collection)).await
@@ -97,9 +103,12 @@ impl StockCache for Gated<RedisCache> {
         snapshot: &CacheSnapshot,
         saleable: i64,
         only_if_missing: bool,
+        quantity: i64,
     ) -> InfraResult<Rebuild> {
-        self.step("redis rebuild.lua", move || self.inner.rebuild(collection, snapshot, saleable, only_if_missing))
-            .await
+        self.step("redis rebuild.lua", move || {
+            self.inner.rebuild(collection, snapshot, saleable, only_if_missing, quantity)
+        })
+        .await
     }
     async fn unsettled_before(
         &self,

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flashstock::adapters::redis_cache::{Conn, collection_keys};
+use flashstock::adapters::redis_cache::Conn;
 use flashstock::app::LiveApp;
 use flashstock::config::{self, Config};
 use flashstock::lambda::cancel_event;
@@ -206,15 +206,7 @@ impl Stack {
         out.redis_stock = snap.stock;
         out.redis_pending = snap.pending;
         out.redis_log_len = snap.unsettled;
-        let [_, orders, ..] = collection_keys(&self.config.key_prefix, &id);
-        let mut con = self.redis.clone();
-        let entries: std::collections::HashMap<String, String> =
-            redis::cmd("HGETALL").arg(&orders).query_async(&mut con).await?;
-        out.redis_pending_entries = entries
-            .values()
-            .filter(|v| v.starts_with("P|"))
-            .filter_map(|v| v.split('|').nth(1)?.parse::<i64>().ok())
-            .sum();
+        out.redis_pending_entries = self.app.cache.pending_units_everywhere(&id).await?;
         Ok(out)
     }
 

@@ -1,20 +1,55 @@
 //! [`StockCache`] on Redis: the Lua scripts of `src/lua/` plus plain reads.
 //!
 //! # Keys
-//! Per collection, all with the hash tag `{<prefix>:c:<collectionId>}` (one Redis Cluster slot):
-//! `:stock`, `:orders`, `:log`, `:users`, `:meta`, `:done` (see `reserve.lua` for their contents).
-//! An order lives only there, under its buyer-scoped field `<orderId>:<userId>`
-//! ([`OrderKey::scoped`]); there are no per-order keys.
+//! Everything of one collection shares the hash tag `{<prefix>:c:<collectionId>}` (one Redis
+//! Cluster slot); there are no per-order keys:
+//! - `:stock` STRING: units Redis may still sell, plus [`STOCK_BIAS`] (missing = cache not ready);
+//! - `:meta` HASH: `ver` (compare-and-set version for rebuilds), `nb` (bucket count);
+//! - `:u:<n>` HASH, one of `nb` buckets: buyer → the buyer's packed order records
+//!   (`records.lua` documents the format). Canonical UUID buyers and ULID order ids are stored as
+//!   their 16 bytes, any other id as given; a bucket of ~64 buyers stays a listpack;
+//! - `:t:<n>` STRING: time slice `n` (10 s): the 2-byte numbers of the buckets whose buyers
+//!   logged an order in it (the time index reconciliation reads), and `:slices` ZSET: the slices
+//!   that exist.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
 
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
-use crate::domain::{CollectionId, OrderKey, UserId};
+use crate::domain::{CollectionId, OrderId, OrderKey, UserId};
 use crate::ports::{
     CacheEntry, CacheSnapshot, CacheState, InfraError, InfraResult, OrderRecord, Rebuild, Released, ReserveOutcome,
     ReserveRequest, SettleAs, StockCache,
 };
+
+/// What `:stock` holds above the units Redis may still sell: the Try takes before it looks, and
+/// a take on a missing key (which Redis starts from 0) must land below 0. Larger than any qty.
+pub const STOCK_BIAS: i64 = 1_000_000;
+
+/// The `:stock` value for `units` (tests and benchmarks that set it directly).
+pub fn stored_stock(units: i64) -> i64 {
+    units + STOCK_BIAS
+}
+
+/// Seconds per time slice of the index.
+pub const SLICE_SECONDS: i64 = 10;
+/// Buyers per bucket a collection is sized for (a listpack holds up to 128 fields by default,
+/// and a shorter one is quicker to search).
+pub const BUYERS_PER_BUCKET: i64 = 16;
+
+macro_rules! with_records {
+    ($file:literal) => {
+        concat!(include_str!("../lua/records.lua"), include_str!($file))
+    };
+}
+
+/// The Try script's source.
+pub const RESERVE_SCRIPT: &str = include_str!("../lua/reserve.lua");
+/// The release script's source.
+pub const RELEASE_SCRIPT: &str = with_records!("../lua/release.lua");
 
 /// The scripts, compiled into the binary; `Script` runs EVALSHA and loads on NOSCRIPT.
 struct Scripts {
@@ -25,18 +60,20 @@ struct Scripts {
     snapshot: Script,
     rebuild: Script,
     trim: Script,
+    prune: Script,
 }
 
 impl Scripts {
     fn new() -> Self {
         Self {
             reserve: Script::new(RESERVE_SCRIPT),
-            settle: Script::new(include_str!("../lua/settle.lua")),
-            intent: Script::new(include_str!("../lua/intent.lua")),
+            settle: Script::new(with_records!("../lua/settle.lua")),
+            intent: Script::new(with_records!("../lua/intent.lua")),
             release: Script::new(RELEASE_SCRIPT),
             snapshot: Script::new(include_str!("../lua/snapshot.lua")),
             rebuild: Script::new(include_str!("../lua/rebuild.lua")),
-            trim: Script::new(include_str!("../lua/trim.lua")),
+            trim: Script::new(with_records!("../lua/trim.lua")),
+            prune: Script::new(include_str!("../lua/prune.lua")),
         }
     }
 }
@@ -90,40 +127,206 @@ pub async fn connect(url: &str, cluster: bool) -> InfraResult<Conn> {
 pub struct RedisCache {
     con: Conn,
     prefix: String,
-    scripts: std::sync::Arc<Scripts>,
+    scripts: Arc<Scripts>,
+    /// Bucket counts by collection (fixed when the collection is first cached).
+    buckets: Arc<RwLock<HashMap<CollectionId, u32>>>,
 }
 
-/// The six keys of one collection, in the order every script expects.
-pub fn collection_keys(prefix: &str, collection: &CollectionId) -> [String; 6] {
-    let tag = format!("{{{prefix}:c:{collection}}}");
-    ["stock", "orders", "log", "users", "meta", "done"].map(|k| format!("{tag}:{k}"))
+/// A collection's keys.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    tag: String,
 }
 
-/// The Try script's source.
-pub const RESERVE_SCRIPT: &str = include_str!("../lua/reserve.lua");
+impl Keys {
+    pub fn new(prefix: &str, collection: &CollectionId) -> Self {
+        Self { tag: format!("{{{prefix}:c:{collection}}}") }
+    }
+    pub fn stock(&self) -> String {
+        format!("{}:stock", self.tag)
+    }
+    pub fn meta(&self) -> String {
+        format!("{}:meta", self.tag)
+    }
+    pub fn slices(&self) -> String {
+        format!("{}:slices", self.tag)
+    }
+    pub fn bucket(&self, n: u32) -> String {
+        format!("{}:u:{n}", self.tag)
+    }
+    pub fn slice(&self, n: i64) -> String {
+        format!("{}:t:{n}", self.tag)
+    }
+}
+
+/// The bucket count of a collection of `quantity` units.
+pub fn buckets_for(quantity: i64) -> u32 {
+    (quantity.max(1) as u64).div_ceil(BUYERS_PER_BUCKET as u64).min(1 << 16) as u32
+}
+
+/// A buyer as stored: a byte k, then 16 bytes of a canonical UUID (k = 0) or k bytes as given.
+pub fn buyer_bytes(user: &UserId) -> Vec<u8> {
+    let s = user.as_str();
+    if let Ok(u) = uuid::Uuid::try_parse(s)
+        && u.hyphenated().to_string() == s
+    {
+        let mut v = vec![0u8];
+        v.extend_from_slice(u.as_bytes());
+        return v;
+    }
+    let mut v = vec![s.len() as u8];
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+/// An order id as stored: a byte k, then 16 bytes of a canonical ULID (k = 0) or k bytes as given.
+pub fn order_bytes(order: &OrderId) -> Vec<u8> {
+    let s = order.as_str();
+    if let Ok(u) = ulid::Ulid::from_string(s)
+        && u.to_string() == s
+    {
+        let mut v = vec![0u8];
+        v.extend_from_slice(&u.to_bytes());
+        return v;
+    }
+    let mut v = vec![s.len() as u8];
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+/// Reads one stored id at the start of `b`: (the id's text, bytes used).
+fn read_id(b: &[u8], canonical: fn(&[u8]) -> Option<String>) -> Option<(String, usize)> {
+    let k = *b.first()? as usize;
+    if k == 0 {
+        Some((canonical(b.get(1..17)?)?, 17))
+    } else {
+        Some((String::from_utf8(b.get(1..1 + k)?.to_vec()).ok()?, 1 + k))
+    }
+}
+
+fn uuid_text(b: &[u8]) -> Option<String> {
+    Some(uuid::Uuid::from_slice(b).ok()?.hyphenated().to_string())
+}
+
+fn ulid_text(b: &[u8]) -> Option<String> {
+    Some(ulid::Ulid::from_bytes(b.try_into().ok()?).to_string())
+}
+
+/// The bucket of a stored buyer.
+pub fn bucket_of(buyer: &[u8], nb: u32) -> u32 {
+    (xxhash_rust::xxh3::xxh3_64(buyer) % u64::from(nb.max(1))) as u32
+}
+
+/// An order as the scripts take it: a byte with the buyer's length, the buyer, the order.
+fn ident(key: &OrderKey) -> Vec<u8> {
+    let u = buyer_bytes(&key.user);
+    let mut v = vec![u.len() as u8];
+    v.extend_from_slice(&u);
+    v.extend_from_slice(&order_bytes(&key.order));
+    v
+}
+
+fn e4(n: i64) -> [u8; 4] {
+    (n.clamp(0, i64::from(u32::MAX)) as u32).to_be_bytes()
+}
+
+fn d4(b: &[u8]) -> i64 {
+    b.try_into().map_or(0, |a: [u8; 4]| i64::from(u32::from_be_bytes(a)))
+}
+
+fn secs(ms: i64) -> i64 {
+    ms.div_euclid(1000)
+}
+
+/// One order record read back from a buyer's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    order: Vec<u8>,
+    state: u8,
+    quantity: u32,
+    accepted_s: i64,
+    logged_s: i64,
+}
+
+/// Splits a buyer's value into records (stops at anything malformed).
+fn records(v: &[u8]) -> Vec<Record> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let k = v[i] as usize;
+        let n = if k == 0 { 17 } else { 1 + k };
+        let Some(r) = v.get(i..i + n + 10) else { break };
+        out.push(Record {
+            order: r[..n].to_vec(),
+            state: r[n],
+            quantity: u32::from(r[n + 1]),
+            accepted_s: d4(&r[n + 2..n + 6]),
+            logged_s: d4(&r[n + 6..n + 10]),
+        });
+        i += n + 10;
+    }
+    out
+}
+
+/// The buckets listed in a time slice.
+fn slice_buckets(b: &[u8]) -> BTreeSet<u32> {
+    b.chunks_exact(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).collect()
+}
+
+fn state_of(b: u8) -> Option<CacheState> {
+    Some(match b {
+        b'P' => CacheState::Pending,
+        b'S' | b'I' => CacheState::Durable,
+        b'C' => CacheState::Cancelled,
+        b'F' => CacheState::Failed,
+        _ => return None,
+    })
+}
+
+fn entry_of(r: &Record, user: &UserId) -> Option<CacheEntry> {
+    Some(CacheEntry {
+        state: state_of(r.state)?,
+        quantity: r.quantity,
+        accepted_at_ms: r.accepted_s * 1000,
+        user: user.clone(),
+    })
+}
 
 /// The Try script's keys and arguments, exactly as [`StockCache::reserve`] sends them (the
-/// benchmarks measure the same call).
-pub fn reserve_call(prefix: &str, r: &ReserveRequest<'_>) -> (Vec<String>, Vec<String>) {
-    let keys = collection_keys(prefix, &r.key.collection).to_vec();
-    let args = vec![
-        r.key.scoped(),
-        r.key.user.to_string(),
-        r.quantity.to_string(),
-        r.now_ms.to_string(),
-        r.per_user_limit.unwrap_or(0).to_string(),
-        r.stale_before_ms.to_string(),
-    ];
-    (keys, args)
+/// benchmarks measure the same call), for a collection of `nb` buckets.
+pub fn reserve_call(prefix: &str, nb: u32, r: &ReserveRequest<'_>) -> (Vec<String>, Vec<u8>) {
+    let k = Keys::new(prefix, &r.key.collection);
+    let u = buyer_bytes(&r.key.user);
+    let now = secs(r.now_ms);
+    let slice = now.div_euclid(SLICE_SECONDS);
+    let mut rec = order_bytes(&r.key.order);
+    rec.push(b'P');
+    rec.push(r.quantity.min(255) as u8);
+    rec.extend_from_slice(&e4(now));
+    rec.extend_from_slice(&e4(now));
+    let bucket = bucket_of(&u, nb);
+    let mut a = vec![u.len() as u8, rec.len() as u8];
+    a.extend_from_slice(&(bucket as u16).to_be_bytes());
+    a.extend_from_slice(&u);
+    a.extend_from_slice(&rec);
+    let tail = format!("{},{},{slice}", r.per_user_limit.unwrap_or(0), secs(r.stale_before_ms));
+    a.extend_from_slice(tail.as_bytes());
+    (vec![k.stock(), k.bucket(bucket), k.slice(slice), k.slices()], a)
 }
 
-/// The release script's source.
-pub const RELEASE_SCRIPT: &str = include_str!("../lua/release.lua");
-
 /// The release script's keys and arguments, exactly as [`StockCache::release`] sends them.
-pub fn release_call(prefix: &str, order: &OrderKey, tombstone: bool, now_ms: i64) -> (Vec<String>, Vec<String>) {
-    let user = if tombstone { order.user.as_str() } else { "" };
-    (collection_keys(prefix, &order.collection).to_vec(), vec![order.scoped(), now_ms.to_string(), user.to_owned()])
+pub fn release_call(
+    prefix: &str,
+    nb: u32,
+    order: &OrderKey,
+    tombstone: bool,
+    now_ms: i64,
+) -> (Vec<String>, Vec<Vec<u8>>) {
+    let k = Keys::new(prefix, &order.collection);
+    let bucket = k.bucket(bucket_of(&buyer_bytes(&order.user), nb));
+    let args =
+        vec![ident(order), secs(now_ms).to_string().into_bytes(), if tombstone { b"1".to_vec() } else { vec![] }];
+    (vec![k.stock(), k.meta(), bucket], args)
 }
 
 fn err(op: &'static str) -> impl FnOnce(redis::RedisError) -> InfraError {
@@ -140,14 +343,15 @@ fn parse_state(s: &str) -> Option<CacheState> {
     })
 }
 
-/// Parses an `orders` entry `"<state>|<qty>|<acceptedAtMs>|<userId>"`.
-fn parse_entry(raw: &str) -> Option<CacheEntry> {
-    let mut it = raw.splitn(4, '|');
-    let state = parse_state(it.next()?)?;
-    let quantity = it.next()?.parse().ok()?;
-    let accepted_at_ms = it.next()?.parse().ok()?;
-    let user = UserId::parse(it.next()?).ok()?;
-    Some(CacheEntry { state, quantity, accepted_at_ms, user })
+/// What a scan of open time slices found.
+#[derive(Default)]
+struct Scan {
+    /// Pending or intent orders logged before the cutoff, oldest slice first.
+    due: Vec<OrderKey>,
+    /// Units of every pending order in the slices read.
+    pending: i64,
+    /// Slices read that still hold something in flight.
+    open: i64,
 }
 
 impl RedisCache {
@@ -155,23 +359,77 @@ impl RedisCache {
     /// `cluster` follows a Redis Cluster's slots (MOVED/ASK), as ElastiCache Serverless needs.
     pub async fn connect(url: &str, prefix: &str, cluster: bool) -> InfraResult<Self> {
         let con = connect(url, cluster).await?;
-        Ok(Self { con, prefix: prefix.to_owned(), scripts: std::sync::Arc::new(Scripts::new()) })
+        Ok(Self {
+            con,
+            prefix: prefix.to_owned(),
+            scripts: Arc::new(Scripts::new()),
+            buckets: Arc::new(RwLock::new(HashMap::new())),
+        })
     }
 
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
-    /// Runs a collection script and returns its `{code, a, b}` reply.
+    pub fn keys(&self, collection: &CollectionId) -> Keys {
+        Keys::new(&self.prefix, collection)
+    }
+
+    /// The collection's bucket count, `None` before its first warm-up (nothing is cached then).
+    pub async fn bucket_count(&self, collection: &CollectionId) -> InfraResult<Option<u32>> {
+        if let Some(n) = self.buckets.read().ok().and_then(|m| m.get(collection).copied()) {
+            return Ok(Some(n));
+        }
+        let mut con = self.con.clone();
+        let n: Option<u32> = redis::cmd("HGET")
+            .arg(self.keys(collection).meta())
+            .arg("nb")
+            .query_async(&mut con)
+            .await
+            .map_err(err("redis bucket count"))?;
+        if let (Some(n), Ok(mut m)) = (n, self.buckets.write()) {
+            m.insert(collection.clone(), n);
+        }
+        Ok(n)
+    }
+
+    /// The bucket key and stored buyer of an order.
+    pub async fn location(&self, key: &OrderKey) -> InfraResult<Option<(String, Vec<u8>)>> {
+        let Some(nb) = self.bucket_count(&key.collection).await? else { return Ok(None) };
+        let u = buyer_bytes(&key.user);
+        Ok(Some((self.keys(&key.collection).bucket(bucket_of(&u, nb)), u)))
+    }
+
+    /// Σ qty of every pending record in every bucket (a check for tests and the demo: each must
+    /// be in the time index). Reads every bucket: never on a request path.
+    pub async fn pending_units_everywhere(&self, collection: &CollectionId) -> InfraResult<i64> {
+        let Some(nb) = self.bucket_count(collection).await? else { return Ok(0) };
+        let k = self.keys(collection);
+        let mut con = self.con.clone();
+        let mut sum = 0;
+        for b in 0..nb {
+            let all: Vec<Vec<u8>> =
+                redis::cmd("HVALS").arg(k.bucket(b)).query_async(&mut con).await.map_err(err("redis hvals"))?;
+            sum += all
+                .iter()
+                .flat_map(|v| records(v))
+                .filter(|r| r.state == b'P')
+                .map(|r| i64::from(r.quantity))
+                .sum::<i64>();
+        }
+        Ok(sum)
+    }
+
+    /// Runs a script and returns its `{code, a, b}` reply.
     async fn run(
         &self,
         op: &'static str,
         script: &Script,
-        collection: &CollectionId,
-        args: Vec<String>,
+        keys: Vec<String>,
+        args: Vec<Vec<u8>>,
     ) -> InfraResult<(String, i64, i64)> {
         let mut inv = script.prepare_invoke();
-        for k in collection_keys(&self.prefix, collection) {
+        for k in keys {
             inv.key(k);
         }
         for a in args {
@@ -180,31 +438,131 @@ impl RedisCache {
         let mut con = self.con.clone();
         inv.invoke_async(&mut con).await.map_err(err(op))
     }
+
+    /// Each buyer's value, in order (`None` where the buyer has nothing).
+    async fn values(
+        &self,
+        collection: &CollectionId,
+        nb: u32,
+        buyers: &[Vec<u8>],
+    ) -> InfraResult<Vec<Option<Vec<u8>>>> {
+        if buyers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = self.keys(collection);
+        let mut p = redis::pipe();
+        for u in buyers {
+            p.cmd("HGET").arg(k.bucket(bucket_of(u, nb))).arg(u.as_slice());
+        }
+        let mut con = self.con.clone();
+        p.query_async(&mut con).await.map_err(err("redis read records"))
+    }
+
+    /// Reads the open time slices starting before `before_ms` (all of them with `None`), finds
+    /// the orders due (logged before `before_ms`), counts pending units, and drops the slices
+    /// left with nothing in flight.
+    async fn scan(
+        &self,
+        collection: &CollectionId,
+        nb: u32,
+        before_ms: Option<i64>,
+        limit: usize,
+    ) -> InfraResult<Scan> {
+        let k = self.keys(collection);
+        let mut con = self.con.clone();
+        let upto = before_ms.map_or("+inf".to_owned(), |ms| secs(ms).div_euclid(SLICE_SECONDS).to_string());
+        let slices: Vec<i64> = redis::cmd("ZRANGE")
+            .arg(k.slices())
+            .arg("-inf")
+            .arg(upto)
+            .arg("BYSCORE")
+            .query_async(&mut con)
+            .await
+            .map_err(err("redis slices"))?;
+        let mut out = Scan::default();
+        let mut seen = BTreeSet::new();
+        for slice in slices {
+            let body: Vec<u8> =
+                redis::cmd("GET").arg(k.slice(slice)).query_async(&mut con).await.map_err(err("redis slice"))?;
+            let buckets: Vec<u32> = slice_buckets(&body).into_iter().filter(|b| *b < nb).collect();
+            let mut p = redis::pipe();
+            for b in &buckets {
+                p.cmd("HGETALL").arg(k.bucket(*b));
+            }
+            let all: Vec<Vec<(Vec<u8>, Vec<u8>)>> = if buckets.is_empty() {
+                Vec::new()
+            } else {
+                p.query_async(&mut con).await.map_err(err("redis buckets"))?
+            };
+            let mut busy = false;
+            for (u, v) in all.into_iter().flatten() {
+                let Some(user) = read_id(&u, uuid_text).and_then(|(s, _)| UserId::parse(&s).ok()) else { continue };
+                for r in records(&v) {
+                    if r.state != b'P' && r.state != b'I' {
+                        continue;
+                    }
+                    if r.logged_s.div_euclid(SLICE_SECONDS) == slice {
+                        busy = true;
+                    }
+                    if !seen.insert((u.clone(), r.order.clone())) {
+                        continue;
+                    }
+                    if r.state == b'P' {
+                        out.pending += i64::from(r.quantity);
+                    }
+                    let due = before_ms.is_some_and(|ms| r.logged_s * 1000 < ms);
+                    if due
+                        && out.due.len() < limit
+                        && let Some(order) = read_id(&r.order, ulid_text).and_then(|(s, _)| OrderId::parse(&s).ok())
+                    {
+                        out.due.push(OrderKey::new(collection.clone(), user.clone(), order));
+                    }
+                }
+            }
+            if busy {
+                out.open += 1;
+            } else {
+                self.run(
+                    "redis prune script",
+                    &self.scripts.prune,
+                    vec![k.slices(), k.slice(slice)],
+                    vec![slice.to_string().into_bytes(), body.len().to_string().into_bytes()],
+                )
+                .await?;
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl StockCache for RedisCache {
     async fn reserve(&self, r: &ReserveRequest<'_>) -> InfraResult<ReserveOutcome> {
-        let (keys, args) = reserve_call(&self.prefix, r);
+        let Some(nb) = self.bucket_count(&r.key.collection).await? else { return Ok(ReserveOutcome::NoCache) };
+        let (keys, arg) = reserve_call(&self.prefix, nb, r);
         let mut inv = self.scripts.reserve.prepare_invoke();
         for k in keys {
             inv.key(k);
         }
-        for a in args {
-            inv.arg(a);
-        }
+        inv.arg(arg);
         let mut con = self.con.clone();
-        let (code, a, _): (String, i64, i64) = inv.invoke_async(&mut con).await.map_err(err("redis try script"))?;
+        // Taken: the stock left, as a plain integer; anything else: {code, a, b}.
+        let (code, a, _): (String, i64, i64) =
+            match inv.invoke_async(&mut con).await.map_err(err("redis try script"))? {
+                Value::Int(left) => {
+                    return Ok(ReserveOutcome::Reserved { stock_left: left, accepted_at_ms: secs(r.now_ms) * 1000 });
+                }
+                other => redis::from_redis_value(other).map_err(|e| InfraError::new("redis try script", e))?,
+            };
         Ok(match code.as_str() {
-            "OK" => ReserveOutcome::Reserved { stock_left: a },
             "CANCELLED" => ReserveOutcome::Cancelled,
             "MISMATCH" => ReserveOutcome::Mismatch,
             "NOCACHE" => ReserveOutcome::NoCache,
             "SOLDOUT" => ReserveOutcome::SoldOut,
             "INSUFFICIENT" => ReserveOutcome::Insufficient { available: a },
             "LIMIT" => ReserveOutcome::LimitExceeded { held: a },
-            "REPLAY_STALE" => ReserveOutcome::ReplayStale { accepted_at_ms: a },
+            "REPLAY_STALE" => ReserveOutcome::ReplayStale { accepted_at_ms: a * 1000 },
             other => match other.strip_prefix("REPLAY_").and_then(parse_state) {
-                Some(state) => ReserveOutcome::Replay { state, accepted_at_ms: a },
+                Some(state) => ReserveOutcome::Replay { state, accepted_at_ms: a * 1000 },
                 None => return Err(InfraError::new("redis try script", format!("unexpected reply {other}"))),
             },
         })
@@ -218,6 +576,7 @@ impl StockCache for RedisCache {
         clear_intents_before: Option<i64>,
         now_ms: i64,
     ) -> InfraResult<u32> {
+        let Some(nb) = self.bucket_count(collection).await? else { return Ok(0) };
         if orders.is_empty() {
             return Ok(0);
         }
@@ -227,27 +586,43 @@ impl StockCache for RedisCache {
             SettleAs::DurableReturning => "SR",
             SettleAs::FailedReturning => "FR",
         };
-        let clear = clear_intents_before.unwrap_or(0);
-        let mut args = vec![now_ms.to_string(), target.to_owned(), clear.to_string()];
-        args.extend(orders.iter().map(OrderKey::scoped));
-        let (_, n, _) = self.run("redis settle script", &self.scripts.settle, collection, args).await?;
+        let k = self.keys(collection);
+        let mut keys = vec![k.stock(), k.meta()];
+        let mut args = vec![
+            secs(now_ms).to_string().into_bytes(),
+            target.as_bytes().to_vec(),
+            clear_intents_before.map_or(0, secs).to_string().into_bytes(),
+        ];
+        for o in orders {
+            keys.push(k.bucket(bucket_of(&buyer_bytes(&o.user), nb)));
+            args.push(ident(o));
+        }
+        let (_, n, _) = self.run("redis settle script", &self.scripts.settle, keys, args).await?;
         Ok(n as u32)
     }
 
     async fn mark_intent(&self, order: &OrderRecord, now_ms: i64) -> InfraResult<()> {
+        let key = order.key();
+        let Some(nb) = self.bucket_count(&key.collection).await? else { return Ok(()) };
+        let k = self.keys(&key.collection);
+        let slice = secs(now_ms).div_euclid(SLICE_SECONDS);
+        let bucket = bucket_of(&buyer_bytes(&key.user), nb);
+        let keys = vec![k.stock(), k.meta(), k.bucket(bucket), k.slice(slice), k.slices()];
         let args = vec![
-            order.key().scoped(),
-            now_ms.to_string(),
-            order.quantity.to_string(),
-            order.accepted_at_ms.to_string(),
-            order.user.to_string(),
+            ident(&key),
+            secs(now_ms).to_string().into_bytes(),
+            order.quantity.to_string().into_bytes(),
+            secs(order.accepted_at_ms).to_string().into_bytes(),
+            slice.to_string().into_bytes(),
+            (bucket as u16).to_be_bytes().to_vec(),
         ];
-        self.run("redis intent script", &self.scripts.intent, &order.collection, args).await.map(|_| ())
+        self.run("redis intent script", &self.scripts.intent, keys, args).await.map(|_| ())
     }
 
     async fn release(&self, order: &OrderKey, tombstone: bool, now_ms: i64) -> InfraResult<Released> {
-        let (_, args) = release_call(&self.prefix, order, tombstone, now_ms);
-        let (code, q, _) = self.run("redis release script", &self.scripts.release, &order.collection, args).await?;
+        let Some(nb) = self.bucket_count(&order.collection).await? else { return Ok(Released::Absent) };
+        let (keys, args) = release_call(&self.prefix, nb, order, tombstone, now_ms);
+        let (code, q, _) = self.run("redis release script", &self.scripts.release, keys, args).await?;
         Ok(match code.as_str() {
             "RETURNED" => Released::Returned(q as u32),
             "ALREADY" => Released::Already,
@@ -258,48 +633,67 @@ impl StockCache for RedisCache {
     }
 
     async fn entry(&self, order: &OrderKey) -> InfraResult<Option<CacheEntry>> {
-        let [_, orders, ..] = collection_keys(&self.prefix, &order.collection);
-        let mut con = self.con.clone();
-        let v: Option<String> = redis::cmd("HGET")
-            .arg(orders)
-            .arg(order.scoped())
-            .query_async(&mut con)
-            .await
-            .map_err(err("redis entry"))?;
-        Ok(v.as_deref().and_then(parse_entry))
+        Ok(self.entries(&order.collection, std::slice::from_ref(order)).await?.pop().flatten())
     }
 
     async fn entries(&self, collection: &CollectionId, orders: &[OrderKey]) -> InfraResult<Vec<Option<CacheEntry>>> {
-        if orders.is_empty() {
-            return Ok(Vec::new());
-        }
-        let [_, key, ..] = collection_keys(&self.prefix, collection);
-        let mut cmd = redis::cmd("HMGET");
-        cmd.arg(key);
-        for o in orders {
-            cmd.arg(o.scoped());
-        }
-        let mut con = self.con.clone();
-        let raw: Vec<Option<String>> = cmd.query_async(&mut con).await.map_err(err("redis entries"))?;
-        Ok(raw.iter().map(|v| v.as_deref().and_then(parse_entry)).collect())
+        let Some(nb) = self.bucket_count(collection).await? else { return Ok(vec![None; orders.len()]) };
+        let buyers: Vec<Vec<u8>> = orders.iter().map(|o| buyer_bytes(&o.user)).collect();
+        let values = self.values(collection, nb, &buyers).await?;
+        Ok(orders
+            .iter()
+            .zip(values)
+            .map(|(o, v)| {
+                let ob = order_bytes(&o.order);
+                records(v.as_deref().unwrap_or_default())
+                    .iter()
+                    .find(|r| r.order == ob)
+                    .and_then(|r| entry_of(r, &o.user))
+            })
+            .collect())
     }
 
-    async fn trim_settled(&self, collection: &CollectionId, before_ms: i64, limit: usize) -> InfraResult<u32> {
-        let (_, n, _) = self
-            .run("redis trim script", &self.scripts.trim, collection, vec![before_ms.to_string(), limit.to_string()])
-            .await?;
+    async fn trim_settled(
+        &self,
+        collection: &CollectionId,
+        before_ms: i64,
+        limit: usize,
+        keep_durable: bool,
+    ) -> InfraResult<u32> {
+        let Some(nb) = self.bucket_count(collection).await? else { return Ok(0) };
+        let k = self.keys(collection);
+        let per_run = (limit as u32 / BUYERS_PER_BUCKET as u32).clamp(1, nb);
+        let mut con = self.con.clone();
+        let cursor: i64 = redis::cmd("HINCRBY")
+            .arg(k.meta())
+            .arg("trim")
+            .arg(per_run)
+            .query_async(&mut con)
+            .await
+            .map_err(err("redis trim cursor"))?;
+        let keys =
+            (0..per_run).map(|i| k.bucket(((cursor - i64::from(i) - 1).rem_euclid(i64::from(nb))) as u32)).collect();
+        let args = vec![secs(before_ms).to_string().into_bytes(), if keep_durable { b"1".to_vec() } else { vec![] }];
+        let (_, n, _) = self.run("redis trim script", &self.scripts.trim, keys, args).await?;
         Ok(n as u32)
     }
 
     async fn snapshot(&self, collection: &CollectionId) -> InfraResult<CacheSnapshot> {
+        let k = self.keys(collection);
         let mut inv = self.scripts.snapshot.prepare_invoke();
-        for k in collection_keys(&self.prefix, collection) {
-            inv.key(k);
-        }
+        inv.key(k.stock()).key(k.meta()).key(k.slices());
         let mut con = self.con.clone();
-        let (has, stock, pending, version, unsettled): (i64, i64, i64, i64, i64) =
+        let (has, stock, version, open, nb): (i64, i64, i64, i64, u32) =
             inv.invoke_async(&mut con).await.map_err(err("redis snapshot script"))?;
-        Ok(CacheSnapshot { stock: (has == 1).then_some(stock), pending, version, unsettled })
+        // Counting the pending units drops the slices with nothing left in flight, so a rebuild
+        // after this snapshot is not refused for slices that are only waiting to be dropped.
+        let (pending, open) = if open > 0 && nb > 0 {
+            let scan = self.scan(collection, nb, None, 0).await?;
+            (scan.pending, scan.open)
+        } else {
+            (0, open)
+        };
+        Ok(CacheSnapshot { stock: (has == 1).then_some(stock), pending, version, unsettled: open })
     }
 
     async fn rebuild(
@@ -308,16 +702,25 @@ impl StockCache for RedisCache {
         snapshot: &CacheSnapshot,
         saleable: i64,
         only_if_missing: bool,
+        quantity: i64,
     ) -> InfraResult<Rebuild> {
         let mode = if only_if_missing { "missing" } else { "force" };
+        let k = self.keys(collection);
+        let nb = buckets_for(quantity);
+        let args =
+            [snapshot.version.to_string(), (saleable - snapshot.pending).to_string(), mode.to_owned(), nb.to_string()];
         let (code, s, _) = self
             .run(
                 "redis rebuild script",
                 &self.scripts.rebuild,
-                collection,
-                vec![snapshot.version.to_string(), (saleable - snapshot.pending).to_string(), mode.to_owned()],
+                vec![k.stock(), k.meta(), k.slices()],
+                args.into_iter().map(String::into_bytes).collect(),
             )
             .await?;
+        // The count stored is the first one ever set (HSETNX); read it back rather than assume.
+        if let Ok(mut m) = self.buckets.write() {
+            m.remove(collection);
+        }
         Ok(match code.as_str() {
             "SET" => Rebuild::Set(s),
             "LIVE" => Rebuild::Live(s),
@@ -332,20 +735,8 @@ impl StockCache for RedisCache {
         before_ms: i64,
         limit: usize,
     ) -> InfraResult<Vec<OrderKey>> {
-        let [_, _, log, ..] = collection_keys(&self.prefix, collection);
-        let mut con = self.con.clone();
-        let ids: Vec<String> = redis::cmd("ZRANGE")
-            .arg(log)
-            .arg("-inf")
-            .arg(format!("({before_ms}"))
-            .arg("BYSCORE")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit)
-            .query_async(&mut con)
-            .await
-            .map_err(err("redis unsettled"))?;
-        Ok(ids.iter().filter_map(|s| OrderKey::from_scoped(collection, s)).collect())
+        let Some(nb) = self.bucket_count(collection).await? else { return Ok(Vec::new()) };
+        Ok(self.scan(collection, nb, Some(before_ms), limit).await?.due)
     }
 }
 
@@ -353,22 +744,62 @@ impl StockCache for RedisCache {
 mod tests {
     use super::*;
 
+    fn key(user: &str, order: &str) -> OrderKey {
+        OrderKey::new(CollectionId::parse("c").unwrap(), UserId::parse(user).unwrap(), OrderId::parse(order).unwrap())
+    }
+
     #[test]
-    fn keys_share_one_hash_tag() {
-        let c = CollectionId::parse("drop-1").unwrap();
-        let keys = collection_keys("fs", &c);
-        for k in &keys {
-            assert!(k.starts_with("{fs:c:drop-1}:"), "{k}");
+    fn every_script_that_reads_stock_knows_its_bias() {
+        let bias = STOCK_BIAS.to_string();
+        for src in [RESERVE_SCRIPT, include_str!("../lua/rebuild.lua"), include_str!("../lua/snapshot.lua")] {
+            assert!(src.contains(&bias), "{}", &src[..60]);
         }
     }
 
     #[test]
-    fn entries_round_trip() {
-        let e = parse_entry("P|3|1700000000000|user|with|bars").map(|e| e.quantity);
-        assert_eq!(e, None, "user ids never contain '|', so such an entry is rejected");
-        let e = parse_entry("S|3|1700000000000|auth0-42").unwrap();
-        assert_eq!(e.state, CacheState::Durable);
-        assert_eq!(e.quantity, 3);
-        assert_eq!(e.user.as_str(), "auth0-42");
+    fn keys_share_one_hash_tag() {
+        let k = Keys::new("fs", &CollectionId::parse("drop-1").unwrap());
+        for key in [k.stock(), k.meta(), k.slices(), k.bucket(7), k.slice(170_000_000)] {
+            assert!(key.starts_with("{fs:c:drop-1}:"), "{key}");
+        }
+    }
+
+    #[test]
+    fn canonical_ids_are_stored_as_16_bytes_and_read_back() {
+        let uuid = "0b6f3c2e-8f0a-4d1e-9c3b-2a7e5f1d4c6b";
+        let ulid = "01JDZQ7X8KQ3V5M2N4P6R8T0W1";
+        assert_eq!(buyer_bytes(&UserId::parse(uuid).unwrap()).len(), 17);
+        assert_eq!(order_bytes(&OrderId::parse(ulid).unwrap()).len(), 17);
+        // Anything else is kept as given (an upper-case UUID is not canonical: it stays text).
+        for u in ["auth0:5f7c", "0B6F3C2E-8F0A-4D1E-9C3B-2A7E5F1D4C6B", "u"] {
+            let b = buyer_bytes(&UserId::parse(u).unwrap());
+            assert_eq!(read_id(&b, uuid_text), Some((u.to_owned(), b.len())), "{u}");
+        }
+        let b = buyer_bytes(&UserId::parse(uuid).unwrap());
+        assert_eq!(read_id(&b, uuid_text), Some((uuid.to_owned(), 17)));
+        let b = order_bytes(&OrderId::parse(ulid).unwrap());
+        assert_eq!(read_id(&b, ulid_text), Some((ulid.to_owned(), 17)));
+        let lower = "01jdzq7x8kq3v5m2n4p6r8t0w1";
+        let b = order_bytes(&OrderId::parse(lower).unwrap());
+        assert_eq!(read_id(&b, ulid_text), Some((lower.to_owned(), 27)), "a lower-case ULID stays text");
+    }
+
+    #[test]
+    fn records_and_slices_parse() {
+        let k = key("alice", "o-1");
+        let mut v = order_bytes(&k.order);
+        v.extend_from_slice(b"P\x02");
+        v.extend_from_slice(&e4(1_700_000_000));
+        v.extend_from_slice(&e4(1_700_000_005));
+        let r = records(&v);
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (r[0].state, r[0].quantity, r[0].accepted_s, r[0].logged_s),
+            (b'P', 2, 1_700_000_000, 1_700_000_005)
+        );
+        assert_eq!(slice_buckets(&[0, 7, 1, 0, 0, 7]), BTreeSet::from([7, 256]));
+        assert!(buckets_for(100_000) >= 1_563 && buckets_for(0) == 1 && buckets_for(i64::MAX) == 1 << 16);
+        let nb = buckets_for(100_000);
+        assert!(bucket_of(&buyer_bytes(&k.user), nb) < nb);
     }
 }

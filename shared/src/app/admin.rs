@@ -57,7 +57,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 return Ok(s);
             }
             let rec = self.ledger.collection(id).await?.ok_or(AppError::CollectionNotFound)?;
-            match self.cache.rebuild(id, &snap, rec.levels.saleable, true).await? {
+            match self.cache.rebuild(id, &snap, rec.levels.saleable, true, rec.levels.quantity).await? {
                 Rebuild::Set(s) | Rebuild::Live(s) => {
                     self.sold_out.clear(id);
                     tracing::info!(collection = %id, cached = s, "warmed up");

@@ -125,7 +125,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         let saleable = rec.levels.saleable;
         match snap.stock {
             None => {
-                if let Rebuild::Set(s) = self.cache.rebuild(id, &snap, saleable, true).await? {
+                if let Rebuild::Set(s) = self.cache.rebuild(id, &snap, saleable, true, rec.levels.quantity).await? {
                     tracing::warn!(collection = %id, stock = s, "Redis stock was missing; rebuilt from DynamoDB");
                     cr.rebuilt = true;
                     self.sold_out.clear(id);
@@ -135,7 +135,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 let d = drift(cached, saleable, snap.pending);
                 cr.drift = Some(d);
                 if d != 0 && snap.pending == 0 && snap.unsettled == 0 {
-                    match self.cache.rebuild(id, &snap, saleable, false).await? {
+                    match self.cache.rebuild(id, &snap, saleable, false, rec.levels.quantity).await? {
                         Rebuild::Set(s) => {
                             tracing::warn!(collection = %id, drift = d, stock = s, "drift repaired from DynamoDB");
                             cr.repaired_drift = Some(d);
@@ -151,7 +151,9 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             }
         }
         // 3. Bound Redis memory.
-        cr.trimmed = self.cache.trim_settled(id, now_ms - self.settings.order_retention_ms, TRIM_PER_RUN).await?;
+        // With a per-user limit, durable orders stay: their units count toward the buyer's limit.
+        let keep = rec.spec.per_user_limit.is_some();
+        cr.trimmed = self.cache.trim_settled(id, now_ms - self.settings.order_retention_ms, TRIM_PER_RUN, keep).await?;
         Ok(())
     }
 

@@ -52,6 +52,13 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             quantity,
             status: Status::Pending,
         };
+        // A buyer's first order is taken without reading their records: one over the limit on
+        // its own is refused here.
+        if let Some(limit) = spec.per_user_limit
+            && quantity > limit
+        {
+            return Err(AppError::LimitExceeded { held: 0 });
+        }
         let key = OrderKey::new(input.collection.clone(), input.user.clone(), input.order.clone());
         // The sold-out flag keeps the horde off the collection's script; a retry of an order that
         // was accepted must still get its original answer, so the flag is only trusted when this
@@ -74,11 +81,11 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             accepted_at_ms,
         };
         match self.cache.reserve(&req).await? {
-            ReserveOutcome::Reserved { stock_left } => {
+            ReserveOutcome::Reserved { stock_left, accepted_at_ms } => {
                 if stock_left <= 0 {
                     self.sold_out.raise(&input.collection);
                 }
-                self.publish(message(now_ms)).await.map(|()| accepted)
+                self.publish(message(accepted_at_ms)).await.map(|()| accepted)
             }
             // A replay of an order still pending may be the retry of a Try whose message never
             // left (it died, its send failed, or its client library re-sent the script): publish

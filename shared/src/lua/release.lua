@@ -1,34 +1,32 @@
--- release.lua: return one order's share to Redis, at most once, and release its per-user limit.
--- Never returns more than the order took, and never creates a missing stock key.
+-- release.lua: return one order's share to Redis, at most once (which also frees it from the
+-- buyer's per-user limit: held units are counted from the records). Never returns more than the
+-- order took, and never creates a missing stock key.
 --
--- KEYS: the collection's six keys, as in reserve.lua (stock, orders, log, users, meta, done).
--- ARGV: [1] order ("<orderId>:<userId>") [2] nowMs [3] tombstone userId, or "" (when given, an absent entry becomes a
---       cancelled one so that a late Try on this collection is refused)
+-- KEYS: [1] stock [2] meta [3] the buyer's bucket
+-- ARGV: [1] order (a byte with the buyer's length, the buyer, the order) [2] nowS
+--       [3] "1" to write a tombstone where there is no record (a late Try of this buyer's order
+--       is then refused), or ""
 -- Returns {code, qty, 0}:
 --   {"RETURNED", qty, 0}  given back now     {"ALREADY", 0, 0}  given back before
 --   {"FAILED", 0, 0}      a FAILED order: its deduction is not returned blindly
---   {"ABSENT", 0, 0}      no entry (one was written as a tombstone when asked)
---   {"UNLOGGED", 0, 0}    a settled entry with no cancel intent in the log: not returned here.
---                         Every return goes through the log, and drift repair only runs while the
---                         log is empty, so the two can never both count the same units.
-local e = redis.call('HGET', KEYS[2], ARGV[1])
-if not e then
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  if ARGV[3] ~= '' then
-    redis.call('HSET', KEYS[2], ARGV[1], 'C|0|' .. ARGV[2] .. '|' .. ARGV[3])
-    redis.call('ZADD', KEYS[6], ARGV[2], ARGV[1])
-  end
+--   {"ABSENT", 0, 0}      no record (one was written as a tombstone when asked)
+--   {"UNLOGGED", 0, 0}    a settled order with no cancel intent: not returned here. Every return
+--                         goes through the time index, and drift repair only runs while it is
+--                         empty, so the two can never both count the same units.
+local u, okey = ident(ARGV[1])
+local now = tonumber(ARGV[2])
+local v = redis.call('HGET', KEYS[3], u)
+local i, ol = find(v, okey)
+if not i then
+  if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], u, (v or '') .. rec(okey, 'C', 0, now, now)) end
   return {'ABSENT', 0, 0}
 end
-local st, q, at, u = string.match(e, '^(%u)|(%d+)|(%d+)|(.*)$')
-if st == 'C' then redis.call('ZREM', KEYS[3], ARGV[1]); return {'ALREADY', 0, 0} end
-if st == 'F' then redis.call('ZREM', KEYS[3], ARGV[1]); return {'FAILED', 0, 0} end
-if st == 'S' and not redis.call('ZSCORE', KEYS[3], ARGV[1]) then return {'UNLOGGED', 0, 0} end
-local n = tonumber(q)
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], n) end
-if redis.call('HINCRBY', KEYS[4], u, -n) <= 0 then redis.call('HDEL', KEYS[4], u) end
-redis.call('HSET', KEYS[2], ARGV[1], 'C|' .. q .. '|' .. at .. '|' .. u)
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZADD', KEYS[6], ARGV[2], ARGV[1])
-redis.call('HINCRBY', KEYS[5], 'ver', 1)
-return {'RETURNED', n, 0}
+local st = string.sub(v, i + ol, i + ol)
+if st == 'C' then return {'ALREADY', 0, 0} end
+if st == 'F' then return {'FAILED', 0, 0} end
+if st == 'S' then return {'UNLOGGED', 0, 0} end
+local q = string.byte(v, i + ol + 1)
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], q) end
+redis.call('HSET', KEYS[3], u, put(v, i, ol, rec(okey, 'C', q, d4(v, i + ol + 2), now)))
+redis.call('HINCRBY', KEYS[2], 'ver', 1)
+return {'RETURNED', q, 0}

@@ -1,70 +1,100 @@
--- reserve.lua: take stock for one order, atomically and idempotently (the Try hot path).
+-- reserve.lua: take stock for one order, atomically and idempotently (the Try hot path). One
+-- call on the collection's slot; everything Redis keeps about an order is in that slot.
 --
 -- KEYS (all share the collection's hash tag {<prefix>:c:<collectionId>}):
---   KEYS[1] stock   STRING units Redis may still sell; missing = cache not ready
---   KEYS[2] orders  HASH   "<orderId>:<userId>" (the buyer-scoped order) ->
---                          "<state>|<qty>|<acceptedAtMs>|<userId>",
---                          state P pending, S settled (durable), C cancelled, F failed
---   KEYS[3] log     ZSET   order (as in orders) scored by time: deductions (or cancels) not yet known durable
---   KEYS[4] users   HASH   userId -> units held (per-user limit)
---   KEYS[5] meta    HASH   ver = bumped whenever an entry leaves the log or stock is set (a
---                          compare-and-set version for drift repair); not touched here
---   KEYS[6] done    ZSET   (not used here)
--- ARGV: [1] order ("<orderId>:<userId>") [2] userId [3] qty [4] nowMs [5] perUserLimit (0 = none)
---       [6] staleBeforeMs: a pending entry logged before this may be under reconciliation's
---           decision (older than its threshold)
--- Returns {code, a, b}:
---   {"OK", stockLeft, 0}            taken now
---   {"REPLAY_<state>", acceptedAt, 0} same order id, same user and qty, seen before
---   {"REPLAY_STALE", acceptedAt, 0} a replay of a pending entry reconciliation may be deciding:
---                                   the caller re-publishes but must not promise the order
---   A fresh replay of a pending entry re-logs it at nowMs: its re-published message gets a whole
---   threshold to arrive before reconciliation looks at it. A stale one is left as it is, so every
---   later replay stays unconfirmed until reconciliation has decided (it may have written the
---   tombstone already).
---   {"CANCELLED", 0, 0}             the order id has a cancel tombstone (anti-hanging)
---   {"MISMATCH", 0, 0}              this buyer's order id seen with another qty
---   {"NOCACHE", 0, 0}               stock key missing: refuse until warm-up, never "sold out"
---   {"SOLDOUT", 0, 0} | {"INSUFFICIENT", stock, 0} | {"LIMIT", held, 0}
--- An order id seen before answers from its entry, whatever the stock (replays after a sell-out).
-local function seen(e)
-  local st, q, at, u = string.match(e, '^(%u)|(%d+)|(%d+)|(.*)$')
-  if st == 'C' then return {'CANCELLED', 0, 0} end
-  if u ~= ARGV[2] or q ~= ARGV[3] then return {'MISMATCH', 0, 0} end
-  if st == 'P' then
-    local logged = redis.call('ZSCORE', KEYS[3], ARGV[1])
-    if logged and tonumber(logged) < tonumber(ARGV[6]) then return {'REPLAY_STALE', tonumber(at), 0} end
-    redis.call('ZADD', KEYS[3], 'XX', ARGV[4], ARGV[1])
+--   KEYS[1] stock    STRING units Redis may still sell, plus 1000000 (a take on a missing key,
+--                           which Redis starts from 0, lands below 0 and is told from a
+--                           sold-out one); missing = cache not ready
+--   KEYS[2] bucket   HASH   the buyer's bucket "…:u:<n>": buyer -> packed order records (the
+--                           record format is in records.lua)
+--   KEYS[3] slice    STRING the current time slice "…:t:<now / 10 s>": the 2-byte numbers of
+--                           the buckets whose buyers logged an order in it (the time index
+--                           reconciliation reads)
+--   KEYS[4] slices   ZSET   the time slices that exist, by number
+-- ARGV[1], packed by the adapter: a byte ul, a byte rl, the bucket's number (2 bytes), the buyer
+--   (ul bytes), this order's new record (rl bytes: state P, qty, acceptedAt = loggedAt = now),
+--   then "<limit>,<staleBefore s>,<slice>" (limit 0 = none; a pending order logged before
+--   staleBefore may be under reconciliation's decision).
+-- Returns stockLeft (an integer) when taken now, or else {code, a, 0}:
+--   {"REPLAY_<P|S|F>", acceptedAt s, 0} this buyer's order id with the same qty, seen before
+--   {"REPLAY_STALE", acceptedAt s, 0}   a replay of a pending order reconciliation may be deciding:
+--                                       the caller re-publishes but must not promise the order
+--   A fresh replay of a pending order is logged again now (its re-published message gets a
+--   whole threshold before reconciliation looks at it); a stale one is left as it is.
+--   {"CANCELLED", 0, 0}                 this buyer's order id has a cancel tombstone
+--   {"MISMATCH", 0, 0}                  this buyer's order id seen with another qty
+--   {"NOCACHE", 0, 0} | {"SOLDOUT", 0, 0} | {"INSUFFICIENT", stock, 0} | {"LIMIT", held, 0}
+-- The accepting path for a buyer's first order is DECRBY, HSETNX, APPEND: stock is taken first
+-- and given back on the rare refusal, and the per-user limit needs no call there (the caller
+-- refuses qty > limit before calling; held is otherwise counted from the buyer's records). An
+-- order seen before answers from its record, whatever the stock.
+local a = ARGV[1]
+local ul, rl = string.byte(a, 1, 2)
+local u = string.sub(a, 5, 4 + ul)
+local r = string.sub(a, 5 + ul, 4 + ul + rl)
+local q = string.byte(r, rl - 8)
+local t = redis.call('DECRBY', KEYS[1], q)
+if t >= 1000000 and redis.call('HSETNX', KEYS[2], u, r) == 1 then
+  if redis.call('APPEND', KEYS[3], string.sub(a, 3, 4)) == 2 then
+    local slice = string.match(a, ',(%d+)$', 5 + ul + rl)
+    redis.call('ZADD', KEYS[4], slice, slice)
   end
-  return {'REPLAY_' .. st, tonumber(at), 0}
+  return t - 1000000
 end
-local q = tonumber(ARGV[3])
-local s = redis.call('GET', KEYS[1])
-s = s and tonumber(s)
-if not s or s < q then
-  -- Refused unless seen before: the read comes after the stock check, off the accepting path.
-  local e = redis.call('HGET', KEYS[2], ARGV[1])
-  if e then return seen(e) end
+-- Give the take back: s is the stock before it (nil when the key was missing).
+local s
+if t < 0 then
+  redis.call('DEL', KEYS[1])
+else
+  s = redis.call('INCRBY', KEYS[1], q) - 1000000
+end
+-- Not the first order of this buyer, or not enough stock: read the buyer's records.
+local v = redis.call('HGET', KEYS[2], u)
+if not v then
+  -- An unknown buyer here was refused for stock (with enough, HSETNX above took it).
   if not s then return {'NOCACHE', 0, 0} end
   if s <= 0 then return {'SOLDOUT', 0, 0} end
   return {'INSUFFICIENT', s, 0}
 end
--- Enough stock: claim the order id (HSETNX is the idempotency check and the write at once).
-if redis.call('HSETNX', KEYS[2], ARGV[1], 'P|' .. ARGV[3] .. '|' .. ARGV[4] .. '|' .. ARGV[2]) == 0 then
-  return seen(redis.call('HGET', KEYS[2], ARGV[1]))
+local lim, stale, slice = string.match(string.sub(a, 5 + ul + rl), '^(%d+),(%d+),(%d+)$')
+local b = string.sub(a, 3, 4)
+local function d4(x, i)
+  local b1, b2, b3, b4 = string.byte(x, i, i + 3)
+  return ((b1 * 256 + b2) * 256 + b3) * 256 + b4
 end
--- The per-user counter is raised first and lowered again on the (rare) refusal: one call on the
--- hot path instead of a read and a write.
-local held = redis.call('HINCRBY', KEYS[4], ARGV[2], q)
-local lim = tonumber(ARGV[5])
-if lim > 0 and held > lim then
-  if redis.call('HINCRBY', KEYS[4], ARGV[2], -q) <= 0 then redis.call('HDEL', KEYS[4], ARGV[2]) end
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  return {'LIMIT', held - q, 0}
+local okey = string.sub(r, 1, rl - 10)
+local held = 0
+do
+  local i = 1
+  while i <= #v do
+    local k = string.byte(v, i)
+    local n = (k == 0) and 17 or (1 + k)
+    local st = string.sub(v, i + n, i + n)
+    local rq = string.byte(v, i + n + 1)
+    if n == #okey and string.sub(v, i, i + n - 1) == okey then
+      if st == 'C' then return {'CANCELLED', 0, 0} end
+      if rq ~= q then return {'MISMATCH', 0, 0} end
+      local at = d4(v, i + n + 2)
+      if st == 'P' then
+        if d4(v, i + n + 6) < tonumber(stale) then return {'REPLAY_STALE', at, 0} end
+        -- log it again now: the new record's loggedAt is now
+        redis.call('HSET', KEYS[2], u, string.sub(v, 1, i + n + 5) .. string.sub(r, rl - 3) .. string.sub(v, i + n + 10))
+        if redis.call('APPEND', KEYS[3], b) == 2 then redis.call('ZADD', KEYS[4], slice, slice) end
+        return {'REPLAY_P', at, 0}
+      end
+      if st == 'I' then st = 'S' end
+      return {'REPLAY_' .. st, at, 0}
+    end
+    if st == 'P' or st == 'S' or st == 'I' then held = held + rq end
+    i = i + n + 10
+  end
 end
+if not s then return {'NOCACHE', 0, 0} end
+if s <= 0 then return {'SOLDOUT', 0, 0} end
+if s < q then return {'INSUFFICIENT', s, 0} end
+lim = tonumber(lim)
+if lim > 0 and held + q > lim then return {'LIMIT', held, 0} end
+redis.call('HSET', KEYS[2], u, v .. r)
 redis.call('DECRBY', KEYS[1], q)
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
--- meta is not touched: the pending sum is counted from the log when needed (snapshot.lua),
--- and ver need not move, since a Try always leaves a log entry, drift repair refuses while the
--- log is not empty, and whatever removes the entry later (settle, release) bumps ver.
-return {'OK', s - q, 0}
+if redis.call('APPEND', KEYS[3], b) == 2 then redis.call('ZADD', KEYS[4], slice, slice) end
+return s - q

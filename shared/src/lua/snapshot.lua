@@ -1,16 +1,9 @@
 -- snapshot.lua: read one collection's counters atomically.
 --
--- KEYS: the collection's six keys, as in reserve.lua (stock, orders, log, users, meta, done).
+-- KEYS: [1] stock (units + 1000000, see reserve.lua) [2] meta [3] slices
 -- ARGV: none
--- Returns {hasStock (0/1), stock, pending, ver, logLength}; pending = units of the orders still
--- in state P, counted from the log (every P entry is in it), so the Try path keeps no counter.
+-- Returns {hasStock (0/1), stock, ver, open time slices, bucket count (0: unknown)}. The units
+-- still pending are counted from the open slices by the caller, off the hot shard's script time.
 local s = redis.call('GET', KEYS[1])
-local ids = redis.call('ZRANGE', KEYS[3], 0, -1)
-local pending = 0
-for i = 1, #ids, 1000 do
-  local es = redis.call('HMGET', KEYS[2], unpack(ids, i, math.min(i + 999, #ids)))
-  for _, e in ipairs(es) do
-    if e and string.sub(e, 1, 2) == 'P|' then pending = pending + tonumber(string.match(e, '^P|(%d+)|')) end
-  end
-end
-return {s and 1 or 0, tonumber(s or '0'), pending, tonumber(redis.call('HGET', KEYS[5], 'ver') or '0'), #ids}
+local m = redis.call('HMGET', KEYS[2], 'ver', 'nb')
+return {s and 1 or 0, s and (tonumber(s) - 1000000) or 0, tonumber(m[1] or '0'), redis.call('ZCARD', KEYS[3]), tonumber(m[2] or '0')}

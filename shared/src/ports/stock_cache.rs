@@ -54,6 +54,8 @@ pub struct ReserveRequest<'a> {
 pub enum ReserveOutcome {
     Reserved {
         stock_left: i64,
+        /// When the order was accepted, as stored (whole seconds).
+        accepted_at_ms: i64,
     },
     Replay {
         state: CacheState,
@@ -175,23 +177,27 @@ pub trait StockCache: Send + Sync + 'static {
         collection: &CollectionId,
         orders: &[OrderKey],
     ) -> impl Future<Output = InfraResult<Vec<Option<CacheEntry>>>> + Send;
-    /// Forgets entries settled before `before_ms` (at most `limit`); returns how many.
+    /// Forgets entries settled (cancelled, failed, and unless `keep_durable` durable) before
+    /// `before_ms`, looking at about `limit` of them per call; returns how many.
     fn trim_settled(
         &self,
         collection: &CollectionId,
         before_ms: i64,
         limit: usize,
+        keep_durable: bool,
     ) -> impl Future<Output = InfraResult<u32>> + Send;
     fn snapshot(&self, collection: &CollectionId) -> impl Future<Output = InfraResult<CacheSnapshot>> + Send;
     /// Sets stock to DynamoDB's `saleable` minus the snapshot's pending units if the version is
     /// still the snapshot's (take the snapshot before reading DynamoDB); `only_if_missing` leaves
     /// a live stock key alone (warm-up), otherwise refuses while anything is in the log.
+    /// `quantity` (the collection's) sizes its Redis structures the first time.
     fn rebuild(
         &self,
         collection: &CollectionId,
         snapshot: &CacheSnapshot,
         saleable: i64,
         only_if_missing: bool,
+        quantity: i64,
     ) -> impl Future<Output = InfraResult<Rebuild>> + Send;
     /// Log entries accepted before `before_ms`, oldest first, at most `limit`.
     fn unsettled_before(

@@ -1,0 +1,12 @@
+-- prune.lua: drop a time slice that reconciliation found holding no pending order and no cancel
+-- intent logged in it — unless it grew since it was read (an order was logged in it meanwhile).
+-- Any order logged later appends its buyer to the slice of that moment (re-registering a
+-- dropped slice), so a slice read empty of work at a given length stays so.
+--
+-- KEYS: [1] slices [2] the slice
+-- ARGV: [1] slice number [2] its length when read
+-- Returns {"PRUNED", 1, 0} when dropped, {"PRUNED", 0, 0} when it grew.
+if redis.call('STRLEN', KEYS[2]) ~= tonumber(ARGV[2]) then return {'PRUNED', 0, 0} end
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[1], ARGV[1])
+return {'PRUNED', 1, 0}
