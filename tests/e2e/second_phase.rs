@@ -208,3 +208,19 @@ async fn poison_timer_messages_are_reported() {
     assert_eq!(resp.batch_item_failures.len(), 1);
     assert_eq!(report.errors, 1);
 }
+
+#[tokio::test]
+async fn an_empty_rollback_before_the_first_warm_up_still_refuses_the_late_try() {
+    let t = TestApp::start().await;
+    let a = t.create("early", json!({ "quantity": 5 })).await;
+    assert_eq!(a.status, 201, "{a:?}");
+    // The buyer gives up on an order before the sale is even cached.
+    assert_eq!(t.cancel("u", "early", "o1").await.str("reason"), "EMPTY_ROLLBACK");
+    assert_eq!(t.warmup("early").await.status, 200);
+    t.reserve("u", "early", "o1", 1).await.assert_problem(409, "ORDER_CANCELLED");
+    assert_eq!(t.reserve("u", "early", "o2", 1).await.status, 202);
+    let s = t.wait_status("u", "early", "o2", "RESERVED", 10 * SECOND).await;
+    assert_eq!(s.int("quantity"), 1);
+    let s = t.assert_settled("early").await;
+    assert_eq!((s.saleable, s.redis_stock), (4, Some(4)), "{s:?}");
+}

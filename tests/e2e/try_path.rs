@@ -164,7 +164,7 @@ async fn publish_failure_keeps_the_deduction_and_answers_unconfirmed() {
     a.assert_problem(503, "RESERVATION_UNCONFIRMED");
     assert_eq!(a.body["retryable"], json!(true), "{a:?}");
     let s = t.stores("pf").await;
-    assert_eq!((s.redis_stock, s.redis_pending, s.redis_log_len), (Some(3), 2, 1), "the deduction stays: {s:?}");
+    assert_eq!((s.redis_stock, s.redis_pending, s.redis_open_slices), (Some(3), 2, 1), "the deduction stays: {s:?}");
     assert_eq!(t.status("u", "pf", "o1").await.str("status"), "PENDING", "the order is found, not 404");
     // The retry is a replay: it tries to publish again and takes nothing more.
     t.reserve("u", "pf", "o1", 2).await.assert_problem(503, "RESERVATION_UNCONFIRMED");

@@ -53,6 +53,8 @@ pub struct RedisCost {
     pub bytes_per_reservation: f64,
     /// Per structure: (name, encodings seen, keys, bytes per reservation by `MEMORY USAGE`).
     pub profile: Vec<(String, String, usize, f64)>,
+    /// DynamoDB's size of one RESERVED reservation item (ULID order id, UUID buyer).
+    pub dynamo_item_bytes: usize,
     /// Keys and arguments of one Try call.
     pub try_keys: usize,
     pub try_args: usize,
@@ -159,6 +161,16 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
     };
     let tries: Vec<Call> = keys.iter().enumerate().map(|(i, k)| try_call(k, i)).collect();
     let mut cost = RedisCost { try_keys: tries[0].keys.len(), try_args: tries[0].args.len(), ..Default::default() };
+    let msg = flashstock::ports::ReservationMessage {
+        order_id: keys[0].order.clone(),
+        collection_id: CollectionId::parse("drop-2026-aurora")?,
+        user_id: keys[0].user.clone(),
+        quantity: 1,
+        accepted_at_ms: t0 / 1000 * 1000,
+    };
+    let item =
+        flashstock::adapters::dynamo_ledger::reservation_item(&msg, flashstock::domain::Status::Reserved, 900, t0)?;
+    cost.dynamo_item_bytes = flashstock::adapters::dynamo_ledger::item_bytes(&item);
 
     // Floors: a script that does nothing, bare and called like a Try.
     let noop = load(&mut admin, "return 1").await?;

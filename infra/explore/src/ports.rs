@@ -53,6 +53,9 @@ impl<T> Gated<T> {
 }
 
 impl StockCache for Gated<RedisCache> {
+    async fn prepare(&self, collection: &CollectionId, quantity: i64) -> InfraResult<()> {
+        self.step("redis prepare", move || self.inner.prepare(collection, quantity)).await
+    }
     async fn reserve(&self, req: &ReserveRequest<'_>) -> InfraResult<ReserveOutcome> {
         self.step("redis reserve.lua", move || self.inner.reserve(req)).await
     }

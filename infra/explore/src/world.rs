@@ -183,6 +183,8 @@ struct Sched {
     skewed: bool,
     /// Every order uses one order id, each its own buyer's: every Try must end accepted.
     isolated: bool,
+    /// The collection has a per-user limit (what Redis holds per buyer matters only then).
+    limited: bool,
     clock: Arc<AtomicU64>,
     answers: Mutex<Vec<(Option<usize>, Answer)>>,
     /// Receipt handles of reservation messages received and not deleted.
@@ -303,6 +305,7 @@ impl World {
             loses_messages: sc.setup.contains(&Setup::LoseMessages) || sc.setup.contains(&Setup::LateMessages),
             skewed: sc.setup.iter().any(|s| matches!(s, Setup::SkewStock(_))),
             isolated: sc.shared_order_id,
+            limited: sc.per_user_limit.is_some(),
             clock: Arc::new(AtomicU64::new(1)),
             answers: Mutex::new(Vec::new()),
             inflight: Mutex::new(Vec::new()),
@@ -659,7 +662,7 @@ impl World {
             bad(
                 "I2",
                 format!(
-                    "redis stock {:?} (pending {}, log {}) but DynamoDB saleable {}",
+                    "redis stock {:?} (pending {}, open time slices {}) but DynamoDB saleable {}",
                     snap.stock, snap.pending, snap.unsettled, l.saleable
                 ),
             );
@@ -680,7 +683,7 @@ impl World {
         let mut users: Vec<&String> = counters.keys().chain(live.keys()).collect();
         users.sort();
         users.dedup();
-        for u in users {
+        for u in users.into_iter().filter(|_| s.limited) {
             let (c, want) = (counters.get(u).copied().unwrap_or(0), live.get(u).copied().unwrap_or(0));
             if c != want {
                 bad("I3", format!("{u} holds {c} by Redis's records, its live orders hold {want}"));

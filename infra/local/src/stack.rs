@@ -201,11 +201,11 @@ impl Stack {
             }
         }
         let id = flashstock::domain::CollectionId::parse(collection)?;
-        // The pending sum as production reads it (snapshot.lua counts it from the log).
+        // The pending sum as production reads it (the snapshot counts it from the time index).
         let snap = flashstock::ports::StockCache::snapshot(&self.app.cache, &id).await?;
         out.redis_stock = snap.stock;
         out.redis_pending = snap.pending;
-        out.redis_log_len = snap.unsettled;
+        out.redis_open_slices = snap.unsettled;
         out.redis_pending_entries = self.app.cache.pending_units_everywhere(&id).await?;
         Ok(out)
     }
@@ -226,11 +226,12 @@ pub struct StoreFigures {
     /// Σ quantity by status over the collection's order records.
     pub by_status: std::collections::BTreeMap<String, i64>,
     pub redis_stock: Option<i64>,
-    /// Σ qty of the P entries in the log, as `snapshot.lua` counts it.
+    /// Σ qty of the pending (P) entries the time index lists, as the snapshot counts it.
     pub redis_pending: i64,
-    /// Σ qty of all Redis entries in state P (each must be in the log).
+    /// Σ qty of all Redis entries in state P, read from every bucket (each must be indexed).
     pub redis_pending_entries: i64,
-    pub redis_log_len: i64,
+    /// Time slices still holding something in flight.
+    pub redis_open_slices: i64,
 }
 
 impl StoreFigures {

@@ -261,32 +261,59 @@ impl DynamoLedger {
         payment_window_seconds: u32,
         now_ms: i64,
     ) -> InfraResult<TransactWriteItem> {
-        let reserved = status == Status::Reserved;
-        let expires_at = reserved.then(|| m.accepted_at_ms / 1000 + i64::from(payment_window_seconds));
-        let item = OrderItem {
-            pk: ord_key(&m.key()),
-            order_id: m.order_id.clone(),
-            collection_id: m.collection_id.clone(),
-            user_id: m.user_id.clone(),
-            quantity: m.quantity,
-            status,
-            accepted_at: m.accepted_at_ms,
-            expires_at,
-            reason: (!reserved).then(|| "INSUFFICIENT_STOCK".to_owned()),
-            took_stock: reserved,
-            updated_at: now_ms,
-            gsi1pk: reserved.then(|| expiry_shard(&m.key())),
-            gsi1sk: expires_at,
-            ttl: (!reserved).then_some(now_ms / 1000 + FINAL_TTL_SECONDS),
-        };
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(to_item(&item)?))
+            .set_item(Some(reservation_item(m, status, payment_window_seconds, now_ms)?))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(|e| InfraError::new("dynamodb build put", e))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
+}
+
+/// The item persist writes for an accepted Try (RESERVED) or a refused one (FAILED).
+pub fn reservation_item(
+    m: &ReservationMessage,
+    status: Status,
+    payment_window_seconds: u32,
+    now_ms: i64,
+) -> InfraResult<HashMap<String, AttributeValue>> {
+    let reserved = status == Status::Reserved;
+    let expires_at = reserved.then(|| m.accepted_at_ms / 1000 + i64::from(payment_window_seconds));
+    to_item(&OrderItem {
+        pk: ord_key(&m.key()),
+        order_id: m.order_id.clone(),
+        collection_id: m.collection_id.clone(),
+        user_id: m.user_id.clone(),
+        quantity: m.quantity,
+        status,
+        accepted_at: m.accepted_at_ms,
+        expires_at,
+        reason: (!reserved).then(|| "INSUFFICIENT_STOCK".to_owned()),
+        took_stock: reserved,
+        updated_at: now_ms,
+        gsi1pk: reserved.then(|| expiry_shard(&m.key())),
+        gsi1sk: expires_at,
+        ttl: (!reserved).then_some(now_ms / 1000 + FINAL_TTL_SECONDS),
+    })
+}
+
+/// An item's size by DynamoDB's rules (attribute names plus values: strings by their UTF-8
+/// length, numbers by significant digits / 2 + 1, booleans 1 byte).
+pub fn item_bytes(item: &HashMap<String, AttributeValue>) -> usize {
+    item.iter()
+        .map(|(k, v)| {
+            k.len()
+                + match v {
+                    AttributeValue::S(s) => s.len(),
+                    AttributeValue::N(n) => {
+                        let d = n.trim_start_matches(['-', '0']).replace('.', "");
+                        d.trim_end_matches('0').len().div_ceil(2) + 1
+                    }
+                    _ => 1,
+                }
+        })
+        .sum()
 }
 
 impl Ledger for DynamoLedger {

@@ -7,7 +7,7 @@
 //! - `:meta` HASH: `ver` (compare-and-set version for rebuilds), `nb` (bucket count);
 //! - `:u:<n>` HASH, one of `nb` buckets: buyer → the buyer's packed order records
 //!   (`records.lua` documents the format). Canonical UUID buyers and ULID order ids are stored as
-//!   their 16 bytes, any other id as given; a bucket of ~64 buyers stays a listpack;
+//!   their 16 bytes, any other id as given; a bucket sized for ~16 buyers stays a listpack;
 //! - `:t:<n>` STRING: time slice `n` (10 s): the 2-byte numbers of the buckets whose buyers
 //!   logged an order in it (the time index reconciliation reads), and `:slices` ZSET: the slices
 //!   that exist.
@@ -536,6 +536,20 @@ impl RedisCache {
 }
 
 impl StockCache for RedisCache {
+    async fn prepare(&self, collection: &CollectionId, quantity: i64) -> InfraResult<()> {
+        if self.buckets.read().is_ok_and(|m| m.contains_key(collection)) {
+            return Ok(());
+        }
+        let mut con = self.con.clone();
+        redis::cmd("HSETNX")
+            .arg(self.keys(collection).meta())
+            .arg("nb")
+            .arg(buckets_for(quantity))
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(err("redis prepare"))
+    }
+
     async fn reserve(&self, r: &ReserveRequest<'_>) -> InfraResult<ReserveOutcome> {
         let Some(nb) = self.bucket_count(&r.key.collection).await? else { return Ok(ReserveOutcome::NoCache) };
         let (keys, arg) = reserve_call(&self.prefix, nb, r);

@@ -44,7 +44,10 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         match self.ledger.create_collection(id, spec, now_ms).await? {
             CreateOutcome::QuantityDiffers => Err(AppError::QuantityImmutable),
             CreateOutcome::SettingsDiffer => Err(AppError::SettingsImmutable),
-            ok => Ok(ok),
+            ok => {
+                self.cache.prepare(id, spec.quantity as i64).await?;
+                Ok(ok)
+            }
         }
     }
 

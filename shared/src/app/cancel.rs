@@ -1,9 +1,10 @@
 //! Cancel: the buyer's cancel, a payment-window timeout or reconciliation giving a reservation
 //! up, with the empty-rollback and anti-hanging guards.
 //!
-//! Order of writes for a cancel of a RESERVED order: Redis intent (the order goes back in the
-//! log) → DynamoDB transaction (order CANCELLED + stock back, conditional) → Redis release (once).
-//! A cancel that dies after DynamoDB is finished by reconciliation from the log. A cancel of an
+//! Order of writes for a cancel of a RESERVED order: Redis intent (the order is indexed again as
+//! an intent) → DynamoDB transaction (order CANCELLED + stock back, conditional) → Redis release
+//! (once). A cancel that dies after DynamoDB is finished by reconciliation from the time index. A
+//! cancel of an
 //! order not yet durable writes a DynamoDB tombstone first; the late persist message then finds it
 //! and is refused.
 
@@ -103,7 +104,10 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                     if matches!(who, Canceller::System(_)) {
                         return Err(AppError::ReservationNotFound);
                     }
-                    self.spec(collection).await?; // no tombstones on collections that do not exist
+                    // No tombstones on collections that do not exist; Redis can hold this one's
+                    // even before the collection's first warm-up.
+                    let spec = self.spec(collection).await?;
+                    self.cache.prepare(collection, spec.quantity as i64).await?;
                     let reason = CancelReason::EmptyRollback;
                     let t = Tombstone { key: order, quantity: 0, accepted_at_ms: now_ms, reason };
                     if !self.ledger.put_tombstone(&t, now_ms).await? {

@@ -2,8 +2,9 @@
 //! race-free, and reports what it did.
 //!
 //! Per collection:
-//! 1. **Unsettled log entries** older than the threshold (the log holds only deductions and
-//!    cancels not yet known durable, so the cost grows with those, not with history):
+//! 1. **Unsettled entries** logged before the threshold (the time index lists only where
+//!    deductions and cancels not yet known durable were logged, so the cost grows with those,
+//!    not with history):
 //!    DynamoDB has the reservation → settle; it is CANCELLED → return the Redis share once; it has
 //!    nothing → write a tombstone (conditional), and only if that write wins give the stock back
 //!    (order CANCELLED, reason LOST). A message arriving later meets the tombstone.
@@ -178,7 +179,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             match settle_as(rec, pending.as_ref()) {
                 Ok(as_) => settle.entry(as_).or_default().push(order.clone()),
                 Err(Settlement::Lost) if pending.is_some() => missing.extend(pending.map(|e| (order.clone(), e))),
-                // Cancelled in DynamoDB, or only the log entry is left: give back what is owed.
+                // Cancelled in DynamoDB, or only a cancel intent is left: give back what is owed.
                 Err(_) => to_release.push(order.clone()),
             }
         }

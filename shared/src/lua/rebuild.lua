@@ -2,8 +2,8 @@
 -- snapshot taken before DynamoDB was read, so no concurrent settle or cancel is overwritten. Only
 -- while the time index is empty: with a deduction or a cancel intent in flight, DynamoDB's
 -- saleable may or may not include it yet (persist commits before it settles, a cancel returns in
--- DynamoDB before Redis), so no stock computed from it is right. No Try can add to the index
--- while the stock key is missing, so it empties within a reconciliation pass or two.
+-- DynamoDB before Redis), so no stock computed from it is right. While the stock key is missing
+-- only replays and cancels add to the index, so it empties within a reconciliation pass or two.
 --
 -- KEYS: [1] stock (units + 1000000, see reserve.lua) [2] meta (HASH: ver, nb = the collection's
 --       bucket count) [3] slices

@@ -1,5 +1,5 @@
 //! The stock cache port (Redis): per-collection stock, the per-order entries that make a Try
-//! idempotent, and the time-indexed log of deductions and cancel intents not yet known durable —
+//! idempotent, and the time index of deductions and cancel intents not yet known durable —
 //! all of an order in its collection's slot, keyed by the buyer-scoped [`OrderKey`].
 
 use std::future::Future;
@@ -114,7 +114,7 @@ pub enum Released {
     WasFailed,
     /// No entry; a tombstone entry was written when asked to.
     Absent,
-    /// A settled order with no cancel intent in the log: not returned (drift repair owns it).
+    /// A settled order with no cancel intent: not returned (drift repair owns it).
     Unlogged,
 }
 
@@ -123,12 +123,13 @@ pub enum Released {
 pub struct CacheSnapshot {
     /// `None` when the stock key is missing (cache lost or never warmed).
     pub stock: Option<i64>,
-    /// Σ qty of PENDING entries (counted from the log).
+    /// Σ qty of PENDING entries (counted from the time index).
     pub pending: i64,
-    /// Bumped whenever stock is set or an entry leaves the log; a compare-and-set guard for
-    /// rebuilds (a Try only adds to the log, which a forced rebuild checks is empty).
+    /// Bumped whenever stock is set or an entry enters or leaves the cancel intent / pending
+    /// states through settle, intent or release; a compare-and-set guard for rebuilds (a Try
+    /// only adds to the time index, which a rebuild checks is empty).
     pub version: i64,
-    /// Entries in the log (deductions or cancels not yet known durable).
+    /// Time slices still holding a deduction or cancel not yet known durable.
     pub unsettled: i64,
 }
 
@@ -145,10 +146,13 @@ pub enum Rebuild {
 }
 
 pub trait StockCache: Send + Sync + 'static {
-    /// The Try script: idempotency, tombstone, stock, per-user limit and log entry, atomically.
+    /// Sizes the collection's Redis structures the first time (from its `quantity`), so that its
+    /// entries can be written before its first warm-up (an empty rollback's tombstone).
+    fn prepare(&self, collection: &CollectionId, quantity: i64) -> impl Future<Output = InfraResult<()>> + Send;
+    /// The Try script: idempotency, tombstone, stock, per-user limit and time index, atomically.
     fn reserve(&self, req: &ReserveRequest<'_>) -> impl Future<Output = InfraResult<ReserveOutcome>> + Send;
-    /// Marks pending entries durable or failed and drops them from the log. With
-    /// `clear_intents_before`, also drops the log entry of an already-settled order logged before
+    /// Marks pending entries durable or failed (out of the time index's concern). With
+    /// `clear_intents_before`, also settles the cancel intent of an order logged before
     /// that instant (a cancel intent whose cancel died; a live cancel's intent is younger).
     fn settle(
         &self,
@@ -159,7 +163,7 @@ pub trait StockCache: Send + Sync + 'static {
         now_ms: i64,
     ) -> impl Future<Output = InfraResult<u32>> + Send;
     /// Records that a cancel of this durable order is about to change DynamoDB: the entry is
-    /// settled (written again from the record if Redis forgot it) and put back in the log, so the
+    /// settled (written again from the record if Redis forgot it) and indexed as an intent, so the
     /// release that follows returns its share once, whatever settles in between.
     fn mark_intent(&self, order: &OrderRecord, now_ms: i64) -> impl Future<Output = InfraResult<()>> + Send;
     /// Returns the order's share to Redis at most once. With `tombstone`, an absent entry becomes a
@@ -189,7 +193,7 @@ pub trait StockCache: Send + Sync + 'static {
     fn snapshot(&self, collection: &CollectionId) -> impl Future<Output = InfraResult<CacheSnapshot>> + Send;
     /// Sets stock to DynamoDB's `saleable` minus the snapshot's pending units if the version is
     /// still the snapshot's (take the snapshot before reading DynamoDB); `only_if_missing` leaves
-    /// a live stock key alone (warm-up), otherwise refuses while anything is in the log.
+    /// a live stock key alone (warm-up), otherwise refuses while any time slice is open.
     /// `quantity` (the collection's) sizes its Redis structures the first time.
     fn rebuild(
         &self,

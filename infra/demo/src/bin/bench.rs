@@ -187,7 +187,12 @@ async fn scripts(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String, m: &
     writeln!(md, "| … ÷ bare floor (per run) | {} | ≤ 3 |", fmt3(col(&|c| c.refused_flagged / c.floor_bare)))?;
     writeln!(md, "| release (a cancel's Redis side), µs/call | {} | |", fmt3(col(&|c| c.release)))?;
     writeln!(md, "| reference, bytes per order | {} | |", fmt3(col(&|c| c.reference_bytes)))?;
-    writeln!(md, "| Try, bytes per in-flight reservation | {} | ≤ 80 |\n", fmt3(col(&|c| c.bytes_per_reservation)))?;
+    writeln!(md, "| Try, bytes per in-flight reservation | {} | ≤ 80 |", fmt3(col(&|c| c.bytes_per_reservation)))?;
+    writeln!(
+        md,
+        "| DynamoDB item per reservation (RESERVED; collection id of 16 characters), bytes | {} | |\n",
+        fmt3(col(&|c| c.dynamo_item_bytes as f64))
+    )?;
     if let Some(last) = runs.last() {
         writeln!(
             md,
@@ -439,7 +444,7 @@ fn scaling_note(md: &mut String, m: &Measured) -> anyhow::Result<()> {
     writeln!(md, "## 5. Scaling note (on paper, from the figures above)\n")?;
     writeln!(
         md,
-        "- **Redis shard CPU.** Every key of a collection shares one hash tag, so one collection lives on one shard, whose one thread runs its Tries. At {usec:.1} µs of script per Try, a shard tops out near **{:.0} Tries/s** of script time alone; with the per-command I/O work of EVALSHA (roughly as much again) plan on about half, **~{:.0} accepted-or-refused Tries/s per collection**. Only Tries that reach the script count: once sold out, the per-instance sold-out flag answers from Lambda memory (a retry of an accepted order costs one GET of its directory key, which hashes to any shard), so the horde after the sell-out does not load the collection's shard. Many collections spread over shards (ElastiCache Serverless scales shards out).\n",
+        "- **Redis shard CPU.** Every key of a collection shares one hash tag, so one collection lives on one shard, whose one thread runs its Tries. At {usec:.1} µs of script per Try, a shard tops out near **{:.0} Tries/s** of script time alone; with the per-command I/O work of EVALSHA (roughly as much again) plan on about half, **~{:.0} accepted-or-refused Tries/s per collection**. Only Tries that reach the script count: once sold out, the per-instance sold-out flag answers from Lambda memory (a retry of an accepted order costs one HGET of the buyer's bucket, on the collection's shard), so the horde after the sell-out does not load the collection's shard. Many collections spread over shards (ElastiCache Serverless scales shards out).\n",
         1e6 / usec,
         0.5e6 / usec
     )?;
@@ -449,7 +454,7 @@ fn scaling_note(md: &mut String, m: &Measured) -> anyhow::Result<()> {
     )?;
     writeln!(
         md,
-        "- **Lambda concurrency.** One environment serves one request at a time, so concurrency = rate × duration. Locally a Try takes {p50:.1} ms at the median, most of it queueing behind the emulators; on AWS a Try is one Redis round trip for the claim, one for the script and one SQS SendMessage, ~5–10 ms, so **20,000 Tries/s need ~100–200 concurrent environments** — within the default account limit of 1,000, but a cold burst scales by 1,000 environments per 10 s per function, so for a scheduled drop pre-warm with provisioned concurrency. API Gateway's default account throttle (10,000 requests/s per region, set in the template's stage throttling) is hit before Redis is: raise it by quota request for a large drop.\n"
+        "- **Lambda concurrency.** One environment serves one request at a time, so concurrency = rate × duration. Locally a Try takes {p50:.1} ms at the median, most of it queueing behind the emulators; on AWS a Try is one Redis round trip for the script and one SQS SendMessage, ~5–10 ms, so **20,000 Tries/s need ~100–200 concurrent environments** — within the default account limit of 1,000, but a cold burst scales by 1,000 environments per 10 s per function, so for a scheduled drop pre-warm with provisioned concurrency. API Gateway's default account throttle (10,000 requests/s per region, set in the template's stage throttling) is hit before Redis is: raise it by quota request for a large drop.\n"
     )?;
     writeln!(
         md,
