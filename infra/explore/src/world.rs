@@ -365,7 +365,8 @@ impl World {
                     collection_id: s.collection.clone(),
                     user_id: s.orders[i].user.clone(),
                     quantity: s.quantities[i],
-                    accepted_at_ms: rec.map_or(s.t0, |r| r.accepted_at_ms),
+                    // As the set-up's Try published it (Redis keeps whole seconds).
+                    accepted_at_ms: rec.map_or(s.t0.div_euclid(1000) * 1000, |r| r.accepted_at_ms),
                 };
                 flashstock::ports::Queue::publish_reservation(&self.queue, &msg).await?;
             }
