@@ -352,6 +352,8 @@ struct Scan {
     pending: i64,
     /// Slices read that still hold something in flight.
     open: i64,
+    /// Slices read that hold nothing in flight: (number, length as read).
+    quiet: Vec<(i64, u64)>,
 }
 
 impl RedisCache {
@@ -699,15 +701,15 @@ impl StockCache for RedisCache {
         let mut con = self.con.clone();
         let (has, stock, version, open, nb): (i64, i64, i64, i64, u32) =
             inv.invoke_async(&mut con).await.map_err(err("redis snapshot script"))?;
-        // Counting the pending units drops the slices with nothing left in flight, so a rebuild
-        // after this snapshot is not refused for slices that are only waiting to be dropped.
-        let (pending, open) = if open > 0 && nb > 0 {
+        // The slices with nothing left in flight are listed, so that a rebuild after this
+        // snapshot is not refused for slices only waiting to be dropped.
+        let (pending, open, quiet) = if open > 0 && nb > 0 {
             let scan = self.scan(collection, nb, None, 0).await?;
-            (scan.pending, scan.open)
+            (scan.pending, scan.open, scan.quiet)
         } else {
-            (0, open)
+            (0, open, Vec::new())
         };
-        Ok(CacheSnapshot { stock: (has == 1).then_some(stock), pending, version, unsettled: open })
+        Ok(CacheSnapshot { stock: (has == 1).then_some(stock), pending, version, unsettled: open, quiet_slices: quiet })
     }
 
     async fn rebuild(

@@ -7,7 +7,7 @@ use std::fmt;
 pub enum IdError {
     #[error("must match ^[A-Za-z0-9_-]{{1,64}}$")]
     BadId,
-    #[error("must be a non-empty string of at most 128 printable characters without '|'")]
+    #[error("must be a non-empty string of at most 128 printable characters (254 bytes) without '|'")]
     BadUser,
     #[error("must be an integer from 1 to {max}")]
     BadQuantity { max: u32 },
@@ -69,7 +69,11 @@ pub struct UserId(String);
 impl UserId {
     /// `|` is excluded because the Redis entries use it as a separator.
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        let ok = !s.is_empty() && s.chars().count() <= 128 && s.chars().all(|c| !c.is_control() && c != '|');
+        // Redis stores a buyer behind a one-byte length: at most 254 bytes.
+        let ok = !s.is_empty()
+            && s.len() <= 254
+            && s.chars().count() <= 128
+            && s.chars().all(|c| !c.is_control() && c != '|');
         if ok { Ok(Self(s.to_owned())) } else { Err(IdError::BadUser) }
     }
     pub fn as_str(&self) -> &str {
@@ -174,6 +178,8 @@ mod tests {
         assert!(UserId::parse("").is_err());
         assert!(UserId::parse("a\nb").is_err());
         assert!(UserId::parse(&"u".repeat(129)).is_err());
+        assert!(UserId::parse(&"é".repeat(127)).is_ok(), "254 bytes");
+        assert!(UserId::parse(&format!("{}a", "é".repeat(127))).is_err(), "255 bytes: over the stored length");
         assert!(UserId::parse("user-42@example").is_ok());
     }
 

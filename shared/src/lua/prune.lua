@@ -1,7 +1,8 @@
 -- prune.lua: drop a time slice that reconciliation found holding no pending order and no cancel
 -- intent logged in it — unless it grew since it was read (an order was logged in it meanwhile).
--- Any order logged later appends its buyer to the slice of that moment (re-registering a
--- dropped slice), so a slice read empty of work at a given length stays so.
+-- Only slices that ended well before reconciliation's cutoff are pruned: no writer logs there
+-- any more, so a slice cannot be dropped, re-created at the same length and dropped again by a
+-- second, concurrent run that read it before.
 --
 -- KEYS: [1] slices [2] the slice
 -- ARGV: [1] slice number [2] its length when read

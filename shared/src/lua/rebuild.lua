@@ -5,16 +5,27 @@
 -- DynamoDB before Redis), so no stock computed from it is right. While the stock key is missing
 -- only replays and cancels add to the index, so it empties within a reconciliation pass or two.
 --
+-- The caller's snapshot read the registered time slices and found some of them quiet (nothing in
+-- flight logged there): those, unchanged, are all that may be registered now. Anything logged
+-- since grew a slice or registered a new one.
+--
 -- KEYS: [1] stock (units + 1000000, see reserve.lua) [2] meta (HASH: ver, nb = the collection's
---       bucket count) [3] slices
+--       bucket count) [3] slices [4..] the quiet slices
 -- ARGV: [1] expected ver [2] stock to set (negative counts as 0) [3] mode: "missing" (warm-up:
 --       leave a live stock key alone) or "force" (repair drift) [4] bucket count
+--       [5..] for each quiet slice: "<number>:<length as read>"
 -- Returns {code, stock, 0}: {"SET", stock, 0} | {"LIVE", stock, 0} | {"RACE", 0, 0} | {"BUSY", 0, 0}
 redis.call('HSETNX', KEYS[2], 'nb', ARGV[4])
 if (redis.call('HGET', KEYS[2], 'ver') or '0') ~= ARGV[1] then return {'RACE', 0, 0} end
 local live = redis.call('GET', KEYS[1])
 if ARGV[3] == 'missing' and live then return {'LIVE', tonumber(live) - 1000000, 0} end
-if redis.call('ZCARD', KEYS[3]) > 0 then return {'BUSY', 0, 0} end
+if redis.call('ZCARD', KEYS[3]) ~= #KEYS - 3 then return {'BUSY', 0, 0} end
+for j = 4, #KEYS do
+  local n, len = string.match(ARGV[j + 1], '^(%-?%d+):(%d+)$')
+  if not redis.call('ZSCORE', KEYS[3], n) or redis.call('STRLEN', KEYS[j]) ~= tonumber(len) then
+    return {'BUSY', 0, 0}
+  end
+end
 local s = tonumber(ARGV[2])
 if s < 0 then s = 0 end
 redis.call('SET', KEYS[1], s + 1000000)

@@ -118,8 +118,9 @@ pub enum Released {
     Unlogged,
 }
 
-/// One collection's Redis counters, read atomically.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// One collection's Redis counters (stock and version read atomically, the rest from the time
+/// index right after).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CacheSnapshot {
     /// `None` when the stock key is missing (cache lost or never warmed).
     pub stock: Option<i64>,
@@ -131,6 +132,9 @@ pub struct CacheSnapshot {
     pub version: i64,
     /// Time slices still holding a deduction or cancel not yet known durable.
     pub unsettled: i64,
+    /// The other registered time slices, as read: (number, length). A rebuild goes ahead only if
+    /// these are still all there is, unchanged (nothing was logged since).
+    pub quiet_slices: Vec<(i64, u64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
