@@ -69,20 +69,20 @@ fn uuid() -> String {
     uuid::Uuid::new_v4().hyphenated().to_string()
 }
 
-/// Runs `calls` through `sha`, spread over the connections, `pipeline` at a time on each.
-pub async fn run(conns: &[MultiplexedConnection], sha: &str, calls: &[Call], pipeline: usize) -> anyhow::Result<()> {
-    let per = calls.len().div_ceil(conns.len()).max(1);
-    try_join_all(calls.chunks(per).zip(conns.iter().cloned()).map(|(mine, mut con)| async move {
+/// Sends one command per item, spread over the connections, `pipeline` at a time on each.
+async fn spread<T: Sync>(
+    conns: &[MultiplexedConnection],
+    items: &[T],
+    pipeline: usize,
+    command: impl Fn(&mut redis::Pipeline, &T) + Sync,
+) -> anyhow::Result<()> {
+    let per = items.len().div_ceil(conns.len()).max(1);
+    let command = &command;
+    try_join_all(items.chunks(per).zip(conns.iter().cloned()).map(|(mine, mut con)| async move {
         for batch in mine.chunks(pipeline) {
             let mut p = redis::pipe();
-            for c in batch {
-                let cmd = p.cmd("EVALSHA").arg(sha).arg(c.keys.len());
-                for k in &c.keys {
-                    cmd.arg(k);
-                }
-                for a in &c.args {
-                    cmd.arg(a);
-                }
+            for item in batch {
+                command(&mut p, item);
             }
             p.query_async::<Vec<redis::Value>>(&mut con).await?;
         }
@@ -90,6 +90,33 @@ pub async fn run(conns: &[MultiplexedConnection], sha: &str, calls: &[Call], pip
     }))
     .await?;
     Ok(())
+}
+
+/// Runs `calls` through `sha`, spread over the connections, `pipeline` at a time on each.
+pub async fn run(conns: &[MultiplexedConnection], sha: &str, calls: &[Call], pipeline: usize) -> anyhow::Result<()> {
+    spread(conns, calls, pipeline, |p, c| {
+        let cmd = p.cmd("EVALSHA").arg(sha).arg(c.keys.len());
+        for k in &c.keys {
+            cmd.arg(k);
+        }
+        for a in &c.args {
+            cmd.arg(a);
+        }
+    })
+    .await
+}
+
+/// `n` new buyers (UUID) each with a new order id (ULID) on `collection`.
+fn new_orders(collection: &CollectionId, n: usize) -> anyhow::Result<Vec<OrderKey>> {
+    (0..n)
+        .map(|_| {
+            Ok(OrderKey::new(
+                collection.clone(),
+                UserId::parse(&uuid())?,
+                OrderId::parse(&ulid::Ulid::new().to_string())?,
+            ))
+        })
+        .collect()
 }
 
 /// Resets the stats, runs the calls, and answers EVALSHA's µs per call.
@@ -139,15 +166,7 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
     let t0 = flashstock::now_ms();
     // A collection sized for every reservation of the run (its bucket count follows).
     let nb = buckets_for(n as i64);
-    let keys: Vec<OrderKey> = (0..n)
-        .map(|_| {
-            Ok(OrderKey::new(
-                collection.clone(),
-                UserId::parse(&uuid())?,
-                OrderId::parse(&ulid::Ulid::new().to_string())?,
-            ))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let keys = new_orders(&collection, n)?;
     let try_call = |k: &OrderKey, i: usize| {
         let req = ReserveRequest {
             key: k,
@@ -222,32 +241,16 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
 
     // Refused: the collection sold out, new buyers keep trying.
     let _: () = redis::cmd("SET").arg(&stock).arg(stored_stock(0)).query_async(&mut admin).await?;
-    let late: Vec<OrderKey> = (0..n)
-        .map(|_| {
-            Ok(OrderKey::new(
-                collection.clone(),
-                UserId::parse(&uuid())?,
-                OrderId::parse(&ulid::Ulid::new().to_string())?,
-            ))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let late = new_orders(&collection, n)?;
     let refused: Vec<Call> = late.iter().enumerate().map(|(i, k)| try_call(k, i)).collect();
     cost.try_refused = phase(&mut admin, &conns, &reserve, &refused, shape.pipeline).await?;
 
     // Refused with the sold-out flag up: one HGET of the buyer's field in their bucket.
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut admin).await?;
-    let per = late.len().div_ceil(conns.len()).max(1);
-    try_join_all(late.chunks(per).zip(conns.iter().cloned()).map(|(mine, mut con)| async move {
-        for batch in mine.chunks(shape.pipeline) {
-            let mut p = redis::pipe();
-            for k in batch {
-                let u = buyer_bytes(&k.user);
-                p.cmd("HGET").arg(Keys::new(prefix, &k.collection).bucket(bucket_of(&u, nb))).arg(u);
-            }
-            p.query_async::<Vec<redis::Value>>(&mut con).await?;
-        }
-        anyhow::Ok(())
-    }))
+    spread(&conns, &late, shape.pipeline, |p, k| {
+        let u = buyer_bytes(&k.user);
+        p.cmd("HGET").arg(Keys::new(prefix, &k.collection).bucket(bucket_of(&u, nb))).arg(u);
+    })
     .await?;
     cost.refused_flagged = usec_per_call(&mut admin, "hget").await?;
 

@@ -333,16 +333,6 @@ fn err(op: &'static str) -> impl FnOnce(redis::RedisError) -> InfraError {
     move |e| InfraError::new(op, e)
 }
 
-fn parse_state(s: &str) -> Option<CacheState> {
-    Some(match s {
-        "P" => CacheState::Pending,
-        "S" => CacheState::Durable,
-        "C" => CacheState::Cancelled,
-        "F" => CacheState::Failed,
-        _ => return None,
-    })
-}
-
 /// What a scan of open time slices found.
 #[derive(Default)]
 struct Scan {
@@ -577,9 +567,11 @@ impl StockCache for RedisCache {
             "INSUFFICIENT" => ReserveOutcome::Insufficient { available: a },
             "LIMIT" => ReserveOutcome::LimitExceeded { held: a },
             "REPLAY_STALE" => ReserveOutcome::ReplayStale { accepted_at_ms: a * 1000 },
-            other => match other.strip_prefix("REPLAY_").and_then(parse_state) {
-                Some(state) => ReserveOutcome::Replay { state, accepted_at_ms: a * 1000 },
-                None => return Err(InfraError::new("redis try script", format!("unexpected reply {other}"))),
+            other => match other.strip_prefix("REPLAY_").map(str::as_bytes) {
+                Some(&[b]) if let Some(state) = state_of(b) => {
+                    ReserveOutcome::Replay { state, accepted_at_ms: a * 1000 }
+                }
+                _ => return Err(InfraError::new("redis try script", format!("unexpected reply {other}"))),
             },
         })
     }
