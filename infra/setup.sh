@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need, only what is missing (idempotent):
 # redis-server, openssl and the DejaVu font (Debian), a project-local Python venv with moto[server]
-# and cfn-lint (cargo-lambda and zig are added by infra/build-lambdas.sh when first needed).
+# cfn-lint and AWS's SAM translator (cargo-lambda and zig are added by infra/build-lambdas.sh when first needed).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/.venv"
@@ -34,6 +34,11 @@ fi
 if [ ! -x "$venv/bin/cfn-lint" ]; then
   echo "setup: installing cfn-lint into $venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'cfn-lint>=1'
+fi
+
+if ! "$venv/bin/python" -c 'import samtranslator' 2>/dev/null; then
+  echo "setup: installing aws-sam-translator into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'aws-sam-translator>=1.90'
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

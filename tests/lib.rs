@@ -25,6 +25,8 @@ pub struct Answer {
     pub status: u16,
     pub content_type: String,
     pub body: Value,
+    /// The `Retry-After` header, when there is one.
+    pub retry_after: Option<String>,
 }
 
 impl Answer {
@@ -52,8 +54,8 @@ fn unique_name() -> String {
     format!("t{}", ulid::Ulid::new().to_string().to_lowercase())
 }
 
-pub const ADMIN: &[&str] = &["admin"];
-pub const SERVICE: &[&str] = &["service"];
+pub const ADMIN: &[&str] = &[flashstock::http::auth::ADMIN_SCOPE];
+pub const CONFIRM: &[&str] = &[flashstock::http::auth::CONFIRM_SCOPE];
 
 impl TestApp {
     /// A deployment with the persist and timer consumers running, no schedule.
@@ -135,10 +137,12 @@ impl TestApp {
         }
         let resp = req.send().await.expect("front door answers");
         let status = resp.status().as_u16();
-        let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let content_type = header("content-type").unwrap_or_default();
+        let retry_after = header("retry-after");
         let text = resp.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Answer { status, content_type, body }
+        Answer { status, content_type, body, retry_after }
     }
 
     pub async fn call(&self, method: &str, path: &str, sub: &str, roles: &[&str], body: Option<Value>) -> Answer {
@@ -184,7 +188,7 @@ impl TestApp {
     /// The payment service confirms `buyer`'s order.
     pub async fn confirm(&self, collection: &str, buyer: &str, order: &str) -> Answer {
         let path = format!("/v1/collections/{collection}/reservations/{order}/confirm");
-        self.call("POST", &path, "payments", SERVICE, Some(json!({ "buyerId": buyer }))).await
+        self.call("POST", &path, "payments", CONFIRM, Some(json!({ "buyerId": buyer }))).await
     }
 
     /// Polls the order's status until it is `want` (panics after `within`).

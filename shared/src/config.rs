@@ -14,14 +14,42 @@ pub const RECONCILE_THRESHOLD_MS: &str = "FLASHSTOCK_RECONCILE_THRESHOLD_MS";
 pub const FAULT_DROP_MESSAGE_PERCENT: &str = "FLASHSTOCK_FAULT_DROP_MESSAGE_PERCENT";
 pub const EMIT_EMF: &str = "FLASHSTOCK_EMIT_EMF";
 pub const REDIS_CLUSTER: &str = "FLASHSTOCK_REDIS_CLUSTER";
+/// Secrets Manager secret holding the Redis credentials (deployed functions read it at init):
+/// JSON `{"username", "password"}` for the endpoint in [`REDIS_ENDPOINT`], or `{"url"}`.
+pub const REDIS_SECRET_ARN: &str = "FLASHSTOCK_REDIS_SECRET_ARN";
+/// `host:port` of the Redis the secret's credentials are for (not a secret).
+pub const REDIS_ENDPOINT: &str = "FLASHSTOCK_REDIS_ENDPOINT";
+/// Local-only override: accept a plaintext `redis://` URL or a `#insecure` one (unverified TLS).
+/// The local stack and the tests set it; a deployment never does (the template test checks).
+pub const ALLOW_INSECURE_REDIS: &str = "FLASHSTOCK_ALLOW_INSECURE_REDIS";
+pub const BUYER_BUDGET: &str = "FLASHSTOCK_BUYER_BUDGET";
+pub const BUYER_BUDGET_WINDOW_SECONDS: &str = "FLASHSTOCK_BUYER_BUDGET_WINDOW_SECONDS";
+pub const DEFAULT_PER_USER_LIMIT: &str = "FLASHSTOCK_DEFAULT_PER_USER_LIMIT";
 
 /// The shortest order retention accepted. A replay of an order Redis has forgotten takes a unit
 /// again, which persist (or reconciliation) gives back once it meets DynamoDB's record: correct,
 /// but a unit held for nothing meanwhile, so forgetting must be rare.
 pub const MIN_ORDER_RETENTION_SECONDS: u64 = 3_600;
 
-/// Every variable a function's config requires (the deployment test checks the template gives them).
-pub const REQUIRED: [&str; 4] = [REDIS_URL, TABLE, RESERVATION_QUEUE_URL, TIMEOUT_QUEUE_URL];
+/// Every variable a deployed function's config requires (the deployment test checks the template
+/// gives them); Redis comes from [`REDIS_SECRET_ARN`] and [`REDIS_ENDPOINT`] there.
+pub const REQUIRED: [&str; 3] = [TABLE, RESERVATION_QUEUE_URL, TIMEOUT_QUEUE_URL];
+
+/// Where the Redis connection comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisSource {
+    /// A URL from the environment (local stack, tests, benchmarks).
+    Url(Secret),
+    /// Credentials from Secrets Manager, fetched once at init ([`crate::adapters::secrets`]).
+    SecretsManager { secret_arn: String, endpoint: String },
+}
+
+/// How many budgeted requests (Try and cancel) one buyer may make per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuyerBudget {
+    pub requests: u32,
+    pub window: Duration,
+}
 
 /// A value that must never reach a log: its `Debug` is redacted; [`Secret::expose`] is the one
 /// way to read it (where the client is built).
@@ -53,8 +81,11 @@ pub enum ConfigError {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// `redis://` or `rediss://` (TLS) URL, credentials included when AUTH is on.
-    pub redis_url: Secret,
+    /// The Redis to use: a URL (`rediss://`, credentials included when AUTH is on), or a secret
+    /// to read it from at init.
+    pub redis: RedisSource,
+    /// Plaintext or unverified-TLS Redis URLs are accepted (local only, see [`ALLOW_INSECURE_REDIS`]).
+    pub allow_insecure_redis: bool,
     /// The endpoint is a Redis Cluster (ElastiCache Serverless is): follow its slots.
     pub redis_cluster: bool,
     /// Prefix of every Redis key (isolates deployments and tests sharing one Redis).
@@ -76,9 +107,33 @@ pub struct Config {
     /// Print CloudWatch embedded-metric-format lines on stdout (default on; Lambda ships stdout to
     /// CloudWatch Logs, which extracts the metrics).
     pub emit_emf: bool,
+    /// Per-buyer request budget on Try and cancel (default 20 per 60 s; `FLASHSTOCK_BUYER_BUDGET=0`
+    /// turns it off). Past it the buyer gets 429 with `Retry-After` until the window ends.
+    pub buyer_budget: Option<BuyerBudget>,
+    /// The per-user limit of a collection created without one (default 10; 0 = none).
+    pub default_per_user_limit: Option<u32>,
+}
+
+/// Why a Redis URL is refused outside local use, if it is.
+pub fn insecure_redis_url(url: &str) -> Option<&'static str> {
+    if !url.starts_with("rediss://") {
+        Some("use rediss:// (TLS); plaintext redis:// is for the local stack only")
+    } else if url.contains("#insecure") {
+        Some("#insecure turns certificate checks off; it is for the local stack only")
+    } else {
+        None
+    }
 }
 
 impl Config {
+    /// The Redis URL when it comes from the environment (the local stack and tests), not a secret.
+    pub fn redis_url(&self) -> Option<&Secret> {
+        match &self.redis {
+            RedisSource::Url(url) => Some(url),
+            RedisSource::SecretsManager { .. } => None,
+        }
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -110,8 +165,26 @@ impl Config {
                 ),
             });
         }
+        let allow_insecure_redis = matches!(get(ALLOW_INSECURE_REDIS).as_deref(), Some("1" | "true" | "on"));
+        let redis = match get(REDIS_SECRET_ARN).filter(|v| !v.is_empty()) {
+            Some(secret_arn) => RedisSource::SecretsManager { secret_arn, endpoint: req(REDIS_ENDPOINT)? },
+            None => {
+                let url = req(REDIS_URL)?;
+                if let Some(why) = insecure_redis_url(&url).filter(|_| !allow_insecure_redis) {
+                    return Err(ConfigError::Invalid { name: REDIS_URL, why: why.into() });
+                }
+                RedisSource::Url(Secret(url))
+            }
+        };
+        let budget: u32 = num(BUYER_BUDGET, get(BUYER_BUDGET), 20)?;
+        let window: u64 = num(BUYER_BUDGET_WINDOW_SECONDS, get(BUYER_BUDGET_WINDOW_SECONDS), 60)?;
+        if !(1..=3_600).contains(&window) {
+            return Err(ConfigError::Invalid { name: BUYER_BUDGET_WINDOW_SECONDS, why: "must be 1..=3600".into() });
+        }
+        let default_limit: u32 = num(DEFAULT_PER_USER_LIMIT, get(DEFAULT_PER_USER_LIMIT), 10)?;
         Ok(Self {
-            redis_url: Secret(req(REDIS_URL)?),
+            redis,
+            allow_insecure_redis,
             redis_cluster: matches!(get(REDIS_CLUSTER).as_deref(), Some("1" | "true" | "on")),
             key_prefix,
             table: req(TABLE)?,
@@ -122,6 +195,8 @@ impl Config {
             reconcile_threshold_ms: num(RECONCILE_THRESHOLD_MS, get(RECONCILE_THRESHOLD_MS), 45_000)?,
             fault_drop_message_percent: fault,
             emit_emf: !matches!(get(EMIT_EMF).as_deref(), Some("0" | "false" | "off")),
+            buyer_budget: (budget > 0).then(|| BuyerBudget { requests: budget, window: Duration::from_secs(window) }),
+            default_per_user_limit: (default_limit > 0).then_some(default_limit),
         })
     }
 }
@@ -137,7 +212,7 @@ mod tests {
     }
 
     const BASE: [(&str, &str); 4] = [
-        (REDIS_URL, "redis://127.0.0.1:6379"),
+        (REDIS_URL, "rediss://cache.internal:6379"),
         (TABLE, "t"),
         (RESERVATION_QUEUE_URL, "http://q/r"),
         (TIMEOUT_QUEUE_URL, "http://q/t"),
@@ -152,6 +227,8 @@ mod tests {
         assert_eq!(c.fault_drop_message_percent, 0);
         assert!(c.emit_emf);
         assert!(!c.redis_cluster);
+        assert_eq!(c.buyer_budget, Some(BuyerBudget { requests: 20, window: Duration::from_secs(60) }));
+        assert_eq!(c.default_per_user_limit, Some(10));
         // Bounded healing (docs/DESIGN.md#guarantees): threshold + one 60 s schedule interval < 2 min.
         assert!(c.reconcile_threshold_ms + 60_000 < 120_000);
     }
@@ -164,7 +241,48 @@ mod tests {
         all.extend(pairs);
         let c = Config::from_lookup(env(&all)).unwrap();
         assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
-        assert_eq!(c.redis_url.expose(), "rediss://:hunter2@cache:6379");
+        assert_eq!(c.redis, RedisSource::Url(Secret::new("rediss://:hunter2@cache:6379")));
+    }
+
+    #[test]
+    fn plaintext_and_unverified_redis_need_the_local_override() {
+        for url in ["redis://127.0.0.1:6379", "rediss://:pw@cache:6379/#insecure", "http://cache"] {
+            let mut pairs: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != REDIS_URL).collect();
+            pairs.push((REDIS_URL, url));
+            assert!(
+                matches!(Config::from_lookup(env(&pairs)), Err(ConfigError::Invalid { name: REDIS_URL, .. })),
+                "{url}"
+            );
+            pairs.push((ALLOW_INSECURE_REDIS, "1"));
+            assert!(Config::from_lookup(env(&pairs)).is_ok(), "{url} with the override");
+        }
+    }
+
+    #[test]
+    fn a_secret_replaces_the_url() {
+        let mut pairs: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != REDIS_URL).collect();
+        assert_eq!(Config::from_lookup(env(&pairs)), Err(ConfigError::Missing(REDIS_URL)));
+        pairs.push((REDIS_SECRET_ARN, "arn:aws:secretsmanager:eu-west-1:1:secret:redis"));
+        assert_eq!(Config::from_lookup(env(&pairs)), Err(ConfigError::Missing(REDIS_ENDPOINT)));
+        pairs.push((REDIS_ENDPOINT, "cache.internal:6379"));
+        let c = Config::from_lookup(env(&pairs)).unwrap();
+        assert!(
+            matches!(c.redis, RedisSource::SecretsManager { ref endpoint, .. } if endpoint == "cache.internal:6379")
+        );
+    }
+
+    #[test]
+    fn the_buyer_budget_and_default_limit_can_be_turned_off() {
+        let mut pairs = BASE.to_vec();
+        pairs.extend([(BUYER_BUDGET, "0"), (DEFAULT_PER_USER_LIMIT, "0")]);
+        let c = Config::from_lookup(env(&pairs)).unwrap();
+        assert_eq!((c.buyer_budget, c.default_per_user_limit), (None, None));
+        let mut pairs = BASE.to_vec();
+        pairs.push((BUYER_BUDGET_WINDOW_SECONDS, "0"));
+        assert!(matches!(
+            Config::from_lookup(env(&pairs)),
+            Err(ConfigError::Invalid { name: BUYER_BUDGET_WINDOW_SECONDS, .. })
+        ));
     }
 
     #[test]

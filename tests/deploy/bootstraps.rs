@@ -58,13 +58,25 @@ fn failures(v: &Value) -> Vec<String> {
 async fn api_bootstrap_serves_http_api_events() {
     let t = TestApp::start_with(stack_opts(), |_| {}).await;
     let mut f = start("flashstock-api", &t).await;
-    let r =
-        invoke(&mut f, http_event("PUT", "/v1/admin/collections/c1", "op", &["admin"], Some(json!({"quantity": 5}))))
-            .await;
+    let r = invoke(
+        &mut f,
+        http_event(
+            "PUT",
+            "/v1/admin/collections/c1",
+            "op",
+            &[flashstock::http::auth::ADMIN_SCOPE],
+            Some(json!({"quantity": 5})),
+        ),
+    )
+    .await;
     let r = r.expect("no invocation error");
     assert_eq!(r["statusCode"], 201, "{r}");
-    let r =
-        invoke(&mut f, http_event("POST", "/v1/admin/collections/c1/warmup", "op", &["admin"], None)).await.unwrap();
+    let r = invoke(
+        &mut f,
+        http_event("POST", "/v1/admin/collections/c1/warmup", "op", &[flashstock::http::auth::ADMIN_SCOPE], None),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (r["statusCode"].as_i64(), r["body"].as_str().map(|b| b.contains("\"cached\":5"))),
         (Some(200), Some(true)),

@@ -2,4 +2,5 @@
 //! binary (its `main.rs` wiring) invoked through a Lambda Runtime API emulator.
 
 mod bootstraps;
+mod lockdown;
 mod template;

@@ -1,9 +1,15 @@
 //! `template.yaml` must stay true to the code: every function's `Binary` is a workspace binary and
-//! every Lambda binary is deployed; every variable the config requires is set; each function's
-//! policy names the table and queues its code uses; every SQS event source mapping reports batch
-//! item failures; queue visibility timeouts are ≥ 6× their consumer's timeout; every route of the
-//! API goes to the function that serves it. Each check is also run against a broken template to
-//! prove it fails.
+//! every Lambda binary is deployed; every variable the config requires is set and no Redis
+//! credential or local override is; each function's role names the table and queues its code
+//! uses; every SQS event source mapping reports batch item failures; queue visibility timeouts
+//! are ≥ 6× their consumer's timeout; every route of the API goes to the function that serves it.
+//!
+//! And it must stay locked down, checked on what AWS's own SAM translator makes of it
+//! (`infra/sam_transform.py`): no IAM policy grants on `*` (beyond the four actions IAM only
+//! takes on `*`) or uses a wildcard action or an AWS managed policy; every route has the JWT
+//! authorizer and exactly the OAuth scope the code requires; the cache admits 6379 from the
+//! functions' security group only, with AUTH on. Each check also runs against a broken template
+//! to prove it fails.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -77,17 +83,24 @@ fn problems(t: &Value, bins: &BTreeSet<String>) -> Vec<String> {
             p.push(format!("{name}: Binary {binary:?} is not a binary of the workspace"));
         }
         deployed.insert(binary.clone());
-        for var in flashstock::config::REQUIRED {
-            let set = !f["Properties"]["Environment"]["Variables"][var].is_null() || !global_env[var].is_null();
-            if !set {
+        let env = &f["Properties"]["Environment"]["Variables"];
+        let required = flashstock::config::REQUIRED.into_iter();
+        for var in required.chain([flashstock::config::REDIS_SECRET_ARN, flashstock::config::REDIS_ENDPOINT]) {
+            if env[var].is_null() && global_env[var].is_null() {
                 p.push(format!("{name}: environment variable {var} (required by the config) is missing"));
             }
         }
-        let policies = serde_json::to_string(&f["Properties"]["Policies"]).unwrap_or_default();
+        for var in [flashstock::config::REDIS_URL, flashstock::config::ALLOW_INSECURE_REDIS] {
+            if !env[var].is_null() || !global_env[var].is_null() {
+                p.push(format!("{name}: environment variable {var} must not be set in a deployment"));
+            }
+        }
+        let role = f["Properties"]["Role"]["Fn::GetAtt"][0].as_str().unwrap_or("");
+        let policies = serde_json::to_string(&t["Resources"][role]["Properties"]["Policies"]).unwrap_or_default();
         for resource in uses(&binary) {
             let named = policies.contains(&format!("\"{resource}\"")) || policies.contains(&format!("${{{resource}."));
             if !named {
-                p.push(format!("{name}: policy omits {resource}, which its code uses"));
+                p.push(format!("{name}: role {role:?} omits {resource}, which its code uses"));
             }
         }
         let timeout = f["Properties"]["Timeout"].as_i64().or(t["Globals"]["Function"]["Timeout"].as_i64()).unwrap_or(3);
@@ -175,10 +188,16 @@ fn the_checks_catch_a_broken_template() {
     assert_eq!(p.iter().filter(|x| x.contains("FLASHSTOCK_TIMEOUT_QUEUE_URL")).count(), 4, "{p:?}");
 
     let mut t = template();
-    t["Resources"]["ApiFunction"]["Properties"]["Policies"][0]["Statement"][1]["Resource"][0] =
+    t["Resources"]["ApiRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][2]["Resource"][0] =
         serde_yaml_ng::from_str("{ \"Fn::GetAtt\": [TimeoutQueue, Arn] }").unwrap();
     let p = problems(&t, &bins);
-    assert!(p.iter().any(|x| x.contains("ApiFunction: policy omits ReservationQueue")), "{p:?}");
+    assert!(p.iter().any(|x| x.contains("ApiFunction: role \"ApiRole\" omits ReservationQueue")), "{p:?}");
+
+    let mut t = template();
+    t["Globals"]["Function"]["Environment"]["Variables"]["FLASHSTOCK_REDIS_URL"] =
+        Value::from("rediss://:pw@cache:6379");
+    let p = problems(&t, &bins);
+    assert!(p.iter().any(|x| x.contains("FLASHSTOCK_REDIS_URL must not be set")), "{p:?}");
 
     let mut t = template();
     t["Resources"]["PersistFunction"]["Properties"]["Events"]["Reservations"]["Properties"]["FunctionResponseTypes"] =

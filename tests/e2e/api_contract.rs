@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flashstock_e2e::{ADMIN, SERVICE, TestApp};
+use flashstock_e2e::{ADMIN, CONFIRM, TestApp};
 use serde_json::json;
 
 #[tokio::test]
@@ -15,10 +15,10 @@ async fn no_token_is_401_wrong_role_is_403_and_other_users_orders_are_404() {
     t.raw("POST", "/v1/collections/auth/reservations", Some("garbage"), Some(body))
         .await
         .assert_problem(401, "UNAUTHENTICATED");
-    let forged = flashstock_local::jwt::mint("not-the-secret", "mallory", &["admin"]);
+    let forged = flashstock_local::jwt::mint("not-the-secret", "mallory", &[flashstock::http::auth::ADMIN_SCOPE]);
     t.raw("GET", "/v1/admin/collections/auth", Some(&forged), None).await.assert_problem(401, "UNAUTHENTICATED");
     t.call("GET", "/v1/admin/collections/auth", "buyer", &[], None).await.assert_problem(403, "FORBIDDEN");
-    t.call("PUT", "/v1/admin/collections/x", "buyer", SERVICE, Some(json!({"quantity": 1})))
+    t.call("PUT", "/v1/admin/collections/x", "buyer", CONFIRM, Some(json!({"quantity": 1})))
         .await
         .assert_problem(403, "FORBIDDEN");
     t.call("POST", "/v1/admin/collections/auth/warmup", "buyer", &[], None).await.assert_problem(403, "FORBIDDEN");
@@ -93,7 +93,7 @@ async fn every_malformed_field_is_a_400_naming_it() {
     a.assert_problem(400, "INVALID_FIELD");
     assert_eq!(a.str("field"), "orderId");
     let confirm = "/v1/collections/bad/reservations/o1/confirm";
-    let service = t.token("payments", SERVICE);
+    let service = t.token("payments", CONFIRM);
     for (body, field) in [(r#"{}"#, "buyerId"), (r#"{"buyerId":7}"#, "buyerId"), (r#"{"buyerId":""}"#, "buyerId")] {
         let a = t.raw("POST", confirm, Some(&service), Some(body)).await;
         a.assert_problem(400, "INVALID_FIELD");

@@ -7,4 +7,5 @@ mod persist_path;
 mod reconcile;
 mod redis_tls;
 mod second_phase;
+mod security;
 mod try_path;

@@ -99,8 +99,9 @@ async fn confirm_is_final_and_cancel_then_confirm_is_refused() {
 
 #[tokio::test]
 async fn cancel_and_confirm_race_exactly_one_wins_fifty_times() {
-    let t = TestApp::start().await;
-    t.collection("race", json!({ "quantity": 100 })).await;
+    // One buyer races many orders here: no request budget, no per-user limit in the way.
+    let t = TestApp::start_with(TestApp::fast_options(), |c| c.buyer_budget = None).await;
+    t.collection("race", json!({ "quantity": 100, "perUserLimit": 100 })).await;
     for i in 0..50 {
         assert_eq!(t.reserve("u", "race", &format!("o{i}"), 1).await.status, 202);
     }

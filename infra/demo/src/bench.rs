@@ -206,12 +206,13 @@ impl BenchApp {
         let counter = RequestCounter::default();
         let dynamo_cfg = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(counter.clone()).build();
         let c = &stack.config;
-        let cache = RedisCache::connect(c.redis_url.expose(), &c.key_prefix, c.redis_cluster).await?;
+        let url = c.redis_url().ok_or_else(|| anyhow::anyhow!("the benchmarks need a Redis URL"))?.expose();
+        let cache = RedisCache::connect(url, &c.key_prefix, c.redis_cluster).await?;
         let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::from_conf(dynamo_cfg), &c.table);
         let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), &c.reservation_queue_url, &c.timeout_queue_url);
         let mut settings = Settings::from(c);
         tweak(&mut settings);
-        let redis = flashstock::adapters::redis_cache::connect(c.redis_url.expose(), c.redis_cluster).await?;
+        let redis = flashstock::adapters::redis_cache::connect(url, c.redis_cluster).await?;
         Ok(Self { app: App::new(cache, ledger, queue, settings), dynamo_requests: counter, redis })
     }
 

@@ -117,7 +117,7 @@ async fn journey(client: &Client, collection: &str, user: &str, order: &str, pla
                     reqwest::Method::POST,
                     &format!("{path}/confirm"),
                     "payments",
-                    &["service"],
+                    &[flashstock::http::auth::CONFIRM_SCOPE],
                     Some(json!({ "buyerId": user })),
                 )
                 .await?;
@@ -179,7 +179,7 @@ pub async fn run(base: &str, secret: &str, opts: &DemoOptions) -> anyhow::Result
         secret: secret.to_owned(),
     });
     let collection = format!("demo-{}", ulid::Ulid::new().to_string().to_lowercase());
-    let admin = ["admin"];
+    let admin = [flashstock::http::auth::ADMIN_SCOPE];
     let (s, v) = client
         .call(
             reqwest::Method::PUT,

@@ -144,7 +144,7 @@ pub async fn run(redis_url: &str, name: &str, opts: &FlashOptions) -> anyhow::Re
     let stack = Stack::launch(name, redis_url, sopts, |c| c.emit_emf = false).await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(opts.concurrency).build()?;
     let base = stack.url.clone();
-    let admin = stack.token("operator", &["admin"]);
+    let admin = stack.token("operator", &[flashstock::http::auth::ADMIN_SCOPE]);
     let collection = format!("sale-{}", ulid::Ulid::new().to_string().to_lowercase());
     let put = http
         .put(format!("{base}/v1/admin/collections/{collection}"))

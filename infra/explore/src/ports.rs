@@ -3,9 +3,10 @@
 //! goes straight through. Calls that carry nothing (an empty list) are not steps.
 
 use std::future::Future;
+use std::time::Duration;
 
 use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
-use flashstock::domain::{CancelReason, CollectionId, CollectionSpec, OrderKey};
+use flashstock::domain::{CancelReason, CollectionId, CollectionSpec, OrderKey, UserId};
 use flashstock::ports::{
     CacheEntry, CacheSnapshot, CollectionRecord, CreateOutcome, InfraError, InfraResult, Ledger, OrderRecord, Queue,
     Rebuild, Released, ReservationMessage, ReserveOutcome, ReserveRequest, SettleAs, StockCache, TimeoutMessage,
@@ -120,6 +121,11 @@ impl StockCache for Gated<RedisCache> {
         limit: usize,
     ) -> InfraResult<Vec<OrderKey>> {
         self.step("redis unsettled", move || self.inner.unsettled_before(collection, before_ms, limit)).await
+    }
+    /// Not a scheduling point: the scenarios run the use cases, not the HTTP layer that spends
+    /// budgets.
+    async fn spend_request(&self, user: &UserId, requests: u32, window: Duration) -> InfraResult<Option<Duration>> {
+        self.inner.spend_request(user, requests, window).await
     }
 }
 

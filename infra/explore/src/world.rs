@@ -271,6 +271,8 @@ impl World {
                 fault_drop_message_percent: 0,
                 order_retention_ms: RETENTION_MS,
                 emit_emf: false,
+                buyer_budget: None,
+                default_per_user_limit: None,
             },
             next: AtomicU64::new(0),
         })

@@ -1,8 +1,12 @@
-//! The local HTTP front door: plays API Gateway's HTTP API with its JWT authorizer. A request on
-//! loopback becomes a payload 2.0 event (claims in `requestContext.authorizer.jwt`), goes to the
-//! function its route belongs to in `template.yaml` (cancel → cancel function, the rest → API
-//! function), and the function's payload 2.0 response becomes the HTTP response.
+//! The local HTTP front door: plays API Gateway's HTTP API with its JWT authorizer. It checks a
+//! request's bearer token (signature, expiry, issuer, audience) and the route's OAuth scope, as
+//! the template's authorizer and `AuthorizationScopes` do; a request that passes becomes a
+//! payload 2.0 event (claims in `requestContext.authorizer.jwt`, the matched route key and path
+//! parameters, the stage) for the function the route belongs to, and the function's payload 2.0
+//! response becomes the HTTP response. With a stage name, paths start with `/<stage>` as on a
+//! named API Gateway stage.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -15,6 +19,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::response::Response;
 use flashstock::app::LiveApp;
+use flashstock::http::{Function, Route};
 use flashstock::lambda::{cancel_event, http_request, http_response};
 use http::{HeaderValue, StatusCode};
 
@@ -27,17 +32,21 @@ const MAX_BODY: usize = 64 * 1024;
 struct Door {
     app: Arc<LiveApp>,
     secret: Arc<str>,
+    stage: Option<Arc<str>>,
 }
 
-/// Binds `addr` and serves until the task is dropped. Returns the bound address.
+/// Binds `addr` and serves until the task is dropped (under `/<stage>` when one is named).
+/// Returns the bound address.
 pub async fn serve(
     app: Arc<LiveApp>,
     secret: String,
     addr: SocketAddr,
+    stage: Option<String>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let router = axum::Router::new().fallback(handle).with_state(Door { app, secret: secret.into() });
+    let door = Door { app, secret: secret.into(), stage: stage.map(Into::into) };
+    let router = axum::Router::new().fallback(handle).with_state(door);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::error!(error = %e, "front door stopped");
@@ -58,11 +67,14 @@ fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
     r
 }
 
-/// The payload 2.0 event API Gateway would send for this request.
+/// The payload 2.0 event API Gateway would send for this request, matched to `route` (None: the
+/// catch-all `$default` route) on `stage`.
 pub fn to_event(
     parts: &http::request::Parts,
     body: &Bytes,
-    claims: std::collections::HashMap<String, String>,
+    claims: HashMap<String, String>,
+    route: Option<&Route<'_>>,
+    stage: Option<&str>,
 ) -> ApiGatewayV2httpRequest {
     let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
     jwt.claims = claims;
@@ -76,13 +88,16 @@ pub fn to_event(
     let mut ctx = ApiGatewayV2httpRequestContext::default();
     ctx.http = h;
     ctx.authorizer = Some(authorizer);
-    ctx.route_key = Some("$default".to_owned());
-    ctx.stage = Some("$default".to_owned());
+    let route_key = route.map_or("$default", Route::key).to_owned();
+    ctx.route_key = Some(route_key.clone());
+    ctx.stage = Some(stage.unwrap_or("$default").to_owned());
     ctx.request_id = Some(ulid::Ulid::new().to_string());
     ctx.time_epoch = flashstock::now_ms();
     let mut ev = ApiGatewayV2httpRequest::default();
     ev.version = Some("2.0".to_owned());
-    ev.route_key = Some("$default".to_owned());
+    ev.route_key = Some(route_key);
+    ev.path_parameters =
+        route.map(|r| r.params().into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()).unwrap_or_default();
     ev.raw_path = Some(parts.uri.path().to_owned());
     ev.raw_query_string = Some(parts.uri.query().unwrap_or("").to_owned());
     ev.headers = parts.headers.clone();
@@ -104,16 +119,18 @@ fn from_event_response(r: ApiGatewayV2httpResponse) -> Response {
     resp
 }
 
-/// `POST /v1/collections/{collectionId}/reservations/{orderId}/cancel` goes to the cancel function.
-fn is_cancel_route(path: &str) -> bool {
-    let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    matches!(segs.as_slice(), ["v1", "collections", _, "reservations", _, "cancel"])
-}
-
 async fn handle(State(door): State<Door>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
         return problem(StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE", "request bodies are limited to 64 KiB");
+    };
+    let full = parts.uri.path().to_owned();
+    let path = match &door.stage {
+        None => Some(full.as_str()),
+        Some(stage) => full.strip_prefix(&format!("/{stage}")).filter(|p| p.starts_with('/')),
+    };
+    let Some(path) = path else {
+        return problem(StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND", "no such stage");
     };
     let token = parts
         .headers
@@ -123,8 +140,16 @@ async fn handle(State(door): State<Door>, req: Request) -> Response {
     let Some(claims) = token.and_then(|t| jwt::verify(&door.secret, t)) else {
         return problem(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "a valid bearer token is required");
     };
-    let event = to_event(&parts, &body, claims);
-    if is_cancel_route(parts.uri.path()) {
+    let route = flashstock::http::route(&parts.method, path).ok();
+    // The route's AuthorizationScopes: the token's `scope` claim must hold it.
+    if let Some(scope) = route.as_ref().and_then(Route::scope) {
+        let granted = claims.get("scope").map(|s| flashstock::http::auth::scopes(s)).unwrap_or_default();
+        if !granted.iter().any(|g| g == scope) {
+            return problem(StatusCode::FORBIDDEN, "FORBIDDEN", &format!("this route needs the {scope} scope"));
+        }
+    }
+    let event = to_event(&parts, &body, claims, route.as_ref(), door.stage.as_deref());
+    if route.as_ref().map(Route::function) == Some(Function::Cancel) {
         // The cancel function receives the event as JSON, exactly as Lambda delivers it.
         let out = match serde_json::to_value(&event) {
             Ok(v) => cancel_event(&door.app, v).await,

@@ -32,9 +32,10 @@ enum Cmd {
     Token {
         #[arg(long)]
         sub: String,
-        /// Comma-separated roles, e.g. `admin` or `service`.
+        /// Space- or comma-separated OAuth scopes: `flashstock/admin` (collections),
+        /// `flashstock/confirm` (the payment service); none for a buyer.
         #[arg(long, default_value = "")]
-        roles: String,
+        scopes: String,
     },
 }
 
@@ -42,9 +43,12 @@ enum Cmd {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Token { sub, roles } => {
-            let roles: Vec<&str> = roles.split(',').filter(|r| !r.is_empty()).collect();
-            println!("{}", jwt::mint(&jwt::secret_from_env(), &sub, &roles));
+        Cmd::Token { sub, scopes } => {
+            if let Err(e) = flashstock::domain::UserId::parse(&sub) {
+                anyhow::bail!("--sub: {e}");
+            }
+            let scopes: Vec<&str> = scopes.split([',', ' ']).filter(|s| !s.is_empty()).collect();
+            println!("{}", jwt::mint(&jwt::secret_from_env(), &sub, &scopes));
         }
         Cmd::Serve { name, port, schedule_seconds } => {
             flashstock::telemetry::init();
@@ -55,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let stack = Stack::launch(&name, &flashstock_local::redis_url()?, opts, |_| {}).await?;
             eprintln!("flashstock serving on {} (table {}, Ctrl-C to stop)", stack.url, stack.config.table);
-            eprintln!("admin token:  {}", stack.token("operator", &["admin"]));
+            eprintln!("admin token:  {}", stack.token("operator", &[flashstock::http::auth::ADMIN_SCOPE]));
             eprintln!("buyer token:  {}", stack.token("buyer-1", &[]));
             tokio::signal::ctrl_c().await?;
         }

@@ -74,7 +74,8 @@ async fn init_error(body: String) -> StatusCode {
 /// The environment a function gets from the template, for a local deployment's config.
 pub fn function_env(c: &Config) -> Vec<(&'static str, String)> {
     vec![
-        (config::REDIS_URL, c.redis_url.expose().to_owned()),
+        (config::REDIS_URL, c.redis_url().map(|u| u.expose().to_owned()).unwrap_or_default()),
+        (config::ALLOW_INSECURE_REDIS, "1".into()),
         (config::KEY_PREFIX, c.key_prefix.clone()),
         (config::TABLE, c.table.clone()),
         (config::RESERVATION_QUEUE_URL, c.reservation_queue_url.clone()),
@@ -164,14 +165,15 @@ impl Drop for Function {
 }
 
 /// An API Gateway HTTP API (v2) event as the front door builds it, with authorizer claims.
-pub fn http_event(method: &str, path: &str, sub: &str, roles: &[&str], body: Option<Value>) -> anyhow::Result<Value> {
+pub fn http_event(method: &str, path: &str, sub: &str, scopes: &[&str], body: Option<Value>) -> anyhow::Result<Value> {
     let req = http::Request::builder().method(method).uri(path).header("host", "api.example.com").body(())?;
     let (parts, ()) = req.into_parts();
     let body = body.map(|b| axum::body::Bytes::from(b.to_string())).unwrap_or_default();
     let mut claims = HashMap::new();
     claims.insert("sub".to_owned(), sub.to_owned());
-    claims.insert("roles".to_owned(), format!("[{}]", roles.join(" ")));
-    Ok(serde_json::to_value(crate::front_door::to_event(&parts, &body, claims))?)
+    claims.insert("scope".to_owned(), scopes.join(" "));
+    let route = flashstock::http::route(&parts.method, parts.uri.path()).ok();
+    Ok(serde_json::to_value(crate::front_door::to_event(&parts, &body, claims, route.as_ref(), None))?)
 }
 
 /// An SQS event of `(messageId, body)` records, as the event source mapping sends it.

@@ -29,6 +29,8 @@ pub struct StackOptions {
     pub run_timers: bool,
     pub schedule_interval: Option<Duration>,
     pub visibility_seconds: u32,
+    /// API Gateway stage name the front door serves under (`/<stage>/v1/...`); None = `$default`.
+    pub stage: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -42,6 +44,7 @@ impl Default for StackOptions {
             run_timers: true,
             schedule_interval: Some(Duration::from_secs(60)),
             visibility_seconds: 30,
+            stage: None,
         }
     }
 }
@@ -94,6 +97,8 @@ impl Stack {
         let queues = provision::queues(&sqs, name, opts.visibility_seconds).await?;
         let mut config = Config::from_lookup(|k| match k {
             config::REDIS_URL => Some(redis_url.to_owned()),
+            // This machine's own redis-servers: plaintext, or TLS with a self-signed certificate.
+            config::ALLOW_INSECURE_REDIS => Some("1".to_owned()),
             config::KEY_PREFIX => Some(name.to_owned()),
             config::TABLE => Some(table.clone()),
             config::RESERVATION_QUEUE_URL => Some(queues.reservations.clone()),
@@ -104,9 +109,10 @@ impl Stack {
         })?;
         tweak(&mut config);
         let app = Arc::new(LiveApp::from_config(&config).await?);
-        let redis = flashstock::adapters::redis_cache::connect(config.redis_url.expose(), config.redis_cluster).await?;
+        let url = config.redis_url().map(|u| u.expose().to_owned()).unwrap_or_else(|| redis_url.to_owned());
+        let redis = flashstock::adapters::redis_cache::connect(&url, config.redis_cluster).await?;
         let secret = jwt::secret_from_env();
-        let (addr, door) = front_door::serve(app.clone(), secret.clone(), opts.http_addr).await?;
+        let (addr, door) = front_door::serve(app.clone(), secret.clone(), opts.http_addr, opts.stage.clone()).await?;
         let mut tasks = vec![door];
         if opts.run_persist {
             let arn = provision::arn(&sqs, &queues.reservations).await?;
@@ -169,7 +175,7 @@ impl Stack {
             app,
             config,
             queues,
-            url: format!("http://{addr}"),
+            url: format!("http://{addr}{}", opts.stage.as_deref().map(|s| format!("/{s}")).unwrap_or_default()),
             secret,
             sqs,
             dynamo,
@@ -210,9 +216,9 @@ impl Stack {
         Ok(out)
     }
 
-    /// A bearer token for this stack's front door.
-    pub fn token(&self, sub: &str, roles: &[&str]) -> String {
-        jwt::mint(&self.secret, sub, roles)
+    /// A bearer token for this stack's front door, with these OAuth scopes.
+    pub fn token(&self, sub: &str, scopes: &[&str]) -> String {
+        jwt::mint(&self.secret, sub, scopes)
     }
 }
 

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
@@ -61,6 +62,7 @@ struct Scripts {
     rebuild: Script,
     trim: Script,
     prune: Script,
+    budget: Script,
 }
 
 impl Scripts {
@@ -74,6 +76,7 @@ impl Scripts {
             rebuild: Script::new(include_str!("../lua/rebuild.lua")),
             trim: Script::new(with_records!("../lua/trim.lua")),
             prune: Script::new(include_str!("../lua/prune.lua")),
+            budget: Script::new(include_str!("../lua/budget.lua")),
         }
     }
 }
@@ -217,10 +220,11 @@ pub fn bucket_of(buyer: &[u8], nb: u32) -> u32 {
     (xxhash_rust::xxh3::xxh3_64(buyer) % u64::from(nb.max(1))) as u32
 }
 
-/// An order as the scripts take it: a byte with the buyer's length, the buyer, the order.
+/// An order as the scripts take it: a byte with the stored buyer's length minus one (a 255-byte
+/// subject is stored in 256), the buyer, the order.
 fn ident(key: &OrderKey) -> Vec<u8> {
     let u = buyer_bytes(&key.user);
-    let mut v = vec![u.len() as u8];
+    let mut v = vec![(u.len() - 1) as u8];
     v.extend_from_slice(&u);
     v.extend_from_slice(&order_bytes(&key.order));
     v
@@ -305,7 +309,7 @@ pub fn reserve_call(prefix: &str, nb: u32, r: &ReserveRequest<'_>) -> (Vec<Strin
     rec.extend_from_slice(&e4(now));
     rec.extend_from_slice(&e4(now));
     let bucket = bucket_of(&u, nb);
-    let mut a = vec![u.len() as u8, rec.len() as u8];
+    let mut a = vec![(u.len() - 1) as u8, rec.len() as u8];
     a.extend_from_slice(&(bucket as u16).to_be_bytes());
     a.extend_from_slice(&u);
     a.extend_from_slice(&rec);
@@ -528,6 +532,20 @@ impl RedisCache {
 }
 
 impl StockCache for RedisCache {
+    async fn spend_request(&self, user: &UserId, requests: u32, window: Duration) -> InfraResult<Option<Duration>> {
+        let mut con = self.con.clone();
+        let wait_ms: u64 = self
+            .scripts
+            .budget
+            .key(format!("{}:b:{}", self.prefix, user))
+            .arg(requests)
+            .arg(window.as_millis() as u64)
+            .invoke_async(&mut con)
+            .await
+            .map_err(err("redis budget script"))?;
+        Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
+    }
+
     async fn prepare(&self, collection: &CollectionId, quantity: i64) -> InfraResult<()> {
         if self.buckets.read().is_ok_and(|m| m.contains_key(collection)) {
             return Ok(());

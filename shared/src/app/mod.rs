@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use self::sold_out::SoldOutFlags;
 use crate::adapters::{DynamoLedger, RedisCache, SqsQueue};
-use crate::config::Config;
+use crate::config::{BuyerBudget, Config, RedisSource};
 use crate::domain::{CollectionId, CollectionSpec, IdentityViolation, Refusal};
 use crate::ports::{InfraError, Ledger, Queue, StockCache};
 
@@ -33,8 +33,12 @@ pub enum AppError {
     MalformedBody(String),
     #[error("authentication required")]
     Unauthenticated,
-    #[error("this route needs the {0} role")]
+    #[error("this route needs the {0} scope")]
     Forbidden(&'static str),
+    #[error("request bodies are limited to {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("too many requests from this buyer; retry after {retry_after_s} s")]
+    RateLimited { retry_after_s: u64 },
     #[error("no route for {0}")]
     NoRoute(String),
     #[error("method not allowed")]
@@ -78,6 +82,10 @@ pub struct Settings {
     /// How long settled per-order entries stay in Redis for replays.
     pub order_retention_ms: i64,
     pub emit_emf: bool,
+    /// Per-buyer budget of Tries and cancels (None = unlimited).
+    pub buyer_budget: Option<BuyerBudget>,
+    /// The per-user limit given to a collection created without one.
+    pub default_per_user_limit: Option<u32>,
 }
 
 impl From<&Config> for Settings {
@@ -88,6 +96,8 @@ impl From<&Config> for Settings {
             fault_drop_message_percent: c.fault_drop_message_percent,
             order_retention_ms: (c.order_retention_seconds as i64).saturating_mul(1000),
             emit_emf: c.emit_emf,
+            buyer_budget: c.buyer_budget,
+            default_per_user_limit: c.default_per_user_limit,
         }
     }
 }
@@ -111,7 +121,14 @@ impl LiveApp {
     /// `AWS_ENDPOINT_URL` from the environment.
     pub async fn from_config(cfg: &Config) -> Result<Self, InfraError> {
         let aws = crate::adapters::aws_sdk_config().await;
-        let cache = RedisCache::connect(cfg.redis_url.expose(), &cfg.key_prefix, cfg.redis_cluster).await?;
+        let url = match &cfg.redis {
+            RedisSource::Url(url) => url.clone(),
+            RedisSource::SecretsManager { secret_arn, endpoint } => {
+                let client = aws_sdk_secretsmanager::Client::new(&aws);
+                crate::adapters::secrets::redis_url(&client, secret_arn, endpoint, cfg.allow_insecure_redis).await?
+            }
+        };
+        let cache = RedisCache::connect(url.expose(), &cfg.key_prefix, cfg.redis_cluster).await?;
         let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(&aws), &cfg.table);
         let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), &cfg.reservation_queue_url, &cfg.timeout_queue_url);
         Ok(App::new(cache, ledger, queue, Settings::from(cfg)))
@@ -135,6 +152,20 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             m.insert(id.clone(), spec.clone());
         }
         Ok(spec)
+    }
+}
+
+impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+    /// Spends one request of `user`'s budget (Try and cancel spend one each).
+    ///
+    /// # Errors
+    /// `RateLimited` with the seconds until the window ends once the budget is spent.
+    pub async fn spend_budget(&self, user: &crate::domain::UserId) -> Result<(), AppError> {
+        let Some(budget) = self.settings.buyer_budget else { return Ok(()) };
+        match self.cache.spend_request(user, budget.requests, budget.window).await? {
+            None => Ok(()),
+            Some(wait) => Err(AppError::RateLimited { retry_after_s: wait.as_millis().div_ceil(1000).max(1) as u64 }),
+        }
     }
 }
 

@@ -1,5 +1,11 @@
-//! Identity comes only from the authorizer: the JWT authorizer's claims in the API Gateway
-//! request context (`sub` = user id, `roles` = granted roles). Nothing in a body or header counts.
+//! Identity and permission come only from the authorizer: the JWT authorizer's verified claims in
+//! the API Gateway request context. `sub` is the caller (a buyer, for the buyer routes); the
+//! standard space-separated `scope` claim (RFC 6749 §3.3, as Cognito, Auth0 and Okta issue it in
+//! access tokens) carries the OAuth scopes of privileged callers. No other claim is read (no
+//! `roles`, no groups), no scope implies another, and nothing in a body or header counts.
+//!
+//! The gateway checks the same scopes per route (`AuthorizationScopes` in `template.yaml`); this
+//! check is the second lock, so a route left without them in a deployment is still closed.
 
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
@@ -7,36 +13,32 @@ use lambda_http::{Request, RequestExt};
 use crate::app::AppError;
 use crate::domain::UserId;
 
+/// Creating, warming and inspecting collections.
+pub const ADMIN_SCOPE: &str = "flashstock/admin";
+/// Confirming a buyer's reservation after payment (the payment service).
+pub const CONFIRM_SCOPE: &str = "flashstock/confirm";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub user: UserId,
-    pub roles: Vec<String>,
+    pub scopes: Vec<String>,
 }
 
 impl Identity {
-    pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
     }
 
     /// # Errors
-    /// `Forbidden` unless the identity holds `role` (or `admin`, which holds every role).
-    pub fn require(&self, role: &'static str) -> Result<(), AppError> {
-        if self.has_role(role) || self.has_role("admin") { Ok(()) } else { Err(AppError::Forbidden(role)) }
+    /// `Forbidden` unless the token carries exactly this scope.
+    pub fn require(&self, scope: &'static str) -> Result<(), AppError> {
+        if self.has_scope(scope) { Ok(()) } else { Err(AppError::Forbidden(scope)) }
     }
 }
 
-/// API Gateway hands array claims to Lambda flattened into one string, e.g. `[service admin]`;
-/// accept that, JSON arrays, and comma- or space-separated lists.
-pub fn parse_roles(raw: &str) -> Vec<String> {
-    if let Ok(v) = serde_json::from_str::<Vec<String>>(raw) {
-        return v;
-    }
-    raw.trim_matches(|c| c == '[' || c == ']')
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .map(|s| s.trim_matches('"'))
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+/// The scopes of a `scope` claim: space-separated tokens, taken as they are.
+pub fn scopes(claim: &str) -> Vec<String> {
+    claim.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 /// # Errors
@@ -50,28 +52,36 @@ pub fn identity(req: &Request) -> Result<Identity, AppError> {
     }
     .ok_or(AppError::Unauthenticated)?;
     let user = claims.get("sub").and_then(|s| UserId::parse(s).ok()).ok_or(AppError::Unauthenticated)?;
-    let roles = claims.get("roles").map(|r| parse_roles(r)).unwrap_or_default();
-    Ok(Identity { user, roles })
+    let scopes = claims.get("scope").map(|s| scopes(s)).unwrap_or_default();
+    Ok(Identity { user, scopes })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn roles_in_every_shape_api_gateway_sends() {
-        assert_eq!(parse_roles("[service admin]"), vec!["service", "admin"]);
-        assert_eq!(parse_roles(r#"["service","admin"]"#), vec!["service", "admin"]);
-        assert_eq!(parse_roles("service,admin"), vec!["service", "admin"]);
-        assert_eq!(parse_roles("admin"), vec!["admin"]);
-        assert!(parse_roles("[]").is_empty());
+    fn who(scope: &str) -> Identity {
+        Identity { user: UserId::parse("u").unwrap(), scopes: scopes(scope) }
     }
 
     #[test]
-    fn admin_holds_every_role() {
-        let id = Identity { user: UserId::parse("u").unwrap(), roles: vec!["admin".into()] };
-        assert!(id.require("service").is_ok());
-        let buyer = Identity { user: UserId::parse("u").unwrap(), roles: vec![] };
-        assert!(matches!(buyer.require("admin"), Err(AppError::Forbidden("admin"))));
+    fn the_scope_claim_is_space_separated() {
+        assert_eq!(scopes("openid flashstock/admin  flashstock/confirm"), ["openid", ADMIN_SCOPE, CONFIRM_SCOPE]);
+        assert!(scopes("").is_empty());
+        // An array flattened by API Gateway is not a scope list: its brackets stay on the ends.
+        assert_eq!(scopes("[flashstock/admin]"), ["[flashstock/admin]"]);
+    }
+
+    #[test]
+    fn no_scope_implies_another_and_near_misses_grant_nothing() {
+        assert!(matches!(who(ADMIN_SCOPE).require(CONFIRM_SCOPE), Err(AppError::Forbidden(CONFIRM_SCOPE))));
+        assert!(who(CONFIRM_SCOPE).require(ADMIN_SCOPE).is_err());
+        for near in
+            ["admin", "store admin", "flashstock/admin:read", "FLASHSTOCK/ADMIN", "[flashstock/admin]", "flashstock"]
+        {
+            assert!(who(near).require(ADMIN_SCOPE).is_err(), "{near}");
+        }
+        let both = who("flashstock/confirm flashstock/admin");
+        assert!(both.require(ADMIN_SCOPE).is_ok() && both.require(CONFIRM_SCOPE).is_ok());
     }
 }

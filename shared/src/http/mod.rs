@@ -6,7 +6,8 @@ pub mod auth;
 pub mod problem;
 
 use http::{Method, StatusCode};
-use lambda_http::{Body, Request, Response};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Map, Value, json};
 
 use crate::app::cancel::Canceller;
@@ -14,6 +15,17 @@ use crate::app::{App, AppError, reserve::ReserveInput};
 use crate::domain::{CollectionId, CollectionSpec, OrderId, OrderKey, UserId};
 use crate::ports::{CreateOutcome, Ledger, Queue, StockCache};
 use problem::response;
+
+/// Largest request body a handler reads (its bodies are a few small fields). API Gateway passes
+/// up to 10 MB; anything above this is 413 before a byte of it is parsed.
+pub const MAX_BODY_BYTES: usize = 4 * 1024;
+
+/// The function a route is deployed to (`template.yaml`'s events; the local front door follows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Api,
+    Cancel,
+}
 
 /// One route of the API, with its path parameters still raw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +41,84 @@ pub enum Route<'a> {
     Confirm(&'a str, &'a str),
 }
 
-/// Matches method and path. `Err(MethodNotAllowed)` for a known path with another method.
+impl Route<'_> {
+    /// Every route, once (with placeholder parameters): the table the template test and the local
+    /// front door check themselves against.
+    pub const ALL: [Route<'static>; 7] = [
+        Route::PutCollection(""),
+        Route::GetCollection(""),
+        Route::WarmUp(""),
+        Route::Reserve(""),
+        Route::Status("", ""),
+        Route::Cancel("", ""),
+        Route::Confirm("", ""),
+    ];
+
+    /// The route key API Gateway matches and hands the function (`routeKey`).
+    pub fn key(&self) -> &'static str {
+        match self {
+            Route::PutCollection(_) => "PUT /v1/admin/collections/{collectionId}",
+            Route::GetCollection(_) => "GET /v1/admin/collections/{collectionId}",
+            Route::WarmUp(_) => "POST /v1/admin/collections/{collectionId}/warmup",
+            Route::Reserve(_) => "POST /v1/collections/{collectionId}/reservations",
+            Route::Status(..) => "GET /v1/collections/{collectionId}/reservations/{orderId}",
+            Route::Cancel(..) => "POST /v1/collections/{collectionId}/reservations/{orderId}/cancel",
+            Route::Confirm(..) => "POST /v1/collections/{collectionId}/reservations/{orderId}/confirm",
+        }
+    }
+
+    /// The OAuth scope the route needs, besides a valid token (the buyer routes need none: any
+    /// signed-in buyer acts on their own orders).
+    pub fn scope(&self) -> Option<&'static str> {
+        match self {
+            Route::PutCollection(_) | Route::GetCollection(_) | Route::WarmUp(_) => Some(auth::ADMIN_SCOPE),
+            Route::Confirm(..) => Some(auth::CONFIRM_SCOPE),
+            Route::Reserve(_) | Route::Status(..) | Route::Cancel(..) => None,
+        }
+    }
+
+    pub fn function(&self) -> Function {
+        if matches!(self, Route::Cancel(..)) { Function::Cancel } else { Function::Api }
+    }
+
+    /// The path parameters, by the names the route key gives them.
+    pub fn params(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Route::PutCollection(c) | Route::GetCollection(c) | Route::WarmUp(c) | Route::Reserve(c) => {
+                vec![("collectionId", c)]
+            }
+            Route::Status(c, o) | Route::Cancel(c, o) | Route::Confirm(c, o) => {
+                vec![("collectionId", c), ("orderId", o)]
+            }
+        }
+    }
+
+    /// A buyer's writes: each spends one request of the buyer's budget.
+    pub fn budgeted(&self) -> bool {
+        matches!(self, Route::Reserve(_) | Route::Cancel(..))
+    }
+}
+
+/// The route API Gateway matched, from its route key and path parameters: the raw path may carry
+/// a stage name (`/prod/v1/...`) and is not looked at.
+pub fn route_by_key<'a>(key: &str, param: impl Fn(&str) -> Option<&'a str>) -> Result<Route<'a>, AppError> {
+    let template = Route::ALL.iter().find(|r| r.key() == key).ok_or_else(|| AppError::NoRoute(key.to_owned()))?;
+    let p =
+        |name: &'static str| param(name).ok_or(AppError::InvalidField { field: name, detail: "is required".into() });
+    Ok(match template {
+        Route::PutCollection(_) => Route::PutCollection(p("collectionId")?),
+        Route::GetCollection(_) => Route::GetCollection(p("collectionId")?),
+        Route::WarmUp(_) => Route::WarmUp(p("collectionId")?),
+        Route::Reserve(_) => Route::Reserve(p("collectionId")?),
+        Route::Status(..) => Route::Status(p("collectionId")?, p("orderId")?),
+        Route::Cancel(..) => Route::Cancel(p("collectionId")?, p("orderId")?),
+        Route::Confirm(..) => Route::Confirm(p("collectionId")?, p("orderId")?),
+    })
+}
+
+/// Matches method and path, for an event without a route key (a `$default` route, a direct
+/// invocation, the local front door before it fills one in). `Err(MethodNotAllowed)` for a known
+/// path with another method.
 pub fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, AppError> {
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let (route, allowed) = match segs.as_slice() {
@@ -59,6 +148,14 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, AppError> 
         (Some(r), _) => Ok(r),
         (None, true) => Err(AppError::MethodNotAllowed),
         (None, false) => Err(AppError::NoRoute(path.to_owned())),
+    }
+}
+
+/// The route key of an API Gateway event, unless it is the catch-all `$default`.
+fn route_key(req: &Request) -> Option<String> {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.route_key.clone().filter(|k| k != "$default"),
+        _ => None,
     }
 }
 
@@ -133,20 +230,31 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
     req: &Request,
 ) -> Result<Response<Body>, AppError> {
     let path = req.uri().path().to_owned();
-    let route = route(req.method(), &path)?;
+    let params = req.path_parameters();
+    let route = match route_key(req) {
+        Some(key) => route_by_key(&key, |name| params.first(name))?,
+        None => route(req.method(), &path)?,
+    };
+    if req.body().len() > MAX_BODY_BYTES {
+        return Err(AppError::BodyTooLarge { limit: MAX_BODY_BYTES });
+    }
     let who = auth::identity(req)?;
+    if let Some(scope) = route.scope() {
+        who.require(scope)?;
+    }
     let now = crate::now_ms();
+    if route.budgeted() {
+        app.spend_budget(&who.user).await?;
+    }
     match route {
         Route::PutCollection(id) => {
-            who.require("admin")?;
             let id = collection_id(id)?;
             let body = json_object(req)?;
-            let spec = CollectionSpec::parse(
-                int_field(&body, "quantity")?,
-                int_field(&body, "perUserLimit")?,
-                int_field(&body, "paymentWindowSeconds")?,
-            )
-            .map_err(|e| AppError::InvalidField { field: e.field, detail: e.rule.to_owned() })?;
+            // A collection created without a per-user limit gets the deployment's default.
+            let limit = int_field(&body, "perUserLimit")?.or(app.settings.default_per_user_limit.map(i64::from));
+            let spec =
+                CollectionSpec::parse(int_field(&body, "quantity")?, limit, int_field(&body, "paymentWindowSeconds")?)
+                    .map_err(|e| AppError::InvalidField { field: e.field, detail: e.rule.to_owned() })?;
             let status = match app.create_collection(&id, &spec, now).await? {
                 CreateOutcome::Created => StatusCode::CREATED,
                 _ => StatusCode::OK,
@@ -154,14 +262,10 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
             Ok(ok_json(status, &app.inspect(&id).await?))
         }
         Route::WarmUp(id) => {
-            who.require("admin")?;
             let cached = app.warm_up(&collection_id(id)?).await?;
             Ok(ok_json(StatusCode::OK, &json!({ "cached": cached })))
         }
-        Route::GetCollection(id) => {
-            who.require("admin")?;
-            Ok(ok_json(StatusCode::OK, &app.inspect(&collection_id(id)?).await?))
-        }
+        Route::GetCollection(id) => Ok(ok_json(StatusCode::OK, &app.inspect(&collection_id(id)?).await?)),
         Route::Reserve(id) => {
             let collection = collection_id(id)?;
             let body = json_object(req)?;
@@ -176,7 +280,6 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
             Ok(ok_json(StatusCode::OK, &app.cancel(&key, Canceller::Buyer, now).await?.view))
         }
         Route::Confirm(c, o) => {
-            who.require("service")?;
             let body = json_object(req)?;
             let buyer = UserId::parse(str_field(&body, "buyerId")?)
                 .map_err(|e| AppError::InvalidField { field: "buyerId", detail: e.to_string() })?;
@@ -202,6 +305,36 @@ mod tests {
         assert!(matches!(route(&Method::DELETE, r), Err(AppError::MethodNotAllowed)));
         assert!(matches!(route(&Method::GET, "/v1/reservations/o1"), Err(AppError::NoRoute(_))), "the old addressing");
         assert!(matches!(route(&Method::GET, "/v2/nothing"), Err(AppError::NoRoute(_))));
+    }
+
+    #[test]
+    fn route_keys_round_trip_and_ignore_the_stage() {
+        for r in Route::ALL {
+            let (method, path) = r.key().split_once(' ').unwrap();
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            let path = path.replace("{collectionId}", "c1").replace("{orderId}", "o1");
+            let by_path = route(&method, &path).unwrap();
+            let params = by_path.params();
+            let by_key = route_by_key(r.key(), |n| params.iter().find(|(k, _)| *k == n).map(|(_, v)| *v)).unwrap();
+            assert_eq!(by_key, by_path);
+            assert_eq!(by_key.key(), r.key());
+        }
+        assert!(matches!(route_by_key("GET /v1/nothing", |_| None), Err(AppError::NoRoute(_))));
+        assert!(matches!(
+            route_by_key("POST /v1/collections/{collectionId}/reservations", |_| None),
+            Err(AppError::InvalidField { field: "collectionId", .. })
+        ));
+    }
+
+    #[test]
+    fn scopes_guard_exactly_the_privileged_routes() {
+        let guarded: Vec<_> = Route::ALL.iter().filter_map(|r| r.scope().map(|s| (r.key(), s))).collect();
+        assert_eq!(guarded.len(), 4);
+        assert_eq!(Route::Confirm("c", "o").scope(), Some(auth::CONFIRM_SCOPE));
+        assert_eq!(Route::WarmUp("c").scope(), Some(auth::ADMIN_SCOPE));
+        assert_eq!(Route::Reserve("c").scope(), None);
+        assert!(Route::Reserve("c").budgeted() && Route::Cancel("c", "o").budgeted());
+        assert!(!Route::Status("c", "o").budgeted());
     }
 
     impl PartialEq for AppError {

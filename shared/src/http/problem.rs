@@ -18,6 +18,8 @@ impl AppError {
             E::NoRoute(_) | E::CollectionNotFound | E::ReservationNotFound => StatusCode::NOT_FOUND,
             E::Refused(Refusal::Unknown) => StatusCode::NOT_FOUND,
             E::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            E::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            E::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             E::SoldOut
             | E::InsufficientStock { .. }
             | E::LimitExceeded { .. }
@@ -39,6 +41,8 @@ impl AppError {
             E::Forbidden(_) => "FORBIDDEN",
             E::NoRoute(_) => "ROUTE_NOT_FOUND",
             E::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            E::BodyTooLarge { .. } => "BODY_TOO_LARGE",
+            E::RateLimited { .. } => "RATE_LIMITED",
             E::CollectionNotFound => "COLLECTION_NOT_FOUND",
             E::ReservationNotFound => "RESERVATION_NOT_FOUND",
             E::SoldOut => "SOLD_OUT",
@@ -56,8 +60,14 @@ impl AppError {
     }
 
     fn retryable(&self) -> bool {
-        matches!(self, AppError::CacheNotReady | AppError::Unconfirmed | AppError::Unavailable(_) | AppError::Infra(_))
-            || matches!(self, AppError::Refused(Refusal::NotYetReserved))
+        matches!(
+            self,
+            AppError::CacheNotReady
+                | AppError::Unconfirmed
+                | AppError::Unavailable(_)
+                | AppError::Infra(_)
+                | AppError::RateLimited { .. }
+        ) || matches!(self, AppError::Refused(Refusal::NotYetReserved))
     }
 
     /// The problem+json response.
@@ -85,9 +95,16 @@ impl AppError {
             AppError::LimitExceeded { held } => body["held"] = json!(held),
             _ => {}
         }
+        let retry_after = match &self {
+            AppError::RateLimited { retry_after_s } => *retry_after_s,
+            _ => 1,
+        };
+        if let AppError::RateLimited { retry_after_s } = &self {
+            body["retryAfterSeconds"] = json!(retry_after_s);
+        }
         let mut resp = response(status, "application/problem+json", &body);
         if self.retryable()
-            && let Ok(v) = http::HeaderValue::from_str("1")
+            && let Ok(v) = http::HeaderValue::from_str(&retry_after.to_string())
         {
             resp.headers_mut().insert(http::header::RETRY_AFTER, v);
         }
@@ -130,6 +147,17 @@ mod tests {
         assert_eq!(AppError::Unconfirmed.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(AppError::Unconfirmed.code(), "RESERVATION_UNCONFIRMED");
         assert!(AppError::Unconfirmed.retryable(), "the buyer retries with the same order id");
+    }
+
+    #[test]
+    fn a_rate_limited_buyer_is_told_when_to_come_back() {
+        let r = AppError::RateLimited { retry_after_s: 42 }.into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[http::header::RETRY_AFTER], "42");
+        let Body::Text(t) = r.body() else { panic!("text body") };
+        let v: Value = serde_json::from_str(t).unwrap();
+        assert_eq!((v["code"].as_str(), v["retryAfterSeconds"].as_u64()), (Some("RATE_LIMITED"), Some(42)));
+        assert_eq!(AppError::BodyTooLarge { limit: 4096 }.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 
     #[test]

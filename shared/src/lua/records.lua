@@ -33,9 +33,10 @@ end
 local function put(v, i, n, r)
   return string.sub(v, 1, i - 1) .. r .. string.sub(v, i + n + 10)
 end
--- An order argument: a byte with the buyer's length, the buyer, then the order.
+-- An order argument: a byte with the stored buyer's length minus one (it may be 256), the buyer,
+-- then the order.
 local function ident(a)
-  local ul = string.byte(a, 1)
+  local ul = string.byte(a, 1) + 1
   return string.sub(a, 2, 1 + ul), string.sub(a, 2 + ul)
 end
 -- Lists a bucket (its 2-byte number) in the time slice, registering the slice when this made it.

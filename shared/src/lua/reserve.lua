@@ -11,8 +11,8 @@
 --                           the buckets whose buyers logged an order in it (the time index
 --                           reconciliation reads)
 --   KEYS[4] slices   ZSET   the time slices that exist, by number
--- ARGV[1], packed by the adapter: a byte ul, a byte rl, the bucket's number (2 bytes), the buyer
---   (ul bytes), this order's new record (rl bytes: state P, qty, acceptedAt = loggedAt = now),
+-- ARGV[1], packed by the adapter: a byte ul - 1, a byte rl, the bucket's number (2 bytes), the
+--   buyer (ul bytes: up to 256, a 255-character subject and its length byte), this order's new record (rl bytes: state P, qty, acceptedAt = loggedAt = now),
 --   then "<limit>,<staleBefore s>,<slice>" (limit 0 = none; a pending order logged before
 --   staleBefore may be under reconciliation's decision).
 -- Returns stockLeft (an integer) when taken now, or else {code, a, 0}:
@@ -30,6 +30,7 @@
 -- order seen before answers from its record, whatever the stock.
 local a = ARGV[1]
 local ul, rl = string.byte(a, 1, 2)
+ul = ul + 1
 local u = string.sub(a, 5, 4 + ul)
 local r = string.sub(a, 5 + ul, 4 + ul + rl)
 local q = string.byte(r, rl - 8)

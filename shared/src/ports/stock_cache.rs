@@ -1,8 +1,10 @@
 //! The stock cache port (Redis): per-collection stock, the per-order entries that make a Try
 //! idempotent, and the time index of deductions and cancel intents not yet known durable —
-//! all of an order in its collection's slot, keyed by the buyer-scoped [`OrderKey`].
+//! all of an order in its collection's slot, keyed by the buyer-scoped [`OrderKey`]; and each
+//! buyer's request budget.
 
 use std::future::Future;
+use std::time::Duration;
 
 use super::{InfraResult, OrderRecord};
 use crate::domain::{CollectionId, OrderKey, Settlement, Status, UserId};
@@ -207,6 +209,14 @@ pub trait StockCache: Send + Sync + 'static {
         only_if_missing: bool,
         quantity: i64,
     ) -> impl Future<Output = InfraResult<Rebuild>> + Send;
+    /// Spends one of `user`'s `requests` per `window`, counted in Redis so every function instance
+    /// shares it: `None` within the budget, else how long until the window ends.
+    fn spend_request(
+        &self,
+        user: &UserId,
+        requests: u32,
+        window: Duration,
+    ) -> impl Future<Output = InfraResult<Option<Duration>>> + Send;
     /// Log entries accepted before `before_ms`, oldest first, at most `limit`.
     fn unsettled_before(
         &self,
