@@ -25,6 +25,7 @@ pub const ALLOW_INSECURE_REDIS: &str = "FLASHSTOCK_ALLOW_INSECURE_REDIS";
 pub const BUYER_BUDGET: &str = "FLASHSTOCK_BUYER_BUDGET";
 pub const BUYER_BUDGET_WINDOW_SECONDS: &str = "FLASHSTOCK_BUYER_BUDGET_WINDOW_SECONDS";
 pub const DEFAULT_PER_USER_LIMIT: &str = "FLASHSTOCK_DEFAULT_PER_USER_LIMIT";
+pub const RECONCILE_BUDGET_MS: &str = "FLASHSTOCK_RECONCILE_BUDGET_MS";
 
 /// The shortest order retention accepted. A replay of an order Redis has forgotten takes a unit
 /// again, which persist (or reconciliation) gives back once it meets DynamoDB's record: correct,
@@ -112,6 +113,9 @@ pub struct Config {
     pub buyer_budget: Option<BuyerBudget>,
     /// The per-user limit of a collection created without one (default 10; 0 = none).
     pub default_per_user_limit: Option<u32>,
+    /// A reconciliation run starts no collection after this long (default 40 s, inside the
+    /// reconcile function's 55 s timeout).
+    pub reconcile_budget: Duration,
 }
 
 /// Why a Redis URL is refused outside local use, if it is.
@@ -197,6 +201,11 @@ impl Config {
             emit_emf: !matches!(get(EMIT_EMF).as_deref(), Some("0" | "false" | "off")),
             buyer_budget: (budget > 0).then(|| BuyerBudget { requests: budget, window: Duration::from_secs(window) }),
             default_per_user_limit: (default_limit > 0).then_some(default_limit),
+            reconcile_budget: Duration::from_millis(num(
+                RECONCILE_BUDGET_MS,
+                get(RECONCILE_BUDGET_MS),
+                crate::app::reconcile::RUN_BUDGET.as_millis() as u64,
+            )?),
         })
     }
 }

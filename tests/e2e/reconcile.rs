@@ -252,3 +252,72 @@ async fn drift_is_reported_and_never_repaired_while_deductions_are_in_flight() {
     let s = t.assert_settled("busy").await;
     assert_eq!((s.saleable, s.redis_stock), (9, Some(9)));
 }
+
+#[tokio::test]
+async fn quiet_collections_are_skipped_and_any_change_wakes_them() {
+    let opts = Options { run_persist: false, schedule_interval: None, ..TestApp::fast_options() };
+    let t = TestApp::start_with(opts, |c| c.reconcile_threshold_ms = 1_000).await;
+    let names = ["qa", "qb", "qc", "qd", "qe"];
+    for n in names {
+        t.collection(n, json!({ "quantity": 10 })).await;
+    }
+    // qe holds a RESERVED order, to be confirmed later.
+    assert_eq!(t.reserve("u", "qe", "o1", 2).await.status, 202);
+    assert_eq!(t.deliver_reservations(10).await, 1);
+    let app = &t.stack.app;
+    let mut now = flashstock::now_ms() + 20_000;
+    // Until every collection is clean and marked, then every one is skipped.
+    let mut runs = 0;
+    loop {
+        let r = app.reconcile(now).await.unwrap();
+        runs += 1;
+        if r.collections_quiet == 5 {
+            assert_eq!((r.collections_checked, r.errors), (0, 0), "{r:?}");
+            break;
+        }
+        assert!(runs < 5, "never all quiet: {r:?}");
+        now += 20_000;
+    }
+    // Changes of every kind: a Try whose message is lost (qa), a lost stock key (qb), a stray
+    // write to the stock (qc), a confirm in DynamoDB only (qe); qd stays quiet.
+    assert_eq!(t.reserve("u", "qa", "o1", 1).await.status, 202);
+    let _ = t.take_reservation_message().await;
+    let mut con = t.redis.clone();
+    let _: () = redis::cmd("DEL").arg(t.keys("qb").stock()).query_async(&mut con).await.unwrap();
+    let _: () = redis::cmd("INCRBY").arg(t.keys("qc").stock()).arg(3).query_async(&mut con).await.unwrap();
+    assert_eq!(t.confirm("qe", "u", "o1").await.str("status"), "CONFIRMED");
+    let r = app.reconcile(flashstock::now_ms() + 20_000).await.unwrap();
+    assert_eq!((r.collections_quiet, r.collections_checked), (1, 4), "{r:?}");
+    assert!(!r.collections.contains_key("qd"));
+    assert_eq!(r.collections["qa"].tombstones_written, 1, "the lost Try healed: {r:?}");
+    assert!(r.collections["qb"].rebuilt, "{r:?}");
+    assert_eq!(r.collections["qc"].repaired_drift, Some(3), "{r:?}");
+    assert!(r.collections.contains_key("qe"));
+    for n in names {
+        let s = t.assert_settled(n).await;
+        assert_eq!(s.redis_stock, Some(s.saleable), "{n}: {s:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_run_past_its_budget_leaves_the_rest_for_the_next() {
+    let opts = Options { run_persist: false, schedule_interval: None, ..TestApp::fast_options() };
+    let t = TestApp::start_with(opts, |c| c.reconcile_budget = Duration::ZERO).await;
+    for n in ["ba", "bb", "bc"] {
+        t.collection(n, json!({ "quantity": 10 })).await;
+    }
+    let app = &t.stack.app;
+    let now = flashstock::now_ms();
+    // A zero budget still starts one collection per run: every run makes progress.
+    let r = app.reconcile(now).await.unwrap();
+    assert_eq!((r.collections_checked, r.collections_deferred), (1, 2), "{r:?}");
+    let mut seen: std::collections::BTreeSet<String> = r.collections.keys().cloned().collect();
+    for k in 1..12 {
+        let r = app.reconcile(now + k * 60_000).await.unwrap();
+        seen.extend(r.collections.keys().cloned());
+        if r.collections_quiet == 3 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 3, "every collection had its turn: {seen:?}");
+}

@@ -8,9 +8,9 @@ use std::time::Duration;
 use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
 use flashstock::domain::{CancelReason, CollectionId, CollectionSpec, OrderKey, UserId};
 use flashstock::ports::{
-    CacheEntry, CacheSnapshot, CollectionRecord, CreateOutcome, InfraError, InfraResult, Ledger, OrderRecord, Queue,
-    Rebuild, Released, ReservationMessage, ReserveOutcome, ReserveRequest, SettleAs, StockCache, TimeoutMessage,
-    Tombstone, WriteError,
+    CacheEntry, CacheProbe, CacheSnapshot, CollectionRecord, CreateOutcome, InfraError, InfraResult, Ledger,
+    OrderRecord, Queue, Rebuild, Released, ReservationMessage, ReserveOutcome, ReserveRequest, SettleAs, StockCache,
+    TimeoutMessage, Tombstone, WriteError,
 };
 
 use crate::gate::{Fault, Gate};
@@ -122,8 +122,15 @@ impl StockCache for Gated<RedisCache> {
     ) -> InfraResult<Vec<OrderKey>> {
         self.step("redis unsettled", move || self.inner.unsettled_before(collection, before_ms, limit)).await
     }
-    /// Not a scheduling point: the scenarios run the use cases, not the HTTP layer that spends
-    /// budgets.
+    /// Not scheduling points: only `reconcile`'s skip decision reads the probe and the mark
+    /// (the scenarios reconcile their collection unconditionally, and the e2e suite tests the
+    /// skip), and the HTTP layer spends budgets, not the use cases.
+    async fn probe(&self, ids: &[CollectionId]) -> InfraResult<Vec<CacheProbe>> {
+        self.inner.probe(ids).await
+    }
+    async fn mark_reconciled(&self, id: &CollectionId, mark: &str) -> InfraResult<()> {
+        self.inner.mark_reconciled(id, mark).await
+    }
     async fn spend_request(&self, user: &UserId, requests: u32, window: Duration) -> InfraResult<Option<Duration>> {
         self.inner.spend_request(user, requests, window).await
     }
@@ -140,6 +147,9 @@ impl Ledger for Gated<DynamoLedger> {
     }
     async fn collection(&self, id: &CollectionId) -> InfraResult<Option<CollectionRecord>> {
         self.step("dynamodb get-collection", move || self.inner.collection(id)).await
+    }
+    async fn collection_records(&self, ids: &[CollectionId]) -> InfraResult<Vec<CollectionRecord>> {
+        self.step("dynamodb batch get collections", move || self.inner.collection_records(ids)).await
     }
     async fn collections(&self) -> InfraResult<Vec<CollectionId>> {
         self.step("dynamodb list-collections", move || self.inner.collections()).await

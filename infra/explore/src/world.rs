@@ -273,6 +273,7 @@ impl World {
                 emit_emf: false,
                 buyer_budget: None,
                 default_per_user_limit: None,
+                reconcile_budget: flashstock::app::reconcile::RUN_BUDGET,
             },
             next: AtomicU64::new(0),
         })

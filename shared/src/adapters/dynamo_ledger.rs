@@ -186,6 +186,40 @@ fn sdk_err<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug>(
 }
 
 impl DynamoLedger {
+    /// Strongly consistent reads of these keys, 100 per BatchGetItem, unprocessed keys retried
+    /// with backoff; the items found, decoded (keys without an item are left out).
+    async fn batch_get<T: serde::de::DeserializeOwned>(
+        &self,
+        pks: Vec<AttributeValue>,
+        what: &'static str,
+    ) -> InfraResult<Vec<T>> {
+        let mut out = Vec::with_capacity(pks.len());
+        for chunk in pks.chunks(100) {
+            let keys = chunk.iter().map(|pk| HashMap::from([("pk".to_owned(), pk.clone())])).collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| InfraError::new("dynamodb build batch get", e))?,
+            );
+            let mut attempt = 0u32;
+            while let Some(req) = request.take() {
+                let res =
+                    self.client.batch_get_item().request_items(&self.table, req).send().await.map_err(sdk_err(what))?;
+                for item in res.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                    out.push(serde_dynamo::from_item(item).map_err(|e| InfraError::new(what, e))?);
+                }
+                request = res.unprocessed_keys.and_then(|mut u| u.remove(&self.table));
+                if request.is_some() {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(6))).await;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads one item by key, consistently, and decodes it.
     async fn get<T: serde::de::DeserializeOwned>(
         &self,
@@ -398,41 +432,18 @@ impl Ledger for DynamoLedger {
     }
 
     async fn orders(&self, ids: &[OrderKey]) -> InfraResult<Vec<OrderRecord>> {
-        let mut out = Vec::with_capacity(ids.len());
         let mut uniq: Vec<&OrderKey> = ids.iter().collect();
         uniq.sort();
         uniq.dedup();
-        for chunk in uniq.chunks(100) {
-            let keys = chunk.iter().map(|id| HashMap::from([("pk".to_owned(), ord_pk(id))])).collect();
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| InfraError::new("dynamodb build batch get", e))?,
-            );
-            let mut attempt = 0u32;
-            while let Some(req) = request.take() {
-                let res = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, req)
-                    .send()
-                    .await
-                    .map_err(sdk_err("dynamodb batch get orders"))?;
-                for item in res.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
-                    let o: OrderItem =
-                        serde_dynamo::from_item(item).map_err(|e| InfraError::new("dynamodb decode order", e))?;
-                    out.push(o.into_record());
-                }
-                request = res.unprocessed_keys.and_then(|mut u| u.remove(&self.table));
-                if request.is_some() {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(6))).await;
-                }
-            }
-        }
-        Ok(out)
+        let items: Vec<OrderItem> =
+            self.batch_get(uniq.into_iter().map(ord_pk).collect(), "dynamodb batch get orders").await?;
+        Ok(items.into_iter().map(OrderItem::into_record).collect())
+    }
+
+    async fn collection_records(&self, ids: &[CollectionId]) -> InfraResult<Vec<CollectionRecord>> {
+        let items: Vec<CollectionItem> =
+            self.batch_get(ids.iter().map(col_pk).collect(), "dynamodb batch get collections").await?;
+        Ok(items.into_iter().map(CollectionItem::into_record).collect())
     }
 
     async fn apply_reservations(

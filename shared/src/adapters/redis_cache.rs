@@ -21,9 +21,11 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use crate::domain::{CollectionId, OrderId, OrderKey, UserId};
+use futures::StreamExt;
+
 use crate::ports::{
-    CacheEntry, CacheSnapshot, CacheState, InfraError, InfraResult, OrderRecord, Rebuild, Released, ReserveOutcome,
-    ReserveRequest, SettleAs, StockCache,
+    CacheEntry, CacheProbe, CacheSnapshot, CacheState, InfraError, InfraResult, OrderRecord, Rebuild, Released,
+    ReserveOutcome, ReserveRequest, SettleAs, StockCache,
 };
 
 /// What `:stock` holds above the units Redis may still sell: the Try takes before it looks, and
@@ -532,6 +534,38 @@ impl RedisCache {
 }
 
 impl StockCache for RedisCache {
+    async fn probe(&self, ids: &[CollectionId]) -> InfraResult<Vec<CacheProbe>> {
+        // One pipeline per collection (its keys share a slot), many in flight at once.
+        let jobs: Vec<(Keys, Conn)> = ids.iter().map(|id| (self.keys(id), self.con.clone())).collect();
+        futures::stream::iter(jobs)
+            .map(|(k, mut con)| async move {
+                let (stock, slices, mark): (Option<i64>, u64, Option<String>) = redis::pipe()
+                    .get(k.stock())
+                    .zcard(k.slices())
+                    .hget(k.meta(), "rc")
+                    .query_async(&mut con)
+                    .await
+                    .map_err(err("redis probe"))?;
+                Ok(CacheProbe { stock: stock.map(|s| s - STOCK_BIAS), slices, mark })
+            })
+            .buffered(64)
+            .collect::<Vec<InfraResult<CacheProbe>>>()
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    async fn mark_reconciled(&self, id: &CollectionId, mark: &str) -> InfraResult<()> {
+        let mut con = self.con.clone();
+        redis::cmd("HSET")
+            .arg(self.keys(id).meta())
+            .arg("rc")
+            .arg(mark)
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(err("redis mark reconciled"))
+    }
+
     async fn spend_request(&self, user: &UserId, requests: u32, window: Duration) -> InfraResult<Option<Duration>> {
         let mut con = self.con.clone();
         let wait_ms: u64 = self

@@ -86,6 +86,8 @@ pub struct Settings {
     pub buyer_budget: Option<BuyerBudget>,
     /// The per-user limit given to a collection created without one.
     pub default_per_user_limit: Option<u32>,
+    /// A reconciliation run starts no collection after this long.
+    pub reconcile_budget: Duration,
 }
 
 impl From<&Config> for Settings {
@@ -98,6 +100,7 @@ impl From<&Config> for Settings {
             emit_emf: c.emit_emf,
             buyer_budget: c.buyer_budget,
             default_per_user_limit: c.default_per_user_limit,
+            reconcile_budget: c.reconcile_budget,
         }
     }
 }

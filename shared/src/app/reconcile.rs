@@ -1,6 +1,13 @@
 //! Reconciliation (every minute): heals what a lost message, a crash or a lost cache left behind,
 //! race-free, and reports what it did.
 //!
+//! A run lists the collections, then reads a few figures of each, batched (the stock, the
+//! registered time slices, the mark its last clean run left; DynamoDB's levels, 100 per
+//! request): a collection whose figures are exactly the ones its mark records, with no time
+//! slice registered, is quiet and skipped (nothing happened to it since, see [`is_quiet`]).
+//! The others are reconciled a few at a time, started while the run is inside its time budget;
+//! the rest wait for the next run (which starts elsewhere in the list).
+//!
 //! Per collection:
 //! 1. **Unsettled entries** logged before the threshold (the time index lists only where
 //!    deductions and cancels not yet known durable were logged, so the cost grows with those,
@@ -17,14 +24,18 @@
 //! returned as the handler's result.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde::Serialize;
 
 use super::{App, AppError};
-use crate::domain::{CancelReason, CollectionId, IdentityViolation, OrderKey, Settlement, drift, settlement};
+use crate::domain::{
+    CancelReason, CollectionId, IdentityViolation, OrderKey, Settlement, StockLevels, drift, settlement,
+};
 use crate::ports::{
-    CacheEntry, CacheState, Ledger, OrderRecord, Queue, Rebuild, Released, SettleAs, StockCache, Tombstone,
+    CacheEntry, CacheProbe, CacheState, CollectionRecord, Ledger, OrderRecord, Queue, Rebuild, Released, SettleAs,
+    StockCache, Tombstone,
 };
 
 /// Unsettled entries examined per collection per run.
@@ -33,6 +44,36 @@ pub const ENTRIES_PER_RUN: usize = 20_000;
 const HEAL_CONCURRENCY: usize = 32;
 /// Settled entries trimmed per collection per run.
 const TRIM_PER_RUN: usize = 20_000;
+/// Collections reconciled at once.
+const COLLECTION_CONCURRENCY: usize = 8;
+/// A run's default time budget: it starts no collection after this long (the function's timeout
+/// is 55 s; one collection's work is bounded by the per-run limits above).
+pub const RUN_BUDGET: Duration = Duration::from_secs(40);
+
+/// The mark a clean run leaves on a collection: the figures both stores agreed on, and when.
+pub fn reconcile_mark(stock: i64, levels: &StockLevels, now_ms: i64) -> String {
+    format!("{}@{}", figures(stock, levels), now_ms.div_euclid(1000))
+}
+
+fn figures(stock: i64, l: &StockLevels) -> String {
+    format!("{stock}/{}/{}/{}/{}", l.quantity, l.saleable, l.reserved, l.confirmed)
+}
+
+/// A collection nothing has happened to since a clean run: no time slice registered (every Try,
+/// and every cancel of a durable order, registers one, and only a reconciled run drops them),
+/// and Redis's stock and DynamoDB's levels exactly as the mark records them (a confirm, cancel,
+/// timeout, repair, cache loss or stray write changes one of them), no drift last seen, and the
+/// mark younger than `max_age_ms` (so a quiet collection is still trimmed once that often).
+pub fn is_quiet(probe: &CacheProbe, rec: &CollectionRecord, now_ms: i64, max_age_ms: i64) -> bool {
+    let (Some(stock), Some(mark)) = (probe.stock, probe.mark.as_deref()) else { return false };
+    let Some((marked, at)) = mark.rsplit_once('@') else { return false };
+    let fresh = at.parse::<i64>().is_ok_and(|at| now_ms.div_euclid(1000) - at < max_age_ms.div_euclid(1000));
+    probe.slices == 0
+        && rec.last_drift == Some(0)
+        && rec.levels.violations().is_empty()
+        && marked == figures(stock, &rec.levels)
+        && fresh
+}
 
 /// One collection's part of the report.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -55,7 +96,12 @@ pub struct CollectionReport {
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReconcileReport {
+    /// Collections reconciled this run.
     pub collections_checked: u32,
+    /// Collections found quiet and skipped.
+    pub collections_quiet: u32,
+    /// Active collections left for the next run (the time budget ran out).
+    pub collections_deferred: u32,
     pub entries_healed: u32,
     pub tombstones_written: u32,
     pub identity_violations: u32,
@@ -76,20 +122,54 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// One reconciliation run over every collection. Safe to overlap with another run and with
     /// live traffic; idempotent.
     pub async fn reconcile(&self, now_ms: i64) -> Result<ReconcileReport, AppError> {
+        let started = Instant::now();
         let ids = self.ledger.collections().await?;
-        Ok(self.reconcile_collections(&ids, now_ms).await)
+        let (probes, records) = futures::try_join!(self.cache.probe(&ids), self.ledger.collection_records(&ids))?;
+        let records: HashMap<&CollectionId, &CollectionRecord> = records.iter().map(|r| (&r.id, r)).collect();
+        let retention = self.settings.order_retention_ms;
+        let mut active: Vec<CollectionId> = ids
+            .iter()
+            .zip(&probes)
+            .filter(|(id, probe)| !records.get(id).is_some_and(|rec| is_quiet(probe, rec, now_ms, retention)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        // Each run starts elsewhere, so a collection that never goes quiet starves no other.
+        if !active.is_empty() {
+            let start = (now_ms.div_euclid(60_000) as usize) % active.len();
+            active.rotate_left(start);
+        }
+        let mut report = self.reconcile_some(&active, now_ms, Some(started + self.settings.reconcile_budget)).await;
+        report.collections_quiet = (ids.len() - active.len()) as u32;
+        report.collections_deferred = (active.len() as u32).saturating_sub(report.collections_checked);
+        tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "reconciliation run");
+        Ok(report)
     }
 
-    /// One reconciliation run over these collections (a collection's failure is reported in its
-    /// part of the report, not raised).
+    /// Reconciles these collections, quiet or not (tests and the explorer run it on theirs).
     pub async fn reconcile_collections(&self, ids: &[CollectionId], now_ms: i64) -> ReconcileReport {
+        self.reconcile_some(ids, now_ms, None).await
+    }
+
+    /// Reconciles `ids` a few at a time, starting none after `deadline` (a collection's failure
+    /// is reported in its part of the report, not raised).
+    async fn reconcile_some(&self, ids: &[CollectionId], now_ms: i64, deadline: Option<Instant>) -> ReconcileReport {
         let mut report = ReconcileReport::default();
-        for id in ids {
-            let mut cr = CollectionReport::default();
-            if let Err(e) = self.reconcile_collection(id, now_ms, &mut cr).await {
-                tracing::error!(collection = %id, error = %e, "reconciliation of a collection failed");
-                cr.errors.push(e.to_string());
-            }
+        let open = move || deadline.is_none_or(|d| Instant::now() < d);
+        // The first always starts: every run makes progress.
+        let done: Vec<(CollectionId, CollectionReport)> = futures::stream::iter(ids.iter().cloned().enumerate())
+            .take_while(move |(i, _)| std::future::ready(*i == 0 || open()))
+            .map(|(_, id)| async move {
+                let mut cr = CollectionReport::default();
+                if let Err(e) = self.reconcile_collection(&id, now_ms, &mut cr).await {
+                    tracing::error!(collection = %id, error = %e, "reconciliation of a collection failed");
+                    cr.errors.push(e.to_string());
+                }
+                (id, cr)
+            })
+            .buffer_unordered(COLLECTION_CONCURRENCY)
+            .collect()
+            .await;
+        for (id, cr) in done {
             report.collections_checked += 1;
             report.entries_healed += cr.settled + cr.returned;
             report.tombstones_written += cr.tombstones_written;
@@ -99,7 +179,6 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             report.collections.insert(id.to_string(), cr);
         }
         report.duration_ms = crate::now_ms() - now_ms;
-        tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "reconciliation run");
         report
     }
 
@@ -155,6 +234,16 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         // With a per-user limit, durable orders stay: their units count toward the buyer's limit.
         let keep = rec.spec.per_user_limit.is_some();
         cr.trimmed = self.cache.trim_settled(id, now_ms - self.settings.order_retention_ms, TRIM_PER_RUN, keep).await?;
+        // 4. Clean and nothing registered: leave the mark later runs skip it by.
+        let clean = cr.unsettled_examined == 0
+            && cr.drift == Some(0)
+            && cr.identity_violations.is_empty()
+            && snap.unsettled == 0
+            && snap.quiet_slices.is_empty()
+            && (cr.trimmed as usize) < TRIM_PER_RUN;
+        if let (true, Some(stock)) = (clean, snap.stock) {
+            self.cache.mark_reconciled(id, &reconcile_mark(stock, &rec.levels, now_ms)).await?;
+        }
         Ok(())
     }
 
@@ -255,4 +344,43 @@ fn settle_as(rec: Option<&OrderRecord>, pending: Option<&CacheEntry>) -> Result<
     };
     let s = settlement(rec.map(|r| r.status), same);
     SettleAs::of(s).ok_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::CollectionSpec;
+
+    const MIN: i64 = 60_000;
+    const DAY: i64 = 1_440 * MIN;
+
+    fn rec(saleable: i64, reserved: i64, last_drift: Option<i64>) -> CollectionRecord {
+        let spec = CollectionSpec::parse(Some(10), None, None).unwrap();
+        let levels = StockLevels { quantity: 10, saleable, reserved, confirmed: 10 - saleable - reserved };
+        CollectionRecord { id: CollectionId::parse("c").unwrap(), spec, levels, last_drift }
+    }
+
+    fn probe(stock: Option<i64>, slices: u64, mark: Option<String>) -> CacheProbe {
+        CacheProbe { stock, slices, mark }
+    }
+
+    #[test]
+    fn quiet_only_when_both_stores_are_as_the_mark_left_them() {
+        let now = 1_700_000_000_000;
+        let r = rec(6, 2, Some(0));
+        let mark = reconcile_mark(6, &r.levels, now - MIN);
+        assert!(is_quiet(&probe(Some(6), 0, Some(mark.clone())), &r, now, DAY));
+        // Anything since: a Try (a slice, and the stock), a cancel or confirm (DynamoDB's levels),
+        // a lost or overwritten stock key, drift last seen, no mark, an old mark.
+        assert!(!is_quiet(&probe(Some(6), 1, Some(mark.clone())), &r, now, DAY));
+        assert!(!is_quiet(&probe(Some(5), 0, Some(mark.clone())), &r, now, DAY));
+        assert!(!is_quiet(&probe(Some(6), 0, Some(mark.clone())), &rec(6, 1, Some(0)), now, DAY));
+        assert!(!is_quiet(&probe(Some(6), 0, Some(mark.clone())), &rec(7, 1, Some(0)), now, DAY));
+        assert!(!is_quiet(&probe(None, 0, Some(mark.clone())), &r, now, DAY));
+        assert!(!is_quiet(&probe(Some(6), 0, Some(mark.clone())), &rec(6, 2, Some(1)), now, DAY));
+        assert!(!is_quiet(&probe(Some(6), 0, Some(mark.clone())), &rec(6, 2, None), now, DAY));
+        assert!(!is_quiet(&probe(Some(6), 0, None), &r, now, DAY));
+        assert!(!is_quiet(&probe(Some(6), 0, Some(mark)), &r, now + DAY, DAY), "trimmed once a retention");
+        assert!(!is_quiet(&probe(Some(6), 0, Some("garbage".into())), &r, now, DAY));
+    }
 }

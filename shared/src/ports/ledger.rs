@@ -86,6 +86,11 @@ pub trait Ledger: Send + Sync + 'static {
     ) -> impl Future<Output = InfraResult<CreateOutcome>> + Send;
     fn collection(&self, id: &CollectionId) -> impl Future<Output = InfraResult<Option<CollectionRecord>>> + Send;
     fn collections(&self) -> impl Future<Output = InfraResult<Vec<CollectionId>>> + Send;
+    /// Several collections' records at once (those that exist, in no particular order).
+    fn collection_records(
+        &self,
+        ids: &[CollectionId],
+    ) -> impl Future<Output = InfraResult<Vec<CollectionRecord>>> + Send;
     fn record_drift(&self, id: &CollectionId, drift: i64) -> impl Future<Output = InfraResult<()>> + Send;
     fn order(&self, key: &OrderKey) -> impl Future<Output = InfraResult<Option<OrderRecord>>> + Send;
     fn orders(&self, keys: &[OrderKey]) -> impl Future<Output = InfraResult<Vec<OrderRecord>>> + Send;

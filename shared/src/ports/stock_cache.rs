@@ -139,6 +139,16 @@ pub struct CacheSnapshot {
     pub quiet_slices: Vec<(i64, u64)>,
 }
 
+/// What reconciliation reads of a collection to tell quiet from active without running its
+/// scripts: the stock, how many time slices are registered, and the mark its last clean run
+/// left (see `crate::app::reconcile`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CacheProbe {
+    pub stock: Option<i64>,
+    pub slices: u64,
+    pub mark: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rebuild {
     /// Stock set to this value.
@@ -209,6 +219,10 @@ pub trait StockCache: Send + Sync + 'static {
         only_if_missing: bool,
         quantity: i64,
     ) -> impl Future<Output = InfraResult<Rebuild>> + Send;
+    /// [`CacheProbe`]s of many collections (in order), a few reads each, pipelined.
+    fn probe(&self, ids: &[CollectionId]) -> impl Future<Output = InfraResult<Vec<CacheProbe>>> + Send;
+    /// Leaves reconciliation's mark on a collection it found clean.
+    fn mark_reconciled(&self, id: &CollectionId, mark: &str) -> impl Future<Output = InfraResult<()>> + Send;
     /// Spends one of `user`'s `requests` per `window`, counted in Redis so every function instance
     /// shares it: `None` within the budget, else how long until the window ends.
     fn spend_request(
