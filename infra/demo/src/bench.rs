@@ -14,7 +14,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
 use flashstock::app::{App, Settings, reserve::ReserveInput};
 use flashstock::domain::{CollectionId, CollectionSpec, OrderId, OrderKey, UserId};
-use flashstock::ports::{SettleAs, StockCache};
+use flashstock::ports::{Ledger, SettleAs, StockCache};
 use futures::StreamExt;
 
 /// Counts SDK requests per operation, and the write units and inventory-item writes of what they
@@ -477,4 +477,94 @@ pub fn bootstrap_sizes(dir: &std::path::Path) -> BTreeMap<String, BTreeMap<Strin
         }
     }
     out
+}
+
+/// One measured reconciliation pass over many collections.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryRun {
+    pub wall_ms: f64,
+    pub redis_calls: i64,
+    pub redis_scripts: i64,
+    pub dynamo: BTreeMap<String, u64>,
+    pub reconciled: u32,
+    pub quiet: u32,
+}
+
+/// Which pass to measure over the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryPass {
+    /// Listing, probing and batch-reading every collection, nothing more: the least a run can do.
+    Probe,
+    /// Every collection reconciled, none skipped (the run before quiet collections were skipped).
+    Everything,
+    /// The scheduled run: quiet collections skipped.
+    Run,
+}
+
+/// A table of `collections` warmed collections, marked clean by two runs.
+pub async fn history(stack: &flashstock_local::stack::Stack, collections: usize) -> anyhow::Result<BenchApp> {
+    let b = BenchApp::new(stack, |s| {
+        s.fault_drop_message_percent = 100; // every Try's message is lost: each needs healing
+        s.reconcile_threshold_ms = 0;
+        s.emit_emf = false;
+    })
+    .await?;
+    let made: Vec<anyhow::Result<CollectionId>> = futures::stream::iter(0..collections)
+        .map(|i| {
+            let b = &b;
+            async move { b.collection(&format!("h{i:05}"), 100).await }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    made.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    for _ in 0..2 {
+        b.app.reconcile(flashstock::now_ms()).await?;
+    }
+    Ok(b)
+}
+
+/// Makes `active` of the history's collections active (`tries` Tries each, messages lost), then
+/// measures one `pass`.
+pub async fn history_pass(
+    b: &BenchApp,
+    collections: usize,
+    active: usize,
+    tries: usize,
+    pass: HistoryPass,
+) -> anyhow::Result<HistoryRun> {
+    for i in 0..active {
+        let id = CollectionId::parse(&format!("h{:05}", i * 97 % collections.max(1)))?;
+        b.tries(&id, &format!("a{}", ulid::Ulid::new().to_string().to_lowercase()), tries, 8).await?;
+    }
+    let mut con = b.redis.clone();
+    b.dynamo_requests.take();
+    let before = redis_stats(&mut con).await?;
+    let t = Instant::now();
+    let (reconciled, quiet) = match pass {
+        HistoryPass::Probe => {
+            let ids = b.app.ledger.collections().await?;
+            let (probes, _) = futures::try_join!(b.app.cache.probe(&ids), b.app.ledger.collection_records(&ids))?;
+            (0, probes.len() as u32)
+        }
+        HistoryPass::Everything => {
+            let ids = b.app.ledger.collections().await?;
+            let r = b.app.reconcile_collections(&ids, flashstock::now_ms()).await;
+            (r.collections_checked, 0)
+        }
+        HistoryPass::Run => {
+            let r = b.app.reconcile(flashstock::now_ms()).await?;
+            (r.collections_checked, r.collections_quiet)
+        }
+    };
+    let wall_ms = t.elapsed().as_secs_f64() * 1e3;
+    let after = redis_stats(&mut con).await?;
+    Ok(HistoryRun {
+        wall_ms,
+        redis_calls: after.calls - before.calls - 1,
+        redis_scripts: after.evalsha - before.evalsha,
+        dynamo: b.dynamo_requests.take(),
+        reconciled,
+        quiet,
+    })
 }

@@ -10,7 +10,7 @@ use flashstock::domain::{CancelReason, CollectionId, CollectionSpec, OrderKey, U
 use flashstock::ports::{
     CacheEntry, CacheProbe, CacheSnapshot, CollectionRecord, CreateOutcome, InfraError, InfraResult, Ledger,
     OrderRecord, Queue, Rebuild, Released, ReservationMessage, ReserveOutcome, ReserveRequest, SettleAs, StockCache,
-    TimeoutMessage, Tombstone, WriteError,
+    TimeoutMessage, Tombstone, Trimmed, WriteError,
 };
 
 use crate::gate::{Fault, Gate};
@@ -95,7 +95,7 @@ impl StockCache for Gated<RedisCache> {
         before_ms: i64,
         limit: usize,
         keep_durable: bool,
-    ) -> InfraResult<u32> {
+    ) -> InfraResult<Trimmed> {
         self.step("redis trim.lua", move || self.inner.trim_settled(collection, before_ms, limit, keep_durable)).await
     }
     async fn snapshot(&self, collection: &CollectionId) -> InfraResult<CacheSnapshot> {
@@ -128,8 +128,8 @@ impl StockCache for Gated<RedisCache> {
     async fn probe(&self, ids: &[CollectionId]) -> InfraResult<Vec<CacheProbe>> {
         self.inner.probe(ids).await
     }
-    async fn mark_reconciled(&self, id: &CollectionId, mark: &str) -> InfraResult<()> {
-        self.inner.mark_reconciled(id, mark).await
+    async fn note_reconciled(&self, id: &CollectionId, now_ms: i64, mark: Option<&str>) -> InfraResult<()> {
+        self.inner.note_reconciled(id, now_ms, mark).await
     }
     async fn spend_request(&self, user: &UserId, requests: u32, window: Duration) -> InfraResult<Option<Duration>> {
         self.inner.spend_request(user, requests, window).await

@@ -185,6 +185,9 @@ fn sdk_err<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug>(
     move |e| InfraError::new(op, aws_sdk_dynamodb::error::DisplayErrorContext(e))
 }
 
+/// Retries of a BatchGetItem's unprocessed keys before giving up (≈ 5 s of backoff).
+const BATCH_GET_ATTEMPTS: u32 = 8;
+
 impl DynamoLedger {
     /// Strongly consistent reads of these keys, 100 per BatchGetItem, unprocessed keys retried
     /// with backoff; the items found, decoded (keys without an item are left out).
@@ -213,6 +216,9 @@ impl DynamoLedger {
                 request = res.unprocessed_keys.and_then(|mut u| u.remove(&self.table));
                 if request.is_some() {
                     attempt += 1;
+                    if attempt > BATCH_GET_ATTEMPTS {
+                        return Err(InfraError::new(what, "keys still unprocessed after retries (throttled)"));
+                    }
                     tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(6))).await;
                 }
             }

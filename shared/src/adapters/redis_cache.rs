@@ -20,12 +20,12 @@ use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
-use crate::domain::{CollectionId, OrderId, OrderKey, UserId};
 use futures::StreamExt;
 
+use crate::domain::{CollectionId, OrderId, OrderKey, UserId};
 use crate::ports::{
     CacheEntry, CacheProbe, CacheSnapshot, CacheState, InfraError, InfraResult, OrderRecord, Rebuild, Released,
-    ReserveOutcome, ReserveRequest, SettleAs, StockCache,
+    ReserveOutcome, ReserveRequest, SettleAs, StockCache, Trimmed,
 };
 
 /// What `:stock` holds above the units Redis may still sell: the Try takes before it looks, and
@@ -479,6 +479,11 @@ impl RedisCache {
             .map_err(err("redis slices"))?;
         let mut out = Scan::default();
         let mut seen = BTreeSet::new();
+        // Only reconciliation prunes (a scan with a cutoff), and only slices that ended a whole
+        // slice before its cutoff: no writer logs there any more, so a slice cannot be dropped,
+        // re-created at the same length by a Try and dropped again by a concurrent scanner that
+        // read it before. Any other quiet slice is listed, with its length as read.
+        let prune_upto = before_ms.map(|ms| secs(ms).div_euclid(SLICE_SECONDS) - 2);
         for slice in slices {
             let body: Vec<u8> =
                 redis::cmd("GET").arg(k.slice(slice)).query_async(&mut con).await.map_err(err("redis slice"))?;
@@ -519,7 +524,7 @@ impl RedisCache {
             }
             if busy {
                 out.open += 1;
-            } else {
+            } else if prune_upto.is_some_and(|upto| slice <= upto) {
                 self.run(
                     "redis prune script",
                     &self.scripts.prune,
@@ -527,43 +532,53 @@ impl RedisCache {
                     vec![slice.to_string().into_bytes(), body.len().to_string().into_bytes()],
                 )
                 .await?;
+            } else {
+                out.quiet.push((slice, body.len() as u64));
             }
         }
         Ok(out)
     }
 }
 
+/// A probe's reads: stock, registered slices, mark, last visit.
+type ProbeRead = (Option<i64>, u64, Option<String>, Option<i64>);
+
 impl StockCache for RedisCache {
     async fn probe(&self, ids: &[CollectionId]) -> InfraResult<Vec<CacheProbe>> {
         // One pipeline per collection (its keys share a slot), many in flight at once.
         let jobs: Vec<(Keys, Conn)> = ids.iter().map(|id| (self.keys(id), self.con.clone())).collect();
-        futures::stream::iter(jobs)
+        Ok(futures::stream::iter(jobs)
             .map(|(k, mut con)| async move {
-                let (stock, slices, mark): (Option<i64>, u64, Option<String>) = redis::pipe()
+                let read: redis::RedisResult<ProbeRead> = redis::pipe()
                     .get(k.stock())
                     .zcard(k.slices())
                     .hget(k.meta(), "rc")
+                    .hget(k.meta(), "rv")
                     .query_async(&mut con)
-                    .await
-                    .map_err(err("redis probe"))?;
-                Ok(CacheProbe { stock: stock.map(|s| s - STOCK_BIAS), slices, mark })
+                    .await;
+                match read {
+                    Ok((stock, slices, mark, visited_s)) => {
+                        CacheProbe { stock: stock.map(|s| s - STOCK_BIAS), slices, mark, visited_s }
+                    }
+                    Err(e) => {
+                        tracing::warn!(keys = %k.meta(), error = %e, "probe failed: reconciled as active");
+                        CacheProbe::default()
+                    }
+                }
             })
             .buffered(64)
-            .collect::<Vec<InfraResult<CacheProbe>>>()
-            .await
-            .into_iter()
             .collect()
+            .await)
     }
 
-    async fn mark_reconciled(&self, id: &CollectionId, mark: &str) -> InfraResult<()> {
+    async fn note_reconciled(&self, id: &CollectionId, now_ms: i64, mark: Option<&str>) -> InfraResult<()> {
         let mut con = self.con.clone();
-        redis::cmd("HSET")
-            .arg(self.keys(id).meta())
-            .arg("rc")
-            .arg(mark)
-            .query_async::<()>(&mut con)
-            .await
-            .map_err(err("redis mark reconciled"))
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(self.keys(id).meta()).arg("rv").arg(secs(now_ms));
+        if let Some(mark) = mark {
+            cmd.arg("rc").arg(mark);
+        }
+        cmd.query_async::<()>(&mut con).await.map_err(err("redis note reconciled"))
     }
 
     async fn spend_request(&self, user: &UserId, requests: u32, window: Duration) -> InfraResult<Option<Duration>> {
@@ -719,8 +734,8 @@ impl StockCache for RedisCache {
         before_ms: i64,
         limit: usize,
         keep_durable: bool,
-    ) -> InfraResult<u32> {
-        let Some(nb) = self.bucket_count(collection).await? else { return Ok(0) };
+    ) -> InfraResult<Trimmed> {
+        let Some(nb) = self.bucket_count(collection).await? else { return Ok(Trimmed { removed: 0, pass_done: true }) };
         let k = self.keys(collection);
         let per_run = (limit as u32 / BUYERS_PER_BUCKET as u32).clamp(1, nb);
         let mut con = self.con.clone();
@@ -735,7 +750,10 @@ impl StockCache for RedisCache {
             (0..per_run).map(|i| k.bucket(((cursor - i64::from(i) - 1).rem_euclid(i64::from(nb))) as u32)).collect();
         let args = vec![secs(before_ms).to_string().into_bytes(), if keep_durable { b"1".to_vec() } else { vec![] }];
         let (_, n, _) = self.run("redis trim script", &self.scripts.trim, keys, args).await?;
-        Ok(n as u32)
+        // A pass ends each time the cursor crosses a multiple of the bucket count.
+        let nb = i64::from(nb);
+        let pass_done = per_run as i64 >= nb || cursor.div_euclid(nb) != (cursor - i64::from(per_run)).div_euclid(nb);
+        Ok(Trimmed { removed: n as u32, pass_done })
     }
 
     async fn snapshot(&self, collection: &CollectionId) -> InfraResult<CacheSnapshot> {
@@ -767,13 +785,23 @@ impl StockCache for RedisCache {
         let mode = if only_if_missing { "missing" } else { "force" };
         let k = self.keys(collection);
         let nb = buckets_for(quantity);
-        let args =
-            [snapshot.version.to_string(), (saleable - snapshot.pending).to_string(), mode.to_owned(), nb.to_string()];
+        let mut keys = vec![k.stock(), k.meta(), k.slices()];
+        let mut args = vec![
+            snapshot.version.to_string(),
+            (saleable - snapshot.pending).to_string(),
+            mode.to_owned(),
+            nb.to_string(),
+        ];
+        // The quiet slices the snapshot read: unchanged, they are all that may be registered.
+        for (n, len) in &snapshot.quiet_slices {
+            keys.push(k.slice(*n));
+            args.push(format!("{n}:{len}"));
+        }
         let (code, s, _) = self
             .run(
                 "redis rebuild script",
                 &self.scripts.rebuild,
-                vec![k.stock(), k.meta(), k.slices()],
+                keys,
                 args.into_iter().map(String::into_bytes).collect(),
             )
             .await?;

@@ -19,6 +19,8 @@
 //!    and repair drift only while nothing is in flight, compare-and-set on the cache version read
 //!    before DynamoDB was (so a concurrent Try, settle or cancel makes the repair step aside).
 //! 3. **Trim** per-order entries settled longer ago than the retention.
+//! 4. **Mark** a clean collection (nothing in flight, no drift, a trim pass finished) with the
+//!    figures both stores agreed on, and note every visit.
 //!
 //! The run's summary is logged as JSON, emitted as CloudWatch embedded-metric-format lines, and
 //! returned as the handler's result.
@@ -46,6 +48,9 @@ const HEAL_CONCURRENCY: usize = 32;
 const TRIM_PER_RUN: usize = 20_000;
 /// Collections reconciled at once.
 const COLLECTION_CONCURRENCY: usize = 8;
+/// Trim calls a clean collection may take to finish a pass (a pass over the largest bucket
+/// count takes 53).
+const MAX_TRIM_CALLS: usize = 64;
 /// A run's default time budget: it starts no collection after this long (the function's timeout
 /// is 55 s; one collection's work is bounded by the per-run limits above).
 pub const RUN_BUDGET: Duration = Duration::from_secs(40);
@@ -60,7 +65,8 @@ fn figures(stock: i64, l: &StockLevels) -> String {
 }
 
 /// A collection nothing has happened to since a clean run: no time slice registered (every Try,
-/// and every cancel of a durable order, registers one, and only a reconciled run drops them),
+/// and every cancel of a durable order, registers one, and only a reconciled run drops them,
+/// once they ended a slice before its cutoff),
 /// and Redis's stock and DynamoDB's levels exactly as the mark records them (a confirm, cancel,
 /// timeout, repair, cache loss or stray write changes one of them), no drift last seen, and the
 /// mark younger than `max_age_ms` (so a quiet collection is still trimmed once that often).
@@ -124,20 +130,28 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     pub async fn reconcile(&self, now_ms: i64) -> Result<ReconcileReport, AppError> {
         let started = Instant::now();
         let ids = self.ledger.collections().await?;
-        let (probes, records) = futures::try_join!(self.cache.probe(&ids), self.ledger.collection_records(&ids))?;
+        let (probes, records) = futures::join!(self.cache.probe(&ids), self.ledger.collection_records(&ids));
+        // What cannot be read is not quiet: it is reconciled, and reports its own failure.
+        let probes = probes.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "probe failed: every collection reconciled");
+            vec![CacheProbe::default(); ids.len()]
+        });
+        let records = records.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "collection records unread: every collection reconciled");
+            Vec::new()
+        });
         let records: HashMap<&CollectionId, &CollectionRecord> = records.iter().map(|r| (&r.id, r)).collect();
         let retention = self.settings.order_retention_ms;
-        let mut active: Vec<CollectionId> = ids
+        let mut active: Vec<(Option<i64>, CollectionId)> = ids
             .iter()
             .zip(&probes)
             .filter(|(id, probe)| !records.get(id).is_some_and(|rec| is_quiet(probe, rec, now_ms, retention)))
-            .map(|(id, _)| id.clone())
+            .map(|(id, probe)| (probe.visited_s, id.clone()))
             .collect();
-        // Each run starts elsewhere, so a collection that never goes quiet starves no other.
-        if !active.is_empty() {
-            let start = (now_ms.div_euclid(60_000) as usize) % active.len();
-            active.rotate_left(start);
-        }
+        // The longest unvisited first (never visited before all): when the budget runs out, the
+        // next run starts where this one stopped, so no collection starves another.
+        active.sort();
+        let active: Vec<CollectionId> = active.into_iter().map(|(_, id)| id).collect();
         let mut report = self.reconcile_some(&active, now_ms, Some(started + self.settings.reconcile_budget)).await;
         report.collections_quiet = (ids.len() - active.len()) as u32;
         report.collections_deferred = (active.len() as u32).saturating_sub(report.collections_checked);
@@ -163,6 +177,8 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 if let Err(e) = self.reconcile_collection(&id, now_ms, &mut cr).await {
                     tracing::error!(collection = %id, error = %e, "reconciliation of a collection failed");
                     cr.errors.push(e.to_string());
+                    // Visited all the same (best effort), so it does not go first every run.
+                    let _ = self.cache.note_reconciled(&id, now_ms, None).await;
                 }
                 (id, cr)
             })
@@ -233,17 +249,29 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         // 3. Bound Redis memory.
         // With a per-user limit, durable orders stay: their units count toward the buyer's limit.
         let keep = rec.spec.per_user_limit.is_some();
-        cr.trimmed = self.cache.trim_settled(id, now_ms - self.settings.order_retention_ms, TRIM_PER_RUN, keep).await?;
-        // 4. Clean and nothing registered: leave the mark later runs skip it by.
+        let before = now_ms - self.settings.order_retention_ms;
+        let mut trim = self.cache.trim_settled(id, before, TRIM_PER_RUN, keep).await?;
+        cr.trimmed = trim.removed;
+        // 4. Clean and nothing registered: finish the trim pass over every bucket (a quiet
+        // collection is skipped until its mark is a retention old), then leave the mark later
+        // runs skip it by. Every visit is noted: the longest unvisited go first.
         let clean = cr.unsettled_examined == 0
             && cr.drift == Some(0)
             && cr.identity_violations.is_empty()
             && snap.unsettled == 0
-            && snap.quiet_slices.is_empty()
-            && (cr.trimmed as usize) < TRIM_PER_RUN;
+            && snap.quiet_slices.is_empty();
+        let mut mark = None;
         if let (true, Some(stock)) = (clean, snap.stock) {
-            self.cache.mark_reconciled(id, &reconcile_mark(stock, &rec.levels, now_ms)).await?;
+            for _ in 0..MAX_TRIM_CALLS {
+                if trim.pass_done {
+                    break;
+                }
+                trim = self.cache.trim_settled(id, before, TRIM_PER_RUN, keep).await?;
+                cr.trimmed += trim.removed;
+            }
+            mark = trim.pass_done.then(|| reconcile_mark(stock, &rec.levels, now_ms));
         }
+        self.cache.note_reconciled(id, now_ms, mark.as_deref()).await?;
         Ok(())
     }
 
@@ -361,7 +389,7 @@ mod tests {
     }
 
     fn probe(stock: Option<i64>, slices: u64, mark: Option<String>) -> CacheProbe {
-        CacheProbe { stock, slices, mark }
+        CacheProbe { stock, slices, mark, visited_s: None }
     }
 
     #[test]

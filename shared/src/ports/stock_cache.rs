@@ -147,6 +147,15 @@ pub struct CacheProbe {
     pub stock: Option<i64>,
     pub slices: u64,
     pub mark: Option<String>,
+    /// When a run last reconciled it (epoch seconds): runs take the longest unvisited first.
+    pub visited_s: Option<i64>,
+}
+
+/// One trim call: records forgotten, and whether it completed a pass over every bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Trimmed {
+    pub removed: u32,
+    pub pass_done: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,14 +207,14 @@ pub trait StockCache: Send + Sync + 'static {
         orders: &[OrderKey],
     ) -> impl Future<Output = InfraResult<Vec<Option<CacheEntry>>>> + Send;
     /// Forgets entries settled (cancelled, failed, and unless `keep_durable` durable) before
-    /// `before_ms`, looking at about `limit` of them per call; returns how many.
+    /// `before_ms`, looking at about `limit` of them per call, round robin over the buckets.
     fn trim_settled(
         &self,
         collection: &CollectionId,
         before_ms: i64,
         limit: usize,
         keep_durable: bool,
-    ) -> impl Future<Output = InfraResult<u32>> + Send;
+    ) -> impl Future<Output = InfraResult<Trimmed>> + Send;
     fn snapshot(&self, collection: &CollectionId) -> impl Future<Output = InfraResult<CacheSnapshot>> + Send;
     /// Sets stock to DynamoDB's `saleable` minus the snapshot's pending units if the version is
     /// still the snapshot's (take the snapshot before reading DynamoDB); `only_if_missing` leaves
@@ -219,10 +228,16 @@ pub trait StockCache: Send + Sync + 'static {
         only_if_missing: bool,
         quantity: i64,
     ) -> impl Future<Output = InfraResult<Rebuild>> + Send;
-    /// [`CacheProbe`]s of many collections (in order), a few reads each, pipelined.
+    /// [`CacheProbe`]s of many collections (in order), a few reads each, pipelined; a collection
+    /// that cannot be read gets an empty probe (so it is not taken for quiet).
     fn probe(&self, ids: &[CollectionId]) -> impl Future<Output = InfraResult<Vec<CacheProbe>>> + Send;
-    /// Leaves reconciliation's mark on a collection it found clean.
-    fn mark_reconciled(&self, id: &CollectionId, mark: &str) -> impl Future<Output = InfraResult<()>> + Send;
+    /// Records a reconciliation visit, with the mark of a collection it found clean.
+    fn note_reconciled(
+        &self,
+        id: &CollectionId,
+        now_ms: i64,
+        mark: Option<&str>,
+    ) -> impl Future<Output = InfraResult<()>> + Send;
     /// Spends one of `user`'s `requests` per `window`, counted in Redis so every function instance
     /// shares it: `None` within the budget, else how long until the window ends.
     fn spend_request(
