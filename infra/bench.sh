@@ -5,7 +5,7 @@
 #   infra/bench.sh                      everything, full size (~25 min here, plus ~12 min for the
 #                                       two cargo-lambda builds)
 #   infra/bench.sh --only flash-sale    one section (scripts, amplification, footprint, flash-sale,
-#                                       reconcile); other flags: see `flashstock-bench --help`
+#                                       reconcile, history); other flags: see `flashstock-bench --help`
 #   infra/bench.sh --tiny               seconds-long sizes (CI); writes target/BENCHMARKS.tiny.md
 # FLASHSTOCK_BENCH_SKIP_LAMBDA_BUILD=1 skips the two cargo-lambda builds (sizes from the last ones).
 set -euo pipefail

@@ -121,8 +121,8 @@ impl TestApp {
         Self { stack, redis, http: reqwest::Client::new() }
     }
 
-    pub fn token(&self, sub: &str, roles: &[&str]) -> String {
-        self.stack.token(sub, roles)
+    pub fn token(&self, sub: &str, scopes: &[&str]) -> String {
+        self.stack.token(sub, scopes)
     }
 
     /// A raw call: `token` as given (None = no Authorization header), body as raw text.
@@ -145,8 +145,8 @@ impl TestApp {
         Answer { status, content_type, body, retry_after }
     }
 
-    pub async fn call(&self, method: &str, path: &str, sub: &str, roles: &[&str], body: Option<Value>) -> Answer {
-        let token = self.token(sub, roles);
+    pub async fn call(&self, method: &str, path: &str, sub: &str, scopes: &[&str], body: Option<Value>) -> Answer {
+        let token = self.token(sub, scopes);
         let body = body.map(|b| b.to_string());
         self.raw(method, path, Some(&token), body.as_deref()).await
     }

@@ -171,7 +171,10 @@ impl Config {
         }
         let allow_insecure_redis = matches!(get(ALLOW_INSECURE_REDIS).as_deref(), Some("1" | "true" | "on"));
         let redis = match get(REDIS_SECRET_ARN).filter(|v| !v.is_empty()) {
-            Some(secret_arn) => RedisSource::SecretsManager { secret_arn, endpoint: req(REDIS_ENDPOINT)? },
+            // The endpoint may be left out when the secret holds a whole URL.
+            Some(secret_arn) => {
+                RedisSource::SecretsManager { secret_arn, endpoint: get(REDIS_ENDPOINT).unwrap_or_default() }
+            }
             None => {
                 let url = req(REDIS_URL)?;
                 if let Some(why) = insecure_redis_url(&url).filter(|_| !allow_insecure_redis) {
@@ -272,7 +275,6 @@ mod tests {
         let mut pairs: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != REDIS_URL).collect();
         assert_eq!(Config::from_lookup(env(&pairs)), Err(ConfigError::Missing(REDIS_URL)));
         pairs.push((REDIS_SECRET_ARN, "arn:aws:secretsmanager:eu-west-1:1:secret:redis"));
-        assert_eq!(Config::from_lookup(env(&pairs)), Err(ConfigError::Missing(REDIS_ENDPOINT)));
         pairs.push((REDIS_ENDPOINT, "cache.internal:6379"));
         let c = Config::from_lookup(env(&pairs)).unwrap();
         assert!(

@@ -29,8 +29,8 @@ async fn invoke(f: &mut Function, event: Value) -> Result<Value, Value> {
     r
 }
 
-fn http_event(method: &str, path: &str, sub: &str, roles: &[&str], body: Option<Value>) -> Value {
-    runtime_api::http_event(method, path, sub, roles, body).expect("event")
+fn http_event(method: &str, path: &str, sub: &str, scopes: &[&str], body: Option<Value>) -> Value {
+    runtime_api::http_event(method, path, sub, scopes, body).expect("event")
 }
 
 fn sqs_event(records: &[(&str, String)]) -> Value {

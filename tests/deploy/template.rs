@@ -7,7 +7,7 @@
 //! And it must stay locked down, checked on what AWS's own SAM translator makes of it
 //! (`infra/sam_transform.py`): no IAM policy grants on `*` (beyond the four actions IAM only
 //! takes on `*`) or uses a wildcard action or an AWS managed policy; every route has the JWT
-//! authorizer and exactly the OAuth scope the code requires; the cache admits 6379 from the
+//! authorizer and exactly the OAuth scope the code requires; the cache admits 6379-6380 from the
 //! functions' security group only, with AUTH on. Each check also runs against a broken template
 //! to prove it fails.
 

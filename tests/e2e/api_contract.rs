@@ -1,4 +1,4 @@
-//! The HTTP contract: authentication, roles, ownership, and a 4xx problem+json for every malformed
+//! The HTTP contract: authentication, scopes, ownership, and a 4xx problem+json for every malformed
 //! input — never a 500.
 
 use std::time::Duration;

@@ -142,10 +142,10 @@ impl Client {
         method: reqwest::Method,
         path: &str,
         sub: &str,
-        roles: &[&str],
+        scopes: &[&str],
         body: Option<Value>,
     ) -> anyhow::Result<(u16, Value)> {
-        let token = flashstock_local::jwt::mint(&self.secret, sub, roles);
+        let token = flashstock_local::jwt::mint(&self.secret, sub, scopes);
         let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);

@@ -4,13 +4,18 @@
 //! Everything of one collection shares the hash tag `{<prefix>:c:<collectionId>}` (one Redis
 //! Cluster slot); there are no per-order keys:
 //! - `:stock` STRING: units Redis may still sell, plus [`STOCK_BIAS`] (missing = cache not ready);
-//! - `:meta` HASH: `ver` (compare-and-set version for rebuilds), `nb` (bucket count);
+//! - `:meta` HASH: `ver` (compare-and-set version for rebuilds), `nb` (bucket count), `trim`
+//!   (trim's round-robin cursor), `rc` (reconciliation's mark of a clean collection) and `rv`
+//!   (its last visit, epoch seconds);
 //! - `:u:<n>` HASH, one of `nb` buckets: buyer → the buyer's packed order records
 //!   (`records.lua` documents the format). Canonical UUID buyers and ULID order ids are stored as
 //!   their 16 bytes, any other id as given; a bucket sized for ~16 buyers stays a listpack;
 //! - `:t:<n>` STRING: time slice `n` (10 s): the 2-byte numbers of the buckets whose buyers
 //!   logged an order in it (the time index reconciliation reads), and `:slices` ZSET: the slices
 //!   that exist.
+//!
+//! Outside any collection: `<prefix>:b:<buyer>` STRING, the buyer's request count in the current
+//! budget window (`budget.lua`; one key per call, so Redis Cluster safe).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};

@@ -29,6 +29,9 @@ pub fn redis_url_from_secret(json: &str, endpoint: &str, allow_insecure: bool) -
     let s: RedisSecret = serde_json::from_str(json).map_err(|_| "the secret is not a JSON object".to_owned())?;
     let url = match (s.url, s.username, s.password) {
         (Some(url), _, _) => url,
+        (None, _, Some(_)) if endpoint.is_empty() => {
+            return Err("the secret holds credentials but FLASHSTOCK_REDIS_ENDPOINT is not set".to_owned());
+        }
         (None, user, Some(password)) => {
             let user = user.unwrap_or_default();
             let enc = |v: &str| utf8_percent_encode(v, USERINFO).to_string();
@@ -75,6 +78,7 @@ mod tests {
         let e = redis_url_from_secret("hunter2", "h:1", false).unwrap_err();
         assert!(!e.contains("hunter2"), "{e}");
         assert!(redis_url_from_secret(r#"{"username":"u"}"#, "h:1", false).is_err());
+        assert!(redis_url_from_secret(r#"{"username":"u","password":"p"}"#, "", false).is_err(), "no endpoint");
         assert!(redis_url_from_secret(r#"{"url":"redis://h:1"}"#, "h:1", false).is_err());
         assert!(redis_url_from_secret(r#"{"url":"rediss://h:1/#insecure"}"#, "h:1", false).is_err());
         assert!(redis_url_from_secret(r#"{"url":"rediss://h:1/#insecure"}"#, "h:1", true).is_ok());
