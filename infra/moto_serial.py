@@ -14,12 +14,24 @@ one level deep plus deep copies of only the items the transaction names (Put ite
 Delete / ConditionCheck keys); restoring it on cancel gives the same result, since nothing else
 can change while one request is served at a time.
 
+Real DynamoDB's transaction conflicts, optionally (FLASHSTOCK_DYNAMODB_CONFLICTS=1): every
+request then spends FLASHSTOCK_DYNAMODB_LATENCY_MS (default 10) in flight before moto serves it,
+other requests overlapping it meanwhile, and while it is in flight the items it writes are busy.
+A TransactWriteItems that names a busy item is cancelled with TransactionConflict for that item
+(TransactionCanceledException, as DynamoDB answers), and a PutItem, UpdateItem or DeleteItem of
+an item a transaction holds is refused with TransactionConflictException. GET /flashstock/conflicts
+answers the counts. moto itself still serves one request at a time.
+
 usage: moto_serial.py HOST PORT
 """
 
 import copy
+import io
+import json
 import os
 import sys
+import threading
+import time
 
 import moto_untracked  # noqa: F401  (first: stops moto's instance tracking, see its header)
 from werkzeug.serving import run_simple
@@ -71,8 +83,103 @@ def _transact_write_items_copying_touched(self, transact_items):
 
 dynamodb_models.DynamoDBBackend.transact_write_items = _transact_write_items_copying_touched
 
+_WRITES = ("PutItem", "UpdateItem", "DeleteItem")
+
+
+def _item_keys(op, request):
+    """The items a write names, as hashable (table, key) pairs."""
+    def one(table, key):
+        return (table, json.dumps(key, sort_keys=True))
+
+    if op == "TransactWriteItems":
+        out = []
+        for entry in request.get("TransactItems", []):
+            for action in entry.values():
+                key = action.get("Key") or action.get("Item")
+                if key is not None and action.get("TableName"):
+                    item = action.get("Item")
+                    # A Put names its whole item: its key is the table's key attributes (pk here).
+                    out.append(one(action["TableName"], {"pk": item["pk"]} if item and "pk" in item else key))
+        return out
+    key = request.get("Key") or ({"pk": request["Item"]["pk"]} if "pk" in request.get("Item", {}) else None)
+    return [one(request.get("TableName"), key)] if key is not None else []
+
+
+class Conflicts:
+    """WSGI middleware: latency in flight, conflicts between requests in flight, moto one at a time."""
+
+    def __init__(self, app, latency_s):
+        self.app, self.latency_s = app, latency_s
+        self.serve = threading.Lock()  # moto: one request at a time
+        self.state = threading.Lock()
+        self.in_transactions = {}  # item -> transactions in flight writing it
+        self.in_writes = {}  # item -> single-item writes in flight
+        self.counts = {"transactions": 0, "transaction_conflicts": 0, "writes": 0, "write_conflicts": 0}
+
+    def _answer(self, start_response, status, body):
+        data = json.dumps(body).encode()
+        start_response(status, [("Content-Type", "application/x-amz-json-1.0"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") == "/flashstock/conflicts":
+            with self.state:
+                return self._answer(start_response, "200 OK", dict(self.counts))
+        op = environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")[2]
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        keys = []
+        if op == "TransactWriteItems" or op in _WRITES:
+            try:
+                keys = _item_keys(op, json.loads(body or b"{}"))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                keys = []
+        mine = self.in_transactions if op == "TransactWriteItems" else self.in_writes
+        with self.state:
+            if op == "TransactWriteItems":
+                self.counts["transactions"] += 1
+                busy = [k in self.in_transactions or k in self.in_writes for k in keys]
+                if any(busy):
+                    self.counts["transaction_conflicts"] += 1
+                    reasons = [
+                        {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+                        if b else {"Code": "None"}
+                        for b in busy
+                    ]
+                    codes = ", ".join(r["Code"] for r in reasons)
+                    return self._answer(start_response, "400 Bad Request", {
+                        "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                        "message": f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]",
+                        "CancellationReasons": reasons,
+                    })
+            elif op in _WRITES:
+                self.counts["writes"] += 1
+                if any(k in self.in_transactions for k in keys):
+                    self.counts["write_conflicts"] += 1
+                    return self._answer(start_response, "400 Bad Request", {
+                        "__type": "com.amazonaws.dynamodb.v20120810#TransactionConflictException",
+                        "message": "Transaction is ongoing for the item",
+                    })
+            for k in keys:
+                mine[k] = mine.get(k, 0) + 1
+        try:
+            time.sleep(self.latency_s)
+            with self.serve:
+                return list(self.app(environ, start_response))
+        finally:
+            with self.state:
+                for k in keys:
+                    mine[k] -= 1
+                    if mine[k] == 0:
+                        del mine[k]
+
+
 if __name__ == "__main__":
     host, port = sys.argv[1], int(sys.argv[2])
     os.environ.setdefault("MOTO_PORT", str(port))
     app = DomainDispatcherApplication(create_backend_app)
-    run_simple(host, port, app, threaded=False, request_handler=MotoRequestHandler)
+    if os.environ.get("FLASHSTOCK_DYNAMODB_CONFLICTS") == "1":
+        latency_ms = float(os.environ.get("FLASHSTOCK_DYNAMODB_LATENCY_MS", "10"))
+        run_simple(host, port, Conflicts(app, latency_ms / 1000), threaded=True, request_handler=MotoRequestHandler)
+    else:
+        run_simple(host, port, app, threaded=False, request_handler=MotoRequestHandler)

@@ -568,3 +568,88 @@ pub async fn history_pass(
         quiet,
     })
 }
+
+/// One hot collection's durable path under DynamoDB's transaction conflicts.
+#[derive(Debug, Clone, Default)]
+pub struct HotRun {
+    pub orders: usize,
+    /// Orders RESERVED in DynamoDB at the end.
+    pub durable: i64,
+    /// Seconds from the first Try until every order was durable (None: not within the deadline).
+    pub all_durable_s: Option<f64>,
+    /// Durable orders per second over that time (or over the whole run when not all were).
+    pub durable_per_s: f64,
+    /// Transactions the emulator saw, and how many it cancelled for a conflict.
+    pub transactions: u64,
+    pub conflicts: u64,
+    /// Accepted orders that ended CANCELLED (reconciliation's LOST: no buyer cancels here) or
+    /// FAILED while DynamoDB had the stock for them (the collection holds every order's unit).
+    pub lost: i64,
+    pub failed: i64,
+}
+
+/// The conflict counts of a DynamoDB emulator started with `FLASHSTOCK_DYNAMODB_CONFLICTS=1`.
+pub async fn conflict_counts(endpoint: &str) -> anyhow::Result<(u64, u64)> {
+    let v: serde_json::Value = reqwest::get(format!("{endpoint}/flashstock/conflicts")).await?.json().await?;
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    Ok((n("transactions"), n("transaction_conflicts")))
+}
+
+/// `orders` accepted Tries on one collection with stock for all of them, made durable by the
+/// stack's persist consumers, reconciled on the stack's schedule, watched until every order is
+/// durable or `deadline` passes.
+pub async fn hot_collection(
+    stack: &flashstock_local::stack::Stack,
+    dynamodb: &str,
+    orders: usize,
+    deadline: std::time::Duration,
+) -> anyhow::Result<HotRun> {
+    let b = BenchApp::new(stack, |s| s.emit_emf = false).await?;
+    let id = b.collection(&format!("hot-{}", ulid::Ulid::new().to_string().to_lowercase()), orders as u64).await?;
+    let (tx0, c0) = conflict_counts(dynamodb).await?;
+    let start = Instant::now();
+    // Through the stack's own app: its messages go to the queue its consumers read.
+    let _ = futures::stream::iter(0..orders)
+        .map(|i| {
+            let (app, id) = (&stack.app, id.clone());
+            async move {
+                let input = ReserveInput {
+                    collection: id.clone(),
+                    order: OrderId::parse(&format!("h{i:06}"))?,
+                    user: buyer(i)?,
+                    quantity: 1,
+                };
+                app.reserve(input, flashstock::now_ms()).await.map_err(|e| anyhow::anyhow!("{e}"))
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<anyhow::Result<_>>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut all_durable_s = None;
+    let mut durable = 0;
+    while start.elapsed() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        if let Some(rec) = stack.app.ledger.collection(&id).await? {
+            durable = rec.levels.reserved;
+            if durable as usize >= orders {
+                all_durable_s = Some(start.elapsed().as_secs_f64());
+                break;
+            }
+        }
+    }
+    let (tx1, c1) = conflict_counts(dynamodb).await?;
+    let figures = stack.store_figures(id.as_str()).await?;
+    let secs = all_durable_s.unwrap_or(start.elapsed().as_secs_f64());
+    Ok(HotRun {
+        orders,
+        durable,
+        all_durable_s,
+        durable_per_s: durable as f64 / secs.max(1e-9),
+        transactions: tx1 - tx0,
+        conflicts: c1 - c0,
+        lost: figures.by_status.get("CANCELLED").copied().unwrap_or(0),
+        failed: figures.by_status.get("FAILED").copied().unwrap_or(0),
+    })
+}

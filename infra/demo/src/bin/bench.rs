@@ -25,6 +25,15 @@ struct Cli {
     /// Run only these sections (comma-separated); the default is all of them.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Section>,
+    /// Hot collection: accepted orders on one collection, all with stock.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    hot_orders: u64,
+    /// Hot collection: concurrent persist consumers (the template's PersistMaxConcurrency).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1_000))]
+    hot_consumers: u64,
+    /// Hot collection: seconds to watch before giving up on the orders not yet durable.
+    #[arg(long, default_value_t = 480, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    hot_deadline_seconds: u64,
     /// Flash sale: buyers, each trying for one unit at once.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     buyers: u64,
@@ -55,6 +64,9 @@ enum Section {
     FlashSale,
     Reconcile,
     History,
+    /// Needs a DynamoDB with conflict semantics: run with `AWS_ENDPOINT_URL_DYNAMODB` pointing at
+    /// `infra/moto_serial.py` started with `FLASHSTOCK_DYNAMODB_CONFLICTS=1` (infra/bench.sh does).
+    Hot,
 }
 
 fn fmt3(t: (f64, f64, f64)) -> String {
@@ -130,6 +142,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if want(Section::History) {
         history(&cli, &redis_url, &prefix, &mut md).await?;
+    }
+    // Only when asked for: it needs the DynamoDB emulator with conflicts (see `Section::Hot`).
+    if cli.only.contains(&Section::Hot) {
+        hot(&cli, &redis_url, &prefix, &mut md).await?;
     }
     writeln!(
         md,
@@ -568,6 +584,56 @@ async fn history(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String) -> a
     writeln!(
         md,
         "\nA quiet collection costs three Redis reads (one pipeline on its slot) and a hundredth of a BatchGetItem per run; an active one costs what section 6 measures. On AWS the run's length is set by the active collections (8 at a time) and the probe (Redis pipelines 64 deep, 10 BatchGetItems per 1,000 collections), and a run starts no collection after its 40 s budget: the rest wait for the next minute's run, which starts elsewhere in the list.\n"
+    )?;
+    Ok(())
+}
+
+async fn hot(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String) -> anyhow::Result<()> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").map_err(|_| {
+        anyhow::anyhow!("--only hot: set AWS_ENDPOINT_URL_DYNAMODB to a DynamoDB emulator with conflicts")
+    })?;
+    bench::conflict_counts(&endpoint).await.map_err(|e| {
+        anyhow::anyhow!("--only hot: {endpoint} is not infra/moto_serial.py with FLASHSTOCK_DYNAMODB_CONFLICTS=1 ({e})")
+    })?;
+    let (orders, consumers) = if cli.tiny { (300, 4) } else { (cli.hot_orders as usize, cli.hot_consumers as usize) };
+    // The template's event source mapping and timing knobs.
+    let sopts = StackOptions {
+        persist_consumers: consumers,
+        persist_batch_size: 1_000,
+        batching_window: std::time::Duration::from_secs(1),
+        visibility_seconds: 180,
+        schedule_interval: Some(std::time::Duration::from_secs(60)),
+        run_timers: false,
+        ..StackOptions::default()
+    };
+    let stack = Stack::launch(&format!("{prefix}-hot"), redis_url, sopts, |c| c.emit_emf = false).await?;
+    let deadline = std::time::Duration::from_secs(if cli.tiny { 120 } else { cli.hot_deadline_seconds });
+    let r = bench::hot_collection(&stack, &endpoint, orders, deadline).await?;
+    eprintln!("hot: {r:?}");
+    writeln!(md, "## 8. One hot collection under DynamoDB's transaction conflicts\n")?;
+    writeln!(
+        md,
+        "{orders} accepted orders on one collection holding a unit for each, {consumers} persist consumers (batches of up to 1,000 over a 1 s window, visibility timeout 180 s), reconciliation every 60 s with its 45 s threshold: the template's settings. DynamoDB is moto behind `infra/moto_serial.py` with conflict semantics: each request spends {} ms in flight, a transaction naming an item another transaction or write holds is cancelled (`TransactionConflict`), a write into a running transaction's item refused. Watched for up to {} s.\n",
+        std::env::var("FLASHSTOCK_DYNAMODB_LATENCY_MS").unwrap_or_else(|_| "10".into()),
+        deadline.as_secs()
+    )?;
+    writeln!(
+        md,
+        "| orders | consumers | all durable after, s | durable orders/s | transactions | cancelled for conflicts | ended LOST | ended FAILED |\n|---|---|---|---|---|---|---|---|"
+    )?;
+    writeln!(
+        md,
+        "| {} | {consumers} | {} | {:.0} | {} | {} | {} | {} |\n",
+        r.orders,
+        r.all_durable_s.map_or_else(
+            || format!("not within {} s ({} durable)", deadline.as_secs(), r.durable),
+            |s| format!("{s:.1}")
+        ),
+        r.durable_per_s,
+        r.transactions,
+        r.conflicts,
+        r.lost,
+        r.failed
     )?;
     Ok(())
 }
