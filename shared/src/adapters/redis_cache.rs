@@ -13,6 +13,7 @@
 //! - `:t:<n>` STRING: time slice `n` (10 s): the 2-byte numbers of the buckets whose buyers
 //!   logged an order in it (the time index reconciliation reads), and `:slices` ZSET: the slices
 //!   that exist.
+//! - `:lease` STRING: the persist consumer writing the collection's durable stock now (`lease.lua`).
 //!
 //! Outside any collection: `<prefix>:b:<buyer>` STRING, the buyer's request count in the current
 //! budget window (`budget.lua`; one key per call, so Redis Cluster safe).
@@ -70,6 +71,7 @@ struct Scripts {
     trim: Script,
     prune: Script,
     budget: Script,
+    lease: Script,
 }
 
 impl Scripts {
@@ -84,6 +86,7 @@ impl Scripts {
             trim: Script::new(with_records!("../lua/trim.lua")),
             prune: Script::new(include_str!("../lua/prune.lua")),
             budget: Script::new(include_str!("../lua/budget.lua")),
+            lease: Script::new(include_str!("../lua/lease.lua")),
         }
     }
 }
@@ -166,6 +169,9 @@ impl Keys {
     }
     pub fn slice(&self, n: i64) -> String {
         format!("{}:t:{n}", self.tag)
+    }
+    pub fn lease(&self) -> String {
+        format!("{}:lease", self.tag)
     }
 }
 
@@ -584,6 +590,34 @@ impl StockCache for RedisCache {
             cmd.arg("rc").arg(mark);
         }
         cmd.query_async::<()>(&mut con).await.map_err(err("redis note reconciled"))
+    }
+
+    async fn take_lease(&self, collection: &CollectionId, holder: &str, ttl: Duration) -> InfraResult<bool> {
+        let mut con = self.con.clone();
+        let held: i64 = self
+            .scripts
+            .lease
+            .key(self.keys(collection).lease())
+            .arg("take")
+            .arg(holder)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut con)
+            .await
+            .map_err(err("redis lease script"))?;
+        Ok(held == 1)
+    }
+
+    async fn give_lease(&self, collection: &CollectionId, holder: &str) -> InfraResult<()> {
+        let mut con = self.con.clone();
+        self.scripts
+            .lease
+            .key(self.keys(collection).lease())
+            .arg("give")
+            .arg(holder)
+            .invoke_async::<i64>(&mut con)
+            .await
+            .map(|_| ())
+            .map_err(err("redis lease script"))
     }
 
     async fn spend_request(&self, user: &UserId, requests: u32, window: Duration) -> InfraResult<Option<Duration>> {

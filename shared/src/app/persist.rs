@@ -1,13 +1,17 @@
 //! Persist: the SQS consumer that makes accepted Tries durable in DynamoDB.
 //!
 //! Per collection in a batch: one transaction = one conditional update of the inventory item for
-//! the chunk's total + one conditional put per order (≤ 99 orders). When DynamoDB cancels it, the
+//! the chunk's total + one conditional put per order (≤ 99 orders). Every transaction writes the
+//! collection item, and DynamoDB cancels a transaction on an item another one is writing
+//! (`TransactionConflict`), so concurrent consumers take turns: each holds the collection's lease
+//! (in Redis) while it writes its chunks, the others wait for it rather than conflict. When DynamoDB cancels it, the
 //! per-item reasons say which orders were already there (replays, tombstones) and whether stock
 //! was short; those are set aside or fitted, and the rest retried. Only messages that are still
 //! unresolved after retries are reported as batch item failures (SQS redelivers them, and after
 //! the queue's maxReceiveCount moves them to the DLQ).
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use super::{App, AppError, backoff};
 use crate::domain::batch::{ORDERS_PER_TRANSACTION, fit_to_stock, group_by_collection};
@@ -16,6 +20,10 @@ use crate::ports::{ItemFailure, Ledger, Queue, ReservationMessage, SettleAs, Sto
 
 /// Transaction attempts per chunk before its orders are reported for redelivery.
 const MAX_ATTEMPTS: u32 = 8;
+/// A persist lease's time: renewed before every chunk, so it outlives a stalled holder by this.
+const LEASE_TTL: Duration = Duration::from_secs(5);
+/// How long a consumer waits its turn before it transacts anyway (conflicts are retried).
+const LEASE_WAIT: Duration = Duration::from_secs(15);
 
 /// What became of a chunk's orders.
 #[derive(Default)]
@@ -54,8 +62,14 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 return msgs.iter().map(ReservationMessage::key).collect();
             }
         };
+        let holder = ulid::Ulid::new().to_string();
+        let leased = self.wait_for_lease(collection, &holder).await;
         let mut unresolved = Vec::new();
         for chunk in msgs.chunks(ORDERS_PER_TRANSACTION) {
+            if leased {
+                // Renewed per chunk; lost to another (it expired) costs conflicts, not correctness.
+                let _ = self.cache.take_lease(collection, &holder, LEASE_TTL).await;
+            }
             let r = self.apply_chunk(collection, spec.payment_window_seconds, chunk.to_vec(), now_ms).await;
             unresolved.extend(r.unresolved);
             if let Err(e) = self.finish_chunk(collection, r.durable, r.refused, r.existing, now_ms).await {
@@ -63,9 +77,31 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 unresolved.extend(chunk.iter().map(ReservationMessage::key));
             }
         }
+        if leased && let Err(e) = self.cache.give_lease(collection, &holder).await {
+            tracing::warn!(%collection, error = %e, "persist lease not given back; it expires");
+        }
         unresolved.sort();
         unresolved.dedup();
         unresolved
+    }
+
+    /// Waits for the collection's persist lease (true: held). Gives up after [`LEASE_WAIT`], or
+    /// at once if Redis cannot be asked, and transacts anyway: the lease only spares conflicts.
+    async fn wait_for_lease(&self, collection: &CollectionId, holder: &str) -> bool {
+        let start = Instant::now();
+        loop {
+            match self.cache.take_lease(collection, holder, LEASE_TTL).await {
+                Ok(true) => return true,
+                Ok(false) if start.elapsed() < LEASE_WAIT => {
+                    tokio::time::sleep(Duration::from_millis(rand::random_range(5..=25))).await;
+                }
+                Ok(false) => return false,
+                Err(e) => {
+                    tracing::warn!(%collection, error = %e, "persist lease unavailable; transacting without");
+                    return false;
+                }
+            }
+        }
     }
 
     /// Runs the chunk's transaction until every order is durable, refused, or found already there.

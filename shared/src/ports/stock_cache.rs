@@ -238,6 +238,17 @@ pub trait StockCache: Send + Sync + 'static {
         now_ms: i64,
         mark: Option<&str>,
     ) -> impl Future<Output = InfraResult<()>> + Send;
+    /// Takes (or renews, if `holder` has it) the collection's persist lease for `ttl`: true when
+    /// `holder` holds it. A throughput aid only (one transaction writer per hot collection item);
+    /// DynamoDB's conditions stay the guarantee.
+    fn take_lease(
+        &self,
+        collection: &CollectionId,
+        holder: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = InfraResult<bool>> + Send;
+    /// Gives the lease back if `holder` still has it.
+    fn give_lease(&self, collection: &CollectionId, holder: &str) -> impl Future<Output = InfraResult<()>> + Send;
     /// Spends one of `user`'s `requests` per `window`, counted in Redis so every function instance
     /// shares it: `None` within the budget, else how long until the window ends.
     fn spend_request(

@@ -1,0 +1,23 @@
+-- lease.lua: one persist consumer at a time writes a hot collection's durable stock (its lease).
+-- Only a throughput aid: DynamoDB's conditional writes stay the guarantee, so a lease that
+-- expires under its holder costs transaction conflicts (retried), never correctness.
+--
+-- KEYS[1] lease  STRING  "{…}:lease": the holder's id, expiring after the lease's time
+-- ARGV[1] "take" (take it if free, or renew it if ours) | "give" (drop it if ours)
+-- ARGV[2] the holder's id
+-- ARGV[3] the lease's time, ms (take)
+-- Returns 1 when the caller holds (take) or dropped (give) the lease, else 0.
+local h = redis.call('GET', KEYS[1])
+if ARGV[1] == 'give' then
+  if h == ARGV[2] then redis.call('DEL', KEYS[1]); return 1 end
+  return 0
+end
+if not h then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+if h == ARGV[2] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+return 0
