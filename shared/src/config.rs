@@ -26,6 +26,7 @@ pub const BUYER_BUDGET: &str = "FLASHSTOCK_BUYER_BUDGET";
 pub const BUYER_BUDGET_WINDOW_SECONDS: &str = "FLASHSTOCK_BUYER_BUDGET_WINDOW_SECONDS";
 pub const DEFAULT_PER_USER_LIMIT: &str = "FLASHSTOCK_DEFAULT_PER_USER_LIMIT";
 pub const RECONCILE_BUDGET_MS: &str = "FLASHSTOCK_RECONCILE_BUDGET_MS";
+pub const PERSIST_LEASE: &str = "FLASHSTOCK_PERSIST_LEASE";
 
 /// The shortest order retention accepted. A replay of an order Redis has forgotten takes a unit
 /// again, which persist (or reconciliation) gives back once it meets DynamoDB's record: correct,
@@ -116,6 +117,9 @@ pub struct Config {
     /// A reconciliation run starts no collection after this long (default 40 s, inside the
     /// reconcile function's 55 s timeout).
     pub reconcile_budget: Duration,
+    /// Persist consumers of one collection take turns through its lease (default on; `off`
+    /// lets them transact at once and retry DynamoDB's conflicts, as the benchmark compares).
+    pub persist_lease: bool,
 }
 
 /// Why a Redis URL is refused outside local use, if it is.
@@ -209,6 +213,7 @@ impl Config {
                 get(RECONCILE_BUDGET_MS),
                 crate::app::reconcile::RUN_BUDGET.as_millis() as u64,
             )?),
+            persist_lease: !matches!(get(PERSIST_LEASE).as_deref(), Some("0" | "false" | "off")),
         })
     }
 }
@@ -241,6 +246,7 @@ mod tests {
         assert!(!c.redis_cluster);
         assert_eq!(c.buyer_budget, Some(BuyerBudget { requests: 20, window: Duration::from_secs(60) }));
         assert_eq!(c.default_per_user_limit, Some(10));
+        assert!(c.persist_lease);
         // Bounded healing (docs/DESIGN.md#guarantees): threshold + one 60 s schedule interval < 2 min.
         assert!(c.reconcile_threshold_ms + 60_000 < 120_000);
     }

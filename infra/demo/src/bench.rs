@@ -575,9 +575,11 @@ pub struct HotRun {
     pub orders: usize,
     /// Orders RESERVED in DynamoDB at the end.
     pub durable: i64,
-    /// Seconds from the first Try until every order was durable (None: not within the deadline).
+    /// Seconds from the first Try until every order was durable (None: some never were).
     pub all_durable_s: Option<f64>,
-    /// Durable orders per second over that time (or over the whole run when not all were).
+    /// Seconds from the first Try until the last order that became durable did.
+    pub last_durable_s: f64,
+    /// Durable orders per second over that time.
     pub durable_per_s: f64,
     /// Transactions the emulator saw, and how many it cancelled for a conflict.
     pub transactions: u64,
@@ -597,11 +599,12 @@ pub async fn conflict_counts(endpoint: &str) -> anyhow::Result<(u64, u64)> {
 
 /// `orders` accepted Tries on one collection with stock for all of them, made durable by the
 /// stack's persist consumers, reconciled on the stack's schedule, watched until every order is
-/// durable or `deadline` passes.
+/// durable, or none became durable for `quiet` (longer than a redelivery), or `deadline` passes.
 pub async fn hot_collection(
     stack: &flashstock_local::stack::Stack,
     dynamodb: &str,
     orders: usize,
+    quiet: std::time::Duration,
     deadline: std::time::Duration,
 ) -> anyhow::Result<HotRun> {
     let b = BenchApp::new(stack, |s| s.emit_emf = false).await?;
@@ -628,25 +631,28 @@ pub async fn hot_collection(
         .into_iter()
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut all_durable_s = None;
-    let mut durable = 0;
-    while start.elapsed() < deadline {
+    let (mut durable, mut last_durable_s) = (0, 0.0);
+    while start.elapsed() < deadline && start.elapsed().as_secs_f64() - last_durable_s < quiet.as_secs_f64() {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         if let Some(rec) = stack.app.ledger.collection(&id).await? {
-            durable = rec.levels.reserved;
+            if rec.levels.reserved > durable {
+                durable = rec.levels.reserved;
+                last_durable_s = start.elapsed().as_secs_f64();
+            }
             if durable as usize >= orders {
-                all_durable_s = Some(start.elapsed().as_secs_f64());
+                all_durable_s = Some(last_durable_s);
                 break;
             }
         }
     }
     let (tx1, c1) = conflict_counts(dynamodb).await?;
     let figures = stack.store_figures(id.as_str()).await?;
-    let secs = all_durable_s.unwrap_or(start.elapsed().as_secs_f64());
     Ok(HotRun {
         orders,
         durable,
         all_durable_s,
-        durable_per_s: durable as f64 / secs.max(1e-9),
+        last_durable_s,
+        durable_per_s: durable as f64 / last_durable_s.max(1e-9),
         transactions: tx1 - tx0,
         conflicts: c1 - c0,
         lost: figures.by_status.get("CANCELLED").copied().unwrap_or(0),

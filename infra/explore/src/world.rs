@@ -274,6 +274,7 @@ impl World {
                 buyer_budget: None,
                 default_per_user_limit: None,
                 reconcile_budget: flashstock::app::reconcile::RUN_BUDGET,
+                persist_lease: true,
             },
             next: AtomicU64::new(0),
         })

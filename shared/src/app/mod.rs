@@ -88,6 +88,8 @@ pub struct Settings {
     pub default_per_user_limit: Option<u32>,
     /// A reconciliation run starts no collection after this long.
     pub reconcile_budget: Duration,
+    /// Persist consumers of a collection take turns through its lease.
+    pub persist_lease: bool,
 }
 
 impl From<&Config> for Settings {
@@ -101,6 +103,7 @@ impl From<&Config> for Settings {
             buyer_budget: c.buyer_budget,
             default_per_user_limit: c.default_per_user_limit,
             reconcile_budget: c.reconcile_budget,
+            persist_lease: c.persist_lease,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! the chunk's total + one conditional put per order (≤ 99 orders). Every transaction writes the
 //! collection item, and DynamoDB cancels a transaction on an item another one is writing
 //! (`TransactionConflict`), so concurrent consumers take turns: each holds the collection's lease
-//! (in Redis) while it writes its chunks, the others wait for it rather than conflict. When DynamoDB cancels it, the
+//! (in Redis) for one chunk's transaction, the others wait for it rather than conflict. When DynamoDB cancels it, the
 //! per-item reasons say which orders were already there (replays, tombstones) and whether stock
 //! was short; those are set aside or fitted, and the rest retried. Only messages that are still
 //! unresolved after retries are reported as batch item failures (SQS redelivers them, and after
@@ -20,7 +20,8 @@ use crate::ports::{ItemFailure, Ledger, Queue, ReservationMessage, SettleAs, Sto
 
 /// Transaction attempts per chunk before its orders are reported for redelivery.
 const MAX_ATTEMPTS: u32 = 8;
-/// A persist lease's time: renewed before every chunk, so it outlives a stalled holder by this.
+/// A persist lease's time: one chunk's transaction (with its retries) holds it, and a holder that
+/// stalls or dies holds it no longer than this.
 const LEASE_TTL: Duration = Duration::from_secs(5);
 /// How long a consumer waits its turn before it transacts anyway (conflicts are retried).
 const LEASE_WAIT: Duration = Duration::from_secs(15);
@@ -63,22 +64,20 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             }
         };
         let holder = ulid::Ulid::new().to_string();
-        let leased = self.wait_for_lease(collection, &holder).await;
         let mut unresolved = Vec::new();
         for chunk in msgs.chunks(ORDERS_PER_TRANSACTION) {
-            if leased {
-                // Renewed per chunk; lost to another (it expired) costs conflicts, not correctness.
-                let _ = self.cache.take_lease(collection, &holder, LEASE_TTL).await;
-            }
+            // The lease covers the transaction only: the follow-ups of one consumer (Redis, timers)
+            // overlap the next one's transaction.
+            let leased = self.settings.persist_lease && self.wait_for_lease(collection, &holder).await;
             let r = self.apply_chunk(collection, spec.payment_window_seconds, chunk.to_vec(), now_ms).await;
+            if leased && let Err(e) = self.cache.give_lease(collection, &holder).await {
+                tracing::warn!(%collection, error = %e, "persist lease not given back; it expires");
+            }
             unresolved.extend(r.unresolved);
             if let Err(e) = self.finish_chunk(collection, r.durable, r.refused, r.existing, now_ms).await {
                 tracing::error!(%collection, error = %e, "durable, but Redis/timer follow-up failed; redelivery finishes it");
                 unresolved.extend(chunk.iter().map(ReservationMessage::key));
             }
-        }
-        if leased && let Err(e) = self.cache.give_lease(collection, &holder).await {
-            tracing::warn!(%collection, error = %e, "persist lease not given back; it expires");
         }
         unresolved.sort();
         unresolved.dedup();
@@ -93,7 +92,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             match self.cache.take_lease(collection, holder, LEASE_TTL).await {
                 Ok(true) => return true,
                 Ok(false) if start.elapsed() < LEASE_WAIT => {
-                    tokio::time::sleep(Duration::from_millis(rand::random_range(5..=25))).await;
+                    tokio::time::sleep(Duration::from_millis(rand::random_range(2..=8))).await;
                 }
                 Ok(false) => return false,
                 Err(e) => {
