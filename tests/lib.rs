@@ -79,7 +79,8 @@ impl TestApp {
         StackOptions { run_persist: false, ..Self::fast_options() }
     }
 
-    /// Takes one reservation message off the queue (as a consumer would) and returns its body.
+    /// Takes one reservation message off the queue (received and deleted, so a slow test never
+    /// sees it again after its visibility timeout) and returns its body.
     pub async fn take_reservation_message(&self) -> String {
         let out = self
             .stack
@@ -91,7 +92,18 @@ impl TestApp {
             .send()
             .await
             .expect("receive");
-        out.messages.unwrap_or_default().into_iter().next().and_then(|m| m.body).expect("a reservation message")
+        let m = out.messages.unwrap_or_default().into_iter().next().expect("a reservation message");
+        if let Some(handle) = m.receipt_handle() {
+            self.stack
+                .sqs
+                .delete_message()
+                .queue_url(&self.stack.queues.reservations)
+                .receipt_handle(handle)
+                .send()
+                .await
+                .expect("delete");
+        }
+        m.body.expect("a body")
     }
 
     pub async fn start_with(opts: StackOptions, tweak: impl FnOnce(&mut Config)) -> Self {
