@@ -149,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
     }
     writeln!(
         md,
-        "## Reproduce\n\n```\ninfra/bench.sh            # everything at full size (release builds, the Lambda bootstraps for both arches), writes BENCHMARKS.md and the plots\ninfra/bench.sh --only flash-sale --buyers 50000 --units 5000 --out /tmp/b.md   # one section, other sizes\ninfra/bench.sh --tiny     # seconds; what CI runs\n```"
+        "## Reproduce\n\n```\ninfra/bench.sh            # everything at full size (release builds, the Lambda bootstraps for both arches), writes BENCHMARKS.md and the plots\ninfra/bench.sh --only flash-sale --buyers 50000 --units 5000 --out /tmp/b.md   # one section, other sizes\ninfra/bench.sh --only hot --out /tmp/hot.md   # section 8: starts a DynamoDB with transaction conflicts\ninfra/bench.sh --tiny     # seconds; what CI runs\n```"
     )?;
     std::fs::write(&cli.out, &md)?;
     println!("{md}");
@@ -470,7 +470,7 @@ fn scaling_note(md: &mut String, m: &Measured) -> anyhow::Result<()> {
     )?;
     writeln!(
         md,
-        "- **DynamoDB item limit.** The collection item takes every durable deduction: 1,000 WCU/s per item and 2 WCU per transaction of ≤ 99 orders allow **~{item:.0} orders/s per collection** with full batches, far above what one Redis shard accepts, so persist is not the bottleneck. The *second phase* is: each confirm and each cancel is its own transaction on the collection item (counters move from reserved to confirmed, or back to saleable), so one collection takes **~500 confirms + cancels per second**. For a 2,000-unit drop that is 4 s of payments; for 100,000 units paid within a minute it throttles. The next step there is batching confirms per collection (an SQS-fed confirm function, as persist does) or sharding the counters over N items.\n"
+        "- **DynamoDB item limit.** The collection item takes every durable deduction: 1,000 WCU/s per item and 2 WCU per transaction of ≤ 99 orders would allow **~{item:.0} orders/s per collection** with full batches. But DynamoDB cancels a transaction on an item another transaction is writing, so transactions on one collection run one after another: persist consumers take turns through the collection's lease (section 8), and the ceiling is 99 orders per transaction's latency — at 20–40 ms, **~2,500–5,000 durable orders/s per collection**, below one Redis shard's Try rate; a drop of 20,000 units is durable within seconds of selling out. The *second phase* is tighter: each confirm and each cancel is its own transaction on the collection item (counters move from reserved to confirmed, or back to saleable), so one collection takes **~500 confirms + cancels per second** by write units and fewer while persist holds the item. For a 2,000-unit drop that is 4 s of payments; for 100,000 units paid within a minute it throttles. The next step there is batching confirms per collection (an SQS-fed confirm function, as persist does) or sharding the counters over N items.\n"
     )?;
     writeln!(
         md,
@@ -478,7 +478,7 @@ fn scaling_note(md: &mut String, m: &Measured) -> anyhow::Result<()> {
     )?;
     writeln!(
         md,
-        "- **Next bottleneck, in order:** API Gateway / Lambda burst limits (quota, provisioned concurrency) → the collection's Redis shard at ~{:.0} Tries/s → confirm/cancel on the collection item at ~500/s. Standard SQS queues and the order items (spread by order id) do not bind.\n",
+        "- **Next bottleneck, in order:** API Gateway / Lambda burst limits (quota, provisioned concurrency) → durable writes of one collection at ~2,500–5,000 orders/s (one transaction at a time; Redis keeps taking Tries meanwhile) → the collection's Redis shard at ~{:.0} Tries/s → confirm/cancel on the collection item at ~500/s. Standard SQS queues and the order items (spread by order id) do not bind.\n",
         0.5e6 / usec
     )?;
     Ok(())
@@ -583,7 +583,7 @@ async fn history(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String) -> a
     }
     writeln!(
         md,
-        "\nA quiet collection costs three Redis reads (one pipeline on its slot) and a hundredth of a BatchGetItem per run; an active one costs what section 6 measures. On AWS the run's length is set by the active collections (8 at a time) and the probe (Redis pipelines 64 deep, 10 BatchGetItems per 1,000 collections), and a run starts no collection after its 40 s budget: the rest wait for the next minute's run, which starts elsewhere in the list.\n"
+        "\nA quiet collection costs four Redis reads (one pipeline on its slot: stock, slice count, mark, last visit) and a hundredth of a BatchGetItem per run; an active one costs what section 6 measures. On AWS the run's length is set by the active collections (8 at a time) and the probe (Redis pipelines 64 deep, 10 BatchGetItems per 1,000 collections), and a run starts no collection after its 40 s budget: the rest wait for the next minute's run, which takes the longest unvisited first.\n"
     )?;
     Ok(())
 }
