@@ -188,6 +188,12 @@ fn redis_problems(t: &Json) -> Vec<String> {
     p
 }
 
+/// Asserts one of the problems found starts with `want`.
+#[track_caller]
+fn found(problems: &[String], want: &str) {
+    assert!(problems.iter().any(|x| x.starts_with(want)), "{want}: {problems:#?}");
+}
+
 #[test]
 fn the_transformed_template_is_locked_down() {
     let t = transformed(&template());
@@ -227,7 +233,7 @@ fn the_lockdown_checks_catch_a_broken_template() {
         "CancelRole: AWS managed policy",
         "ReconcileFunction: runs under",
     ] {
-        assert!(p.iter().any(|x| x.starts_with(want)), "{want}: {p:#?}");
+        found(&p, want);
     }
 
     let mut t = template();
@@ -248,7 +254,7 @@ fn the_lockdown_checks_catch_a_broken_template() {
         "POST /v1/admin/collections/{collectionId}/warmup: scopes []",
         "POST /v1/collections/{collectionId}/reservations/{orderId}/confirm: scopes [\"flashstock/admin\"]",
     ] {
-        assert!(p.iter().any(|x| x.starts_with(want)), "{want}: {p:#?}");
+        found(&p, want);
     }
 
     let mut t = template();
@@ -267,7 +273,7 @@ fn the_lockdown_checks_catch_a_broken_template() {
         "CacheSecurityGroup: inline ingress",
         "CacheFromFunctionsIngress: the cache admits",
     ] {
-        assert!(p.iter().any(|x| x.starts_with(want)), "{want}: {p:#?}");
+        found(&p, want);
     }
 }
 

@@ -234,15 +234,19 @@ async fn subjects_from_every_identity_provider_work_end_to_end() {
     assert_eq!((s.quantity, s.saleable, s.confirmed_counter), (100, 92, 8));
 }
 
-#[tokio::test]
-async fn a_burst_from_one_buyer_is_refused_past_its_budget_and_others_are_unaffected() {
-    // The default budget (20 requests), over a window longer than the burst can take.
-    let t = TestApp::start_with(TestApp::fast_options(), |c| {
+/// The default budget (20 requests), over a window longer than a test can take.
+async fn with_a_long_budget_window() -> TestApp {
+    TestApp::start_with(TestApp::fast_options(), |c| {
         if let Some(b) = c.buyer_budget.as_mut() {
             b.window = Duration::from_secs(600);
         }
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_burst_from_one_buyer_is_refused_past_its_budget_and_others_are_unaffected() {
+    let t = with_a_long_budget_window().await;
     let budget = t.stack.config.buyer_budget.expect("on by default").requests as usize;
     assert_eq!(budget, 20);
     t.collection("burst", json!({ "quantity": 5000, "perUserLimit": 5000 })).await;
@@ -280,12 +284,7 @@ async fn a_burst_from_one_buyer_is_refused_past_its_budget_and_others_are_unaffe
 
 #[tokio::test]
 async fn cancels_of_unknown_ids_write_at_most_the_budget() {
-    let t = TestApp::start_with(TestApp::fast_options(), |c| {
-        if let Some(b) = c.buyer_budget.as_mut() {
-            b.window = Duration::from_secs(600);
-        }
-    })
-    .await;
+    let t = with_a_long_budget_window().await;
     t.collection("spam", json!({ "quantity": 5 })).await;
     let mut ok = 0;
     for i in 0..60 {
