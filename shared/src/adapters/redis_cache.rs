@@ -125,14 +125,24 @@ impl redis::aio::ConnectionLike for Conn {
     }
 }
 
+/// How long a command may wait for its answer before it counts as a dependency failure. The
+/// client's default (500 ms) turned a Try into a 503 while a burst queued behind one multiplexed
+/// connection on a loaded machine; a healthy cache answers in about a millisecond, and the
+/// functions' timeouts (10 s and more) leave room for this.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Connects to one node, or to a cluster (following its slots: MOVED/ASK).
 pub async fn connect(url: &str, cluster: bool) -> InfraResult<Conn> {
     Ok(if cluster {
-        let client = redis::cluster::ClusterClient::new(vec![url]).map_err(err("redis cluster open"))?;
+        let client = redis::cluster::ClusterClientBuilder::new(vec![url])
+            .response_timeout(RESPONSE_TIMEOUT)
+            .build()
+            .map_err(err("redis cluster open"))?;
         Conn::Cluster(client.get_async_connection().await.map_err(err("redis cluster connect"))?)
     } else {
         let client = redis::Client::open(url).map_err(err("redis open"))?;
-        Conn::Single(ConnectionManager::new(client).await.map_err(err("redis connect"))?)
+        let config = redis::aio::ConnectionManagerConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT));
+        Conn::Single(ConnectionManager::new_with_config(client, config).await.map_err(err("redis connect"))?)
     })
 }
 
