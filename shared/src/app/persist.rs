@@ -1,14 +1,16 @@
 //! Persist: the SQS consumer that makes accepted Tries durable in DynamoDB.
 //!
 //! Per collection in a batch: one transaction = one conditional update of the inventory item for
-//! the chunk's total + one conditional put per order (≤ 99 orders). Every transaction writes the
-//! collection item, and DynamoDB cancels a transaction on an item another one is writing
-//! (`TransactionConflict`), so concurrent consumers take turns: each holds the collection's lease
-//! (in Redis) for one chunk's transaction, the others wait for it rather than conflict. When DynamoDB cancels it, the
+//! the chunk's total + one conditional put per order (≤ 99 orders). When DynamoDB cancels it, the
 //! per-item reasons say which orders were already there (replays, tombstones) and whether stock
 //! was short; those are set aside or fitted, and the rest retried. Only messages that are still
 //! unresolved after retries are reported as batch item failures (SQS redelivers them, and after
 //! the queue's maxReceiveCount moves them to the DLQ).
+//!
+//! Every transaction writes the collection item, and DynamoDB cancels a transaction on an item
+//! another one is writing (`TransactionConflict`), so concurrent consumers take turns: each holds
+//! the collection's lease (in Redis) for one chunk's transaction, the others wait for it rather
+//! than conflict.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};

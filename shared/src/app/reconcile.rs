@@ -5,8 +5,8 @@
 //! registered time slices, the mark its last clean run left; DynamoDB's levels, 100 per
 //! request): a collection whose figures are exactly the ones its mark records, with no time
 //! slice registered, is quiet and skipped (nothing happened to it since, see [`is_quiet`]).
-//! The others are reconciled a few at a time, started while the run is inside its time budget;
-//! the rest wait for the next run (which starts elsewhere in the list).
+//! The others are reconciled a few at a time, longest unvisited first, started while the run is
+//! inside its time budget; the rest wait for the next run, which takes them first.
 //!
 //! Per collection:
 //! 1. **Unsettled entries** logged before the threshold (the time index lists only where
