@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::domain::{Knob, Timing};
+
 pub const REDIS_URL: &str = "FLASHSTOCK_REDIS_URL";
 pub const KEY_PREFIX: &str = "FLASHSTOCK_KEY_PREFIX";
 pub const TABLE: &str = "FLASHSTOCK_TABLE";
@@ -27,6 +29,27 @@ pub const BUYER_BUDGET_WINDOW_SECONDS: &str = "FLASHSTOCK_BUYER_BUDGET_WINDOW_SE
 pub const DEFAULT_PER_USER_LIMIT: &str = "FLASHSTOCK_DEFAULT_PER_USER_LIMIT";
 pub const RECONCILE_BUDGET_MS: &str = "FLASHSTOCK_RECONCILE_BUDGET_MS";
 pub const PERSIST_LEASE: &str = "FLASHSTOCK_PERSIST_LEASE";
+/// Age (since accepted) after which reconciliation gives an order with no durable record up.
+pub const RECONCILE_GIVE_UP_MS: &str = "FLASHSTOCK_RECONCILE_GIVE_UP_MS";
+// The deployment's queue, function and schedule settings, for the timing check only (the template
+// sets each to its resource's value; the defaults are the template's).
+pub const RESERVATION_VISIBILITY_SECONDS: &str = "FLASHSTOCK_RESERVATION_VISIBILITY_SECONDS";
+pub const RESERVATION_MAX_RECEIVES: &str = "FLASHSTOCK_RESERVATION_MAX_RECEIVES";
+pub const PERSIST_TIMEOUT_SECONDS: &str = "FLASHSTOCK_PERSIST_TIMEOUT_SECONDS";
+pub const PERSIST_BATCH_WINDOW_SECONDS: &str = "FLASHSTOCK_PERSIST_BATCH_WINDOW_SECONDS";
+pub const RECONCILE_INTERVAL_SECONDS: &str = "FLASHSTOCK_RECONCILE_INTERVAL_SECONDS";
+pub const RECONCILE_TIMEOUT_SECONDS: &str = "FLASHSTOCK_RECONCILE_TIMEOUT_SECONDS";
+
+/// The timing variables, each with the template's value (`tests/deploy` checks they agree).
+pub const TIMING_DEFAULTS: [(&str, u64); 7] = [
+    (RECONCILE_GIVE_UP_MS, 1_200_000),
+    (RESERVATION_VISIBILITY_SECONDS, 180),
+    (RESERVATION_MAX_RECEIVES, 5),
+    (PERSIST_TIMEOUT_SECONDS, 30),
+    (PERSIST_BATCH_WINDOW_SECONDS, 1),
+    (RECONCILE_INTERVAL_SECONDS, 60),
+    (RECONCILE_TIMEOUT_SECONDS, 55),
+];
 
 /// The shortest order retention accepted. A replay of an order Redis has forgotten takes a unit
 /// again, which persist (or reconciliation) gives back once it meets DynamoDB's record: correct,
@@ -103,6 +126,10 @@ pub struct Config {
     /// Age at which reconciliation checks an unsettled Redis deduction against DynamoDB (default
     /// 45 s: with the one-minute schedule a lost deduction is healed within ~105 s, inside the 2-minute healing bound of docs/DESIGN.md#guarantees).
     pub reconcile_threshold_ms: i64,
+    /// Age (since accepted) after which reconciliation stops re-publishing an order DynamoDB has
+    /// no record of and gives it up: tombstone, stock back, CANCELLED/LOST (default 20 min; the
+    /// start-up check makes it outlast every redelivery of the message, see [`Timing`]).
+    pub reconcile_give_up_ms: i64,
     /// Fault injection for tests and the demo: this share (0–100) of accepted Tries "lose" their
     /// message after the Redis deduction. Only settable from the environment, never from a request.
     pub fault_drop_message_percent: u8,
@@ -193,6 +220,17 @@ impl Config {
             return Err(ConfigError::Invalid { name: BUYER_BUDGET_WINDOW_SECONDS, why: "must be 1..=3600".into() });
         }
         let default_limit: u32 = num(DEFAULT_PER_USER_LIMIT, get(DEFAULT_PER_USER_LIMIT), 10)?;
+        let timing = timing(&get)?;
+        if let Some(c) = timing.conflicts().into_iter().next() {
+            let name = match c.knob {
+                Knob::Threshold => RECONCILE_THRESHOLD_MS,
+                Knob::GiveUp => RECONCILE_GIVE_UP_MS,
+                Knob::VisibilityTimeout => RESERVATION_VISIBILITY_SECONDS,
+                Knob::MaxReceiveCount => RESERVATION_MAX_RECEIVES,
+                Knob::ReconcileBudget => RECONCILE_BUDGET_MS,
+            };
+            return Err(ConfigError::Invalid { name, why: c.why });
+        }
         Ok(Self {
             redis,
             allow_insecure_redis,
@@ -203,19 +241,43 @@ impl Config {
             timeout_queue_url: req(TIMEOUT_QUEUE_URL)?,
             order_retention_seconds,
             sold_out_flag: Duration::from_millis(num(SOLD_OUT_FLAG_MS, get(SOLD_OUT_FLAG_MS), 500)?),
-            reconcile_threshold_ms: num(RECONCILE_THRESHOLD_MS, get(RECONCILE_THRESHOLD_MS), 45_000)?,
+            reconcile_threshold_ms: timing.threshold.as_millis() as i64,
+            reconcile_give_up_ms: timing.give_up.as_millis() as i64,
             fault_drop_message_percent: fault,
             emit_emf: !matches!(get(EMIT_EMF).as_deref(), Some("0" | "false" | "off")),
             buyer_budget: (budget > 0).then(|| BuyerBudget { requests: budget, window: Duration::from_secs(window) }),
             default_per_user_limit: (default_limit > 0).then_some(default_limit),
-            reconcile_budget: Duration::from_millis(num(
-                RECONCILE_BUDGET_MS,
-                get(RECONCILE_BUDGET_MS),
-                crate::app::reconcile::RUN_BUDGET.as_millis() as u64,
-            )?),
+            reconcile_budget: timing.reconcile_budget,
             persist_lease: !matches!(get(PERSIST_LEASE).as_deref(), Some("0" | "false" | "off")),
         })
     }
+}
+
+/// The timing knobs from the environment (the template's values by default).
+fn timing(get: &impl Fn(&str) -> Option<String>) -> Result<Timing, ConfigError> {
+    let num = |name: &'static str| -> Result<u64, ConfigError> {
+        let default = match name {
+            RECONCILE_THRESHOLD_MS => 45_000,
+            RECONCILE_BUDGET_MS => crate::app::reconcile::RUN_BUDGET.as_millis() as u64,
+            _ => TIMING_DEFAULTS.iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v),
+        };
+        get(name).map_or(Ok(default), |s| {
+            s.parse().map_err(|_| ConfigError::Invalid { name, why: format!("not a number: {s:?}") })
+        })
+    };
+    let (ms, s) = (Duration::from_millis, Duration::from_secs);
+    Ok(Timing {
+        threshold: ms(num(RECONCILE_THRESHOLD_MS)?),
+        give_up: ms(num(RECONCILE_GIVE_UP_MS)?),
+        visibility_timeout: s(num(RESERVATION_VISIBILITY_SECONDS)?),
+        max_receive_count: u32::try_from(num(RESERVATION_MAX_RECEIVES)?)
+            .map_err(|_| ConfigError::Invalid { name: RESERVATION_MAX_RECEIVES, why: "too large".into() })?,
+        persist_timeout: s(num(PERSIST_TIMEOUT_SECONDS)?),
+        batch_window: s(num(PERSIST_BATCH_WINDOW_SECONDS)?),
+        reconcile_interval: s(num(RECONCILE_INTERVAL_SECONDS)?),
+        reconcile_timeout: s(num(RECONCILE_TIMEOUT_SECONDS)?),
+        reconcile_budget: ms(num(RECONCILE_BUDGET_MS)?),
+    })
 }
 
 #[cfg(test)]
@@ -249,6 +311,31 @@ mod tests {
         assert!(c.persist_lease);
         // Bounded healing (docs/DESIGN.md#guarantees): threshold + one 60 s schedule interval < 2 min.
         assert!(c.reconcile_threshold_ms + 60_000 < 120_000);
+        assert_eq!(c.reconcile_give_up_ms, 1_200_000);
+    }
+
+    #[test]
+    fn timing_that_lets_reconciliation_overtake_redelivery_is_refused_at_start_up() {
+        // A longer visibility timeout: 5 receives × 300 s outlast the 20-minute give-up.
+        let mut pairs = BASE.to_vec();
+        pairs.push((RESERVATION_VISIBILITY_SECONDS, "300"));
+        let Err(ConfigError::Invalid { name, why }) = Config::from_lookup(env(&pairs)) else {
+            panic!("accepted a give-up inside the redelivery span")
+        };
+        assert_eq!(name, RECONCILE_GIVE_UP_MS);
+        assert!(why.contains("1501 s"), "{why}");
+        // Raising the give-up past the last redelivery makes it consistent again.
+        pairs.push((RECONCILE_GIVE_UP_MS, "1600000"));
+        assert!(Config::from_lookup(env(&pairs)).is_ok());
+        // The threshold inside a healthy first delivery, and a run budget past its timeout.
+        for (var, value) in [(RECONCILE_THRESHOLD_MS, "10000"), (RECONCILE_BUDGET_MS, "60000")] {
+            let mut pairs = BASE.to_vec();
+            pairs.push((var, value));
+            assert!(
+                matches!(Config::from_lookup(env(&pairs)), Err(ConfigError::Invalid { name, .. }) if name == var),
+                "{var}={value}"
+            );
+        }
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub fn reconcile_lines(report: &ReconcileReport, now_ms: i64) -> Vec<String> {
                         { "Name": "IdentityViolations", "Unit": "Count" },
                         { "Name": "EntriesHealed", "Unit": "Count" },
                         { "Name": "TombstonesWritten", "Unit": "Count" },
+                        { "Name": "Republished", "Unit": "Count" },
                     ],
                 }]},
                 "Collection": id,
@@ -50,6 +51,7 @@ pub fn reconcile_lines(report: &ReconcileReport, now_ms: i64) -> Vec<String> {
                 "IdentityViolations": c.identity_violations.len(),
                 "EntriesHealed": c.settled + c.returned,
                 "TombstonesWritten": c.tombstones_written,
+                "Republished": c.republished,
             })
             .to_string(),
         );

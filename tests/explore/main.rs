@@ -57,6 +57,8 @@ regressions! {
     intent_settles_a_second_deduction => "intent-settles-a-second-deduction",
     replay_accepted_while_reconcile_tombstones => "replay-accepted-while-reconcile-tombstones",
     stale_replay_refreshes_a_tombstoned_entry => "stale-replay-refreshes-a-tombstoned-entry",
+    slow_message_given_up_at_the_threshold => "slow-message-given-up-at-the-threshold",
+    lost_message_given_up_though_stock_existed => "lost-message-given-up-though-stock-existed",
     forget_claim_erases_a_cancel_tombstone => "forget-claim-erases-a-cancel-tombstone",
     warm_up_counts_an_intent_twice => "warm-up-counts-an-intent-twice",
     warm_up_subtracts_a_committed_deduction => "warm-up-subtracts-a-committed-deduction",

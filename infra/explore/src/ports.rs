@@ -74,6 +74,15 @@ impl StockCache for Gated<RedisCache> {
         self.step("redis settle.lua", move || self.inner.settle(collection, orders, as_, clear_intents_before, now_ms))
             .await
     }
+    async fn relog(
+        &self,
+        collection: &CollectionId,
+        orders: &[OrderKey],
+        logged_before_ms: i64,
+        now_ms: i64,
+    ) -> InfraResult<Vec<bool>> {
+        self.step("redis relog.lua", move || self.inner.relog(collection, orders, logged_before_ms, now_ms)).await
+    }
     async fn mark_intent(&self, order: &OrderRecord, now_ms: i64) -> InfraResult<()> {
         self.step("redis intent.lua", move || self.inner.mark_intent(order, now_ms)).await
     }
@@ -215,6 +224,9 @@ impl Ledger for Gated<DynamoLedger> {
 impl Queue for Gated<SqsQueue> {
     async fn publish_reservation(&self, msg: &ReservationMessage) -> InfraResult<()> {
         self.step("sqs send reservation", move || self.inner.publish_reservation(msg)).await
+    }
+    async fn publish_reservations(&self, msgs: &[ReservationMessage]) -> InfraResult<()> {
+        self.step("sqs resend reservations", move || self.inner.publish_reservations(msgs)).await
     }
     async fn schedule_timeouts(&self, timers: &[TimeoutMessage], now_ms: i64) -> InfraResult<()> {
         if timers.is_empty() {

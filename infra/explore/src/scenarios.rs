@@ -6,7 +6,7 @@ use crate::sched::Dir;
 use crate::world::{OpKind, Scenario, Setup, When};
 
 use OpKind::{Cancel, Confirm, Persist, PersistBatch, Reconcile, Sweep, Timeout, Try, TryFault, WarmUp};
-use Setup::{DiesAt, LateMessages, LoseMessages, LoseStock, Op, Redeliver, SkewStock, Trim};
+use Setup::{DiesAt, LoseMessages, LoseStock, Op, Redeliver, SkewStock, Trim};
 
 const SEND: &str = "sqs send reservation";
 const RESERVE_SCRIPT: &str = "redis reserve.lua";
@@ -32,6 +32,12 @@ fn sold_out(name: &'static str, ops: &[OpKind]) -> Scenario {
 /// Orders 0 and 1 (buyers 0 and 1) use the same order id.
 fn shared_id(mut s: Scenario) -> Scenario {
     s.shared_order_id = true;
+    s
+}
+
+/// Past reconciliation's give-up deadline: what has no durable record by then is given up.
+fn after_give_up(mut s: Scenario) -> Scenario {
+    s.when = When::AfterGiveUp;
     s
 }
 
@@ -64,13 +70,16 @@ pub fn pairs() -> Vec<Scenario> {
         sc("cancel-timeout", &[Op(Try(0)), Op(Persist)], &[Cancel(0), Timeout(0)]),
         sc("confirm-timeout", &[Op(Try(0)), Op(Persist)], &[Confirm(0), Timeout(0)]),
         sc("sweep-cancel", &[Op(Try(0)), Op(Persist)], &[Sweep, Cancel(0)]),
-        sc("reconcile-late-persist", &[Op(Try(0)), LateMessages], &[Reconcile, Persist]),
+        sc("reconcile-late-persist", &[Op(Try(0))], &[Reconcile, Persist]),
+        after_give_up(sc("give-up-late-persist", &[Op(Try(0))], &[Reconcile, Persist])),
         sc("reconcile-cancel-lost", &[Op(Try(0)), LoseMessages], &[Reconcile, Cancel(0)]),
+        after_give_up(sc("give-up-cancel-lost", &[Op(Try(0)), LoseMessages], &[Reconcile, Cancel(0)])),
         sc("reconcile-cancel-unsettled", &[Op(Try(0)), DiesAt(Persist, "redis settle.lua")], &[Reconcile, Cancel(0)]),
         sc("warmup-try", &[LoseStock], &[WarmUp, Try(0)]),
         sc("warmup-persist", &[Op(Try(0)), LoseStock], &[WarmUp, Persist]),
         sc("warmup-cancel", &[Op(Try(0)), Op(Persist), LoseStock], &[WarmUp, Cancel(0)]),
         sc("failed-send-reconcile-replay", &[DiesAt(Try(0), SEND)], &[Reconcile, Try(0)]),
+        after_give_up(sc("failed-send-give-up-replay", &[DiesAt(Try(0), SEND)], &[Reconcile, Try(0)])),
         sc("rebuild-try", &[LoseStock], &[Reconcile, Try(0)]),
         sc("drift-repair-try", &[SkewStock(1)], &[Reconcile, Try(0)]),
         sc("drift-repair-cancel", &[Op(Try(0)), Op(Persist), SkewStock(-1)], &[Reconcile, Cancel(0)]),
@@ -84,7 +93,8 @@ pub fn pairs() -> Vec<Scenario> {
 pub fn triples() -> Vec<Scenario> {
     vec![
         sc("try-persist-cancel", &[], &[Try(0), Persist, Cancel(0)]),
-        sc("persist-cancel-reconcile", &[Op(Try(0)), LateMessages], &[Persist, Cancel(0), Reconcile]),
+        sc("persist-cancel-reconcile", &[Op(Try(0))], &[Persist, Cancel(0), Reconcile]),
+        after_give_up(sc("persist-cancel-give-up", &[Op(Try(0))], &[Persist, Cancel(0), Reconcile])),
         sc("confirm-cancel-timeout", &[Op(Try(0)), Op(Persist)], &[Confirm(0), Cancel(0), Timeout(0)]),
         sold_out("refused-try-stock-returns-replay", &[Try(0), Cancel(1), Try(0)]),
         sc("ambiguous-publish-replay-persist", &[], &[TryFault(0, SEND, Fault::FailAfter), Try(0), Persist]),
@@ -166,6 +176,21 @@ pub fn regressions() -> Vec<Regression> {
             },
             script: vec![Finish(0)],
         },
+        Regression {
+            name: "slow-message-given-up-at-the-threshold",
+            what: "reconciliation found an order with no durable record past the threshold while its message \
+                   was still queued, tombstoned it and gave the stock back: the message then met the \
+                   tombstone and an accepted order ended LOST although the stock was there",
+            scenario: pair("reconcile-late-persist"),
+            script: vec![Finish(0), Finish(1)],
+        },
+        Regression {
+            name: "lost-message-given-up-though-stock-existed",
+            what: "the order's message was lost; reconciliation cancelled it (LOST) instead of re-publishing \
+                   it, though DynamoDB had the stock for it",
+            scenario: Scenario { ops: vec![Reconcile], ..pair("reconcile-cancel-lost") },
+            script: vec![Finish(0)],
+        },
         // Found by reviewing the fixes above, then pinned here before their own fixes.
         Regression {
             name: "intent-settles-a-second-deduction",
@@ -179,7 +204,7 @@ pub fn regressions() -> Vec<Regression> {
             name: "replay-accepted-while-reconcile-tombstones",
             what: "reconciliation wrote the LOST tombstone of an old pending order, then the client's replay \
                    re-published it and answered 202: an accepted order ended LOST",
-            scenario: pair("failed-send-reconcile-replay"),
+            scenario: pair("failed-send-give-up-replay"),
             script: vec![Until(0, "redis release.lua"), Finish(1), Finish(0)],
         },
         Regression {
@@ -195,7 +220,7 @@ pub fn regressions() -> Vec<Regression> {
             what: "reconciliation wrote the LOST tombstone and died before releasing; a stale replay \
                    re-logged the entry, so the client's next retry looked fresh and answered 202 for an \
                    order already cancelled",
-            scenario: pair("failed-send-reconcile-replay"),
+            scenario: pair("failed-send-give-up-replay"),
             script: vec![Until(0, "redis release.lua"), Kill(0), Finish(1)],
         },
         Regression {

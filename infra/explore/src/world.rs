@@ -30,6 +30,8 @@ pub type GatedApp = App<Gated<RedisCache>, Gated<DynamoLedger>, Gated<SqsQueue>>
 
 /// Reconciliation's age threshold in every schedule (the production default).
 pub const THRESHOLD_MS: i64 = 45_000;
+/// Reconciliation's give-up deadline (the production default).
+pub const GIVE_UP_MS: i64 = 1_200_000;
 /// How long Redis keeps settled orders (the production default).
 pub const RETENTION_MS: i64 = 86_400_000;
 /// The explorer's collections' payment window.
@@ -102,9 +104,6 @@ pub enum Setup {
     LoseStock,
     /// The reservation queue loses its messages.
     LoseMessages,
-    /// The reservation queue's messages stay undelivered past reconciliation's threshold: by the
-    /// current contract such a message counts as lost (its order may end LOST).
-    LateMessages,
     /// Reconciliation runs once the retention has passed (it trims settled orders).
     Trim,
     /// Redis's stock is off by this many units (a failover lost acknowledged writes): drift that
@@ -117,8 +116,12 @@ pub enum Setup {
 /// When the operations run, relative to the set-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum When {
-    /// Past reconciliation's threshold for what the set-up did.
+    /// Past reconciliation's threshold for what the set-up did: what it finds with no durable
+    /// record it heals forward (re-publishes).
     AfterThreshold,
+    /// Past reconciliation's give-up deadline: a message still undelivered (or lost) by then is
+    /// given up, and its order may end LOST.
+    AfterGiveUp,
     /// Past the retention of settled orders (trim).
     AfterRetention,
 }
@@ -177,8 +180,8 @@ struct Sched {
     orders: Vec<OrderKey>,
     quantities: Vec<u32>,
     t0: i64,
-    /// The set-up loses reservation messages on purpose (only then may an accepted order end LOST).
-    loses_messages: bool,
+    /// The operations run past the give-up deadline (only then may an accepted order end LOST).
+    gives_up: bool,
     /// The set-up skews Redis's stock on purpose (only then may reconciliation repair drift).
     skewed: bool,
     /// Every order uses one order id, each its own buyer's: every Try must end accepted.
@@ -199,6 +202,7 @@ impl Sched {
     fn op_time(&self, when: When) -> i64 {
         match when {
             When::AfterThreshold => self.t0 + THRESHOLD_MS + 1_000,
+            When::AfterGiveUp => self.t0 + GIVE_UP_MS + THRESHOLD_MS + 1_000,
             When::AfterRetention => self.t0 + RETENTION_MS + THRESHOLD_MS + 1_000,
         }
     }
@@ -268,6 +272,7 @@ impl World {
             settings: Settings {
                 sold_out_flag: std::time::Duration::from_millis(500),
                 reconcile_threshold_ms: THRESHOLD_MS,
+                reconcile_give_up_ms: GIVE_UP_MS,
                 fault_drop_message_percent: 0,
                 order_retention_ms: RETENTION_MS,
                 emit_emf: false,
@@ -306,7 +311,7 @@ impl World {
             quantities: sc.orders.iter().map(|(_, q)| *q).collect(),
             collection,
             t0: flashstock::now_ms(),
-            loses_messages: sc.setup.contains(&Setup::LoseMessages) || sc.setup.contains(&Setup::LateMessages),
+            gives_up: sc.when == When::AfterGiveUp,
             skewed: sc.setup.iter().any(|s| matches!(s, Setup::SkewStock(_))),
             isolated: sc.shared_order_id,
             limited: sc.per_user_limit.is_some(),
@@ -357,7 +362,6 @@ impl World {
             Setup::LoseStock => redis::cmd("DEL").arg(&stock).query_async::<()>(&mut con).await?,
             Setup::SkewStock(by) => redis::cmd("INCRBY").arg(&stock).arg(by).query_async::<()>(&mut con).await?,
             Setup::LoseMessages => self.discard_reservations().await?,
-            Setup::LateMessages => {}
             Setup::Trim => {
                 let at = s.op_time(When::AfterRetention) - 500;
                 s.quiet.reconcile_collections(std::slice::from_ref(&s.collection), at).await;
@@ -613,10 +617,12 @@ impl World {
         self.release_inflight(s).await;
         let q1 = now + THRESHOLD_MS + 5_000;
         self.drain(s, q1).await?;
-        // Reconciliation publishes nothing, so nothing new reaches the queue after this.
+        // Reconciliation re-publishes what has no durable record (or gives it up): deliver what it
+        // sent, then reconcile again.
         for k in 0..2 {
             let r = app.reconcile_collections(std::slice::from_ref(&s.collection), q1 + k).await;
             v.extend(reconcile_violations(&r, s.skewed));
+            self.drain(s, q1 + k).await?;
         }
         v.extend(self.check(s, "after delivery and reconciliation").await?);
 
@@ -716,8 +722,8 @@ impl World {
                         Status::Cancelled | Status::Failed if view.reason.is_none() => {
                             bad("I4", format!("order {i} ended {} with no reason", view.status.as_str()))
                         }
-                        Status::Cancelled if view.reason.as_deref() == Some("LOST") && !s.loses_messages => {
-                            bad("I4", format!("order {i} was accepted and ended LOST, yet no message was lost"))
+                        Status::Cancelled if view.reason.as_deref() == Some("LOST") && !s.gives_up => {
+                            bad("I4", format!("order {i} was accepted and ended LOST before the give-up deadline"))
                         }
                         _ => {}
                     },

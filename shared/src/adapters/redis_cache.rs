@@ -64,6 +64,7 @@ pub const RELEASE_SCRIPT: &str = with_records!("../lua/release.lua");
 struct Scripts {
     reserve: Script,
     settle: Script,
+    relog: Script,
     intent: Script,
     release: Script,
     snapshot: Script,
@@ -79,6 +80,7 @@ impl Scripts {
         Self {
             reserve: Script::new(RESERVE_SCRIPT),
             settle: Script::new(with_records!("../lua/settle.lua")),
+            relog: Script::new(with_records!("../lua/relog.lua")),
             intent: Script::new(with_records!("../lua/intent.lua")),
             release: Script::new(RELEASE_SCRIPT),
             snapshot: Script::new(include_str!("../lua/snapshot.lua")),
@@ -723,6 +725,34 @@ impl StockCache for RedisCache {
         }
         let (_, n, _) = self.run("redis settle script", &self.scripts.settle, keys, args).await?;
         Ok(n as u32)
+    }
+
+    async fn relog(
+        &self,
+        collection: &CollectionId,
+        orders: &[OrderKey],
+        logged_before_ms: i64,
+        now_ms: i64,
+    ) -> InfraResult<Vec<bool>> {
+        let Some(nb) = self.bucket_count(collection).await? else { return Ok(vec![false; orders.len()]) };
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = self.keys(collection);
+        let slice = secs(now_ms).div_euclid(SLICE_SECONDS);
+        let mut inv = self.scripts.relog.prepare_invoke();
+        inv.key(k.slice(slice)).key(k.slices());
+        inv.arg(secs(now_ms)).arg(secs(logged_before_ms)).arg(slice);
+        for o in orders {
+            let bucket = bucket_of(&buyer_bytes(&o.user), nb);
+            inv.key(k.bucket(bucket));
+            let mut a = (bucket as u16).to_be_bytes().to_vec();
+            a.extend(ident(o));
+            inv.arg(a);
+        }
+        let mut con = self.con.clone();
+        let done: Vec<u8> = inv.invoke_async(&mut con).await.map_err(err("redis relog script"))?;
+        Ok(orders.iter().enumerate().map(|(i, _)| done.get(i) == Some(&b'1')).collect())
     }
 
     async fn mark_intent(&self, order: &OrderRecord, now_ms: i64) -> InfraResult<()> {

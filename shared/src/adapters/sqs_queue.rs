@@ -40,30 +40,51 @@ impl Queue for SqsQueue {
             .map_err(|e| InfraError::new("sqs publish reservation", aws_sdk_sqs::error::DisplayErrorContext(e)))
     }
 
+    async fn publish_reservations(&self, msgs: &[ReservationMessage]) -> InfraResult<()> {
+        let bodies = msgs
+            .iter()
+            .map(|m| serde_json::to_string(m).map(|b| (b, 0)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| InfraError::new("encode reservation message", e))?;
+        self.send_batches(&self.reservations_url, bodies, "sqs publish reservations").await
+    }
+
     async fn schedule_timeouts(&self, timers: &[TimeoutMessage], now_ms: i64) -> InfraResult<()> {
-        for chunk in timers.chunks(10) {
-            let mut entries = Vec::with_capacity(chunk.len());
-            for (i, t) in chunk.iter().enumerate() {
-                let body = serde_json::to_string(t).map_err(|e| InfraError::new("encode timeout message", e))?;
-                entries.push(
+        let bodies = timers
+            .iter()
+            .map(|t| serde_json::to_string(t).map(|b| (b, timer_delay(t.due_at, now_ms))))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| InfraError::new("encode timeout message", e))?;
+        self.send_batches(&self.timeouts_url, bodies, "sqs schedule timeouts").await
+    }
+}
+
+impl SqsQueue {
+    /// Sends (body, delay seconds) pairs, ten per request; any entry SQS refuses fails the call.
+    async fn send_batches(&self, url: &str, bodies: Vec<(String, i32)>, op: &'static str) -> InfraResult<()> {
+        for chunk in bodies.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (body, delay))| {
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
                         .message_body(body)
-                        .delay_seconds(timer_delay(t.due_at, now_ms))
+                        .delay_seconds(*delay)
                         .build()
-                        .map_err(|e| InfraError::new("sqs build timer", e))?,
-                );
-            }
+                        .map_err(|e| InfraError::new(op, e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let out = self
                 .client
                 .send_message_batch()
-                .queue_url(&self.timeouts_url)
+                .queue_url(url)
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| InfraError::new("sqs schedule timeouts", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+                .map_err(|e| InfraError::new(op, aws_sdk_sqs::error::DisplayErrorContext(e)))?;
             if let Some(f) = out.failed().first() {
-                return Err(InfraError::new("sqs schedule timeouts", format!("{}: {:?}", f.code(), f.message())));
+                return Err(InfraError::new(op, format!("{}: {:?}", f.code(), f.message())));
             }
         }
         Ok(())

@@ -78,6 +78,9 @@ pub enum AppError {
 pub struct Settings {
     pub sold_out_flag: Duration,
     pub reconcile_threshold_ms: i64,
+    /// Reconciliation re-publishes an order with no durable record until it is this old, then
+    /// gives it up.
+    pub reconcile_give_up_ms: i64,
     pub fault_drop_message_percent: u8,
     /// How long settled per-order entries stay in Redis for replays.
     pub order_retention_ms: i64,
@@ -97,6 +100,7 @@ impl From<&Config> for Settings {
         Self {
             sold_out_flag: c.sold_out_flag,
             reconcile_threshold_ms: c.reconcile_threshold_ms,
+            reconcile_give_up_ms: c.reconcile_give_up_ms,
             fault_drop_message_percent: c.fault_drop_message_percent,
             order_retention_ms: (c.order_retention_seconds as i64).saturating_mul(1000),
             emit_emf: c.emit_emf,

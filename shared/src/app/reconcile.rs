@@ -13,8 +13,12 @@
 //!    deductions and cancels not yet known durable were logged, so the cost grows with those,
 //!    not with history):
 //!    DynamoDB has the reservation → settle; it is CANCELLED → return the Redis share once; it has
-//!    nothing → write a tombstone (conditional), and only if that write wins give the stock back
-//!    (order CANCELLED, reason LOST). A message arriving later meets the tombstone.
+//!    nothing → **heal forward**: log the entry again and re-publish its message (persist is
+//!    idempotent), so a lost message still becomes a RESERVED order when stock allows, and a
+//!    slow one is never cancelled. Only an order older than the give-up deadline (which outlasts
+//!    every redelivery SQS can make, see [`crate::domain::Timing`]) is given up: a tombstone
+//!    (conditional), and only if that write wins the stock back (order CANCELLED, reason LOST).
+//!    A message arriving later meets the tombstone.
 //! 2. **Drift and identities**: compare Redis with `saleable − pending`; rebuild a lost stock key,
 //!    and repair drift only while nothing is in flight, compare-and-set on the cache version read
 //!    before DynamoDB was (so a concurrent Try, settle or cancel makes the repair step aside).
@@ -36,14 +40,16 @@ use crate::domain::{
     CancelReason, CollectionId, IdentityViolation, OrderKey, Settlement, StockLevels, drift, settlement,
 };
 use crate::ports::{
-    CacheEntry, CacheProbe, CacheState, CollectionRecord, Ledger, OrderRecord, Queue, Rebuild, Released, SettleAs,
-    StockCache, Tombstone,
+    CacheEntry, CacheProbe, CacheState, CollectionRecord, Ledger, OrderRecord, Queue, Rebuild, Released,
+    ReservationMessage, SettleAs, StockCache, Tombstone,
 };
 
 /// Unsettled entries examined per collection per run.
 pub const ENTRIES_PER_RUN: usize = 20_000;
 /// Concurrent DynamoDB writes while healing.
 const HEAL_CONCURRENCY: usize = 32;
+/// Orders re-logged per script call (one call holds Redis for all of them).
+const RELOG_PER_CALL: usize = 256;
 /// Settled entries trimmed per collection per run.
 const TRIM_PER_RUN: usize = 20_000;
 /// Collections reconciled at once.
@@ -88,6 +94,8 @@ pub struct CollectionReport {
     pub unsettled_examined: u32,
     pub settled: u32,
     pub returned: u32,
+    /// Orders with no durable record past the threshold whose message was re-published.
+    pub republished: u32,
     pub tombstones_written: u32,
     /// `cached − (saleable − pending)` seen this run (`None`: no stock key).
     pub drift: Option<i64>,
@@ -109,6 +117,8 @@ pub struct ReconcileReport {
     /// Active collections left for the next run (the time budget ran out).
     pub collections_deferred: u32,
     pub entries_healed: u32,
+    /// Messages re-published for orders with no durable record past the threshold.
+    pub republished: u32,
     pub tombstones_written: u32,
     pub identity_violations: u32,
     pub max_abs_drift: i64,
@@ -188,6 +198,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         for (id, cr) in done {
             report.collections_checked += 1;
             report.entries_healed += cr.settled + cr.returned;
+            report.republished += cr.republished;
             report.tombstones_written += cr.tombstones_written;
             report.identity_violations += cr.identity_violations.len() as u32;
             report.max_abs_drift = report.max_abs_drift.max(cr.drift.unwrap_or(0).abs());
@@ -303,6 +314,16 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         for (as_, orders) in &settle {
             cr.settled += self.cache.settle(id, orders, *as_, Some(cutoff), now_ms).await?;
         }
+        // Heal forward what is younger than the give-up deadline; give up the rest.
+        let give_up_before = now_ms - self.settings.reconcile_give_up_ms;
+        let (missing, forward): (Vec<_>, Vec<_>) =
+            missing.into_iter().partition(|(_, e)| e.accepted_at_ms < give_up_before);
+        for chunk in forward.chunks(RELOG_PER_CALL) {
+            if let Err(e) = self.republish(id, chunk, cutoff, now_ms, cr).await {
+                tracing::error!(collection = %id, error = %e, "re-publishing failed; the next run tries again");
+                cr.errors.push(e.to_string());
+            }
+        }
         let healed: Vec<Result<Heal, AppError>> = futures::stream::iter(
             to_release.into_iter().map(|o| (o, None)).chain(missing.into_iter().map(|(o, e)| (o, Some(e)))),
         )
@@ -352,6 +373,39 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         if cr.returned > 0 {
             self.sold_out.clear(id);
         }
+        Ok(())
+    }
+
+    /// Logs these pending orders again and re-publishes their messages (each only if it is
+    /// still pending and no concurrent run or replay re-logged it meanwhile).
+    async fn republish(
+        &self,
+        id: &CollectionId,
+        orders: &[(OrderKey, CacheEntry)],
+        cutoff: i64,
+        now_ms: i64,
+        cr: &mut CollectionReport,
+    ) -> Result<(), AppError> {
+        let keys: Vec<OrderKey> = orders.iter().map(|(o, _)| o.clone()).collect();
+        let relogged = self.cache.relog(id, &keys, cutoff, now_ms).await?;
+        let msgs: Vec<ReservationMessage> = orders
+            .iter()
+            .zip(relogged)
+            .filter(|(_, r)| *r)
+            .map(|((o, e), _)| ReservationMessage {
+                order_id: o.order.clone(),
+                collection_id: o.collection.clone(),
+                user_id: o.user.clone(),
+                quantity: e.quantity,
+                accepted_at_ms: e.accepted_at_ms,
+            })
+            .collect();
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        self.queue.publish_reservations(&msgs).await?;
+        cr.republished += msgs.len() as u32;
+        tracing::warn!(collection = %id, count = msgs.len(), "no durable record past the threshold: messages re-published");
         Ok(())
     }
 

@@ -6,8 +6,10 @@ pub mod collection;
 pub mod ids;
 pub mod reservation;
 pub mod settlement;
+pub mod timing;
 
 pub use collection::{CollectionSpec, IdentityViolation, SpecError, StockLevels, drift};
 pub use ids::{CollectionId, IdError, OrderId, OrderKey, Quantity, UserId};
 pub use reservation::{CancelReason, Event, Refusal, Status, Transition, transition};
 pub use settlement::{Settlement, settlement};
+pub use timing::{Knob, Timing};

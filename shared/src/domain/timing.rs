@@ -1,0 +1,182 @@
+//! The durable path's timing knobs, checked against each other: reconciliation must never give an
+//! order up while SQS may still deliver its message, and must not re-publish one before a healthy
+//! first delivery had its chance. Checked at start-up (config) and against `template.yaml`.
+
+use std::time::Duration;
+
+/// The knobs, as deployed: reconciliation's, the reservation queue's and the functions'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Age (since last logged) at which reconciliation looks at an unsettled deduction and, with
+    /// no durable record, re-publishes its message.
+    pub threshold: Duration,
+    /// Age (since accepted) after which reconciliation stops re-publishing and gives the order up
+    /// (tombstone, stock back, CANCELLED/LOST).
+    pub give_up: Duration,
+    /// The reservation queue's visibility timeout: a received message not deleted comes back
+    /// after it.
+    pub visibility_timeout: Duration,
+    /// Receives of one message before SQS moves it to the dead-letter queue.
+    pub max_receive_count: u32,
+    /// The persist function's timeout.
+    pub persist_timeout: Duration,
+    /// The persist event source's batching window.
+    pub batch_window: Duration,
+    /// How often reconciliation runs (its schedule).
+    pub reconcile_interval: Duration,
+    /// The reconcile function's timeout.
+    pub reconcile_timeout: Duration,
+    /// A run starts no collection after this long.
+    pub reconcile_budget: Duration,
+}
+
+/// Which knob is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Knob {
+    Threshold,
+    GiveUp,
+    VisibilityTimeout,
+    MaxReceiveCount,
+    ReconcileBudget,
+}
+
+/// One rule a combination breaks, with the figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub knob: Knob,
+    pub why: String,
+}
+
+impl Timing {
+    /// The latest a message sent at acceptance can still be delivered and processed: it waits
+    /// out the batching window, and each of its receives but the last hides it for a visibility
+    /// timeout, the last one for at most the function's timeout (≤ the visibility timeout).
+    /// Past this it is durable, or in the dead-letter queue.
+    pub fn last_delivery(&self) -> Duration {
+        self.batch_window + self.visibility_timeout * self.max_receive_count
+    }
+
+    /// Every rule the combination breaks (empty: consistent).
+    pub fn conflicts(&self) -> Vec<Conflict> {
+        let s = |d: Duration| d.as_secs_f64();
+        let mut out = Vec::new();
+        let mut bad = |knob, why: String| out.push(Conflict { knob, why });
+        if self.max_receive_count == 0 {
+            bad(Knob::MaxReceiveCount, "must be at least 1".into());
+        }
+        if self.visibility_timeout < self.persist_timeout + self.batch_window {
+            bad(
+                Knob::VisibilityTimeout,
+                format!(
+                    "{} s is shorter than persist's timeout + batching window ({} s): SQS would deliver a \
+                     batch again while its first invocation still runs",
+                    s(self.visibility_timeout),
+                    s(self.persist_timeout + self.batch_window)
+                ),
+            );
+        }
+        if self.threshold < self.persist_timeout + self.batch_window {
+            bad(
+                Knob::Threshold,
+                format!(
+                    "{} s is shorter than persist's timeout + batching window ({} s): reconciliation would \
+                     re-publish orders whose first delivery is still running",
+                    s(self.threshold),
+                    s(self.persist_timeout + self.batch_window)
+                ),
+            );
+        }
+        if self.give_up <= self.last_delivery() {
+            bad(
+                Knob::GiveUp,
+                format!(
+                    "{} s does not outlast the message's last redelivery (batching window + {} receives × \
+                     {} s visibility = {} s): reconciliation could cancel an order SQS is still delivering",
+                    s(self.give_up),
+                    self.max_receive_count,
+                    s(self.visibility_timeout),
+                    s(self.last_delivery())
+                ),
+            );
+        }
+        if self.give_up < self.threshold + self.reconcile_interval * 2 {
+            bad(
+                Knob::GiveUp,
+                format!(
+                    "{} s leaves fewer than two scheduled runs ({} s apart) past the {} s threshold to re-publish",
+                    s(self.give_up),
+                    s(self.reconcile_interval),
+                    s(self.threshold)
+                ),
+            );
+        }
+        if self.reconcile_budget >= self.reconcile_timeout {
+            bad(
+                Knob::ReconcileBudget,
+                format!(
+                    "{} s is not inside the reconcile function's {} s timeout",
+                    s(self.reconcile_budget),
+                    s(self.reconcile_timeout)
+                ),
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    /// The template's values.
+    fn deployed() -> Timing {
+        Timing {
+            threshold: S(45),
+            give_up: S(1_200),
+            visibility_timeout: S(180),
+            max_receive_count: 5,
+            persist_timeout: S(30),
+            batch_window: S(1),
+            reconcile_interval: S(60),
+            reconcile_timeout: S(55),
+            reconcile_budget: S(40),
+        }
+    }
+
+    fn knobs(t: Timing) -> Vec<Knob> {
+        t.conflicts().into_iter().map(|c| c.knob).collect()
+    }
+
+    #[test]
+    fn the_deployed_combination_is_consistent() {
+        assert_eq!(deployed().conflicts(), vec![]);
+        assert_eq!(deployed().last_delivery(), S(901));
+    }
+
+    #[test]
+    fn a_give_up_inside_the_redelivery_span_is_refused() {
+        // A longer visibility timeout: the fifth receive can come after reconciliation gave up.
+        let t = Timing { visibility_timeout: S(300), ..deployed() };
+        assert_eq!(knobs(t), vec![Knob::GiveUp]);
+        assert!(t.conflicts()[0].why.contains("1501 s"), "{:?}", t.conflicts());
+        assert_eq!(knobs(Timing { max_receive_count: 7, ..deployed() }), vec![Knob::GiveUp]);
+        assert_eq!(knobs(Timing { give_up: S(902), ..deployed() }), vec![]);
+        assert_eq!(knobs(Timing { give_up: S(901), ..deployed() }), vec![Knob::GiveUp]);
+    }
+
+    #[test]
+    fn each_other_rule_names_its_knob() {
+        assert_eq!(
+            knobs(Timing { visibility_timeout: S(30), give_up: S(1_200), ..deployed() }),
+            vec![Knob::VisibilityTimeout]
+        );
+        assert_eq!(knobs(Timing { threshold: S(20), ..deployed() }), vec![Knob::Threshold]);
+        assert_eq!(knobs(Timing { max_receive_count: 0, ..deployed() }), vec![Knob::MaxReceiveCount]);
+        assert_eq!(knobs(Timing { reconcile_budget: S(55), ..deployed() }), vec![Knob::ReconcileBudget]);
+        // Few runs between threshold and give-up (a slow schedule).
+        let t = Timing { reconcile_interval: S(600), ..deployed() };
+        assert_eq!(knobs(t), vec![Knob::GiveUp]);
+    }
+}
