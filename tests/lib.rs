@@ -233,6 +233,22 @@ impl TestApp {
         .await
     }
 
+    /// Sends a reservation message straight to the queue (a late or duplicate delivery).
+    pub async fn send_reservation(&self, m: &flashstock::ports::ReservationMessage) {
+        let body = serde_json::to_string(m).expect("encode");
+        let q = &self.stack.queues.reservations;
+        self.stack.sqs.send_message().queue_url(q).message_body(body).send().await.expect("send");
+    }
+
+    /// Waits until the reservation queue is empty (the consumers took everything).
+    pub async fn wait_queue_empty(&self, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        while self.queue_depth(&self.stack.queues.reservations).await > 0 {
+            assert!(std::time::Instant::now() < deadline, "the reservation queue never emptied");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Approximate number of messages in a queue (visible + in flight + delayed).
     pub async fn queue_depth(&self, url: &str) -> i64 {
         use aws_sdk_sqs::types::QueueAttributeName as A;

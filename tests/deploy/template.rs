@@ -2,7 +2,11 @@
 //! every Lambda binary is deployed; every variable the config requires is set and no Redis
 //! credential or local override is; each function's role names the table and queues its code
 //! uses; every SQS event source mapping reports batch item failures; queue visibility timeouts
-//! are ≥ 6× their consumer's timeout; every route of the API goes to the function that serves it.
+//! are ≥ 6× their consumer's timeout; every route of the API goes to the function that serves it;
+//! the durable path's timing (threshold, give-up, the reservation queue's visibility timeout and
+//! receive count, persist's timeout and batching window, reconciliation's schedule and timeout)
+//! is consistent ([`flashstock::domain::Timing`]), and the values the functions check it on at
+//! start-up are the resources' own.
 //!
 //! And it must stay locked down, checked on what AWS's own SAM translator makes of it
 //! (`infra/sam_transform.py`): no IAM policy grants on `*` (beyond the four actions IAM only
@@ -13,6 +17,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::time::Duration;
+
+use flashstock::config;
+use flashstock::domain::Timing;
 use serde_yaml_ng::Value;
 
 fn template() -> Value {
@@ -122,6 +130,95 @@ fn problems(t: &Value, bins: &BTreeSet<String>) -> Vec<String> {
     for b in bins.difference(&deployed) {
         p.push(format!("Lambda binary {b} is not deployed by the template"));
     }
+    p.extend(timing_problems(t));
+    p
+}
+
+/// The timing the template deploys, read from its resources and parameter defaults.
+fn deployed_timing(t: &Value) -> Result<Timing, String> {
+    let r = &t["Resources"];
+    let num = |v: &Value, what: &str| v.as_u64().ok_or_else(|| format!("{what} is not a number: {v:?}"));
+    let persist = &r["PersistFunction"]["Properties"];
+    let reconcile = &r["ReconcileFunction"]["Properties"];
+    let schedule = reconcile["Events"]["EveryMinute"]["Properties"]["Schedule"].as_str().unwrap_or("");
+    let interval = rate_seconds(schedule).ok_or_else(|| format!("reconcile schedule {schedule:?} is not a rate"))?;
+    let budget = t["Globals"]["Function"]["Environment"]["Variables"][config::RECONCILE_BUDGET_MS]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .map_or(flashstock::app::reconcile::RUN_BUDGET, Duration::from_millis);
+    Ok(Timing {
+        threshold: Duration::from_millis(num(&t["Parameters"]["ReconcileThresholdMs"]["Default"], "threshold")?),
+        give_up: Duration::from_millis(num(&t["Parameters"]["ReconcileGiveUpMs"]["Default"], "give-up")?),
+        visibility_timeout: Duration::from_secs(num(
+            &r["ReservationQueue"]["Properties"]["VisibilityTimeout"],
+            "ReservationQueue visibility",
+        )?),
+        max_receive_count: num(
+            &r["ReservationQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"],
+            "ReservationQueue maxReceiveCount",
+        )? as u32,
+        persist_timeout: Duration::from_secs(num(&persist["Timeout"], "PersistFunction timeout")?),
+        batch_window: Duration::from_secs(num(
+            &persist["Events"]["Reservations"]["Properties"]["MaximumBatchingWindowInSeconds"],
+            "persist batching window",
+        )?),
+        reconcile_interval: Duration::from_secs(interval),
+        reconcile_timeout: Duration::from_secs(num(&reconcile["Timeout"], "ReconcileFunction timeout")?),
+        reconcile_budget: budget,
+    })
+}
+
+/// Seconds of an EventBridge `rate(N unit)` expression.
+fn rate_seconds(expr: &str) -> Option<u64> {
+    let (n, unit) = expr.strip_prefix("rate(")?.strip_suffix(')')?.split_once(' ')?;
+    let n: u64 = n.parse().ok()?;
+    Some(
+        n * match unit.trim_end_matches('s') {
+            "minute" => 60,
+            "hour" => 3_600,
+            "day" => 86_400,
+            _ => return None,
+        },
+    )
+}
+
+/// The timing's conflicts, and every start-up variable that differs from its resource's value.
+fn timing_problems(t: &Value) -> Vec<String> {
+    let timing = match deployed_timing(t) {
+        Ok(timing) => timing,
+        Err(e) => return vec![format!("timing: {e}")],
+    };
+    let mut p: Vec<String> =
+        timing.conflicts().into_iter().map(|c| format!("timing: {:?} {}", c.knob, c.why)).collect();
+    let env = &t["Globals"]["Function"]["Environment"]["Variables"];
+    let want = [
+        (config::RESERVATION_VISIBILITY_SECONDS, timing.visibility_timeout.as_secs()),
+        (config::RESERVATION_MAX_RECEIVES, u64::from(timing.max_receive_count)),
+        (config::PERSIST_TIMEOUT_SECONDS, timing.persist_timeout.as_secs()),
+        (config::PERSIST_BATCH_WINDOW_SECONDS, timing.batch_window.as_secs()),
+        (config::RECONCILE_INTERVAL_SECONDS, timing.reconcile_interval.as_secs()),
+        (config::RECONCILE_TIMEOUT_SECONDS, timing.reconcile_timeout.as_secs()),
+    ];
+    for (var, value) in want {
+        let got = env[var].as_str().and_then(|v| v.parse::<u64>().ok());
+        if got != Some(value) {
+            p.push(format!(
+                "timing: {var} is {got:?} but the resource says {value}: the start-up check would be blind"
+            ));
+        }
+        // And the config's default is the template's value (a function given none checks that).
+        let default = config::TIMING_DEFAULTS.iter().find(|(n, _)| *n == var).map(|(_, v)| *v);
+        if default != Some(value) {
+            p.push(format!("timing: the config's default for {var} is {default:?}, the template deploys {value}"));
+        }
+    }
+    for (var, param) in
+        [(config::RECONCILE_THRESHOLD_MS, "ReconcileThresholdMs"), (config::RECONCILE_GIVE_UP_MS, "ReconcileGiveUpMs")]
+    {
+        if env[var]["Ref"] != param {
+            p.push(format!("timing: {var} is not the {param} parameter"));
+        }
+    }
     p
 }
 
@@ -209,4 +306,32 @@ fn the_checks_catch_a_broken_template() {
     t["Resources"]["TimeoutQueue"]["Properties"]["VisibilityTimeout"] = Value::from(60);
     let p = problems(&t, &bins);
     assert!(p.iter().any(|x| x.contains("TimeoutQueue: visibility 60")), "{p:?}");
+
+    // Reconciliation overtaking redelivery: a longer visibility timeout (the start-up variable
+    // raised with it) makes five receives outlast the give-up.
+    let mut t = template();
+    t["Resources"]["ReservationQueue"]["Properties"]["VisibilityTimeout"] = Value::from(300);
+    t["Globals"]["Function"]["Environment"]["Variables"][config::RESERVATION_VISIBILITY_SECONDS] = Value::from("300");
+    let p = problems(&t, &bins);
+    assert!(p.iter().any(|x| x.contains("timing: GiveUp") && x.contains("1501 s")), "{p:?}");
+    // The same through the receive count, the give-up parameter, or a threshold inside persist's timeout.
+    let mut t = template();
+    t["Resources"]["ReservationQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"] = Value::from(10);
+    let p = problems(&t, &bins);
+    assert!(p.iter().any(|x| x.contains("timing: GiveUp")), "{p:?}");
+    assert!(
+        p.iter().any(|x| x.contains("FLASHSTOCK_RESERVATION_MAX_RECEIVES is Some(5) but the resource says 10")),
+        "{p:?}"
+    );
+    let mut t = template();
+    t["Parameters"]["ReconcileGiveUpMs"]["Default"] = Value::from(600_000);
+    assert!(problems(&t, &bins).iter().any(|x| x.contains("timing: GiveUp")));
+    let mut t = template();
+    t["Parameters"]["ReconcileThresholdMs"]["Default"] = Value::from(20_000);
+    assert!(problems(&t, &bins).iter().any(|x| x.contains("timing: Threshold")));
+    let mut t = template();
+    t["Resources"]["ReconcileFunction"]["Properties"]["Timeout"] = Value::from(30);
+    let p = problems(&t, &bins);
+    assert!(p.iter().any(|x| x.contains("timing: ReconcileBudget")), "{p:?}");
+    assert!(p.iter().any(|x| x.contains("FLASHSTOCK_RECONCILE_TIMEOUT_SECONDS")), "{p:?}");
 }

@@ -157,6 +157,8 @@ async fn publish_failure_keeps_the_deduction_and_answers_unconfirmed() {
     let t = TestApp::start_with(TestApp::fast_options(), |c| {
         c.reservation_queue_url = format!("{}-missing", c.reservation_queue_url);
         c.reconcile_threshold_ms = 0;
+        // Re-publishing fails too (the same missing queue): only giving up settles this one.
+        c.reconcile_give_up_ms = 0;
     })
     .await;
     t.collection("pf", json!({ "quantity": 5 })).await;

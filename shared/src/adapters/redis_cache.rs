@@ -742,7 +742,8 @@ impl StockCache for RedisCache {
         let slice = secs(now_ms).div_euclid(SLICE_SECONDS);
         let mut inv = self.scripts.relog.prepare_invoke();
         inv.key(k.slice(slice)).key(k.slices());
-        inv.arg(secs(now_ms)).arg(secs(logged_before_ms)).arg(slice);
+        // Logged (whole seconds) before the instant: what `unsettled_before` lists as due.
+        inv.arg(secs(now_ms)).arg(secs(logged_before_ms + 999)).arg(slice);
         for o in orders {
             let bucket = bucket_of(&buyer_bytes(&o.user), nb);
             inv.key(k.bucket(bucket));
