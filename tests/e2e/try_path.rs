@@ -184,3 +184,30 @@ async fn unknown_collection_is_404() {
     let t = TestApp::start().await;
     t.reserve("u", "nope", "o1", 1).await.assert_problem(404, "COLLECTION_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn a_replay_past_the_threshold_is_promised_until_the_give_up_nears() {
+    // The first message is lost; the client retries long after. Reconciliation only re-publishes
+    // an order that young, so the replay re-publishes and answers 202 again; near the give-up
+    // (here: a give-up of zero) a run may be cancelling it, so the replay re-publishes but
+    // promises nothing.
+    for (give_up_ms, want) in [(600_000, 202), (0, 503)] {
+        let t = TestApp::start_with(TestApp::manual_options(), |c| {
+            c.reconcile_threshold_ms = 1_000;
+            c.reconcile_give_up_ms = give_up_ms;
+        })
+        .await;
+        t.collection("late", json!({ "quantity": 5 })).await;
+        assert_eq!(t.reserve("u", "late", "o1", 1).await.status, 202);
+        let _lost = t.take_reservation_message().await;
+        let again = t.reserve("u", "late", "o1", 1).await;
+        if want == 202 {
+            assert_eq!(again.status, 202, "give-up {give_up_ms}: {again:?}");
+        } else {
+            again.assert_problem(503, "RESERVATION_UNCONFIRMED");
+        }
+        let resent = t.take_reservation_message().await;
+        assert!(resent.contains("\"orderId\":\"o1\""), "re-published either way: {resent}");
+        assert_eq!(t.stores("late").await.redis_stock, Some(4), "taken once");
+    }
+}

@@ -72,6 +72,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             now_ms,
             per_user_limit: spec.per_user_limit,
             stale_before_ms: now_ms - self.settings.reconcile_threshold_ms + STALE_MARGIN_MS,
+            give_up_before_ms: now_ms - self.settings.reconcile_give_up_ms + STALE_MARGIN_MS,
         };
         let message = |accepted_at_ms| ReservationMessage {
             order_id: input.order.clone(),
@@ -93,8 +94,9 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             ReserveOutcome::Replay { state: CacheState::Pending, accepted_at_ms } => {
                 self.publish(message(accepted_at_ms)).await.map(|()| accepted)
             }
-            // Old enough for reconciliation to be giving it up right now: publish all the same
-            // (if the message wins, the order becomes RESERVED), but promise nothing.
+            // Old enough for reconciliation to be giving it up right now (past the threshold and
+            // near the give-up): publish all the same (if the message wins, the order becomes
+            // RESERVED), but promise nothing. Younger, reconciliation only re-publishes.
             ReserveOutcome::ReplayStale { accepted_at_ms } => {
                 self.publish(message(accepted_at_ms)).await?;
                 Err(AppError::Unconfirmed)

@@ -47,8 +47,10 @@ pub struct ReserveRequest<'a> {
     pub quantity: u32,
     pub now_ms: i64,
     pub per_user_limit: Option<u32>,
-    /// A pending entry logged before this may be under reconciliation's decision.
+    /// A pending entry logged before this, and accepted before `give_up_before_ms`, may be
+    /// under reconciliation's give-up right now.
     pub stale_before_ms: i64,
+    pub give_up_before_ms: i64,
 }
 
 /// The Try script's answer.
@@ -63,7 +65,7 @@ pub enum ReserveOutcome {
         state: CacheState,
         accepted_at_ms: i64,
     },
-    /// A replay of a pending entry old enough for reconciliation to be deciding it right now.
+    /// A replay of a pending entry old enough for reconciliation to be giving it up right now.
     ReplayStale {
         accepted_at_ms: i64,
     },
