@@ -2,7 +2,9 @@
 # Starts or stops this checkout's own redis-server and moto servers on free loopback ports, with
 # their data under .local/. `start` is idempotent (reuses running ones) and writes .local/env,
 # which exports FLASHSTOCK_REDIS_URL, the AWS endpoints, region and test credentials.
-# DynamoDB runs on its own moto served one request at a time (see infra/moto_serial.py for why);
+# DynamoDB runs on its own moto served one request at a time (see infra/moto_serial.py for why),
+# with DynamoDB's transaction conflicts at 10 ms per request (FLASHSTOCK_DYNAMODB_CONFLICTS=0 turns
+# them off, FLASHSTOCK_DYNAMODB_LATENCY_MS sets the latency);
 # SQS runs on a threaded moto without its O(queue length) send path (infra/moto_sqs.py).
 #   infra/services.sh start | stop | env
 set -euo pipefail
@@ -73,7 +75,8 @@ start() {
   nohup "$root/.venv/bin/python" "$root/infra/moto_sqs.py" 127.0.0.1 "$mport" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
   dport=$(free_port)
-  nohup "$root/.venv/bin/python" "$root/infra/moto_serial.py" 127.0.0.1 "$dport" >"$state/dynamo.log" 2>&1 &
+  FLASHSTOCK_DYNAMODB_CONFLICTS="${FLASHSTOCK_DYNAMODB_CONFLICTS:-1}" \
+    nohup "$root/.venv/bin/python" "$root/infra/moto_serial.py" 127.0.0.1 "$dport" >"$state/dynamo.log" 2>&1 &
   echo $! >"$state/dynamo.pid"
   up() { python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "http://127.0.0.1:$1/moto-api/" >/dev/null 2>&1; }
   for _ in $(seq 1 150); do

@@ -130,6 +130,9 @@ pub struct Config {
     /// no record of and gives it up: tombstone, stock back, CANCELLED/LOST (default 20 min; the
     /// start-up check makes it outlast every redelivery of the message, see [`Timing`]).
     pub reconcile_give_up_ms: i64,
+    /// Reconciliation re-publishes an order at most this often (the reservation queue's
+    /// visibility timeout: a message still being retried comes back no sooner).
+    pub republish_interval_ms: i64,
     /// Fault injection for tests and the demo: this share (0–100) of accepted Tries "lose" their
     /// message after the Redis deduction. Only settable from the environment, never from a request.
     pub fault_drop_message_percent: u8,
@@ -228,6 +231,7 @@ impl Config {
                 Knob::VisibilityTimeout => RESERVATION_VISIBILITY_SECONDS,
                 Knob::MaxReceiveCount => RESERVATION_MAX_RECEIVES,
                 Knob::ReconcileBudget => RECONCILE_BUDGET_MS,
+                Knob::ReconcileTimeout => RECONCILE_TIMEOUT_SECONDS,
             };
             return Err(ConfigError::Invalid { name, why: c.why });
         }
@@ -243,6 +247,7 @@ impl Config {
             sold_out_flag: Duration::from_millis(num(SOLD_OUT_FLAG_MS, get(SOLD_OUT_FLAG_MS), 500)?),
             reconcile_threshold_ms: timing.threshold.as_millis() as i64,
             reconcile_give_up_ms: timing.give_up.as_millis() as i64,
+            republish_interval_ms: timing.visibility_timeout.as_millis() as i64,
             fault_drop_message_percent: fault,
             emit_emf: !matches!(get(EMIT_EMF).as_deref(), Some("0" | "false" | "off")),
             buyer_budget: (budget > 0).then(|| BuyerBudget { requests: budget, window: Duration::from_secs(window) }),

@@ -60,8 +60,9 @@ fn uses(binary: &str) -> &'static [&'static str] {
         "flashstock-persist" => &["Table", "TimeoutQueue"],
         // Cancel writes the table, queries the expiry index, re-delays timers.
         "flashstock-cancel" => &["Table", "TimeoutQueue"],
-        // Reconcile reads and writes the table and its collection index.
-        "flashstock-reconcile" => &["Table"],
+        // Reconcile reads and writes the table and its collection index, and re-publishes
+        // reservations (heal forward).
+        "flashstock-reconcile" => &["Table", "ReservationQueue"],
         _ => &[],
     }
 }

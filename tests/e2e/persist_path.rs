@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use flashstock::lambda::{persist_event, sqs_event};
 use flashstock::ports::ReservationMessage;
 use flashstock_e2e::TestApp;
+use futures::StreamExt;
 use serde_json::json;
 
 #[tokio::test]
@@ -135,4 +136,69 @@ async fn persist_consumers_take_turns_on_a_collection_through_its_lease() {
         assert_eq!(t.status(&format!("u{i}"), "lease", "o1").await.str("status"), "RESERVED");
     }
     t.assert_settled("lease").await;
+}
+
+/// Transactions and conflicts the local DynamoDB counted (it runs with DynamoDB's conflict
+/// semantics, `infra/moto_serial.py`), or None when it does not.
+async fn conflict_counts() -> Option<(u64, u64)> {
+    let url = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").ok()?;
+    let v: serde_json::Value = reqwest::get(format!("{url}/flashstock/conflicts")).await.ok()?.json().await.ok()?;
+    Some((v["transactions"].as_u64()?, v["transaction_conflicts"].as_u64()?))
+}
+
+#[tokio::test]
+async fn confirms_and_cancels_during_a_hot_persist_all_succeed() {
+    // Every persist transaction writes the collection item, and so do confirm and cancel: DynamoDB
+    // cancels a transaction on an item another one holds. During a drop, the payment service's
+    // confirms and the buyers' cancels must still go through, not end in 503s.
+    let (tx0, c0) = conflict_counts().await.expect("the local DynamoDB runs with conflict semantics");
+    let opts = flashstock_e2e::Options {
+        persist_consumers: 8,
+        persist_batch_size: 100,
+        batching_window: Duration::from_millis(300),
+        ..TestApp::fast_options()
+    };
+    let t = TestApp::start_with(opts, |_| {}).await;
+    t.collection("rush", json!({ "quantity": 3000 })).await;
+    let first: Vec<usize> = (0..80).collect();
+    let tries = |range: Vec<usize>| {
+        let t = &t;
+        futures::stream::iter(range)
+            .map(move |i| async move { (i, t.reserve(&format!("b{i}"), "rush", &format!("o{i}"), 1).await) })
+            .buffer_unordered(64)
+            .collect::<Vec<_>>()
+    };
+    assert!(tries(first.clone()).await.iter().all(|(_, a)| a.status == 202));
+    for i in &first {
+        t.wait_status(&format!("b{i}"), "rush", &format!("o{i}"), "RESERVED", Duration::from_secs(30)).await;
+    }
+    // A second wave keeps persist busy on the collection item while the first is confirmed and
+    // cancelled.
+    let second_phase = futures::stream::iter(first.clone())
+        .map(|i| {
+            let t = &t;
+            async move {
+                let (u, o) = (format!("b{i}"), format!("o{i}"));
+                if i % 2 == 0 {
+                    ("CONFIRMED", t.confirm("rush", &u, &o).await)
+                } else {
+                    ("CANCELLED", t.cancel(&u, "rush", &o).await)
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>();
+    let (wave, answers) = tokio::join!(tries((1_000..1_400).collect()), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        second_phase.await
+    });
+    assert!(wave.iter().all(|(_, a)| a.status == 202));
+    for (want, a) in &answers {
+        assert_eq!((a.status, a.str("status")), (200, *want), "{a:?}");
+    }
+    let (tx1, c1) = conflict_counts().await.unwrap_or_default();
+    eprintln!("{} transactions, {} cancelled for conflicts", tx1 - tx0, c1 - c0);
+    let s = t.assert_settled("rush").await;
+    assert_eq!(s.by_status.get("CONFIRMED").copied(), Some(40), "{s:?}");
+    assert_eq!(s.by_status.get("RESERVED").copied(), Some(400), "{s:?}");
 }

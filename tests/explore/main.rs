@@ -59,6 +59,7 @@ regressions! {
     stale_replay_refreshes_a_tombstoned_entry => "stale-replay-refreshes-a-tombstoned-entry",
     slow_message_given_up_at_the_threshold => "slow-message-given-up-at-the-threshold",
     lost_message_given_up_though_stock_existed => "lost-message-given-up-though-stock-existed",
+    runs_either_side_of_the_give_up => "runs-either-side-of-the-give-up",
     forget_claim_erases_a_cancel_tombstone => "forget-claim-erases-a-cancel-tombstone",
     warm_up_counts_an_intent_twice => "warm-up-counts-an-intent-twice",
     warm_up_subtracts_a_committed_deduction => "warm-up-subtracts-a-committed-deduction",

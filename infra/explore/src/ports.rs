@@ -79,9 +79,9 @@ impl StockCache for Gated<RedisCache> {
         collection: &CollectionId,
         orders: &[OrderKey],
         logged_before_ms: i64,
-        now_ms: i64,
+        log_at_ms: i64,
     ) -> InfraResult<Vec<bool>> {
-        self.step("redis relog.lua", move || self.inner.relog(collection, orders, logged_before_ms, now_ms)).await
+        self.step("redis relog.lua", move || self.inner.relog(collection, orders, logged_before_ms, log_at_ms)).await
     }
     async fn mark_intent(&self, order: &OrderRecord, now_ms: i64) -> InfraResult<()> {
         self.step("redis intent.lua", move || self.inner.mark_intent(order, now_ms)).await

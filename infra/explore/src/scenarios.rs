@@ -5,7 +5,9 @@ use crate::gate::Fault;
 use crate::sched::Dir;
 use crate::world::{OpKind, Scenario, Setup, When};
 
-use OpKind::{Cancel, Confirm, Persist, PersistBatch, Reconcile, Sweep, Timeout, Try, TryFault, WarmUp};
+use OpKind::{
+    Cancel, Confirm, Persist, PersistBatch, Reconcile, ReconcileBehind, Sweep, Timeout, Try, TryFault, WarmUp,
+};
 use Setup::{DiesAt, LoseMessages, LoseStock, Op, Redeliver, SkewStock, Trim};
 
 const SEND: &str = "sqs send reservation";
@@ -95,6 +97,12 @@ pub fn triples() -> Vec<Scenario> {
         sc("try-persist-cancel", &[], &[Try(0), Persist, Cancel(0)]),
         sc("persist-cancel-reconcile", &[Op(Try(0))], &[Persist, Cancel(0), Reconcile]),
         after_give_up(sc("persist-cancel-give-up", &[Op(Try(0))], &[Persist, Cancel(0), Reconcile])),
+        // Two runs alive at once, on either side of the give-up deadline, and the client's replay.
+        after_give_up(sc(
+            "two-clocks-give-up-replay",
+            &[DiesAt(Try(0), SEND)],
+            &[Reconcile, ReconcileBehind(60), Try(0)],
+        )),
         sc("confirm-cancel-timeout", &[Op(Try(0)), Op(Persist)], &[Confirm(0), Cancel(0), Timeout(0)]),
         sold_out("refused-try-stock-returns-replay", &[Try(0), Cancel(1), Try(0)]),
         sc("ambiguous-publish-replay-persist", &[], &[TryFault(0, SEND, Fault::FailAfter), Try(0), Persist]),
@@ -190,6 +198,14 @@ pub fn regressions() -> Vec<Regression> {
                    it, though DynamoDB had the stock for it",
             scenario: Scenario { ops: vec![Reconcile], ..pair("reconcile-cancel-lost") },
             script: vec![Finish(0)],
+        },
+        Regression {
+            name: "runs-either-side-of-the-give-up",
+            what: "a run whose clock was a minute behind re-published (and re-logged) an order while a run \
+                   past the give-up deadline was tombstoning it; the client's replay then looked fresh and \
+                   answered 202 for an order that ended LOST",
+            scenario: all.iter().find(|s| s.name == "two-clocks-give-up-replay").cloned().expect("the triple"),
+            script: vec![Until(0, "dynamodb put-tombstone"), Finish(1), Finish(2), Finish(0)],
         },
         // Found by reviewing the fixes above, then pinned here before their own fixes.
         Regression {

@@ -59,6 +59,9 @@ pub enum OpKind {
     Sweep,
     /// Reconciliation of the schedule's collection (schedule; the next tick follows).
     Reconcile,
+    /// A reconciliation run whose clock is this many seconds behind the others' (an invocation
+    /// that started earlier and is still running, or a skewed clock).
+    ReconcileBehind(u32),
     /// The admin's warm-up (HTTP; retried when unanswered).
     WarmUp,
 }
@@ -84,13 +87,17 @@ impl OpKind {
             OpKind::Timeout(i) => format!("timeout#{i}"),
             OpKind::Sweep => "sweep".into(),
             OpKind::Reconcile => "reconcile".into(),
+            OpKind::ReconcileBehind(s) => format!("reconcile-{s}s-behind"),
             OpKind::WarmUp => "warm-up".into(),
         }
     }
 
     /// Whether its trigger runs it again after it died (HTTP client retry, SQS redelivery).
     fn retried(self) -> bool {
-        !matches!(self, OpKind::Persist | OpKind::PersistBatch | OpKind::Reconcile | OpKind::Sweep)
+        !matches!(
+            self,
+            OpKind::Persist | OpKind::PersistBatch | OpKind::Reconcile | OpKind::ReconcileBehind(_) | OpKind::Sweep
+        )
     }
 }
 
@@ -180,8 +187,11 @@ struct Sched {
     orders: Vec<OrderKey>,
     quantities: Vec<u32>,
     t0: i64,
-    /// The operations run past the give-up deadline (only then may an accepted order end LOST).
+    /// The operations run past the give-up deadline: only then may an accepted order end LOST,
+    /// and only if no Try answered 202 for it from the operations on (those promise it anew).
     gives_up: bool,
+    /// The logical clock when the operations started.
+    ops_from: AtomicU64,
     /// The set-up skews Redis's stock on purpose (only then may reconciliation repair drift).
     skewed: bool,
     /// Every order uses one order id, each its own buyer's: every Try must end accepted.
@@ -273,6 +283,7 @@ impl World {
                 sold_out_flag: std::time::Duration::from_millis(500),
                 reconcile_threshold_ms: THRESHOLD_MS,
                 reconcile_give_up_ms: GIVE_UP_MS,
+                republish_interval_ms: 180_000,
                 fault_drop_message_percent: 0,
                 order_retention_ms: RETENTION_MS,
                 emit_emf: false,
@@ -312,6 +323,7 @@ impl World {
             collection,
             t0: flashstock::now_ms(),
             gives_up: sc.when == When::AfterGiveUp,
+            ops_from: AtomicU64::new(u64::MAX),
             skewed: sc.setup.iter().any(|s| matches!(s, Setup::SkewStock(_))),
             isolated: sc.shared_order_id,
             limited: sc.per_user_limit.is_some(),
@@ -334,6 +346,7 @@ impl World {
             self.setup(&s, *step).await?;
         }
         let now = s.op_time(sc.when);
+        s.ops_from.store(s.clock.load(Ordering::SeqCst), Ordering::SeqCst);
         let drive = self.drive(&s, &sc.ops, now, strategy).await;
         let mut violations = Vec::new();
         if let Some(why) = &drive.stuck {
@@ -464,8 +477,9 @@ impl World {
                 Ok(r) => (200, "SWEPT".to_owned(), json!(r), false),
                 Err(e) => with_false(problem(&e)),
             },
-            OpKind::Reconcile => {
-                let r = app.reconcile_collections(std::slice::from_ref(&s.collection), now).await;
+            OpKind::Reconcile | OpKind::ReconcileBehind(_) => {
+                let behind = if let OpKind::ReconcileBehind(b) = kind { i64::from(b) * 1000 } else { 0 };
+                let r = app.reconcile_collections(std::slice::from_ref(&s.collection), now - behind).await;
                 (200, "RECONCILED".to_owned(), json!(r.collections), false)
             }
             OpKind::WarmUp => match app.warm_up(&s.collection).await {
@@ -714,6 +728,8 @@ impl World {
                 let got: Vec<&str> = mine.iter().map(|a| a.code.as_str()).collect();
                 bad("I7", format!("buyer {}'s Try of a shared order id was never accepted: {got:?}", order.user));
             }
+            let ops_from = s.ops_from.load(Ordering::SeqCst);
+            let promised_again = accepted.iter().any(|a| a.op.starts_with("try") && a.started >= ops_from);
             if !accepted.is_empty() {
                 match &status {
                     Err(e) => bad("I4", format!("order {i} was accepted, its owner now gets {}", e.code())),
@@ -724,6 +740,9 @@ impl World {
                         }
                         Status::Cancelled if view.reason.as_deref() == Some("LOST") && !s.gives_up => {
                             bad("I4", format!("order {i} was accepted and ended LOST before the give-up deadline"))
+                        }
+                        Status::Cancelled if view.reason.as_deref() == Some("LOST") && promised_again => {
+                            bad("I4", format!("order {i} ended LOST after a Try past the give-up answered 202"))
                         }
                         _ => {}
                     },

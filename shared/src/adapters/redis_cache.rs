@@ -733,18 +733,18 @@ impl StockCache for RedisCache {
         collection: &CollectionId,
         orders: &[OrderKey],
         logged_before_ms: i64,
-        now_ms: i64,
+        log_at_ms: i64,
     ) -> InfraResult<Vec<bool>> {
         let Some(nb) = self.bucket_count(collection).await? else { return Ok(vec![false; orders.len()]) };
         if orders.is_empty() {
             return Ok(Vec::new());
         }
         let k = self.keys(collection);
-        let slice = secs(now_ms).div_euclid(SLICE_SECONDS);
+        let slice = secs(log_at_ms).div_euclid(SLICE_SECONDS);
         let mut inv = self.scripts.relog.prepare_invoke();
         inv.key(k.slice(slice)).key(k.slices());
         // Logged (whole seconds) before the instant: what `unsettled_before` lists as due.
-        inv.arg(secs(now_ms)).arg(secs(logged_before_ms + 999)).arg(slice);
+        inv.arg(secs(log_at_ms)).arg(secs(logged_before_ms + 999)).arg(slice);
         for o in orders {
             let bucket = bucket_of(&buyer_bytes(&o.user), nb);
             inv.key(k.bucket(bucket));

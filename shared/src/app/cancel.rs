@@ -9,7 +9,7 @@
 //! and is refused.
 
 use super::status::{Located, ReservationView};
-use super::{App, AppError, MAX_ROUNDS};
+use super::{App, AppError, MAX_ROUNDS, backoff};
 use crate::domain::{CancelReason, OrderKey, Refusal, Status, Transition, transition};
 use crate::ports::{CacheState, Ledger, Queue, StockCache, Tombstone, WriteError};
 
@@ -51,7 +51,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             Canceller::System(r) => r,
         };
         let collection = &order.collection;
-        for _ in 0..MAX_ROUNDS {
+        for round in 1..=MAX_ROUNDS {
             match self.locate(order).await? {
                 Located::Durable(mut rec) => {
                     match transition(Some(rec.status), crate::domain::Event::Cancel)? {
@@ -65,7 +65,10 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                         Transition::To(_) => {
                             let spec = self.spec(collection).await?;
                             self.cache.mark_intent(&rec, now_ms).await?;
-                            match self.ledger.cancel_reserved(&rec, spec.quantity as i64, reason, now_ms).await {
+                            let turn = self.take_turn(collection, super::TURN_WAIT).await;
+                            let done = self.ledger.cancel_reserved(&rec, spec.quantity as i64, reason, now_ms).await;
+                            self.end_turn(collection, turn).await;
+                            match done {
                                 Ok(()) => {
                                     self.cache.release(order, false, now_ms).await?;
                                     self.sold_out.clear(collection);
@@ -76,7 +79,8 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                                 }
                                 Err(WriteError::ConditionFailed) => continue, // raced confirm or cancel
                                 Err(WriteError::Cancelled(r)) => {
-                                    tracing::warn!(order = %order, reasons = ?r, "cancel retried")
+                                    tracing::warn!(order = %order, reasons = ?r, "cancel retried");
+                                    backoff(round).await;
                                 }
                                 Err(WriteError::Infra(e)) => return Err(e.into()),
                             }

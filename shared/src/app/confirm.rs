@@ -2,7 +2,7 @@
 //! racing a cancel reads again and lets the state machine decide: exactly one of them wins.
 
 use super::status::{Located, ReservationView};
-use super::{App, AppError, MAX_ROUNDS};
+use super::{App, AppError, MAX_ROUNDS, backoff};
 use crate::domain::{OrderKey, Refusal, Status, Transition, transition};
 use crate::ports::{Ledger, Queue, StockCache, WriteError};
 
@@ -13,7 +13,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// `Refused(NotYetReserved)` (retryable), `Refused(AlreadyCancelled)`, `Refused(OrderFailed)`,
     /// `ReservationNotFound`.
     pub async fn confirm(&self, order: &OrderKey, now_ms: i64) -> Result<ReservationView, AppError> {
-        for _ in 0..MAX_ROUNDS {
+        for round in 1..=MAX_ROUNDS {
             let located = self.locate(order).await?;
             match transition(located.status(), crate::domain::Event::Confirm) {
                 Err(Refusal::Unknown) => return Err(AppError::ReservationNotFound),
@@ -24,14 +24,20 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             if rec.status == Status::Confirmed {
                 return Ok(rec.into());
             }
-            match self.ledger.confirm(&rec, now_ms).await {
+            let turn = self.take_turn(&order.collection, super::TURN_WAIT).await;
+            let done = self.ledger.confirm(&rec, now_ms).await;
+            self.end_turn(&order.collection, turn).await;
+            match done {
                 Ok(()) => {
                     rec.status = Status::Confirmed;
                     tracing::info!(%order, "confirmed");
                     return Ok(rec.into());
                 }
                 Err(WriteError::ConditionFailed) => continue, // raced a cancel: re-read and decide
-                Err(WriteError::Cancelled(r)) => tracing::warn!(%order, reasons = ?r, "confirm retried"),
+                Err(WriteError::Cancelled(r)) => {
+                    tracing::warn!(%order, reasons = ?r, "confirm retried");
+                    backoff(round).await;
+                }
                 Err(WriteError::Infra(e)) => return Err(e.into()),
             }
         }

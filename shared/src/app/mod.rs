@@ -81,6 +81,8 @@ pub struct Settings {
     /// Reconciliation re-publishes an order with no durable record until it is this old, then
     /// gives it up.
     pub reconcile_give_up_ms: i64,
+    /// Reconciliation re-publishes an order at most this often.
+    pub republish_interval_ms: i64,
     pub fault_drop_message_percent: u8,
     /// How long settled per-order entries stay in Redis for replays.
     pub order_retention_ms: i64,
@@ -101,6 +103,7 @@ impl From<&Config> for Settings {
             sold_out_flag: c.sold_out_flag,
             reconcile_threshold_ms: c.reconcile_threshold_ms,
             reconcile_give_up_ms: c.reconcile_give_up_ms,
+            republish_interval_ms: c.republish_interval_ms,
             fault_drop_message_percent: c.fault_drop_message_percent,
             order_retention_ms: (c.order_retention_seconds as i64).saturating_mul(1000),
             emit_emf: c.emit_emf,
@@ -183,6 +186,50 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
 pub fn describe_violations(v: &[IdentityViolation]) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_default()
 }
+
+/// A write turn's time: one transaction (with its retries) holds it, and a holder that stalls or
+/// dies holds it no longer than this.
+const TURN_TTL: Duration = Duration::from_secs(5);
+
+impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+    /// Waits for the collection's write turn: every DynamoDB transaction on a collection item
+    /// (persist's chunks, confirm, cancel) takes it, so they queue instead of DynamoDB cancelling
+    /// them for conflicts. Gives up after `wait`, or at once if Redis cannot be asked, and the
+    /// caller transacts anyway: turns only spare conflicts, DynamoDB's conditions stay the
+    /// guarantee. Returns the holder to give back ([`Self::end_turn`]), `None` when not held.
+    pub(crate) async fn take_turn(&self, collection: &CollectionId, wait: Duration) -> Option<String> {
+        if !self.settings.persist_lease {
+            return None;
+        }
+        let holder = ulid::Ulid::new().to_string();
+        let start = std::time::Instant::now();
+        loop {
+            match self.cache.take_lease(collection, &holder, TURN_TTL).await {
+                Ok(true) => return Some(holder),
+                Ok(false) if start.elapsed() < wait => {
+                    tokio::time::sleep(Duration::from_millis(rand::random_range(2..=8))).await;
+                }
+                Ok(false) => return None,
+                Err(e) => {
+                    tracing::warn!(%collection, error = %e, "write turn unavailable; transacting without");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Gives the turn back (it expires anyway).
+    pub(crate) async fn end_turn(&self, collection: &CollectionId, holder: Option<String>) {
+        if let Some(h) = holder
+            && let Err(e) = self.cache.give_lease(collection, &h).await
+        {
+            tracing::warn!(%collection, error = %e, "write turn not given back; it expires");
+        }
+    }
+}
+
+/// How long a confirm or cancel waits for the collection's write turn (inside the API's timeout).
+pub(crate) const TURN_WAIT: Duration = Duration::from_secs(2);
 
 /// Re-reads after a lost conditional write before giving up (a storm of concurrent operations on
 /// one order settles long before this).

@@ -9,11 +9,11 @@
 //!
 //! Every transaction writes the collection item, and DynamoDB cancels a transaction on an item
 //! another one is writing (`TransactionConflict`), so concurrent consumers take turns: each holds
-//! the collection's lease (in Redis) for one chunk's transaction, the others wait for it rather
-//! than conflict.
+//! the collection's write turn (a lease in Redis, [`App::take_turn`]) for one chunk's
+//! transaction, the others wait for it rather than conflict.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{App, AppError, backoff};
 use crate::domain::batch::{ORDERS_PER_TRANSACTION, fit_to_stock, group_by_collection};
@@ -22,9 +22,6 @@ use crate::ports::{ItemFailure, Ledger, Queue, ReservationMessage, SettleAs, Sto
 
 /// Transaction attempts per chunk before its orders are reported for redelivery.
 const MAX_ATTEMPTS: u32 = 8;
-/// A persist lease's time: one chunk's transaction (with its retries) holds it, and a holder that
-/// stalls or dies holds it no longer than this.
-const LEASE_TTL: Duration = Duration::from_secs(5);
 /// How long a consumer waits its turn before it transacts anyway (conflicts are retried).
 const LEASE_WAIT: Duration = Duration::from_secs(15);
 
@@ -65,16 +62,13 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 return msgs.iter().map(ReservationMessage::key).collect();
             }
         };
-        let holder = ulid::Ulid::new().to_string();
         let mut unresolved = Vec::new();
         for chunk in msgs.chunks(ORDERS_PER_TRANSACTION) {
-            // The lease covers the transaction only: the follow-ups of one consumer (Redis, timers)
+            // The turn covers the transaction only: the follow-ups of one consumer (Redis, timers)
             // overlap the next one's transaction.
-            let leased = self.settings.persist_lease && self.wait_for_lease(collection, &holder).await;
+            let turn = self.take_turn(collection, LEASE_WAIT).await;
             let r = self.apply_chunk(collection, spec.payment_window_seconds, chunk.to_vec(), now_ms).await;
-            if leased && let Err(e) = self.cache.give_lease(collection, &holder).await {
-                tracing::warn!(%collection, error = %e, "persist lease not given back; it expires");
-            }
+            self.end_turn(collection, turn).await;
             unresolved.extend(r.unresolved);
             if let Err(e) = self.finish_chunk(collection, r.durable, r.refused, r.existing, now_ms).await {
                 tracing::error!(%collection, error = %e, "durable, but Redis/timer follow-up failed; redelivery finishes it");
@@ -84,25 +78,6 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         unresolved.sort();
         unresolved.dedup();
         unresolved
-    }
-
-    /// Waits for the collection's persist lease (true: held). Gives up after [`LEASE_WAIT`], or
-    /// at once if Redis cannot be asked, and transacts anyway: the lease only spares conflicts.
-    async fn wait_for_lease(&self, collection: &CollectionId, holder: &str) -> bool {
-        let start = Instant::now();
-        loop {
-            match self.cache.take_lease(collection, holder, LEASE_TTL).await {
-                Ok(true) => return true,
-                Ok(false) if start.elapsed() < LEASE_WAIT => {
-                    tokio::time::sleep(Duration::from_millis(rand::random_range(2..=8))).await;
-                }
-                Ok(false) => return false,
-                Err(e) => {
-                    tracing::warn!(%collection, error = %e, "persist lease unavailable; transacting without");
-                    return false;
-                }
-            }
-        }
     }
 
     /// Runs the chunk's transaction until every order is durable, refused, or found already there.

@@ -15,10 +15,12 @@
 //!    DynamoDB has the reservation → settle; it is CANCELLED → return the Redis share once; it has
 //!    nothing → **heal forward**: log the entry again and re-publish its message (persist is
 //!    idempotent), so a lost message still becomes a RESERVED order when stock allows, and a
-//!    slow one is never cancelled. Only an order older than the give-up deadline (which outlasts
-//!    every redelivery SQS can make, see [`crate::domain::Timing`]) is given up: a tombstone
-//!    (conditional), and only if that write wins the stock back (order CANCELLED, reason LOST).
-//!    A message arriving later meets the tombstone.
+//!    slow one is never cancelled; the entry's next look comes a visibility timeout later. Only
+//!    an order older than the give-up deadline (which outlasts every redelivery SQS can make,
+//!    see [`crate::domain::Timing`]) is given up: a tombstone (conditional), and only if that
+//!    write wins the stock back (order CANCELLED, reason LOST). A message arriving later meets
+//!    the tombstone. In the [`GIVE_UP_BAND`] before the deadline neither happens, so two runs
+//!    alive at once never decide one order both ways.
 //! 2. **Drift and identities**: compare Redis with `saleable − pending`; rebuild a lost stock key,
 //!    and repair drift only while nothing is in flight, compare-and-set on the cache version read
 //!    before DynamoDB was (so a concurrent Try, settle or cancel makes the repair step aside).
@@ -37,7 +39,7 @@ use serde::Serialize;
 
 use super::{App, AppError};
 use crate::domain::{
-    CancelReason, CollectionId, IdentityViolation, OrderKey, Settlement, StockLevels, drift, settlement,
+    CancelReason, CollectionId, GIVE_UP_BAND, IdentityViolation, OrderKey, Settlement, StockLevels, drift, settlement,
 };
 use crate::ports::{
     CacheEntry, CacheProbe, CacheState, CollectionRecord, Ledger, OrderRecord, Queue, Rebuild, Released,
@@ -314,10 +316,13 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         for (as_, orders) in &settle {
             cr.settled += self.cache.settle(id, orders, *as_, Some(cutoff), now_ms).await?;
         }
-        // Heal forward what is younger than the give-up deadline; give up the rest.
+        // Heal forward what is younger than the band before the give-up deadline; give up what is
+        // past it; leave what is in the band (a run still re-publishing it may be alive).
         let give_up_before = now_ms - self.settings.reconcile_give_up_ms;
-        let (missing, forward): (Vec<_>, Vec<_>) =
+        let forward_from = give_up_before + GIVE_UP_BAND.as_millis() as i64;
+        let (missing, rest): (Vec<_>, Vec<_>) =
             missing.into_iter().partition(|(_, e)| e.accepted_at_ms < give_up_before);
+        let forward: Vec<_> = rest.into_iter().filter(|(_, e)| e.accepted_at_ms >= forward_from).collect();
         for chunk in forward.chunks(RELOG_PER_CALL) {
             if let Err(e) = self.republish(id, chunk, cutoff, now_ms, cr).await {
                 tracing::error!(collection = %id, error = %e, "re-publishing failed; the next run tries again");
@@ -387,7 +392,11 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         cr: &mut CollectionReport,
     ) -> Result<(), AppError> {
         let keys: Vec<OrderKey> = orders.iter().map(|(o, _)| o.clone()).collect();
-        let relogged = self.cache.relog(id, &keys, cutoff, now_ms).await?;
+        // Logged on the clock of this call (a run may reach it long after it started), and ahead
+        // of it so that the next look comes a visibility timeout later: a message SQS is still
+        // retrying comes back no sooner, and a backlog is not flooded with copies every run.
+        let ahead = (self.settings.republish_interval_ms - self.settings.reconcile_threshold_ms).max(0);
+        let relogged = self.cache.relog(id, &keys, cutoff, crate::now_ms().max(now_ms) + ahead).await?;
         let msgs: Vec<ReservationMessage> = orders
             .iter()
             .zip(relogged)

@@ -13,7 +13,7 @@ use crate::domain::{CollectionId, OrderId, OrderKey, Quantity, Status, UserId};
 use crate::ports::{CacheState, Ledger, Queue, ReservationMessage, ReserveOutcome, ReserveRequest, StockCache};
 
 /// Clock skew allowed between a Try and a reconciliation run deciding the same entry.
-const STALE_MARGIN_MS: i64 = 5_000;
+const STALE_MARGIN_MS: i64 = crate::domain::CLOCK_SKEW.as_millis() as i64;
 
 /// A Try as the API received it (quantity not yet checked against the collection's maximum).
 #[derive(Debug, Clone)]

@@ -4,6 +4,14 @@
 
 use std::time::Duration;
 
+/// Reconciliation stops re-publishing an order this long before its give-up deadline, so two
+/// runs alive at once (each decides on its own start clock) can never decide the same order both
+/// ways: one re-publishing it (and a replay then promising it again) while the other gives it up.
+pub const GIVE_UP_BAND: Duration = Duration::from_secs(120);
+
+/// Clock skew allowed between the functions (a Try and a run deciding the same order).
+pub const CLOCK_SKEW: Duration = Duration::from_secs(5);
+
 /// The knobs, as deployed: reconciliation's, the reservation queue's and the functions'.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
@@ -38,6 +46,7 @@ pub enum Knob {
     VisibilityTimeout,
     MaxReceiveCount,
     ReconcileBudget,
+    ReconcileTimeout,
 }
 
 /// One rule a combination breaks, with the figures.
@@ -99,14 +108,28 @@ impl Timing {
                 ),
             );
         }
-        if self.give_up < self.threshold + self.reconcile_interval * 2 {
+        if self.give_up < self.threshold + self.reconcile_interval * 2 + GIVE_UP_BAND {
             bad(
                 Knob::GiveUp,
                 format!(
-                    "{} s leaves fewer than two scheduled runs ({} s apart) past the {} s threshold to re-publish",
+                    "{} s leaves fewer than two scheduled runs ({} s apart) between the {} s threshold and the \
+                     last {} s before the give-up to re-publish",
                     s(self.give_up),
                     s(self.reconcile_interval),
-                    s(self.threshold)
+                    s(self.threshold),
+                    s(GIVE_UP_BAND)
+                ),
+            );
+        }
+        if self.reconcile_timeout + CLOCK_SKEW >= GIVE_UP_BAND {
+            bad(
+                Knob::ReconcileTimeout,
+                format!(
+                    "{} s (+ {} s clock skew) is not inside the {} s band before the give-up: a run re-publishing an \
+                     order could still be alive when another gives it up",
+                    s(self.reconcile_timeout),
+                    s(CLOCK_SKEW),
+                    s(GIVE_UP_BAND)
                 ),
             );
         }
@@ -178,5 +201,8 @@ mod tests {
         // Few runs between threshold and give-up (a slow schedule).
         let t = Timing { reconcile_interval: S(600), ..deployed() };
         assert_eq!(knobs(t), vec![Knob::GiveUp]);
+        // A run that may outlive the band before the give-up.
+        let t = Timing { reconcile_timeout: S(120), ..deployed() };
+        assert_eq!(knobs(t), vec![Knob::ReconcileTimeout]);
     }
 }

@@ -1,11 +1,11 @@
 -- relog.lua: reconciliation is re-publishing the messages of pending orders DynamoDB has no
--- record of. Each is logged again now, so that the next look at it comes a whole threshold
--- later; an order a concurrent run or a replay re-logged meanwhile, or that settled, is left
--- alone (and not re-published twice).
+-- record of. Each is logged again at logAt (now, or later to defer the next look at it: that
+-- comes a whole threshold after logAt); an order a concurrent run or a replay re-logged
+-- meanwhile, or that settled, is left alone (and not re-published twice).
 --
--- KEYS: [1] the current time slice [2] slices [3..] the bucket of each order, in ARGV's order
--- ARGV: [1] nowS [2] cutoff s: only an order last logged before it is re-logged
---       [3] the current slice number
+-- KEYS: [1] the time slice of logAt [2] slices [3..] the bucket of each order, in ARGV's order
+-- ARGV: [1] logAt s [2] cutoff s: only an order last logged before it is re-logged
+--       [3] logAt's slice number
 --       [4..] per order: its bucket's number (2 bytes), then a byte with the buyer's length, the
 --             buyer, the order
 -- Returns a string with a byte per order: "1" re-logged (pending, logged before the cutoff),

@@ -259,15 +259,15 @@ pub trait StockCache: Send + Sync + 'static {
         requests: u32,
         window: Duration,
     ) -> impl Future<Output = InfraResult<Option<Duration>>> + Send;
-    /// Logs these pending orders again now, each only if still pending and last logged before
-    /// `logged_before_ms` (reconciliation re-publishing their messages): true where it did. A
-    /// re-logged order is due again a whole threshold later.
+    /// Logs these pending orders again at `log_at_ms`, each only if still pending and last
+    /// logged before `logged_before_ms` (reconciliation re-publishing their messages): true where
+    /// it did. A re-logged order is due again a whole threshold after `log_at_ms`.
     fn relog(
         &self,
         collection: &CollectionId,
         orders: &[OrderKey],
         logged_before_ms: i64,
-        now_ms: i64,
+        log_at_ms: i64,
     ) -> impl Future<Output = InfraResult<Vec<bool>>> + Send;
     /// Log entries accepted before `before_ms`, oldest first, at most `limit`.
     fn unsettled_before(
