@@ -4,6 +4,7 @@
 //! Redis's own accounting, and repeated runs report median, min and max.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -274,6 +275,7 @@ pub async fn reconcile_cost(
     let b = BenchApp::new(stack, |s| {
         s.fault_drop_message_percent = 100; // every Try's message is lost
         s.reconcile_threshold_ms = 0;
+        s.reconcile_give_up_ms = 0; // and given up at once: the run tombstones (its costliest path)
         s.emit_emf = false;
     })
     .await?;
@@ -506,6 +508,7 @@ pub async fn history(stack: &flashstock_local::stack::Stack, collections: usize)
     let b = BenchApp::new(stack, |s| {
         s.fault_drop_message_percent = 100; // every Try's message is lost: each needs healing
         s.reconcile_threshold_ms = 0;
+        s.reconcile_give_up_ms = 0; // given up at once, as section 6
         s.emit_emf = false;
     })
     .await?;
@@ -588,6 +591,10 @@ pub struct HotRun {
     /// FAILED while DynamoDB had the stock for them (the collection holds every order's unit).
     pub lost: i64,
     pub failed: i64,
+    /// Messages reconciliation re-published (orders with no durable record past its threshold),
+    /// and the runs it made.
+    pub republished: u32,
+    pub reconcile_runs: u32,
 }
 
 /// The conflict counts of a DynamoDB emulator started with `FLASHSTOCK_DYNAMODB_CONFLICTS=1`.
@@ -598,12 +605,14 @@ pub async fn conflict_counts(endpoint: &str) -> anyhow::Result<(u64, u64)> {
 }
 
 /// `orders` accepted Tries on one collection with stock for all of them, made durable by the
-/// stack's persist consumers, reconciled on the stack's schedule, watched until every order is
-/// durable, or none became durable for `quiet` (longer than a redelivery), or `deadline` passes.
+/// stack's persist consumers, reconciled every `interval` (as the schedule would, the reports
+/// kept), watched until every order is durable, or none became durable for `quiet` (longer than
+/// a redelivery), or `deadline` passes.
 pub async fn hot_collection(
     stack: &flashstock_local::stack::Stack,
     dynamodb: &str,
     orders: usize,
+    interval: std::time::Duration,
     quiet: std::time::Duration,
     deadline: std::time::Duration,
 ) -> anyhow::Result<HotRun> {
@@ -630,6 +639,19 @@ pub async fn hot_collection(
         .await
         .into_iter()
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // Reconciliation on its schedule, its reports summed.
+    let counts = Arc::new([AtomicU32::new(0), AtomicU32::new(0)]);
+    let (app, seen) = (stack.app.clone(), counts.clone());
+    let schedule = tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        loop {
+            tick.tick().await;
+            if let Ok(r) = app.reconcile(flashstock::now_ms()).await {
+                seen[0].fetch_add(r.republished, Ordering::Relaxed);
+                seen[1].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
     let mut all_durable_s = None;
     let (mut durable, mut last_durable_s) = (0, 0.0);
     while start.elapsed() < deadline && start.elapsed().as_secs_f64() - last_durable_s < quiet.as_secs_f64() {
@@ -645,6 +667,7 @@ pub async fn hot_collection(
             }
         }
     }
+    schedule.abort();
     let (tx1, c1) = conflict_counts(dynamodb).await?;
     let figures = stack.store_figures(id.as_str()).await?;
     Ok(HotRun {
@@ -657,5 +680,7 @@ pub async fn hot_collection(
         conflicts: c1 - c0,
         lost: figures.by_status.get("CANCELLED").copied().unwrap_or(0),
         failed: figures.by_status.get("FAILED").copied().unwrap_or(0),
+        republished: counts[0].load(Ordering::Relaxed),
+        reconcile_runs: counts[1].load(Ordering::Relaxed),
     })
 }

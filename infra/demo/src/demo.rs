@@ -45,8 +45,10 @@ pub struct DemoReport {
     pub by_code: HashMap<String, u64>,
     pub durable: u64,
     pub failed: u64,
-    /// Accepted, message lost, healed by reconciliation (CANCELLED, reason LOST).
+    /// Accepted, never persisted, given up by reconciliation (CANCELLED, reason LOST).
     pub lost: u64,
+    /// Messages reconciliation re-sent (known on a local stack only).
+    pub resent: Option<u64>,
     pub cancelled: u64,
     pub timed_out: u64,
     pub confirmed: u64,
@@ -60,10 +62,11 @@ pub struct DemoReport {
 impl DemoReport {
     pub fn verdict(&self) -> String {
         format!(
-            "accepted {} · refused {} · durable {} · lost+healed {} · cancelled {} · timed out {} · confirmed {} · drift {}",
+            "accepted {} · refused {} · durable {}{} · given up {} · cancelled {} · timed out {} · confirmed {} · drift {}",
             self.accepted,
             self.refused,
             self.durable,
+            self.resent.map_or_else(String::new, |n| format!(" (re-sent {n})")),
             self.lost,
             self.cancelled,
             self.timed_out,
@@ -82,7 +85,7 @@ enum Plan {
 
 enum Journey {
     Failed,
-    /// The message was lost (fault injection); reconciliation cancelled it and returned the stock.
+    /// Never persisted; reconciliation gave it up (LOST) and returned the stock.
     Lost,
     Cancelled,
     Confirmed,

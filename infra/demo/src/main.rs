@@ -60,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
         payment_window_seconds: payment_window,
         progress: !no_progress,
     };
-    let (base, secret, _stack) = match url {
+    let (base, secret, stack) = match url {
         Some(u) => {
             anyhow::ensure!(lose_percent == 0, "--lose-percent needs a fresh stack (drop --url)");
             (u, jwt::secret_from_env(), None)
@@ -77,7 +77,8 @@ async fn main() -> anyhow::Result<()> {
             (stack.url.clone(), stack.secret.clone(), Some(stack))
         }
     };
-    let report = demo::run(&base, &secret, &opts).await?;
+    let mut report = demo::run(&base, &secret, &opts).await?;
+    report.resent = stack.as_ref().map(|s| s.republished.load(std::sync::atomic::Ordering::Relaxed));
     println!("{}", report.verdict());
     anyhow::ensure!(report.drift == 0, "drift is {}, expected 0", report.drift);
     anyhow::ensure!(report.errors == 0, "{} requests failed", report.errors);

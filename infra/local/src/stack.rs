@@ -68,6 +68,8 @@ pub struct Stack {
     pub dynamo: aws_sdk_dynamodb::Client,
     /// A plain connection to this stack's Redis, for reading its keys directly.
     pub redis: Conn,
+    /// Messages the scheduled reconciliation runs re-published (heal forward), summed.
+    pub republished: Arc<std::sync::atomic::AtomicU64>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -155,17 +157,19 @@ impl Stack {
                 }
             })));
         }
+        let republished = Arc::new(std::sync::atomic::AtomicU64::new(0));
         if let Some(interval) = opts.schedule_interval {
-            let app = app.clone();
+            let (app, sum) = (app.clone(), republished.clone());
             tasks.push(tokio::spawn(schedule::run(interval, move |ev| {
-                let app = app.clone();
+                let (app, sum) = (app.clone(), sum.clone());
                 async move {
                     // Two rules in AWS: the cancel function's expiry sweep and the reconcile function.
                     if let Err(e) = cancel_event(&app, ev).await {
                         tracing::error!(error = %e, "scheduled sweep failed");
                     }
-                    if let Err(e) = flashstock::lambda::reconcile_event(&*app, flashstock::now_ms()).await {
-                        tracing::error!(error = %e, "scheduled reconciliation failed");
+                    match flashstock::lambda::reconcile_event(&*app, flashstock::now_ms()).await {
+                        Ok(r) => _ = sum.fetch_add(u64::from(r.republished), std::sync::atomic::Ordering::Relaxed),
+                        Err(e) => tracing::error!(error = %e, "scheduled reconciliation failed"),
                     }
                 }
             })));
@@ -180,6 +184,7 @@ impl Stack {
             sqs,
             dynamo,
             redis,
+            republished,
             tasks,
         })
     }
