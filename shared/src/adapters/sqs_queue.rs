@@ -3,8 +3,12 @@
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use futures::StreamExt;
 
 use crate::ports::{InfraError, InfraResult, Queue, ReservationMessage, TimeoutMessage};
+
+/// Batch requests in flight at once.
+const SENDS_AT_ONCE: usize = 8;
 
 /// SQS's longest delay.
 pub const MAX_DELAY_SECONDS: i64 = 900;
@@ -60,34 +64,44 @@ impl Queue for SqsQueue {
 }
 
 impl SqsQueue {
-    /// Sends (body, delay seconds) pairs, ten per request; any entry SQS refuses fails the call.
+    /// Sends (body, delay seconds) pairs, ten per request, a few requests at once (reconciliation
+    /// may re-publish thousands); any entry SQS refuses fails the call.
     async fn send_batches(&self, url: &str, bodies: Vec<(String, i32)>, op: &'static str) -> InfraResult<()> {
-        for chunk in bodies.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, (body, delay))| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(body)
-                        .delay_seconds(*delay)
-                        .build()
-                        .map_err(|e| InfraError::new(op, e))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let out = self
-                .client
-                .send_message_batch()
-                .queue_url(url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| InfraError::new(op, aws_sdk_sqs::error::DisplayErrorContext(e)))?;
-            if let Some(f) = out.failed().first() {
-                return Err(InfraError::new(op, format!("{}: {:?}", f.code(), f.message())));
-            }
+        let chunks: Vec<Vec<(String, i32)>> = bodies.chunks(10).map(<[_]>::to_vec).collect();
+        let results: Vec<InfraResult<()>> = futures::stream::iter(chunks)
+            .map(|chunk| self.send_batch(url, chunk, op))
+            .buffer_unordered(SENDS_AT_ONCE)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    /// One SendMessageBatch of up to ten.
+    async fn send_batch(&self, url: &str, chunk: Vec<(String, i32)>, op: &'static str) -> InfraResult<()> {
+        let entries = chunk
+            .into_iter()
+            .enumerate()
+            .map(|(i, (body, delay))| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .delay_seconds(delay)
+                    .build()
+                    .map_err(|e| InfraError::new(op, e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self
+            .client
+            .send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| InfraError::new(op, aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        match out.failed().first() {
+            Some(f) => Err(InfraError::new(op, format!("{}: {:?}", f.code(), f.message()))),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
