@@ -173,8 +173,7 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
             quantity: 1,
             now_ms: t0 + i as i64,
             per_user_limit: shape.per_user_limit,
-            stale_before_ms: t0 - 45_000,
-            give_up_before_ms: t0 - 1_200_000,
+            stale_before_ms: t0 - 1_080_000,
         };
         let (keys, arg) = reserve_call(prefix, nb, &req);
         Call { keys, args: vec![arg] }

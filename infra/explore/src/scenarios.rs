@@ -203,7 +203,9 @@ pub fn regressions() -> Vec<Regression> {
             name: "runs-either-side-of-the-give-up",
             what: "a run whose clock was a minute behind re-published (and re-logged) an order while a run \
                    past the give-up deadline was tombstoning it; the client's replay then looked fresh and \
-                   answered 202 for an order that ended LOST",
+                   answered 202 for an order that ended LOST (two fixes, each enough: no run heals forward \
+                   in the band before the give-up, and a replay is judged stale by its acceptance, not by \
+                   when it was last logged)",
             scenario: all.iter().find(|s| s.name == "two-clocks-give-up-replay").cloned().expect("the triple"),
             script: vec![Until(0, "dynamodb put-tombstone"), Finish(1), Finish(2), Finish(0)],
         },

@@ -338,8 +338,7 @@ pub fn reserve_call(prefix: &str, nb: u32, r: &ReserveRequest<'_>) -> (Vec<Strin
     a.extend_from_slice(&(bucket as u16).to_be_bytes());
     a.extend_from_slice(&u);
     a.extend_from_slice(&rec);
-    let tail =
-        format!("{},{},{},{slice}", r.per_user_limit.unwrap_or(0), secs(r.stale_before_ms), secs(r.give_up_before_ms));
+    let tail = format!("{},{},{slice}", r.per_user_limit.unwrap_or(0), secs(r.stale_before_ms));
     a.extend_from_slice(tail.as_bytes());
     (vec![k.stock(), k.bucket(bucket), k.slice(slice), k.slices()], a)
 }

@@ -1,4 +1,5 @@
--- lease.lua: one persist consumer at a time writes a hot collection's durable stock (its lease).
+-- lease.lua: the collection's write turn: one DynamoDB transaction at a time on its item (a
+-- persist consumer's chunk, a confirm, a cancel of a RESERVED order), the others wait for it.
 -- Only a throughput aid: DynamoDB's conditional writes stay the guarantee, so a lease that
 -- expires under its holder costs transaction conflicts (retried), never correctness.
 --

@@ -13,9 +13,8 @@
 --   KEYS[4] slices   ZSET   the time slices that exist, by number
 -- ARGV[1], packed by the adapter: a byte ul - 1, a byte rl, the bucket's number (2 bytes), the
 --   buyer (ul bytes: up to 256, a 255-character subject and its length byte), this order's new record (rl bytes: state P, qty, acceptedAt = loggedAt = now),
---   then "<limit>,<staleBefore s>,<giveUpBefore s>,<slice>" (limit 0 = none; a pending order
---   logged before staleBefore and accepted before giveUpBefore may be under reconciliation's
---   give-up; a younger one it only re-publishes).
+--   then "<limit>,<staleBefore s>,<slice>" (limit 0 = none; a pending order accepted before
+--   staleBefore may be under reconciliation's give-up; a younger one it only re-publishes).
 -- Returns stockLeft (an integer) when taken now, or else {code, a, 0}:
 --   {"REPLAY_<P|S|F>", acceptedAt s, 0} this buyer's order id with the same qty, seen before
 --   {"REPLAY_STALE", acceptedAt s, 0}   a replay of a pending order reconciliation may be giving
@@ -58,7 +57,7 @@ if not v then
   if s <= 0 then return {'SOLDOUT', 0, 0} end
   return {'INSUFFICIENT', s, 0}
 end
-local lim, stale, giveup, slice = string.match(string.sub(a, 5 + ul + rl), '^(%d+),(%d+),(%d+),(%d+)$')
+local lim, stale, slice = string.match(string.sub(a, 5 + ul + rl), '^(%d+),(%d+),(%d+)$')
 local b = string.sub(a, 3, 4)
 local function d4(x, i)
   local b1, b2, b3, b4 = string.byte(x, i, i + 3)
@@ -78,7 +77,7 @@ do
       if rq ~= q then return {'MISMATCH', 0, 0} end
       local at = d4(v, i + n + 2)
       if st == 'P' then
-        if d4(v, i + n + 6) < tonumber(stale) and at < tonumber(giveup) then return {'REPLAY_STALE', at, 0} end
+        if at < tonumber(stale) then return {'REPLAY_STALE', at, 0} end
         -- log it again now: the new record's loggedAt is now
         redis.call('HSET', KEYS[2], u, string.sub(v, 1, i + n + 5) .. string.sub(r, rl - 3) .. string.sub(v, i + n + 10))
         if redis.call('APPEND', KEYS[3], b) == 2 then redis.call('ZADD', KEYS[4], slice, slice) end

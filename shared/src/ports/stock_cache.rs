@@ -47,10 +47,9 @@ pub struct ReserveRequest<'a> {
     pub quantity: u32,
     pub now_ms: i64,
     pub per_user_limit: Option<u32>,
-    /// A pending entry logged before this, and accepted before `give_up_before_ms`, may be
-    /// under reconciliation's give-up right now.
+    /// A pending order accepted before this may be under reconciliation's give-up (it is inside
+    /// the band before its deadline, or past it): a replay re-publishes it but promises nothing.
     pub stale_before_ms: i64,
-    pub give_up_before_ms: i64,
 }
 
 /// The Try script's answer.
@@ -240,9 +239,10 @@ pub trait StockCache: Send + Sync + 'static {
         now_ms: i64,
         mark: Option<&str>,
     ) -> impl Future<Output = InfraResult<()>> + Send;
-    /// Takes (or renews, if `holder` has it) the collection's persist lease for `ttl`: true when
-    /// `holder` holds it. A throughput aid only (one transaction writer per hot collection item);
-    /// DynamoDB's conditions stay the guarantee.
+    /// Takes (or renews, if `holder` has it) the collection's write turn (a lease) for `ttl`:
+    /// true when `holder` holds it. Persist's chunks, confirms and cancels take it so that one
+    /// transaction at a time writes the collection item; a throughput aid only, DynamoDB's
+    /// conditions stay the guarantee.
     fn take_lease(
         &self,
         collection: &CollectionId,
