@@ -31,6 +31,9 @@ struct Cli {
     /// Hot collection: concurrent persist consumers (the template's PersistMaxConcurrency).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1_000))]
     hot_consumers: u64,
+    /// Hot collection: runs of each mode (interleaved).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    hot_runs: u32,
     /// Hot collection: seconds to watch before giving up on the orders not yet durable.
     #[arg(long, default_value_t = 480, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     hot_deadline_seconds: u64,
@@ -470,7 +473,7 @@ fn scaling_note(md: &mut String, m: &Measured) -> anyhow::Result<()> {
     )?;
     writeln!(
         md,
-        "- **DynamoDB item limit.** The collection item takes every durable deduction: 1,000 WCU/s per item and 2 WCU per transaction of ≤ 99 orders would allow **~{item:.0} orders/s per collection** with full batches. But DynamoDB cancels a transaction on an item another transaction is writing, so transactions on one collection run one after another: persist consumers take turns through the collection's lease (section 8), and the ceiling is 99 orders per transaction's latency — at 20–40 ms, **~2,500–5,000 durable orders/s per collection**, below one Redis shard's Try rate; a drop of 20,000 units is durable within seconds of selling out. The *second phase* is tighter: each confirm and each cancel is its own transaction on the collection item (counters move from reserved to confirmed, or back to saleable), so one collection takes **~500 confirms + cancels per second** by write units and fewer while persist holds the item. For a 2,000-unit drop that is 4 s of payments; for 100,000 units paid within a minute it throttles. The next step there is batching confirms per collection (an SQS-fed confirm function, as persist does) or sharding the counters over N items.\n"
+        "- **DynamoDB item limit.** The collection item takes every durable deduction: 1,000 WCU/s per item and 2 WCU per transaction of ≤ 99 orders would allow **~{item:.0} orders/s per collection** with full batches. But DynamoDB cancels a transaction on an item another transaction is writing, so transactions on one collection run one after another: every writer of the collection item takes the collection's write turn (section 8), and the ceiling is one transaction per transaction latency, **25–50 transactions/s per collection** at 20–40 ms. Persist puts 99 orders in each: **~2,500–5,000 durable orders/s per collection**, below one Redis shard's Try rate; a drop of 20,000 units is durable within seconds of selling out. The *second phase* shares that turn and is tighter: each confirm and each cancel of a RESERVED order is its own transaction on the collection item (counters move from reserved to confirmed, or back to saleable), so one collection takes **~25–50 confirms + cancels per second**, fewer while persist is busy (by write units alone it would be ~500). Payments that trickle in over the payment window fit (2,000 units confirmed over 15 minutes need ~2/s); a burst of thousands of confirms within seconds queues behind the turn, each waiting up to 2 s and then transacting anyway (conflicts retried with backoff). The next step there is batching confirms and cancels per collection (an SQS-fed function, as persist does), or sharding the counters over N items.\n"
     )?;
     writeln!(
         md,
@@ -478,7 +481,7 @@ fn scaling_note(md: &mut String, m: &Measured) -> anyhow::Result<()> {
     )?;
     writeln!(
         md,
-        "- **Next bottleneck, in order:** API Gateway / Lambda burst limits (quota, provisioned concurrency) → durable writes of one collection at ~2,500–5,000 orders/s (one transaction at a time; Redis keeps taking Tries meanwhile) → the collection's Redis shard at ~{:.0} Tries/s → confirm/cancel on the collection item at ~500/s. Standard SQS queues and the order items (spread by order id) do not bind.\n",
+        "- **Next bottleneck, in order:** API Gateway / Lambda burst limits (quota, provisioned concurrency) → durable writes of one collection at ~2,500–5,000 orders/s (one transaction at a time; Redis keeps taking Tries meanwhile) → the collection's Redis shard at ~{:.0} Tries/s → confirm/cancel on the collection item at ~25–50/s (they share its write turn). Standard SQS queues and the order items (spread by order id) do not bind.\n",
         0.5e6 / usec
     )?;
     Ok(())
@@ -602,49 +605,62 @@ async fn hot(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String) -> anyho
     writeln!(md, "## 8. One hot collection under DynamoDB's transaction conflicts\n")?;
     writeln!(
         md,
-        "{orders} accepted orders on one collection holding a unit for each, {consumers} persist consumers (batches of up to 1,000 over a 1 s window, visibility timeout 180 s), reconciliation every 60 s with its 45 s threshold and 20-minute give-up: the template's settings. DynamoDB is moto behind `infra/moto_serial.py` with conflict semantics: each request spends {} ms in flight, a transaction naming an item another transaction or write holds is cancelled (`TransactionConflict`), a write into a running transaction's item refused. Watched until every order is durable, or none became durable for {} s, or {} s passed. The same harness and run measure the consumers transacting at once (`FLASHSTOCK_PERSIST_LEASE=off`, as before the lease) and taking turns through the collection's lease.\n",
+        "{orders} accepted orders on one collection holding a unit for each, {consumers} persist consumers (batches of up to 1,000 over a 1 s window, visibility timeout 180 s), reconciliation every 60 s with its 45 s threshold and 20-minute give-up: the template's settings. DynamoDB is moto behind `infra/moto_serial.py` with conflict semantics: each request spends {} ms in flight, a transaction naming an item another transaction or write holds is cancelled (`TransactionConflict`), a write into a running transaction's item refused. Watched until every order is durable, or none became durable for {} s, or {} s passed. The same harness and run measure the consumers transacting at once (`FLASHSTOCK_PERSIST_LEASE=off`, as before the lease) and taking turns through the collection's lease, {} runs of each, interleaved; cells are median (min–max).\n",
         std::env::var("FLASHSTOCK_DYNAMODB_LATENCY_MS").unwrap_or_else(|_| "10".into()),
         quiet.as_secs(),
-        deadline.as_secs()
+        deadline.as_secs(),
+        cli.hot_runs
     )?;
     writeln!(
         md,
-        "| persist | orders | consumers | every order durable after, s | last durable after, s | durable orders/s | transactions | cancelled for conflicts (retried) | re-published by reconciliation (runs) | ended LOST | ended FAILED |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| persist | orders | consumers | runs | every order durable after, s | durable orders/s | transactions | cancelled for conflicts (retried) | re-published by reconciliation | ended LOST (all runs) | ended FAILED (all runs) |\n|---|---|---|---|---|---|---|---|---|---|---|"
     )?;
-    for (name, lease) in [("at once (no lease)", false), ("taking turns (lease)", true)] {
-        // The template's event source mapping and timing knobs.
-        let sopts = StackOptions {
-            persist_consumers: consumers,
-            persist_batch_size: 1_000,
-            batching_window: std::time::Duration::from_secs(1),
-            visibility_seconds: 180,
-            // The bench runs reconciliation itself, on the same schedule, to count what it did.
-            schedule_interval: None,
-            run_timers: false,
-            ..StackOptions::default()
+    let modes = [("at once (no lease)", false), ("taking turns (lease)", true)];
+    let mut runs: Vec<Vec<bench::HotRun>> = vec![Vec::new(), Vec::new()];
+    // Interleaved, so that a change in the machine's load touches both alike.
+    for rep in 0..cli.hot_runs {
+        for (m, (name, lease)) in modes.iter().enumerate() {
+            // The template's event source mapping and timing knobs.
+            let sopts = StackOptions {
+                persist_consumers: consumers,
+                persist_batch_size: 1_000,
+                batching_window: std::time::Duration::from_secs(1),
+                visibility_seconds: 180,
+                // The bench runs reconciliation itself, on the same schedule, to count what it did.
+                schedule_interval: None,
+                run_timers: false,
+                ..StackOptions::default()
+            };
+            let tag = if *lease { "lease" } else { "nolease" };
+            let stack = Stack::launch(&format!("{prefix}-hot-{tag}-{rep}"), redis_url, sopts, |c| {
+                c.emit_emf = false;
+                c.persist_lease = *lease;
+            })
+            .await?;
+            let interval = std::time::Duration::from_secs(60);
+            let r = bench::hot_collection(&stack, &endpoint, orders, interval, quiet, deadline).await?;
+            eprintln!("hot {name} #{rep}: {r:?}");
+            runs[m].push(r);
+        }
+    }
+    for ((name, _), rs) in modes.iter().zip(&runs) {
+        let col = |f: &dyn Fn(&bench::HotRun) -> f64| {
+            let mut v: Vec<f64> = rs.iter().map(f).collect();
+            bench::median(&mut v)
         };
-        let tag = if lease { "lease" } else { "nolease" };
-        let stack = Stack::launch(&format!("{prefix}-hot-{tag}"), redis_url, sopts, |c| {
-            c.emit_emf = false;
-            c.persist_lease = lease;
-        })
-        .await?;
-        let interval = std::time::Duration::from_secs(60);
-        let r = bench::hot_collection(&stack, &endpoint, orders, interval, quiet, deadline).await?;
-        eprintln!("hot {name}: {r:?}");
+        let never = rs.iter().filter(|r| r.all_durable_s.is_none()).count();
         writeln!(
             md,
-            "| {name} | {} | {consumers} | {} | {:.1} | {:.0} | {} | {} | {} ({}) | {} | {} |",
-            r.orders,
-            r.all_durable_s.map_or_else(|| format!("never ({} durable)", r.durable), |s| format!("{s:.1}")),
-            r.last_durable_s,
-            r.durable_per_s,
-            r.transactions,
-            r.conflicts,
-            r.republished,
-            r.reconcile_runs,
-            r.lost,
-            r.failed
+            "| {name} | {orders} | {consumers} | {} | {}{} | {} | {} | {} | {} | {} | {} |",
+            rs.len(),
+            cell(col(&|r| r.all_durable_s.unwrap_or(f64::NAN))),
+            if never > 0 { format!(" ({never} never)") } else { String::new() },
+            cell(col(&|r| r.durable_per_s)),
+            cell(col(&|r| r.transactions as f64)),
+            cell(col(&|r| r.conflicts as f64)),
+            cell(col(&|r| f64::from(r.republished))),
+            rs.iter().map(|r| r.lost).sum::<i64>(),
+            rs.iter().map(|r| r.failed).sum::<i64>(),
         )?;
     }
     writeln!(md)?;
