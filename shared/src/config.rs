@@ -133,6 +133,9 @@ pub struct Config {
     /// Reconciliation re-publishes an order at most this often (the reservation queue's
     /// visibility timeout: a message still being retried comes back no sooner).
     pub republish_interval_ms: i64,
+    /// The stretch before the give-up in which reconciliation re-publishes nothing and a replay is
+    /// not promised ([`Timing::quiet_before_give_up`]).
+    pub reconcile_quiet_ms: i64,
     /// Fault injection for tests and the demo: this share (0–100) of accepted Tries "lose" their
     /// message after the Redis deduction. Only settable from the environment, never from a request.
     pub fault_drop_message_percent: u8,
@@ -248,6 +251,7 @@ impl Config {
             reconcile_threshold_ms: timing.threshold.as_millis() as i64,
             reconcile_give_up_ms: timing.give_up.as_millis() as i64,
             republish_interval_ms: timing.visibility_timeout.as_millis() as i64,
+            reconcile_quiet_ms: timing.quiet_before_give_up().as_millis() as i64,
             fault_drop_message_percent: fault,
             emit_emf: !matches!(get(EMIT_EMF).as_deref(), Some("0" | "false" | "off")),
             buyer_budget: (budget > 0).then(|| BuyerBudget { requests: budget, window: Duration::from_secs(window) }),
@@ -266,9 +270,14 @@ fn timing(get: &impl Fn(&str) -> Option<String>) -> Result<Timing, ConfigError> 
             RECONCILE_BUDGET_MS => crate::app::reconcile::RUN_BUDGET.as_millis() as u64,
             _ => TIMING_DEFAULTS.iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v),
         };
-        get(name).map_or(Ok(default), |s| {
+        let n: u64 = get(name).map_or(Ok(default), |s| {
             s.parse().map_err(|_| ConfigError::Invalid { name, why: format!("not a number: {s:?}") })
-        })
+        })?;
+        // A week (in ms or s) bounds every knob, so that no arithmetic on them can overflow.
+        if n > 604_800_000 {
+            return Err(ConfigError::Invalid { name, why: format!("{n} is out of range") });
+        }
+        Ok(n)
     };
     let (ms, s) = (Duration::from_millis, Duration::from_secs);
     Ok(Timing {
@@ -330,7 +339,7 @@ mod tests {
         assert_eq!(name, RECONCILE_GIVE_UP_MS);
         assert!(why.contains("1501 s"), "{why}");
         // Raising the give-up past the last redelivery makes it consistent again.
-        pairs.push((RECONCILE_GIVE_UP_MS, "1600000"));
+        pairs.push((RECONCILE_GIVE_UP_MS, "1700000"));
         assert!(Config::from_lookup(env(&pairs)).is_ok());
         // The threshold inside a healthy first delivery, and a run budget past its timeout.
         for (var, value) in [(RECONCILE_THRESHOLD_MS, "10000"), (RECONCILE_BUDGET_MS, "60000")] {

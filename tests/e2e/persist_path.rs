@@ -197,7 +197,7 @@ async fn confirms_and_cancels_during_a_hot_persist_all_succeed() {
         assert_eq!((a.status, a.str("status")), (200, *want), "{a:?}");
     }
     let (tx1, c1) = conflict_counts().await.unwrap_or_default();
-    eprintln!("{} transactions, {} cancelled for conflicts", tx1 - tx0, c1 - c0);
+    eprintln!("{} transactions, {} cancelled for conflicts", tx1.saturating_sub(tx0), c1.saturating_sub(c0));
     let s = t.assert_settled("rush").await;
     assert_eq!(s.by_status.get("CONFIRMED").copied(), Some(40), "{s:?}");
     assert_eq!(s.by_status.get("RESERVED").copied(), Some(400), "{s:?}");

@@ -26,7 +26,7 @@ async fn lossy(threshold_ms: i64, give_up_ms: i64, schedule: Option<Duration>) -
 
 #[tokio::test]
 async fn a_lost_message_is_healed_forward_into_a_reservation() {
-    let t = lossy(1_000, 600_000, Some(Duration::from_millis(500))).await;
+    let t = lossy(1_000, 1_200_000, Some(Duration::from_millis(500))).await;
     t.collection("lost", json!({ "quantity": 10 })).await;
     let accepted = Instant::now();
     assert_eq!(t.reserve("u", "lost", "o1", 3).await.status, 202);
@@ -150,7 +150,7 @@ async fn two_overlapping_runs_republish_each_entry_once() {
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.republished + b.republished, 30, "each entry re-logged and re-published by one run");
     assert_eq!(a.tombstones_written + b.tombstones_written, 0);
-    // Re-logged now: the next run (within the threshold of the re-log) leaves them alone.
+    // Re-logged a visibility timeout ahead: the next run leaves them alone.
     let again = t.stack.app.reconcile(now).await.unwrap();
     assert_eq!(again.republished, 0, "{again:?}");
     assert_eq!(t.deliver_reservations(100).await, 30);

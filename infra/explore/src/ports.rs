@@ -140,10 +140,11 @@ impl StockCache for Gated<RedisCache> {
     async fn note_reconciled(&self, id: &CollectionId, now_ms: i64, mark: Option<&str>) -> InfraResult<()> {
         self.inner.note_reconciled(id, now_ms, mark).await
     }
-    /// Every persist holds the lease here, as if leases always overlapped (one expired under
-    /// its holder): the lease only orders writers for throughput, DynamoDB's conditions stay
-    /// the guarantee, and those are what the scenarios explore. (A real lease would make a
-    /// persist wait, outside any step, for one the schedule holds at a gate.)
+    /// Every writer (persist's chunks, confirm, cancel) holds the collection's write turn here,
+    /// as if turns always overlapped (one expired under its holder): the turn only orders writers
+    /// for throughput, DynamoDB's conditions stay the guarantee, and those are what the scenarios
+    /// explore. (A real turn would make a writer wait, outside any step, for one the schedule
+    /// holds at a gate.)
     async fn take_lease(&self, _collection: &CollectionId, _holder: &str, _ttl: Duration) -> InfraResult<bool> {
         Ok(true)
     }

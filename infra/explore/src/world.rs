@@ -284,6 +284,7 @@ impl World {
                 reconcile_threshold_ms: THRESHOLD_MS,
                 reconcile_give_up_ms: GIVE_UP_MS,
                 republish_interval_ms: 180_000,
+                reconcile_quiet_ms: 906_000,
                 fault_drop_message_percent: 0,
                 order_retention_ms: RETENTION_MS,
                 emit_emf: false,

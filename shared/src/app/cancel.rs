@@ -51,6 +51,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             Canceller::System(r) => r,
         };
         let collection = &order.collection;
+        let started = std::time::Instant::now();
         for round in 1..=MAX_ROUNDS {
             match self.locate(order).await? {
                 Located::Durable(mut rec) => {
@@ -65,7 +66,8 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                         Transition::To(_) => {
                             let spec = self.spec(collection).await?;
                             self.cache.mark_intent(&rec, now_ms).await?;
-                            let turn = self.take_turn(collection, super::TURN_WAIT).await;
+                            let Some(wait) = super::turn_wait(started) else { break };
+                            let turn = self.take_turn(collection, wait).await;
                             let done = self.ledger.cancel_reserved(&rec, spec.quantity as i64, reason, now_ms).await;
                             self.end_turn(collection, turn).await;
                             match done {

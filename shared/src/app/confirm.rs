@@ -13,6 +13,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// `Refused(NotYetReserved)` (retryable), `Refused(AlreadyCancelled)`, `Refused(OrderFailed)`,
     /// `ReservationNotFound`.
     pub async fn confirm(&self, order: &OrderKey, now_ms: i64) -> Result<ReservationView, AppError> {
+        let started = std::time::Instant::now();
         for round in 1..=MAX_ROUNDS {
             let located = self.locate(order).await?;
             match transition(located.status(), crate::domain::Event::Confirm) {
@@ -24,7 +25,8 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             if rec.status == Status::Confirmed {
                 return Ok(rec.into());
             }
-            let turn = self.take_turn(&order.collection, super::TURN_WAIT).await;
+            let Some(wait) = super::turn_wait(started) else { break };
+            let turn = self.take_turn(&order.collection, wait).await;
             let done = self.ledger.confirm(&rec, now_ms).await;
             self.end_turn(&order.collection, turn).await;
             match done {

@@ -83,6 +83,8 @@ pub struct Settings {
     pub reconcile_give_up_ms: i64,
     /// Reconciliation re-publishes an order at most this often.
     pub republish_interval_ms: i64,
+    /// The stretch before the give-up in which nothing is re-published and no replay promised.
+    pub reconcile_quiet_ms: i64,
     pub fault_drop_message_percent: u8,
     /// How long settled per-order entries stay in Redis for replays.
     pub order_retention_ms: i64,
@@ -104,6 +106,7 @@ impl From<&Config> for Settings {
             reconcile_threshold_ms: c.reconcile_threshold_ms,
             reconcile_give_up_ms: c.reconcile_give_up_ms,
             republish_interval_ms: c.republish_interval_ms,
+            reconcile_quiet_ms: c.reconcile_quiet_ms,
             fault_drop_message_percent: c.fault_drop_message_percent,
             order_retention_ms: (c.order_retention_seconds as i64).saturating_mul(1000),
             emit_emf: c.emit_emf,
@@ -203,11 +206,14 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         }
         let holder = ulid::Ulid::new().to_string();
         let start = std::time::Instant::now();
-        loop {
+        // Polls the collection's slot (the Try path's too): every 2-8 ms at first, backing off to
+        // at most 32 ms, so a crowd of waiters stays a small load.
+        for polls in 0u32.. {
             match self.cache.take_lease(collection, &holder, TURN_TTL).await {
                 Ok(true) => return Some(holder),
                 Ok(false) if start.elapsed() < wait => {
-                    tokio::time::sleep(Duration::from_millis(rand::random_range(2..=8))).await;
+                    let cap = (8u64 << (polls / 8).min(2)).max(8);
+                    tokio::time::sleep(Duration::from_millis(rand::random_range(2..=cap))).await;
                 }
                 Ok(false) => return None,
                 Err(e) => {
@@ -216,6 +222,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 }
             }
         }
+        None
     }
 
     /// Gives the turn back (it expires anyway).
@@ -228,8 +235,18 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     }
 }
 
-/// How long a confirm or cancel waits for the collection's write turn (inside the API's timeout).
+/// How long a confirm or cancel waits for the collection's write turn.
 pub(crate) const TURN_WAIT: Duration = Duration::from_secs(2);
+/// A confirm or cancel gives up (503, retryable) after this long in all, well inside the API
+/// function's 10 s timeout.
+pub(crate) const SECOND_PHASE_BUDGET: Duration = Duration::from_secs(6);
+
+/// How long a confirm or cancel started at `started` may still wait for its turn (`None`: its
+/// budget is spent).
+pub(crate) fn turn_wait(started: std::time::Instant) -> Option<Duration> {
+    let left = SECOND_PHASE_BUDGET.checked_sub(started.elapsed())?;
+    Some(TURN_WAIT.min(left))
+}
 
 /// Re-reads after a lost conditional write before giving up (a storm of concurrent operations on
 /// one order settles long before this).

@@ -19,8 +19,10 @@
 //!    an order older than the give-up deadline (which outlasts every redelivery SQS can make,
 //!    see [`crate::domain::Timing`]) is given up: a tombstone (conditional), and only if that
 //!    write wins the stock back (order CANCELLED, reason LOST). A message arriving later meets
-//!    the tombstone. In the [`GIVE_UP_BAND`] before the deadline neither happens, so two runs
-//!    alive at once never decide one order both ways.
+//!    the tombstone. In the quiet stretch before the deadline
+//!    ([`crate::domain::Timing::quiet_before_give_up`]) neither happens: every redelivery of the
+//!    last message re-published ends before it, and two runs alive at once never decide one order
+//!    both ways.
 //! 2. **Drift and identities**: compare Redis with `saleable − pending`; rebuild a lost stock key,
 //!    and repair drift only while nothing is in flight, compare-and-set on the cache version read
 //!    before DynamoDB was (so a concurrent Try, settle or cancel makes the repair step aside).
@@ -39,7 +41,7 @@ use serde::Serialize;
 
 use super::{App, AppError};
 use crate::domain::{
-    CancelReason, CollectionId, GIVE_UP_BAND, IdentityViolation, OrderKey, Settlement, StockLevels, drift, settlement,
+    CancelReason, CollectionId, IdentityViolation, OrderKey, Settlement, StockLevels, drift, settlement,
 };
 use crate::ports::{
     CacheEntry, CacheProbe, CacheState, CollectionRecord, Ledger, OrderRecord, Queue, Rebuild, Released,
@@ -316,10 +318,11 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         for (as_, orders) in &settle {
             cr.settled += self.cache.settle(id, orders, *as_, Some(cutoff), now_ms).await?;
         }
-        // Heal forward what is younger than the band before the give-up deadline; give up what is
-        // past it; leave what is in the band (a run still re-publishing it may be alive).
+        // Heal forward what is younger than the quiet stretch before the give-up deadline; give up
+        // what is past it; leave what is in it (its last message may still be redelivered, and a
+        // run still re-publishing it may be alive).
         let give_up_before = now_ms - self.settings.reconcile_give_up_ms;
-        let forward_from = give_up_before + GIVE_UP_BAND.as_millis() as i64;
+        let forward_from = give_up_before + self.settings.reconcile_quiet_ms;
         let (missing, rest): (Vec<_>, Vec<_>) =
             missing.into_iter().partition(|(_, e)| e.accepted_at_ms < give_up_before);
         let forward: Vec<_> = rest.into_iter().filter(|(_, e)| e.accepted_at_ms >= forward_from).collect();

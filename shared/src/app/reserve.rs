@@ -71,10 +71,11 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             quantity,
             now_ms,
             per_user_limit: spec.per_user_limit,
-            // Reconciliation re-publishes an order younger than the band before its give-up, and
-            // only gives up an older one: promise a replay only where it would still heal forward.
+            // Reconciliation re-publishes an order younger than the quiet stretch before its
+            // give-up, and gives up only an older one: promise a replay only where it would still
+            // heal forward (so this replay's message, too, is redelivered before the give-up).
             stale_before_ms: now_ms - self.settings.reconcile_give_up_ms
-                + crate::domain::GIVE_UP_BAND.as_millis() as i64
+                + self.settings.reconcile_quiet_ms
                 + STALE_MARGIN_MS,
         };
         let message = |accepted_at_ms| ReservationMessage {
@@ -97,8 +98,8 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             ReserveOutcome::Replay { state: CacheState::Pending, accepted_at_ms } => {
                 self.publish(message(accepted_at_ms)).await.map(|()| accepted)
             }
-            // Old enough for reconciliation to be giving it up (in the band before its deadline,
-            // or past it): publish all the same (if the message wins, the order becomes
+            // Old enough for reconciliation to be giving it up (in the quiet stretch before its
+            // deadline, or past it): publish all the same (if the message wins, the order becomes
             // RESERVED), but promise nothing. Younger, reconciliation only re-publishes.
             ReserveOutcome::ReplayStale { accepted_at_ms } => {
                 self.publish(message(accepted_at_ms)).await?;

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-/// Reconciliation stops re-publishing an order this long before its give-up deadline, so two
-/// runs alive at once (each decides on its own start clock) can never decide the same order both
-/// ways: one re-publishing it (and a replay then promising it again) while the other gives it up.
+/// The least stretch before an order's give-up deadline in which reconciliation re-publishes
+/// nothing (see [`Timing::quiet_before_give_up`]): two runs alive at once (each decides on its own
+/// start clock) can then never decide the same order both ways.
 pub const GIVE_UP_BAND: Duration = Duration::from_secs(120);
 
 /// Clock skew allowed between the functions (a Try and a run deciding the same order).
@@ -65,6 +65,13 @@ impl Timing {
         self.batch_window + self.visibility_timeout * self.max_receive_count
     }
 
+    /// The stretch before an order's give-up deadline in which reconciliation re-publishes nothing
+    /// and a replay is not promised: at least [`GIVE_UP_BAND`], and long enough that every
+    /// redelivery of the last message sent before it ends before the deadline.
+    pub fn quiet_before_give_up(&self) -> Duration {
+        GIVE_UP_BAND.max(self.last_delivery() + CLOCK_SKEW)
+    }
+
     /// Every rule the combination breaks (empty: consistent).
     pub fn conflicts(&self) -> Vec<Conflict> {
         let s = |d: Duration| d.as_secs_f64();
@@ -95,29 +102,22 @@ impl Timing {
                 ),
             );
         }
-        if self.give_up <= self.last_delivery() {
+        let quiet = self.quiet_before_give_up();
+        if self.give_up < self.threshold + self.reconcile_interval * 2 + quiet {
             bad(
                 Knob::GiveUp,
                 format!(
-                    "{} s does not outlast the message's last redelivery (batching window + {} receives × \
-                     {} s visibility = {} s): reconciliation could cancel an order SQS is still delivering",
+                    "{} s is shorter than the {} s threshold + two scheduled runs ({} s apart) to re-publish + \
+                     the {} s before the give-up in which nothing is re-published, so that the last message's \
+                     redeliveries (batching window + {} receives × {} s visibility = {} s) end before it: \
+                     reconciliation could cancel an order SQS is still delivering",
                     s(self.give_up),
+                    s(self.threshold),
+                    s(self.reconcile_interval),
+                    s(quiet),
                     self.max_receive_count,
                     s(self.visibility_timeout),
                     s(self.last_delivery())
-                ),
-            );
-        }
-        if self.give_up < self.threshold + self.reconcile_interval * 2 + GIVE_UP_BAND {
-            bad(
-                Knob::GiveUp,
-                format!(
-                    "{} s leaves fewer than two scheduled runs ({} s apart) between the {} s threshold and the \
-                     last {} s before the give-up to re-publish",
-                    s(self.give_up),
-                    s(self.reconcile_interval),
-                    s(self.threshold),
-                    s(GIVE_UP_BAND)
                 ),
             );
         }
@@ -185,8 +185,10 @@ mod tests {
         assert_eq!(knobs(t), vec![Knob::GiveUp]);
         assert!(t.conflicts()[0].why.contains("1501 s"), "{:?}", t.conflicts());
         assert_eq!(knobs(Timing { max_receive_count: 7, ..deployed() }), vec![Knob::GiveUp]);
-        assert_eq!(knobs(Timing { give_up: S(902), ..deployed() }), vec![]);
-        assert_eq!(knobs(Timing { give_up: S(901), ..deployed() }), vec![Knob::GiveUp]);
+        // 45 s threshold + 2 × 60 s + (901 s + 5 s skew) = 1,071 s.
+        assert_eq!(deployed().quiet_before_give_up(), S(906));
+        assert_eq!(knobs(Timing { give_up: S(1_071), ..deployed() }), vec![]);
+        assert_eq!(knobs(Timing { give_up: S(1_070), ..deployed() }), vec![Knob::GiveUp]);
     }
 
     #[test]

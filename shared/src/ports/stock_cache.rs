@@ -48,7 +48,8 @@ pub struct ReserveRequest<'a> {
     pub now_ms: i64,
     pub per_user_limit: Option<u32>,
     /// A pending order accepted before this may be under reconciliation's give-up (it is inside
-    /// the band before its deadline, or past it): a replay re-publishes it but promises nothing.
+    /// the quiet stretch before its deadline, or past it): a replay re-publishes it but promises
+    /// nothing.
     pub stale_before_ms: i64,
 }
 
