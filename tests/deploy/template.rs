@@ -220,6 +220,17 @@ fn timing_problems(t: &Value) -> Vec<String> {
             p.push(format!("timing: {var} is not the {param} parameter"));
         }
     }
+    // The config's own defaults for those two are the parameters' defaults.
+    let defaults = config::Config::from_lookup(|k| match k {
+        config::REDIS_URL => Some("rediss://cache:6379".into()),
+        config::TABLE | config::RESERVATION_QUEUE_URL | config::TIMEOUT_QUEUE_URL => Some("x".into()),
+        _ => None,
+    });
+    let want = (timing.threshold.as_millis() as i64, timing.give_up.as_millis() as i64);
+    match defaults {
+        Ok(c) if (c.reconcile_threshold_ms, c.reconcile_give_up_ms) == want => {}
+        other => p.push(format!("timing: the config's defaults are not the parameters' {want:?}: {other:?}")),
+    }
     p
 }
 
@@ -326,7 +337,9 @@ fn the_checks_catch_a_broken_template() {
     );
     let mut t = template();
     t["Parameters"]["ReconcileGiveUpMs"]["Default"] = Value::from(600_000);
-    assert!(problems(&t, &bins).iter().any(|x| x.contains("timing: GiveUp")));
+    let p = problems(&t, &bins);
+    assert!(p.iter().any(|x| x.contains("timing: GiveUp")), "{p:?}");
+    assert!(p.iter().any(|x| x.contains("the config's defaults are not the parameters'")), "{p:?}");
     let mut t = template();
     t["Parameters"]["ReconcileThresholdMs"]["Default"] = Value::from(20_000);
     assert!(problems(&t, &bins).iter().any(|x| x.contains("timing: Threshold")));

@@ -394,12 +394,19 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         now_ms: i64,
         cr: &mut CollectionReport,
     ) -> Result<(), AppError> {
+        // Decided on the run's clock, sent on this call's (up to a run's length later): an order
+        // that entered the quiet stretch meanwhile is not re-sent (its redeliveries could
+        // outlast the give-up).
+        let now_call = crate::now_ms().max(now_ms);
+        let forward_from = now_call - self.settings.reconcile_give_up_ms + self.settings.reconcile_quiet_ms;
+        let orders: Vec<&(OrderKey, CacheEntry)> =
+            orders.iter().filter(|(_, e)| e.accepted_at_ms >= forward_from).collect();
         let keys: Vec<OrderKey> = orders.iter().map(|(o, _)| o.clone()).collect();
         // Logged on the clock of this call (a run may reach it long after it started), and ahead
         // of it so that the next look comes a visibility timeout later: a message SQS is still
         // retrying comes back no sooner, and a backlog is not flooded with copies every run.
         let ahead = (self.settings.republish_interval_ms - self.settings.reconcile_threshold_ms).max(0);
-        let relogged = self.cache.relog(id, &keys, cutoff, crate::now_ms().max(now_ms) + ahead).await?;
+        let relogged = self.cache.relog(id, &keys, cutoff, now_call + ahead).await?;
         let msgs: Vec<ReservationMessage> = orders
             .iter()
             .zip(relogged)
