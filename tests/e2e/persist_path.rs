@@ -186,7 +186,7 @@ async fn confirms_and_cancels_during_a_hot_persist_all_succeed() {
                 }
             }
         })
-        .buffer_unordered(16)
+        .buffer_unordered(8)
         .collect::<Vec<_>>();
     let (wave, answers) = tokio::join!(tries((1_000..1_400).collect()), async {
         tokio::time::sleep(Duration::from_millis(300)).await;

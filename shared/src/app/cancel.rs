@@ -9,7 +9,7 @@
 //! and is refused.
 
 use super::status::{Located, ReservationView};
-use super::{App, AppError, MAX_ROUNDS, backoff};
+use super::{App, AppError, MAX_ROUNDS};
 use crate::domain::{CancelReason, OrderKey, Refusal, Status, Transition, transition};
 use crate::ports::{CacheState, Ledger, Queue, StockCache, Tombstone, WriteError};
 
@@ -66,8 +66,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                         Transition::To(_) => {
                             let spec = self.spec(collection).await?;
                             self.cache.mark_intent(&rec, now_ms).await?;
-                            let Some(wait) = super::turn_wait(started) else { break };
-                            let turn = self.take_turn(collection, wait).await;
+                            let turn = self.take_turn(collection, super::turn_wait(started)).await;
                             let done = self.ledger.cancel_reserved(&rec, spec.quantity as i64, reason, now_ms).await;
                             self.end_turn(collection, turn).await;
                             match done {
@@ -82,7 +81,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                                 Err(WriteError::ConditionFailed) => continue, // raced confirm or cancel
                                 Err(WriteError::Cancelled(r)) => {
                                     tracing::warn!(order = %order, reasons = ?r, "cancel retried");
-                                    backoff(round).await;
+                                    super::second_phase_backoff(started, round).await;
                                 }
                                 Err(WriteError::Infra(e)) => return Err(e.into()),
                             }

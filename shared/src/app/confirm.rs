@@ -2,7 +2,7 @@
 //! racing a cancel reads again and lets the state machine decide: exactly one of them wins.
 
 use super::status::{Located, ReservationView};
-use super::{App, AppError, MAX_ROUNDS, backoff};
+use super::{App, AppError, MAX_ROUNDS};
 use crate::domain::{OrderKey, Refusal, Status, Transition, transition};
 use crate::ports::{Ledger, Queue, StockCache, WriteError};
 
@@ -25,8 +25,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             if rec.status == Status::Confirmed {
                 return Ok(rec.into());
             }
-            let Some(wait) = super::turn_wait(started) else { break };
-            let turn = self.take_turn(&order.collection, wait).await;
+            let turn = self.take_turn(&order.collection, super::turn_wait(started)).await;
             let done = self.ledger.confirm(&rec, now_ms).await;
             self.end_turn(&order.collection, turn).await;
             match done {
@@ -38,7 +37,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 Err(WriteError::ConditionFailed) => continue, // raced a cancel: re-read and decide
                 Err(WriteError::Cancelled(r)) => {
                     tracing::warn!(%order, reasons = ?r, "confirm retried");
-                    backoff(round).await;
+                    super::second_phase_backoff(started, round).await;
                 }
                 Err(WriteError::Infra(e)) => return Err(e.into()),
             }

@@ -235,17 +235,23 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     }
 }
 
-/// How long a confirm or cancel waits for the collection's write turn.
+/// How long a confirm or cancel waits for the collection's write turn at a time.
 pub(crate) const TURN_WAIT: Duration = Duration::from_secs(2);
-/// A confirm or cancel gives up (503, retryable) after this long in all, well inside the API
-/// function's 10 s timeout.
+/// A confirm or cancel waits for turns (and backs off) this long in all; past it, its remaining
+/// rounds transact at once, so it ends well inside the API function's 10 s timeout.
 pub(crate) const SECOND_PHASE_BUDGET: Duration = Duration::from_secs(6);
 
-/// How long a confirm or cancel started at `started` may still wait for its turn (`None`: its
-/// budget is spent).
-pub(crate) fn turn_wait(started: std::time::Instant) -> Option<Duration> {
-    let left = SECOND_PHASE_BUDGET.checked_sub(started.elapsed())?;
-    Some(TURN_WAIT.min(left))
+/// How long a confirm or cancel started at `started` may still wait for its turn (zero once its
+/// budget is spent: it then transacts without one).
+pub(crate) fn turn_wait(started: std::time::Instant) -> Duration {
+    TURN_WAIT.min(SECOND_PHASE_BUDGET.saturating_sub(started.elapsed()))
+}
+
+/// Backs off before a confirm's or cancel's next round, while its budget lasts.
+pub(crate) async fn second_phase_backoff(started: std::time::Instant, round: u32) {
+    if started.elapsed() < SECOND_PHASE_BUDGET {
+        backoff(round).await;
+    }
 }
 
 /// Re-reads after a lost conditional write before giving up (a storm of concurrent operations on
