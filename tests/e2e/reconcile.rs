@@ -45,13 +45,7 @@ async fn a_lost_message_is_healed_forward_into_a_reservation() {
     let key =
         OrderKey::new(CollectionId::parse("lost").unwrap(), UserId::parse("u").unwrap(), OrderId::parse("o1").unwrap());
     let rec = t.stack.app.ledger.order(&key).await.unwrap().expect("a durable record");
-    let late = ReservationMessage {
-        order_id: key.order.clone(),
-        collection_id: key.collection.clone(),
-        user_id: key.user.clone(),
-        quantity: 3,
-        accepted_at_ms: rec.accepted_at_ms,
-    };
+    let late = ReservationMessage::new(&key, 3, rec.accepted_at_ms);
     t.send_reservation(&late).await;
     t.wait_queue_empty(10 * SECOND).await;
     assert_eq!(t.status("u", "lost", "o1").await.str("status"), "RESERVED");

@@ -382,14 +382,9 @@ impl World {
             }
             Setup::Redeliver(i) => {
                 let rec = self.ledger.order(&s.orders[i]).await?;
-                let msg = flashstock::ports::ReservationMessage {
-                    order_id: s.orders[i].order.clone(),
-                    collection_id: s.collection.clone(),
-                    user_id: s.orders[i].user.clone(),
-                    quantity: s.quantities[i],
-                    // As the set-up's Try published it (Redis keeps whole seconds).
-                    accepted_at_ms: rec.map_or(s.t0.div_euclid(1000) * 1000, |r| r.accepted_at_ms),
-                };
+                // As the set-up's Try published it (Redis keeps whole seconds).
+                let accepted_at_ms = rec.map_or(s.t0.div_euclid(1000) * 1000, |r| r.accepted_at_ms);
+                let msg = flashstock::ports::ReservationMessage::new(&s.orders[i], s.quantities[i], accepted_at_ms);
                 flashstock::ports::Queue::publish_reservation(&self.queue, &msg).await?;
             }
         }

@@ -753,7 +753,7 @@ impl StockCache for RedisCache {
         }
         let mut con = self.con.clone();
         let done: Vec<u8> = inv.invoke_async(&mut con).await.map_err(err("redis relog script"))?;
-        Ok(orders.iter().enumerate().map(|(i, _)| done.get(i) == Some(&b'1')).collect())
+        Ok((0..orders.len()).map(|i| done.get(i) == Some(&b'1')).collect())
     }
 
     async fn mark_intent(&self, order: &OrderRecord, now_ms: i64) -> InfraResult<()> {

@@ -99,6 +99,14 @@ pub struct Settings {
     pub persist_lease: bool,
 }
 
+impl Settings {
+    /// Orders accepted from this instant on are younger than the quiet stretch before their
+    /// give-up: reconciliation still heals them forward (and a replay is still promised).
+    pub fn heal_forward_from(&self, now_ms: i64) -> i64 {
+        now_ms - self.reconcile_give_up_ms + self.reconcile_quiet_ms
+    }
+}
+
 impl From<&Config> for Settings {
     fn from(c: &Config) -> Self {
         Self {
@@ -208,11 +216,13 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         let start = std::time::Instant::now();
         // Polls the collection's slot (the Try path's too): every 2-8 ms at first, backing off to
         // at most 32 ms, so a crowd of waiters stays a small load.
-        for polls in 0u32.. {
+        let mut polls = 0u32;
+        loop {
             match self.cache.take_lease(collection, &holder, TURN_TTL).await {
                 Ok(true) => return Some(holder),
                 Ok(false) if start.elapsed() < wait => {
-                    let cap = (8u64 << (polls / 8).min(2)).max(8);
+                    let cap = 8u64 << (polls / 8).min(2);
+                    polls = polls.saturating_add(1);
                     tokio::time::sleep(Duration::from_millis(rand::random_range(2..=cap))).await;
                 }
                 Ok(false) => return None,
@@ -222,7 +232,6 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 }
             }
         }
-        None
     }
 
     /// Gives the turn back (it expires anyway).

@@ -318,14 +318,12 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         for (as_, orders) in &settle {
             cr.settled += self.cache.settle(id, orders, *as_, Some(cutoff), now_ms).await?;
         }
-        // Heal forward what is younger than the quiet stretch before the give-up deadline; give up
-        // what is past it; leave what is in it (its last message may still be redelivered, and a
-        // run still re-publishing it may be alive).
+        // Give up what is past the give-up deadline; heal forward the rest, but for what is in the
+        // quiet stretch before it (`republish` leaves that: its last message may still be
+        // redelivered, and a run still re-publishing it may be alive).
         let give_up_before = now_ms - self.settings.reconcile_give_up_ms;
-        let forward_from = give_up_before + self.settings.reconcile_quiet_ms;
-        let (missing, rest): (Vec<_>, Vec<_>) =
+        let (missing, forward): (Vec<_>, Vec<_>) =
             missing.into_iter().partition(|(_, e)| e.accepted_at_ms < give_up_before);
-        let forward: Vec<_> = rest.into_iter().filter(|(_, e)| e.accepted_at_ms >= forward_from).collect();
         for chunk in forward.chunks(RELOG_PER_CALL) {
             if let Err(e) = self.republish(id, chunk, cutoff, now_ms, cr).await {
                 tracing::error!(collection = %id, error = %e, "re-publishing failed; the next run tries again");
@@ -384,8 +382,9 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         Ok(())
     }
 
-    /// Logs these pending orders again and re-publishes their messages (each only if it is
-    /// still pending and no concurrent run or replay re-logged it meanwhile).
+    /// Logs these pending orders again and re-publishes their messages: each only if it is still
+    /// outside the quiet stretch before its give-up, still pending, and no concurrent run or
+    /// replay re-logged it meanwhile.
     async fn republish(
         &self,
         id: &CollectionId,
@@ -394,11 +393,11 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         now_ms: i64,
         cr: &mut CollectionReport,
     ) -> Result<(), AppError> {
-        // Decided on the run's clock, sent on this call's (up to a run's length later): an order
-        // that entered the quiet stretch meanwhile is not re-sent (its redeliveries could
-        // outlast the give-up).
+        // On this call's clock, which may be up to a run's length past the run's: an order that
+        // entered the quiet stretch meanwhile is not re-sent (its redeliveries could outlast the
+        // give-up).
         let now_call = crate::now_ms().max(now_ms);
-        let forward_from = now_call - self.settings.reconcile_give_up_ms + self.settings.reconcile_quiet_ms;
+        let forward_from = self.settings.heal_forward_from(now_call);
         let orders: Vec<&(OrderKey, CacheEntry)> =
             orders.iter().filter(|(_, e)| e.accepted_at_ms >= forward_from).collect();
         let keys: Vec<OrderKey> = orders.iter().map(|(o, _)| o.clone()).collect();

@@ -74,17 +74,9 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             // Reconciliation re-publishes an order younger than the quiet stretch before its
             // give-up, and gives up only an older one: promise a replay only where it would still
             // heal forward (so this replay's message, too, is redelivered before the give-up).
-            stale_before_ms: now_ms - self.settings.reconcile_give_up_ms
-                + self.settings.reconcile_quiet_ms
-                + STALE_MARGIN_MS,
+            stale_before_ms: self.settings.heal_forward_from(now_ms) + STALE_MARGIN_MS,
         };
-        let message = |accepted_at_ms| ReservationMessage {
-            order_id: input.order.clone(),
-            collection_id: input.collection.clone(),
-            user_id: input.user.clone(),
-            quantity,
-            accepted_at_ms,
-        };
+        let message = |accepted_at_ms| ReservationMessage::new(&key, quantity, accepted_at_ms);
         match self.cache.reserve(&req).await? {
             ReserveOutcome::Reserved { stock_left, accepted_at_ms } => {
                 if stock_left <= 0 {

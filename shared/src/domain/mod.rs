@@ -12,4 +12,4 @@ pub use collection::{CollectionSpec, IdentityViolation, SpecError, StockLevels, 
 pub use ids::{CollectionId, IdError, OrderId, OrderKey, Quantity, UserId};
 pub use reservation::{CancelReason, Event, Refusal, Status, Transition, transition};
 pub use settlement::{Settlement, settlement};
-pub use timing::{CLOCK_SKEW, GIVE_UP_BAND, Knob, Timing};
+pub use timing::{CLOCK_SKEW, Knob, Timing};

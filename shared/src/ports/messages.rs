@@ -28,6 +28,15 @@ pub struct TimeoutMessage {
 }
 
 impl ReservationMessage {
+    pub fn new(key: &OrderKey, quantity: u32, accepted_at_ms: i64) -> Self {
+        Self {
+            order_id: key.order.clone(),
+            collection_id: key.collection.clone(),
+            user_id: key.user.clone(),
+            quantity,
+            accepted_at_ms,
+        }
+    }
     pub fn key(&self) -> OrderKey {
         OrderKey::new(self.collection_id.clone(), self.user_id.clone(), self.order_id.clone())
     }
