@@ -294,10 +294,10 @@ async fn a_cancel_that_died_after_dynamodb_is_completed() {
     let key = |o: &str| OrderKey::new(col.clone(), UserId::parse("u").unwrap(), OrderId::parse(o).unwrap());
     let rec = app.ledger.order(&key("o1")).await.unwrap().unwrap();
     app.cache.mark_intent(&rec, now).await.unwrap();
-    app.ledger.cancel_reserved(&rec, 10, CancelReason::User, now).await.unwrap();
+    app.ledger.cancel_reserved(std::slice::from_ref(&rec), CancelReason::User, now).await.unwrap();
     // o2: the same, but it died even before its intent reached Redis (only drift shows it).
     let rec = app.ledger.order(&key("o2")).await.unwrap().unwrap();
-    app.ledger.cancel_reserved(&rec, 10, CancelReason::User, now).await.unwrap();
+    app.ledger.cancel_reserved(std::slice::from_ref(&rec), CancelReason::User, now).await.unwrap();
     let s = t.stores("half").await;
     assert_eq!((s.saleable, s.redis_stock), (10, Some(4)), "Redis is short of both shares: {s:?}");
     let r = app.reconcile(flashstock::now_ms()).await.unwrap();

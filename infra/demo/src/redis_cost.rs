@@ -188,7 +188,7 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
         accepted_at_ms: t0 / 1000 * 1000,
     };
     let item =
-        flashstock::adapters::dynamo_ledger::reservation_item(&msg, flashstock::domain::Status::Reserved, 900, t0)?;
+        flashstock::adapters::dynamo_ledger::reservation_item(&msg, flashstock::domain::Status::Reserved, 900, 0, t0)?;
     cost.dynamo_item_bytes = flashstock::adapters::dynamo_ledger::item_bytes(&item);
 
     // Floors: a script that does nothing, bare and called like a Try.

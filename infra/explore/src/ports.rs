@@ -140,15 +140,15 @@ impl StockCache for Gated<RedisCache> {
     async fn note_reconciled(&self, id: &CollectionId, now_ms: i64, mark: Option<&str>) -> InfraResult<()> {
         self.inner.note_reconciled(id, now_ms, mark).await
     }
-    /// Every writer (persist's chunks, confirm, cancel) holds the collection's write turn here,
+    /// Every writer (persist's chunks, moves, confirm, cancel) holds its bucket's write turn here,
     /// as if turns always overlapped (one expired under its holder): the turn only orders writers
     /// for throughput, DynamoDB's conditions stay the guarantee, and those are what the scenarios
     /// explore. (A real turn would make a writer wait, outside any step, for one the schedule
     /// holds at a gate.)
-    async fn take_lease(&self, _collection: &CollectionId, _holder: &str, _ttl: Duration) -> InfraResult<bool> {
+    async fn take_lease(&self, _: &CollectionId, _: u32, _holder: &str, _ttl: Duration) -> InfraResult<bool> {
         Ok(true)
     }
-    async fn give_lease(&self, _collection: &CollectionId, _holder: &str) -> InfraResult<()> {
+    async fn give_lease(&self, _collection: &CollectionId, _bucket: u32, _holder: &str) -> InfraResult<()> {
         Ok(())
     }
     async fn spend_request(&self, user: &UserId, requests: u32, window: Duration) -> InfraResult<Option<Duration>> {
@@ -189,30 +189,25 @@ impl Ledger for Gated<DynamoLedger> {
     async fn apply_reservations(
         &self,
         collection: &CollectionId,
+        bucket: u32,
         payment_window_seconds: u32,
         reserve: &[ReservationMessage],
         refuse: &[ReservationMessage],
         now_ms: i64,
     ) -> Result<(), WriteError> {
         self.step("dynamodb persist-transaction", move || {
-            self.inner.apply_reservations(collection, payment_window_seconds, reserve, refuse, now_ms)
+            self.inner.apply_reservations(collection, bucket, payment_window_seconds, reserve, refuse, now_ms)
         })
         .await
+    }
+    async fn move_stock(&self, collection: &CollectionId, from: u32, to: u32, units: i64) -> Result<(), WriteError> {
+        self.step("dynamodb move-transaction", move || self.inner.move_stock(collection, from, to, units)).await
     }
     async fn confirm(&self, order: &OrderRecord, now_ms: i64) -> Result<(), WriteError> {
         self.step("dynamodb confirm-transaction", move || self.inner.confirm(order, now_ms)).await
     }
-    async fn cancel_reserved(
-        &self,
-        order: &OrderRecord,
-        collection_quantity: i64,
-        reason: CancelReason,
-        now_ms: i64,
-    ) -> Result<(), WriteError> {
-        self.step("dynamodb cancel-transaction", move || {
-            self.inner.cancel_reserved(order, collection_quantity, reason, now_ms)
-        })
-        .await
+    async fn cancel_reserved(&self, orders: &[OrderRecord], reason: CancelReason, now_ms: i64) -> Result<(), WriteError> {
+        self.step("dynamodb cancel-transaction", move || self.inner.cancel_reserved(orders, reason, now_ms)).await
     }
     async fn put_tombstone(&self, t: &Tombstone<'_>, now_ms: i64) -> InfraResult<bool> {
         self.step("dynamodb put-tombstone", move || self.inner.put_tombstone(t, now_ms)).await

@@ -18,6 +18,7 @@ fn sc(name: &'static str, setup: &[Setup], ops: &[OpKind]) -> Scenario {
         name,
         quantity: 5,
         per_user_limit: Some(4),
+        buckets: 1,
         orders: vec![(0, 1), (1, 1)],
         shared_order_id: false,
         setup: setup.to_vec(),

@@ -139,6 +139,9 @@ pub struct Scenario {
     pub name: &'static str,
     pub quantity: u64,
     pub per_user_limit: Option<u32>,
+    /// Stock buckets of the collection (1: no moves; more: buyers homed on a bucket that holds
+    /// none make persist move units first).
+    pub buckets: u32,
     /// Order `i`: (buyer index, quantity).
     pub orders: Vec<(usize, u32)>,
     /// Every order uses one order id (each buyer's own reservation): every Try must end
@@ -339,6 +342,7 @@ impl World {
             Some(sc.quantity as i64),
             sc.per_user_limit.map(i64::from),
             Some(i64::from(WINDOW_S)),
+            Some(i64::from(sc.buckets)),
         )?;
         s.quiet.create_collection(&s.collection, &spec, s.t0).await?;
         s.quiet.warm_up(&s.collection).await?;

@@ -202,11 +202,19 @@ impl Stack {
             let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).map_or("", String::as_str);
             let num =
                 |k: &str| item.get(k).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
-            if text("pk") == format!("COL#{collection}") {
+            let pk = text("pk");
+            if pk == format!("COL#{collection}") {
                 out.quantity = num("quantity");
-                out.saleable = num("saleable");
-                out.reserved_counter = num("reserved");
-                out.confirmed_counter = num("confirmed");
+            } else if pk.starts_with(&format!("COL#{collection}#B")) {
+                // A stock bucket: the collection's counters are their sums.
+                let (q, s, r, c) = (num("quantity"), num("saleable"), num("reserved"), num("confirmed"));
+                out.buckets_quantity += q;
+                out.saleable += s;
+                out.reserved_counter += r;
+                out.confirmed_counter += c;
+                if s < 0 || r < 0 || c < 0 || q != s + r + c {
+                    out.broken_buckets.push(format!("{pk}: quantity {q} saleable {s} reserved {r} confirmed {c}"));
+                }
             } else if text("collectionId") == collection {
                 *out.by_status.entry(text("status").to_owned()).or_default() += num("quantity");
             }
@@ -231,7 +239,13 @@ impl Stack {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreFigures {
     pub quantity: i64,
+    /// Σ saleable over the stock buckets (so are the two counters below).
     pub saleable: i64,
+    /// Σ quantity over the stock buckets (moves change a bucket's, never the sum).
+    pub buckets_quantity: i64,
+    /// Buckets whose own identity does not hold (`quantity = saleable + reserved + confirmed`,
+    /// each ≥ 0).
+    pub broken_buckets: Vec<String>,
     pub reserved_counter: i64,
     pub confirmed_counter: i64,
     /// Σ quantity by status over the collection's order records.
@@ -247,7 +261,8 @@ pub struct StoreFigures {
 
 impl StoreFigures {
     /// The stock identities (docs/DESIGN.md#stock-identities): `quantity = saleable + Σ RESERVED +
-    /// Σ CONFIRMED` from the order records themselves, the counters agree with them,
+    /// Σ CONFIRMED` from the order records themselves, each bucket's own identity and their
+    /// quantities summing to the collection's, the counters agree with the records,
     /// `0 ≤ saleable ≤ quantity`, Redis stock never negative, its pending sum covers every P entry,
     /// and (when `quiet`) Redis stock = saleable − pending. Every failure, by name.
     pub fn identity_failures(&self, quiet: bool) -> Vec<String> {
@@ -270,6 +285,11 @@ impl StoreFigures {
                 self.quantity, self.saleable
             ),
         );
+        check(
+            self.buckets_quantity == self.quantity,
+            format!("buckets hold {} of quantity {}", self.buckets_quantity, self.quantity),
+        );
+        check(self.broken_buckets.is_empty(), format!("broken buckets: {:?}", self.broken_buckets));
         check(
             (self.reserved_counter, self.confirmed_counter) == (reserved, confirmed),
             format!("counters {}/{} ≠ records {reserved}/{confirmed}", self.reserved_counter, self.confirmed_counter),

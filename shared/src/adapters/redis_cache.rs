@@ -13,7 +13,7 @@
 //! - `:t:<n>` STRING: time slice `n` (10 s): the 2-byte numbers of the buckets whose buyers
 //!   logged an order in it (the time index reconciliation reads), and `:slices` ZSET: the slices
 //!   that exist.
-//! - `:lease` STRING: the persist consumer writing the collection's durable stock now (`lease.lua`).
+//! - `:lease:<k>` STRING: who writes stock bucket k's DynamoDB item now (its write turn, `lease.lua`).
 //!
 //! Outside any collection: `<prefix>:b:<buyer>` STRING, the buyer's request count in the current
 //! budget window (`budget.lua`; one key per call, so Redis Cluster safe).
@@ -182,8 +182,9 @@ impl Keys {
     pub fn slice(&self, n: i64) -> String {
         format!("{}:t:{n}", self.tag)
     }
-    pub fn lease(&self) -> String {
-        format!("{}:lease", self.tag)
+    /// The write turn of stock bucket `k` (a DynamoDB item; not a buyer bucket).
+    pub fn lease(&self, k: u32) -> String {
+        format!("{}:lease:{k}", self.tag)
     }
 }
 
@@ -604,12 +605,18 @@ impl StockCache for RedisCache {
         cmd.query_async::<()>(&mut con).await.map_err(err("redis note reconciled"))
     }
 
-    async fn take_lease(&self, collection: &CollectionId, holder: &str, ttl: Duration) -> InfraResult<bool> {
+    async fn take_lease(
+        &self,
+        collection: &CollectionId,
+        bucket: u32,
+        holder: &str,
+        ttl: Duration,
+    ) -> InfraResult<bool> {
         let mut con = self.con.clone();
         let held: i64 = self
             .scripts
             .lease
-            .key(self.keys(collection).lease())
+            .key(self.keys(collection).lease(bucket))
             .arg("take")
             .arg(holder)
             .arg(ttl.as_millis() as u64)
@@ -619,11 +626,11 @@ impl StockCache for RedisCache {
         Ok(held == 1)
     }
 
-    async fn give_lease(&self, collection: &CollectionId, holder: &str) -> InfraResult<()> {
+    async fn give_lease(&self, collection: &CollectionId, bucket: u32, holder: &str) -> InfraResult<()> {
         let mut con = self.con.clone();
         self.scripts
             .lease
-            .key(self.keys(collection).lease())
+            .key(self.keys(collection).lease(bucket))
             .arg("give")
             .arg(holder)
             .invoke_async::<i64>(&mut con)

@@ -11,7 +11,7 @@
 use super::status::{Located, ReservationView};
 use super::{App, AppError, MAX_ROUNDS};
 use crate::domain::{CancelReason, OrderKey, Refusal, Status, Transition, transition};
-use crate::ports::{CacheState, Ledger, Queue, StockCache, Tombstone, WriteError};
+use crate::ports::{CacheState, ItemFailure, Ledger, Queue, StockCache, Tombstone, WriteError};
 
 /// Who asks for a cancel.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +52,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         };
         let collection = &order.collection;
         let started = std::time::Instant::now();
+        let mut contended = None;
         for round in 1..=MAX_ROUNDS {
             match self.locate(order).await? {
                 Located::Durable(mut rec) => {
@@ -64,11 +65,10 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                             return Ok(Cancelled::before(rec.into()));
                         }
                         Transition::To(_) => {
-                            let spec = self.spec(collection).await?;
                             self.cache.mark_intent(&rec, now_ms).await?;
-                            let turn = self.take_turn(collection, super::turn_wait(started)).await;
-                            let done = self.ledger.cancel_reserved(&rec, spec.quantity as i64, reason, now_ms).await;
-                            self.end_turn(collection, turn).await;
+                            let turn = self.take_turn(collection, rec.bucket, super::turn_wait(started)).await;
+                            let done = self.ledger.cancel_reserved(std::slice::from_ref(&rec), reason, now_ms).await;
+                            self.end_turn(collection, rec.bucket, turn).await;
                             match done {
                                 Ok(()) => {
                                     self.cache.release(order, false, now_ms).await?;
@@ -78,9 +78,14 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                                     rec.reason = Some(reason.as_str().to_owned());
                                     return Ok(Cancelled::now(rec.into()));
                                 }
-                                Err(WriteError::ConditionFailed) => continue, // raced confirm or cancel
+                                // Raced a confirm or another cancel: read again and decide.
+                                Err(WriteError::Cancelled(r)) if r.get(1) == Some(&ItemFailure::ConditionFailed) => {
+                                    continue;
+                                }
+                                Err(WriteError::ConditionFailed) => continue,
                                 Err(WriteError::Cancelled(r)) => {
-                                    tracing::warn!(order = %order, reasons = ?r, "cancel retried");
+                                    contended = Some(rec.bucket);
+                                    tracing::warn!(order = %order, bucket = rec.bucket, reasons = ?r, "cancel retried");
                                     super::second_phase_backoff(started, round).await;
                                 }
                                 Err(WriteError::Infra(e)) => return Err(e.into()),
@@ -124,6 +129,6 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 }
             }
         }
-        Err(AppError::Unavailable("too much contention on this order; retry".into()))
+        Err(super::contention(order, contended))
     }
 }

@@ -14,6 +14,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// `ReservationNotFound`.
     pub async fn confirm(&self, order: &OrderKey, now_ms: i64) -> Result<ReservationView, AppError> {
         let started = std::time::Instant::now();
+        let mut contended = None;
         for round in 1..=MAX_ROUNDS {
             let located = self.locate(order).await?;
             match transition(located.status(), crate::domain::Event::Confirm) {
@@ -25,9 +26,9 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             if rec.status == Status::Confirmed {
                 return Ok(rec.into());
             }
-            let turn = self.take_turn(&order.collection, super::turn_wait(started)).await;
+            let turn = self.take_turn(&order.collection, rec.bucket, super::turn_wait(started)).await;
             let done = self.ledger.confirm(&rec, now_ms).await;
-            self.end_turn(&order.collection, turn).await;
+            self.end_turn(&order.collection, rec.bucket, turn).await;
             match done {
                 Ok(()) => {
                     rec.status = Status::Confirmed;
@@ -36,12 +37,13 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 }
                 Err(WriteError::ConditionFailed) => continue, // raced a cancel: re-read and decide
                 Err(WriteError::Cancelled(r)) => {
-                    tracing::warn!(%order, reasons = ?r, "confirm retried");
+                    contended = Some(rec.bucket);
+                    tracing::warn!(%order, bucket = rec.bucket, reasons = ?r, "confirm retried");
                     super::second_phase_backoff(started, round).await;
                 }
                 Err(WriteError::Infra(e)) => return Err(e.into()),
             }
         }
-        Err(AppError::Unavailable("too much contention on this order; retry".into()))
+        Err(super::contention(order, contended))
     }
 }

@@ -203,12 +203,12 @@ pub fn describe_violations(v: &[IdentityViolation]) -> serde_json::Value {
 const TURN_TTL: Duration = Duration::from_secs(5);
 
 impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
-    /// Waits for the collection's write turn: every DynamoDB transaction on a collection item
-    /// (persist's chunks, confirm, cancel) takes it, so they queue instead of DynamoDB cancelling
-    /// them for conflicts. Gives up after `wait`, or at once if Redis cannot be asked, and the
-    /// caller transacts anyway: turns only spare conflicts, DynamoDB's conditions stay the
+    /// Waits for a stock bucket's write turn: every DynamoDB transaction on a bucket item
+    /// (persist's chunks, moves, confirm, cancel) takes it, so they queue instead of DynamoDB
+    /// cancelling them for conflicts. Gives up after `wait`, or at once if Redis cannot be asked,
+    /// and the caller transacts anyway: turns only spare conflicts, DynamoDB's conditions stay the
     /// guarantee. Returns the holder to give back ([`Self::end_turn`]), `None` when not held.
-    pub(crate) async fn take_turn(&self, collection: &CollectionId, wait: Duration) -> Option<String> {
+    pub(crate) async fn take_turn(&self, collection: &CollectionId, bucket: u32, wait: Duration) -> Option<String> {
         if !self.settings.persist_lease {
             return None;
         }
@@ -218,7 +218,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         // at most 32 ms, so a crowd of waiters stays a small load.
         let mut polls = 0u32;
         loop {
-            match self.cache.take_lease(collection, &holder, TURN_TTL).await {
+            match self.cache.take_lease(collection, bucket, &holder, TURN_TTL).await {
                 Ok(true) => return Some(holder),
                 Ok(false) if start.elapsed() < wait => {
                     let cap = 8u64 << (polls / 8).min(2);
@@ -227,7 +227,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 }
                 Ok(false) => return None,
                 Err(e) => {
-                    tracing::warn!(%collection, error = %e, "write turn unavailable; transacting without");
+                    tracing::warn!(%collection, bucket, error = %e, "write turn unavailable; transacting without");
                     return None;
                 }
             }
@@ -235,11 +235,11 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     }
 
     /// Gives the turn back (it expires anyway).
-    pub(crate) async fn end_turn(&self, collection: &CollectionId, holder: Option<String>) {
+    pub(crate) async fn end_turn(&self, collection: &CollectionId, bucket: u32, holder: Option<String>) {
         if let Some(h) = holder
-            && let Err(e) = self.cache.give_lease(collection, &h).await
+            && let Err(e) = self.cache.give_lease(collection, bucket, &h).await
         {
-            tracing::warn!(%collection, error = %e, "write turn not given back; it expires");
+            tracing::warn!(%collection, bucket, error = %e, "write turn not given back; it expires");
         }
     }
 }
@@ -261,6 +261,16 @@ pub(crate) async fn second_phase_backoff(started: std::time::Instant, round: u32
     if started.elapsed() < SECOND_PHASE_BUDGET {
         backoff(round).await;
     }
+}
+
+/// The 503 a second phase answers once its rounds are spent, naming what contended: the stock
+/// bucket whose transactions DynamoDB kept cancelling, or else the order itself (other calls on
+/// it kept changing it under this one).
+pub(crate) fn contention(order: &crate::domain::OrderKey, bucket: Option<u32>) -> AppError {
+    AppError::Unavailable(match bucket {
+        Some(k) => format!("too much contention on stock bucket {k} of collection {}; retry", order.collection),
+        None => format!("order {} kept changing under this call; retry", order.order),
+    })
 }
 
 /// Re-reads after a lost conditional write before giving up (a storm of concurrent operations on

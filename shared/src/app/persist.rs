@@ -7,23 +7,44 @@
 //! unresolved after retries are reported as batch item failures (SQS redelivers them, and after
 //! the queue's maxReceiveCount moves them to the DLQ).
 //!
-//! Every transaction writes the collection item, and DynamoDB cancels a transaction on an item
-//! another one is writing (`TransactionConflict`), so concurrent consumers take turns: each holds
-//! the collection's write turn (a lease in Redis, [`App::take_turn`]) for one chunk's
-//! transaction, the others wait for it rather than conflict.
+//! A collection's stock is split over stock buckets (docs/DESIGN.md#stock-buckets): each order
+//! takes its units from its buyer's home bucket, so a batch is chunked per bucket and the chunks
+//! of different buckets run at once, on different items. DynamoDB cancels a transaction on an
+//! item another one is writing (`TransactionConflict`), so the writers of one bucket take turns:
+//! each holds the bucket's write turn (a lease in Redis, [`App::take_turn`]) for one chunk's
+//! transaction, the others wait for it rather than conflict. When the bucket is short while
+//! others still hold stock, units move to it first (one transaction, [`App::refill`]); orders are
+//! refused (FAILED) only when the whole collection is short.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use super::{App, AppError, backoff};
 use crate::domain::batch::{ORDERS_PER_TRANSACTION, fit_to_stock, group_by_collection};
-use crate::domain::{CollectionId, OrderKey, Status, settlement};
+use crate::domain::buckets::plan_moves;
+use crate::domain::{CollectionId, OrderKey, Status, home_bucket, settlement};
 use crate::ports::{ItemFailure, Ledger, Queue, ReservationMessage, SettleAs, StockCache, TimeoutMessage, WriteError};
 
 /// Transaction attempts per chunk before its orders are reported for redelivery.
 const MAX_ATTEMPTS: u32 = 8;
 /// How long a consumer waits its turn before it transacts anyway (conflicts are retried).
 const LEASE_WAIT: Duration = Duration::from_secs(15);
+/// How long a refill waits for a donor bucket's turn (it holds its own bucket's meanwhile).
+const DONOR_WAIT: Duration = Duration::from_millis(500);
+/// Buckets of one collection a consumer writes at once.
+const BUCKETS_AT_ONCE: usize = 8;
+
+/// What a refill found or did for a short bucket.
+enum Refill {
+    /// The bucket has (or was given) enough, or others still hold some: transact again.
+    Again,
+    /// No other bucket holds any: what the bucket has is all there is.
+    Short(i64),
+    /// The collection is gone.
+    Gone,
+}
 
 /// What became of a chunk's orders.
 #[derive(Default)]
@@ -48,7 +69,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         unresolved
     }
 
-    /// Persists one collection's orders; returns the orders that are still unresolved.
+    /// Persists one collection's orders, per stock bucket; returns the orders still unresolved.
     async fn persist_collection(
         &self,
         collection: &CollectionId,
@@ -62,28 +83,79 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 return msgs.iter().map(ReservationMessage::key).collect();
             }
         };
+        let mut by_bucket: BTreeMap<u32, Vec<ReservationMessage>> = BTreeMap::new();
+        for m in msgs {
+            by_bucket.entry(home_bucket(&m.user_id, spec.buckets)).or_default().push(m);
+        }
+        let window = spec.payment_window_seconds;
+        let mut unresolved: Vec<OrderKey> = futures::stream::iter(by_bucket)
+            .map(|(bucket, msgs)| self.persist_bucket(collection, bucket, window, msgs, now_ms))
+            .buffer_unordered(BUCKETS_AT_ONCE)
+            .concat()
+            .await;
+        unresolved.sort();
+        unresolved.dedup();
+        unresolved
+    }
+
+    /// Persists one bucket's orders, a chunk at a time; returns the orders still unresolved.
+    async fn persist_bucket(
+        &self,
+        collection: &CollectionId,
+        bucket: u32,
+        window: u32,
+        msgs: Vec<ReservationMessage>,
+        now_ms: i64,
+    ) -> Vec<OrderKey> {
         let mut unresolved = Vec::new();
         for chunk in msgs.chunks(ORDERS_PER_TRANSACTION) {
             // The turn covers the transaction only: the follow-ups of one consumer (Redis, timers)
             // overlap the next one's transaction.
-            let turn = self.take_turn(collection, LEASE_WAIT).await;
-            let r = self.apply_chunk(collection, spec.payment_window_seconds, chunk.to_vec(), now_ms).await;
-            self.end_turn(collection, turn).await;
+            let turn = self.take_turn(collection, bucket, LEASE_WAIT).await;
+            let r = self.apply_chunk(collection, bucket, window, chunk.to_vec(), now_ms).await;
+            self.end_turn(collection, bucket, turn).await;
             unresolved.extend(r.unresolved);
             if let Err(e) = self.finish_chunk(collection, r.durable, r.refused, r.existing, now_ms).await {
                 tracing::error!(%collection, error = %e, "durable, but Redis/timer follow-up failed; redelivery finishes it");
                 unresolved.extend(chunk.iter().map(ReservationMessage::key));
             }
         }
-        unresolved.sort();
-        unresolved.dedup();
         unresolved
+    }
+
+    /// Brings units to `bucket`, which was short of `need`, from the richest other buckets (each
+    /// move one transaction, under the donor's turn).
+    async fn refill(&self, collection: &CollectionId, bucket: u32, need: i64) -> Result<Refill, AppError> {
+        let Some(rec) = self.ledger.collection(collection).await? else { return Ok(Refill::Gone) };
+        let saleable: Vec<i64> = rec.buckets.iter().map(|b| b.saleable).collect();
+        let here = saleable.get(bucket as usize).copied().unwrap_or(0);
+        if here >= need {
+            return Ok(Refill::Again);
+        }
+        let moves = plan_moves(&saleable, bucket as usize, need);
+        if moves.is_empty() {
+            return Ok(Refill::Short(here));
+        }
+        for (from, units) in moves {
+            let from = from as u32;
+            let turn = self.take_turn(collection, from, DONOR_WAIT).await;
+            let moved = self.ledger.move_stock(collection, from, bucket, units).await;
+            self.end_turn(collection, from, turn).await;
+            match moved {
+                Ok(()) => tracing::info!(%collection, from, to = bucket, units, "stock moved between buckets"),
+                // The donor was drained or busy meanwhile: the next round reads again.
+                Err(WriteError::Cancelled(r)) => tracing::info!(%collection, from, to = bucket, reasons = ?r, "move refused"),
+                Err(e) => return Err(AppError::Unavailable(e.to_string())),
+            }
+        }
+        Ok(Refill::Again)
     }
 
     /// Runs the chunk's transaction until every order is durable, refused, or found already there.
     async fn apply_chunk(
         &self,
         collection: &CollectionId,
+        bucket: u32,
         window: u32,
         mut reserve: Vec<ReservationMessage>,
         now_ms: i64,
@@ -94,7 +166,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             if reserve.is_empty() && refuse.is_empty() {
                 return out;
             }
-            let reasons = match self.ledger.apply_reservations(collection, window, &reserve, &refuse, now_ms).await {
+            let reasons = match self.ledger.apply_reservations(collection, bucket, window, &reserve, &refuse, now_ms).await {
                 Ok(()) => {
                     out.durable.append(&mut reserve);
                     out.refused.append(&mut refuse);
@@ -121,11 +193,14 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             let orders_set_aside = reasons.iter().skip(1).any(|r| *r == ItemFailure::ConditionFailed);
             (reserve, refuse) = (keep_r, keep_f);
             if reason(0) == ItemFailure::ConditionFailed && !orders_set_aside {
-                // Stock is short: apply what fits, refuse the rest (FAILED).
-                match self.ledger.collection(collection).await {
-                    Ok(Some(rec)) => {
+                // The bucket is short: refill it from the others, or, when none has any, apply
+                // what fits and refuse the rest (FAILED).
+                let need: i64 = reserve.iter().map(|m| i64::from(m.quantity)).sum();
+                match self.refill(collection, bucket, need).await {
+                    Ok(Refill::Again) => {}
+                    Ok(Refill::Short(saleable)) => {
                         let qs: Vec<u32> = reserve.iter().map(|m| m.quantity).collect();
-                        let fits = fit_to_stock(rec.levels.saleable, &qs);
+                        let fits = fit_to_stock(saleable, &qs);
                         let (mut yes, mut no) = (Vec::new(), Vec::new());
                         for (m, f) in reserve.drain(..).zip(fits) {
                             if f { yes.push(m) } else { no.push(m) }
@@ -133,12 +208,12 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                         reserve = yes;
                         refuse.append(&mut no);
                     }
-                    Ok(None) => {
+                    Ok(Refill::Gone) => {
                         tracing::error!(%collection, "collection vanished; leaving orders to redelivery");
                         break;
                     }
                     Err(e) => {
-                        tracing::warn!(%collection, error = %e, "could not read stock after a short-stock cancel");
+                        tracing::warn!(%collection, bucket, error = %e, "could not refill a short bucket");
                         backoff(attempt).await;
                     }
                 }

@@ -455,9 +455,9 @@ mod tests {
     const DAY: i64 = 1_440 * MIN;
 
     fn rec(saleable: i64, reserved: i64, last_drift: Option<i64>) -> CollectionRecord {
-        let spec = CollectionSpec::parse(Some(10), None, None).unwrap();
+        let spec = CollectionSpec::parse(Some(10), None, None, Some(1)).unwrap();
         let levels = StockLevels { quantity: 10, saleable, reserved, confirmed: 10 - saleable - reserved };
-        CollectionRecord { id: CollectionId::parse("c").unwrap(), spec, levels, last_drift }
+        CollectionRecord { id: CollectionId::parse("c").unwrap(), spec, levels, buckets: vec![levels], last_drift }
     }
 
     fn probe(stock: Option<i64>, slices: u64, mark: Option<String>) -> CacheProbe {

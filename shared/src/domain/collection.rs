@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::buckets::{DEFAULT_BUCKETS, MAX_BUCKETS};
+
 /// Largest `quantity` a collection may be created with.
 pub const MAX_QUANTITY: i64 = 1_000_000_000;
 pub const DEFAULT_PAYMENT_WINDOW_SECONDS: u32 = 900;
@@ -20,6 +22,8 @@ pub struct CollectionSpec {
     pub per_user_limit: Option<u32>,
     pub payment_window_seconds: u32,
     pub max_per_order: u32,
+    /// Stock buckets its durable stock is split over (docs/DESIGN.md#stock-buckets).
+    pub buckets: u32,
 }
 
 /// A field of a collection spec that is out of range, named for the problem response.
@@ -36,6 +40,7 @@ impl CollectionSpec {
         quantity: Option<i64>,
         per_user_limit: Option<i64>,
         payment_window_seconds: Option<i64>,
+        buckets: Option<i64>,
     ) -> Result<Self, SpecError> {
         let quantity = match quantity {
             Some(q) if (0..=MAX_QUANTITY).contains(&q) => q as u64,
@@ -54,7 +59,12 @@ impl CollectionSpec {
                 return Err(SpecError { field: "paymentWindowSeconds", rule: "must be an integer from 1 to 86400" });
             }
         };
-        Ok(Self { quantity, per_user_limit, payment_window_seconds, max_per_order: DEFAULT_MAX_PER_ORDER })
+        let buckets = match buckets {
+            None => DEFAULT_BUCKETS,
+            Some(b) if (1..=i64::from(MAX_BUCKETS)).contains(&b) => b as u32,
+            Some(_) => return Err(SpecError { field: "buckets", rule: "must be an integer from 1 to 64" }),
+        };
+        Ok(Self { quantity, per_user_limit, payment_window_seconds, max_per_order: DEFAULT_MAX_PER_ORDER, buckets })
     }
 }
 
@@ -77,6 +87,24 @@ pub enum IdentityViolation {
     Unbalanced { quantity: i64, accounted: i64 },
     /// A negative counter.
     Negative { field: &'static str, value: i64 },
+}
+
+impl std::ops::Add for StockLevels {
+    type Output = Self;
+    fn add(self, o: Self) -> Self {
+        Self {
+            quantity: self.quantity + o.quantity,
+            saleable: self.saleable + o.saleable,
+            reserved: self.reserved + o.reserved,
+            confirmed: self.confirmed + o.confirmed,
+        }
+    }
+}
+
+impl std::iter::Sum for StockLevels {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(Self::default(), |a, b| a + b)
+    }
 }
 
 impl StockLevels {
@@ -112,19 +140,37 @@ mod tests {
 
     #[test]
     fn spec_defaults_and_bounds() {
-        let s = CollectionSpec::parse(Some(200), None, None).unwrap();
+        let s = CollectionSpec::parse(Some(200), None, None, None).unwrap();
         assert_eq!(s.quantity, 200);
         assert_eq!(s.per_user_limit, None);
         assert_eq!(s.payment_window_seconds, 900);
         assert_eq!(s.max_per_order, 10);
-        assert!(CollectionSpec::parse(Some(0), Some(1), Some(1)).is_ok());
-        assert!(CollectionSpec::parse(Some(MAX_QUANTITY), None, Some(86_400)).is_ok());
-        assert_eq!(CollectionSpec::parse(None, None, None).unwrap_err().field, "quantity");
-        assert_eq!(CollectionSpec::parse(Some(-1), None, None).unwrap_err().field, "quantity");
-        assert_eq!(CollectionSpec::parse(Some(MAX_QUANTITY + 1), None, None).unwrap_err().field, "quantity");
-        assert_eq!(CollectionSpec::parse(Some(1), Some(0), None).unwrap_err().field, "perUserLimit");
-        assert_eq!(CollectionSpec::parse(Some(1), None, Some(0)).unwrap_err().field, "paymentWindowSeconds");
-        assert_eq!(CollectionSpec::parse(Some(1), None, Some(86_401)).unwrap_err().field, "paymentWindowSeconds");
+        assert_eq!(s.buckets, DEFAULT_BUCKETS);
+        assert_eq!(CollectionSpec::parse(Some(1), None, None, Some(1)).unwrap().buckets, 1);
+        assert_eq!(CollectionSpec::parse(Some(1), None, None, Some(64)).unwrap().buckets, 64);
+        assert_eq!(CollectionSpec::parse(Some(1), None, None, Some(0)).unwrap_err().field, "buckets");
+        assert_eq!(CollectionSpec::parse(Some(1), None, None, Some(65)).unwrap_err().field, "buckets");
+        assert!(CollectionSpec::parse(Some(0), Some(1), Some(1), None).is_ok());
+        assert!(CollectionSpec::parse(Some(MAX_QUANTITY), None, Some(86_400), None).is_ok());
+        assert_eq!(CollectionSpec::parse(None, None, None, None).unwrap_err().field, "quantity");
+        assert_eq!(CollectionSpec::parse(Some(-1), None, None, None).unwrap_err().field, "quantity");
+        assert_eq!(CollectionSpec::parse(Some(MAX_QUANTITY + 1), None, None, None).unwrap_err().field, "quantity");
+        assert_eq!(CollectionSpec::parse(Some(1), Some(0), None, None).unwrap_err().field, "perUserLimit");
+        assert_eq!(CollectionSpec::parse(Some(1), None, Some(0), None).unwrap_err().field, "paymentWindowSeconds");
+        assert_eq!(CollectionSpec::parse(Some(1), None, Some(86_401), None).unwrap_err().field, "paymentWindowSeconds");
+    }
+
+    #[test]
+    fn bucket_levels_sum_field_by_field() {
+        let a = StockLevels { quantity: 10, saleable: 6, reserved: 3, confirmed: 1 };
+        let b = StockLevels { quantity: 5, saleable: 0, reserved: 1, confirmed: 4 };
+        assert_eq!([a, b].into_iter().sum::<StockLevels>(), StockLevels {
+            quantity: 15,
+            saleable: 6,
+            reserved: 4,
+            confirmed: 5
+        });
+        assert_eq!(std::iter::empty::<StockLevels>().sum::<StockLevels>(), StockLevels::default());
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! Everything here is pure and unit-tested without I/O.
 
 pub mod batch;
+pub mod buckets;
 pub mod collection;
 pub mod ids;
 pub mod reservation;
 pub mod settlement;
 pub mod timing;
 
+pub use buckets::{DEFAULT_BUCKETS, MAX_BUCKETS, home_bucket};
 pub use collection::{CollectionSpec, IdentityViolation, SpecError, StockLevels, drift};
 pub use ids::{CollectionId, IdError, OrderId, OrderKey, Quantity, UserId};
 pub use reservation::{CancelReason, Event, Refusal, Status, Transition, transition};

@@ -252,9 +252,13 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
             let body = json_object(req)?;
             // A collection created without a per-user limit gets the deployment's default.
             let limit = int_field(&body, "perUserLimit")?.or(app.settings.default_per_user_limit.map(i64::from));
-            let spec =
-                CollectionSpec::parse(int_field(&body, "quantity")?, limit, int_field(&body, "paymentWindowSeconds")?)
-                    .map_err(|e| AppError::InvalidField { field: e.field, detail: e.rule.to_owned() })?;
+            let spec = CollectionSpec::parse(
+                int_field(&body, "quantity")?,
+                limit,
+                int_field(&body, "paymentWindowSeconds")?,
+                int_field(&body, "buckets")?,
+            )
+            .map_err(|e| AppError::InvalidField { field: e.field, detail: e.rule.to_owned() })?;
             let status = match app.create_collection(&id, &spec, now).await? {
                 CreateOutcome::Created => StatusCode::CREATED,
                 _ => StatusCode::OK,

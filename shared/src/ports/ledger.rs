@@ -10,7 +10,10 @@ use crate::domain::{CancelReason, CollectionId, CollectionSpec, OrderId, OrderKe
 pub struct CollectionRecord {
     pub id: CollectionId,
     pub spec: CollectionSpec,
+    /// The whole collection's levels: the sum over its buckets.
     pub levels: StockLevels,
+    /// Each stock bucket's levels, bucket 0 first (`spec.buckets` of them).
+    pub buckets: Vec<StockLevels>,
     /// Drift seen by the last reconciliation run, if any ran.
     pub last_drift: Option<i64>,
 }
@@ -37,6 +40,8 @@ pub struct OrderRecord {
     pub reason: Option<String>,
     /// Whether this record ever took durable stock (false for tombstones and FAILED).
     pub took_stock: bool,
+    /// The stock bucket its units were taken from (the buyer's home bucket when persisted).
+    pub bucket: u32,
 }
 
 impl OrderRecord {
@@ -94,25 +99,38 @@ pub trait Ledger: Send + Sync + 'static {
     fn record_drift(&self, id: &CollectionId, drift: i64) -> impl Future<Output = InfraResult<()>> + Send;
     fn order(&self, key: &OrderKey) -> impl Future<Output = InfraResult<Option<OrderRecord>>> + Send;
     fn orders(&self, keys: &[OrderKey]) -> impl Future<Output = InfraResult<Vec<OrderRecord>>> + Send;
-    /// One transaction: take `Σ quantity(reserve)` from the collection (condition: enough
-    /// saleable) and put each reservation (condition: no record yet), plus FAILED records for
-    /// `refuse` (condition: no record yet). Item 0 is the collection; then `reserve`, then `refuse`.
+    /// One transaction: take `Σ quantity(reserve)` from the collection's stock bucket `bucket`
+    /// (condition: the bucket has that much saleable) and put each reservation (condition: no
+    /// record yet), plus FAILED records for `refuse` (condition: no record yet). Item 0 is the
+    /// bucket; then `reserve`, then `refuse`.
     fn apply_reservations(
         &self,
         collection: &CollectionId,
+        bucket: u32,
         payment_window_seconds: u32,
         reserve: &[ReservationMessage],
         refuse: &[ReservationMessage],
         now_ms: i64,
     ) -> impl Future<Output = Result<(), WriteError>> + Send;
-    /// RESERVED → CONFIRMED (condition: still RESERVED) with the collection's counters.
+    /// Moves `units` of saleable stock, with their share of the quantity, from bucket `from` to
+    /// bucket `to` in one transaction (condition: `from` has them). Item 0 is `from`.
+    fn move_stock(
+        &self,
+        collection: &CollectionId,
+        from: u32,
+        to: u32,
+        units: i64,
+    ) -> impl Future<Output = Result<(), WriteError>> + Send;
+    /// RESERVED → CONFIRMED (condition: still RESERVED) with its bucket's counters, reserved to
+    /// confirmed (its saleable untouched). Item 0 is the bucket, item 1 the order; the order's
+    /// condition failing is `ConditionFailed`.
     fn confirm(&self, order: &OrderRecord, now_ms: i64) -> impl Future<Output = Result<(), WriteError>> + Send;
-    /// RESERVED → CANCELLED and the quantity back to saleable in one transaction
-    /// (conditions: still RESERVED; `saleable + q ≤ quantity`).
+    /// RESERVED → CANCELLED for each order, and their units back to saleable in their bucket, in
+    /// one transaction (conditions: each order still RESERVED; all share `orders[0].bucket`).
+    /// Item 0 is the bucket, then the orders in turn.
     fn cancel_reserved(
         &self,
-        order: &OrderRecord,
-        collection_quantity: i64,
+        orders: &[OrderRecord],
         reason: CancelReason,
         now_ms: i64,
     ) -> impl Future<Output = Result<(), WriteError>> + Send;

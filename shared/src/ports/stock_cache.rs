@@ -240,18 +240,24 @@ pub trait StockCache: Send + Sync + 'static {
         now_ms: i64,
         mark: Option<&str>,
     ) -> impl Future<Output = InfraResult<()>> + Send;
-    /// Takes (or renews, if `holder` has it) the collection's write turn (a lease) for `ttl`:
-    /// true when `holder` holds it. Persist's chunks, confirms and cancels take it so that one
-    /// transaction at a time writes the collection item; a throughput aid only, DynamoDB's
-    /// conditions stay the guarantee.
+    /// Takes (or renews, if `holder` has it) the write turn (a lease) of one of the collection's
+    /// stock buckets for `ttl`: true when `holder` holds it. Persist's chunks, confirms, cancels
+    /// and moves take it so that one transaction at a time writes the bucket's item; a throughput
+    /// aid only, DynamoDB's conditions stay the guarantee.
     fn take_lease(
         &self,
         collection: &CollectionId,
+        bucket: u32,
         holder: &str,
         ttl: Duration,
     ) -> impl Future<Output = InfraResult<bool>> + Send;
-    /// Gives the lease back if `holder` still has it.
-    fn give_lease(&self, collection: &CollectionId, holder: &str) -> impl Future<Output = InfraResult<()>> + Send;
+    /// Gives the bucket's lease back if `holder` still has it.
+    fn give_lease(
+        &self,
+        collection: &CollectionId,
+        bucket: u32,
+        holder: &str,
+    ) -> impl Future<Output = InfraResult<()>> + Send;
     /// Spends one of `user`'s `requests` per `window`, counted in Redis so every function instance
     /// shares it: `None` within the budget, else how long until the window ends.
     fn spend_request(

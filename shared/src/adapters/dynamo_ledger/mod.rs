@@ -1,0 +1,378 @@
+//! [`Ledger`] on DynamoDB: one table, conditional writes and transactions, in three rooms:
+//! [`items`] (keys and attributes; the layout is written once in docs/DESIGN.md#dynamodb-items),
+//! [`stock`] (the transactions on a collection's stock buckets) and this file (reads, and the
+//! port's methods).
+
+mod items;
+mod stock;
+
+pub use items::{EXPIRY_INDEX, EXPIRY_SHARDS, KIND_INDEX, item_bytes, reservation_item};
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use serde::Serialize;
+
+use self::items::{
+    BucketItem, COLLECTIONS, CollectionItem, FINAL_TTL_SECONDS, OrderItem, bucket_pk, col_pk, n, ord_key, ord_pk, parse_ord_key, s,
+    to_item,
+};
+use crate::domain::{CancelReason, CollectionId, CollectionSpec, OrderKey, Status, StockLevels};
+use crate::ports::{
+    CollectionRecord, CreateOutcome, InfraError, InfraResult, ItemFailure, Ledger, OrderRecord, ReservationMessage,
+    Tombstone, WriteError,
+};
+
+#[derive(Clone)]
+pub struct DynamoLedger {
+    client: Client,
+    table: String,
+}
+
+fn failure(code: Option<&str>) -> ItemFailure {
+    match code {
+        None | Some("None") | Some("") => ItemFailure::None,
+        Some("ConditionalCheckFailed") => ItemFailure::ConditionFailed,
+        Some("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded" | "RequestLimitExceeded") => {
+            ItemFailure::Retryable
+        }
+        Some(_) => ItemFailure::Other,
+    }
+}
+
+fn map_transact_error(op: &'static str, e: SdkError<TransactWriteItemsError>) -> WriteError {
+    match e.into_service_error() {
+        TransactWriteItemsError::TransactionCanceledException(c) => {
+            WriteError::Cancelled(c.cancellation_reasons().iter().map(|r| failure(r.code())).collect())
+        }
+        other => WriteError::Infra(InfraError::new(op, aws_sdk_dynamodb::error::DisplayErrorContext(other))),
+    }
+}
+
+/// Maps an SDK error to an [`InfraError`] naming the operation, with the SDK's full context.
+fn sdk_err<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug>(
+    op: &'static str,
+) -> impl FnOnce(SdkError<E, R>) -> InfraError {
+    move |e| InfraError::new(op, aws_sdk_dynamodb::error::DisplayErrorContext(e))
+}
+
+/// Retries of a BatchGetItem's unprocessed keys before giving up (≈ 5 s of backoff).
+const BATCH_GET_ATTEMPTS: u32 = 8;
+
+impl DynamoLedger {
+    /// Strongly consistent reads of these keys, 100 per BatchGetItem, unprocessed keys retried
+    /// with backoff; the items found, decoded (keys without an item are left out).
+    async fn batch_get<T: serde::de::DeserializeOwned>(
+        &self,
+        pks: Vec<AttributeValue>,
+        what: &'static str,
+    ) -> InfraResult<Vec<T>> {
+        let mut out = Vec::with_capacity(pks.len());
+        for chunk in pks.chunks(100) {
+            let keys = chunk.iter().map(|pk| HashMap::from([("pk".to_owned(), pk.clone())])).collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| InfraError::new("dynamodb build batch get", e))?,
+            );
+            let mut attempt = 0u32;
+            while let Some(req) = request.take() {
+                let res =
+                    self.client.batch_get_item().request_items(&self.table, req).send().await.map_err(sdk_err(what))?;
+                for item in res.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                    out.push(serde_dynamo::from_item(item).map_err(|e| InfraError::new(what, e))?);
+                }
+                request = res.unprocessed_keys.and_then(|mut u| u.remove(&self.table));
+                if request.is_some() {
+                    attempt += 1;
+                    if attempt > BATCH_GET_ATTEMPTS {
+                        return Err(InfraError::new(what, "keys still unprocessed after retries (throttled)"));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(6))).await;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads one item by key, consistently, and decodes it.
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        pk: AttributeValue,
+        op: &'static str,
+    ) -> InfraResult<Option<T>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", pk)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_err(op))?;
+        out.item.map(serde_dynamo::from_item).transpose().map_err(|e| InfraError::new(op, e))
+    }
+
+    /// Puts an item only where none is (`attribute_not_exists(pk)`): `false` when one was there.
+    async fn put_new<T: Serialize>(&self, op: &'static str, item: &T) -> InfraResult<bool> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(item)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(sdk_err(op)(e)),
+        }
+    }
+
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The records of these headers, each with its buckets read in one batch.
+    async fn with_buckets(&self, headers: Vec<CollectionItem>) -> InfraResult<Vec<CollectionRecord>> {
+        let keys = headers.iter().flat_map(|h| (0..h.buckets).map(|k| bucket_pk(&h.collection_id, k))).collect();
+        let mut levels: HashMap<(CollectionId, u32), StockLevels> = self
+            .batch_get::<BucketItem>(keys, "dynamodb batch get buckets")
+            .await?
+            .into_iter()
+            .map(|b| ((b.collection_id.clone(), b.bucket), b.levels()))
+            .collect();
+        headers
+            .into_iter()
+            .map(|h| {
+                let buckets = (0..h.buckets)
+                    .map(|k| {
+                        levels.remove(&(h.collection_id.clone(), k)).ok_or_else(|| {
+                            InfraError::new("dynamodb read collection", format!("{} has no bucket {k}", h.collection_id))
+                        })
+                    })
+                    .collect::<InfraResult<Vec<_>>>()?;
+                Ok(h.into_record(buckets))
+            })
+            .collect()
+    }
+}
+
+impl Ledger for DynamoLedger {
+    async fn create_collection(
+        &self,
+        id: &CollectionId,
+        spec: &CollectionSpec,
+        now_ms: i64,
+    ) -> InfraResult<CreateOutcome> {
+        match self.transact("dynamodb create collection", self.creation(id, spec, now_ms)?).await {
+            Ok(()) => return Ok(CreateOutcome::Created),
+            Err(WriteError::Cancelled(r)) if r.first() == Some(&ItemFailure::ConditionFailed) => {}
+            Err(WriteError::Infra(e)) => return Err(e),
+            Err(e) => return Err(InfraError::new("dynamodb create collection", e)),
+        }
+        let existing = self
+            .collection(id)
+            .await?
+            .ok_or_else(|| InfraError::new("dynamodb create collection", "exists but cannot be read back"))?;
+        Ok(if existing.spec == *spec {
+            CreateOutcome::Same
+        } else if existing.spec.quantity != spec.quantity {
+            CreateOutcome::QuantityDiffers
+        } else {
+            CreateOutcome::SettingsDiffer
+        })
+    }
+
+    async fn collection(&self, id: &CollectionId) -> InfraResult<Option<CollectionRecord>> {
+        let Some(header) = self.get::<CollectionItem>(col_pk(id), "dynamodb get collection").await? else {
+            return Ok(None);
+        };
+        Ok(self.with_buckets(vec![header]).await?.pop())
+    }
+
+    async fn collections(&self) -> InfraResult<Vec<CollectionId>> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(KIND_INDEX)
+            .key_condition_expression("gsi2pk = :k")
+            .expression_attribute_values(":k", s(COLLECTIONS));
+        let mut items = query.into_paginator().items().send();
+        let mut out = Vec::new();
+        while let Some(item) = items.next().await {
+            let item = item.map_err(sdk_err("dynamodb list collections"))?;
+            if let Some(AttributeValue::S(id)) = item.get("gsi2sk")
+                && let Ok(id) = CollectionId::parse(id)
+            {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn record_drift(&self, id: &CollectionId, drift: i64) -> InfraResult<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", col_pk(id))
+            .update_expression("SET lastDrift = :d")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":d", n(drift))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(sdk_err("dynamodb record drift"))
+    }
+
+    async fn order(&self, key: &OrderKey) -> InfraResult<Option<OrderRecord>> {
+        Ok(self.get::<OrderItem>(ord_pk(key), "dynamodb get order").await?.map(OrderItem::into_record))
+    }
+
+    async fn orders(&self, ids: &[OrderKey]) -> InfraResult<Vec<OrderRecord>> {
+        let mut uniq: Vec<&OrderKey> = ids.iter().collect();
+        uniq.sort();
+        uniq.dedup();
+        let items: Vec<OrderItem> =
+            self.batch_get(uniq.into_iter().map(ord_pk).collect(), "dynamodb batch get orders").await?;
+        Ok(items.into_iter().map(OrderItem::into_record).collect())
+    }
+
+    async fn collection_records(&self, ids: &[CollectionId]) -> InfraResult<Vec<CollectionRecord>> {
+        let headers: Vec<CollectionItem> =
+            self.batch_get(ids.iter().map(col_pk).collect(), "dynamodb batch get collections").await?;
+        self.with_buckets(headers).await
+    }
+
+    async fn apply_reservations(
+        &self,
+        collection: &CollectionId,
+        bucket: u32,
+        payment_window_seconds: u32,
+        reserve: &[ReservationMessage],
+        refuse: &[ReservationMessage],
+        now_ms: i64,
+    ) -> Result<(), WriteError> {
+        let total: i64 = reserve.iter().map(|m| i64::from(m.quantity)).sum();
+        let mut items = vec![self.take(collection, bucket, total)?];
+        for (m, status) in reserve.iter().map(|m| (m, Status::Reserved)).chain(refuse.iter().map(|m| (m, Status::Failed)))
+        {
+            items.push(self.put_new_item(reservation_item(m, status, payment_window_seconds, bucket, now_ms)?)?);
+        }
+        self.transact("dynamodb apply reservations", items).await
+    }
+
+    async fn move_stock(&self, collection: &CollectionId, from: u32, to: u32, units: i64) -> Result<(), WriteError> {
+        self.transact("dynamodb move stock", self.move_items(collection, from, to, units)?).await
+    }
+
+    async fn confirm(&self, order: &OrderRecord, now_ms: i64) -> Result<(), WriteError> {
+        let q = i64::from(order.quantity);
+        let items = vec![
+            self.bucket_update(
+                &order.collection,
+                order.bucket,
+                "SET reserved = reserved - :t, confirmed = confirmed + :t",
+                "reserved >= :t",
+                q,
+            )?,
+            self.from_reserved(order, Status::Confirmed, None, now_ms)?,
+        ];
+        stock::order_lost(self.transact("dynamodb confirm", items).await)
+    }
+
+    async fn cancel_reserved(&self, orders: &[OrderRecord], reason: CancelReason, now_ms: i64) -> Result<(), WriteError> {
+        let Some(first) = orders.first() else { return Ok(()) };
+        if let Some(o) = orders.iter().find(|o| o.bucket != first.bucket || o.collection != first.collection) {
+            let detail = format!("{} is in another bucket than {}", o.key(), first.key());
+            return Err(InfraError::new("dynamodb cancel", detail).into());
+        }
+        let q: i64 = orders.iter().map(|o| i64::from(o.quantity)).sum();
+        let mut items = vec![self.bucket_update(
+            &first.collection,
+            first.bucket,
+            "SET saleable = saleable + :t, reserved = reserved - :t",
+            "reserved >= :t",
+            q,
+        )?];
+        for o in orders {
+            items.push(self.from_reserved(o, Status::Cancelled, Some(reason), now_ms)?);
+        }
+        self.transact("dynamodb cancel", items).await
+    }
+
+    async fn put_tombstone(&self, t: &Tombstone<'_>, now_ms: i64) -> InfraResult<bool> {
+        let item = OrderItem {
+            pk: ord_key(t.key),
+            order_id: t.key.order.clone(),
+            collection_id: t.key.collection.clone(),
+            user_id: t.key.user.clone(),
+            quantity: t.quantity,
+            status: Status::Cancelled,
+            accepted_at: t.accepted_at_ms,
+            expires_at: None,
+            reason: Some(t.reason.as_str().to_owned()),
+            took_stock: false,
+            bucket: None,
+            updated_at: now_ms,
+            gsi1pk: None,
+            gsi1sk: None,
+            ttl: Some(now_ms / 1000 + FINAL_TTL_SECONDS),
+        };
+        self.put_new("dynamodb put tombstone", &item).await
+    }
+
+    async fn expired_reservations(&self, deadline_s: i64, limit: usize) -> InfraResult<Vec<OrderKey>> {
+        let mut out = Vec::new();
+        for shard in 0..EXPIRY_SHARDS {
+            let query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(EXPIRY_INDEX)
+                .key_condition_expression("gsi1pk = :p AND gsi1sk <= :d")
+                .expression_attribute_values(":p", s(format!("EXP#{shard}")))
+                .expression_attribute_values(":d", n(deadline_s));
+            let mut items = query.into_paginator().items().send();
+            while let Some(item) = items.next().await {
+                let item = item.map_err(sdk_err("dynamodb query expired"))?;
+                if let Some(AttributeValue::S(pk)) = item.get("pk")
+                    && let Some(id) = parse_ord_key(pk)
+                {
+                    out.push(id);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancellation_codes_map_to_failures() {
+        assert_eq!(failure(Some("None")), ItemFailure::None);
+        assert_eq!(failure(None), ItemFailure::None);
+        assert_eq!(failure(Some("ConditionalCheckFailed")), ItemFailure::ConditionFailed);
+        assert_eq!(failure(Some("TransactionConflict")), ItemFailure::Retryable);
+        assert_eq!(failure(Some("ThrottlingError")), ItemFailure::Retryable);
+        assert_eq!(failure(Some("ValidationError")), ItemFailure::Other);
+    }
+}

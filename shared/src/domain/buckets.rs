@@ -1,0 +1,104 @@
+//! Stock buckets: a collection's durable stock is split over `buckets` DynamoDB items so that its
+//! writes run on that many chains at once (docs/DESIGN.md#stock-buckets). A buyer's orders live in
+//! the buyer's home bucket; when a bucket runs dry, units move to it from the others in one
+//! transaction. Everything here is the pure planning: where a buyer lives, how a quantity is
+//! first split, and which buckets give how much when one runs dry.
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::UserId;
+
+/// Most buckets a collection may have (a creation writes them all in one transaction).
+pub const MAX_BUCKETS: u32 = 64;
+/// Buckets of a collection created without `buckets`: enough chains for a hot drop on the local
+/// stack and a few thousand second-phase calls a second on AWS (BENCHMARKS.md section 9).
+pub const DEFAULT_BUCKETS: u32 = 16;
+
+/// The bucket holding `user`'s orders (stable across processes and builds).
+pub fn home_bucket(user: &UserId, buckets: u32) -> u32 {
+    (xxh3_64(user.as_str().as_bytes()) % u64::from(buckets.max(1))) as u32
+}
+
+/// `quantity` split as evenly as it goes over `buckets`, the first ones taking the remainder.
+pub fn split_quantity(quantity: i64, buckets: u32) -> Vec<i64> {
+    let n = i64::from(buckets.max(1));
+    (0..n).map(|k| quantity / n + i64::from(k < quantity % n)).collect()
+}
+
+/// Units to move into bucket `to`, which needs `need` and holds `saleable[to]`: `(from, units)`
+/// per donor, richest donor first. Each donor gives at least what is still missing and, to spare
+/// the next dry spell, up to half of what it holds. Empty when `to` has enough or no donor has
+/// any; short of `need` when all of them together do not have it.
+pub fn plan_moves(saleable: &[i64], to: usize, need: i64) -> Vec<(usize, i64)> {
+    let mut missing = need - saleable.get(to).copied().unwrap_or(0).max(0);
+    let mut donors: Vec<(usize, i64)> =
+        saleable.iter().copied().enumerate().filter(|&(k, s)| k != to && s > 0).collect();
+    donors.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut moves = Vec::new();
+    for (from, has) in donors {
+        if missing <= 0 {
+            break;
+        }
+        let units = has.min(missing.max(has / 2));
+        moves.push((from, units));
+        missing -= units;
+    }
+    moves
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn home_buckets_are_stable_bounded_and_all_used() {
+        assert_eq!(home_bucket(&u("alice"), 16), home_bucket(&u("alice"), 16));
+        assert_eq!(home_bucket(&u("alice"), 1), 0);
+        assert_eq!(home_bucket(&u("alice"), 0), 0, "no buckets means one");
+        let used: std::collections::HashSet<u32> = (0..500).map(|i| home_bucket(&u(&format!("b{i}")), 16)).collect();
+        assert_eq!(used.len(), 16);
+        assert!(used.iter().all(|&k| k < 16));
+    }
+
+    #[test]
+    fn quantities_split_evenly_and_sum() {
+        assert_eq!(split_quantity(10, 4), vec![3, 3, 2, 2]);
+        assert_eq!(split_quantity(1, 3), vec![1, 0, 0]);
+        assert_eq!(split_quantity(0, 2), vec![0, 0]);
+        assert_eq!(split_quantity(7, 1), vec![7]);
+        assert_eq!(split_quantity(5, 0), vec![5]);
+        for (q, m) in [(200, 16), (1_000_000_000, 64), (63, 64)] {
+            let s = split_quantity(q, m);
+            assert_eq!(s.len(), m as usize);
+            assert_eq!(s.iter().sum::<i64>(), q);
+            assert!(s.iter().max().unwrap() - s.iter().min().unwrap() <= 1);
+        }
+    }
+
+    #[test]
+    fn moves_take_from_the_richest_first_and_up_to_half() {
+        // Bucket 0 needs 2 and has 0: the richest (bucket 2, 10 units) gives half.
+        assert_eq!(plan_moves(&[0, 4, 10], 0, 2), vec![(2, 5)]);
+        // What is missing beyond half of the richest comes from the next.
+        assert_eq!(plan_moves(&[0, 4, 10], 0, 12), vec![(2, 10), (1, 2)]);
+        // One unit left anywhere moves whole.
+        assert_eq!(plan_moves(&[0, 1, 0], 0, 1), vec![(1, 1)]);
+        // Ties go to the lower bucket.
+        assert_eq!(plan_moves(&[0, 3, 3], 0, 1), vec![(1, 1)]);
+    }
+
+    #[test]
+    fn no_moves_when_enough_or_nothing_anywhere() {
+        assert!(plan_moves(&[5, 4], 0, 5).is_empty(), "has enough");
+        assert!(plan_moves(&[0, 0, 0], 1, 1).is_empty(), "nothing to move");
+        assert!(plan_moves(&[-1, 0], 1, 1).is_empty(), "a negative donor gives nothing");
+        // Short overall: everything moves, still short.
+        assert_eq!(plan_moves(&[1, 2, 0], 2, 9), vec![(1, 2), (0, 1)]);
+        // The recipient's own units count.
+        assert_eq!(plan_moves(&[3, 8], 0, 4), vec![(1, 4)]);
+    }
+}
