@@ -16,7 +16,8 @@ can change while one request is served at a time.
 
 Real DynamoDB's transaction conflicts, optionally (FLASHSTOCK_DYNAMODB_CONFLICTS=1): every
 request then spends FLASHSTOCK_DYNAMODB_LATENCY_MS (default 10) in flight before moto serves it,
-other requests overlapping it meanwhile, and while it is in flight the items it writes are busy.
+other requests overlapping it meanwhile, and while it is in flight the items it writes are busy
+(not while it then waits for moto's one thread: DynamoDB has no such queue).
 A TransactWriteItems that names a busy item is cancelled with TransactionConflict for that item
 (TransactionCanceledException, as DynamoDB answers), and a PutItem, UpdateItem or DeleteItem of
 an item a transaction holds is refused with TransactionConflictException. GET /flashstock/conflicts
@@ -162,16 +163,20 @@ class Conflicts:
                     })
             for k in keys:
                 mine[k] = mine.get(k, 0) + 1
+        # The items are busy while the request is in flight (its latency), as in DynamoDB; not
+        # while it then queues for moto's single thread, which DynamoDB has no counterpart of
+        # (held through that queue, every item of a loaded emulator looked busy for as long as
+        # the queue was deep). moto then applies requests one at a time, conditions checked.
         try:
             time.sleep(self.latency_s)
-            with self.serve:
-                return list(self.app(environ, start_response))
         finally:
             with self.state:
                 for k in keys:
                     mine[k] -= 1
                     if mine[k] == 0:
                         del mine[k]
+        with self.serve:
+            return list(self.app(environ, start_response))
 
 
 if __name__ == "__main__":

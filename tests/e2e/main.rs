@@ -2,6 +2,7 @@
 //! redis-server and moto server started by `infra/test.sh`).
 
 mod api_contract;
+mod buckets;
 mod cluster;
 mod persist_path;
 mod reconcile;

@@ -220,7 +220,8 @@ impl BenchApp {
     /// Creates and warms a collection of `quantity` units.
     pub async fn collection(&self, id: &str, quantity: u64) -> anyhow::Result<CollectionId> {
         let id = CollectionId::parse(id)?;
-        let spec = CollectionSpec::parse(Some(quantity as i64), None, None, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let spec =
+            CollectionSpec::parse(Some(quantity as i64), None, None, None).map_err(|e| anyhow::anyhow!("{e}"))?;
         self.app.create_collection(&id, &spec, flashstock::now_ms()).await?;
         self.app.warm_up(&id).await?;
         Ok(id)

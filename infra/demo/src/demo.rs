@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -57,12 +58,14 @@ pub struct DemoReport {
     pub final_state: Value,
     pub drift: i64,
     pub try_seconds: f64,
+    /// Answers marked `retryable` (503, 429) the buyers retried, as a storefront does.
+    pub retried: u64,
 }
 
 impl DemoReport {
     pub fn verdict(&self) -> String {
         format!(
-            "accepted {} · refused {} · durable {}{} · given up {} · cancelled {} · timed out {} · confirmed {} · drift {}",
+            "accepted {} · refused {} · durable {}{} · given up {} · cancelled {} · timed out {} · confirmed {} · retried {} · drift {}",
             self.accepted,
             self.refused,
             self.durable,
@@ -71,6 +74,7 @@ impl DemoReport {
             self.cancelled,
             self.timed_out,
             self.confirmed,
+            self.retried,
             self.drift
         )
     }
@@ -137,9 +141,17 @@ struct Client {
     http: reqwest::Client,
     base: String,
     secret: String,
+    /// Answers marked `retryable` that were retried (each retry counted).
+    retried: AtomicU64,
 }
 
+/// Retries of one call answered `retryable` before its answer stands.
+const RETRIES: u32 = 5;
+
 impl Client {
+    /// One request as a storefront sends it: an answer marked `retryable` (503, 429) is retried
+    /// after a jittered backoff (0.1 s doubling to 1.6 s, or the answer's `Retry-After`), at most
+    /// [`RETRIES`] times; each retry is counted.
     async fn call(
         &self,
         method: reqwest::Method,
@@ -149,14 +161,30 @@ impl Client {
         body: Option<Value>,
     ) -> anyhow::Result<(u16, Value)> {
         let token = flashstock_local::jwt::mint(&self.secret, sub, scopes);
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
+        let mut attempt = 0;
+        loop {
+            let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).bearer_auth(&token);
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            let resp = req.send().await?;
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let v = resp.json::<Value>().await.unwrap_or(Value::Null);
+            let retryable = v.get("retryable").and_then(Value::as_bool) == Some(true);
+            if !retryable || attempt >= RETRIES {
+                return Ok((status, v));
+            }
+            self.retried.fetch_add(1, Ordering::Relaxed);
+            let backoff = Duration::from_millis(100 << attempt);
+            let jitter = Duration::from_millis(rand::random_range(0..=backoff.as_millis() as u64 / 2));
+            tokio::time::sleep(retry_after.unwrap_or(backoff + jitter)).await;
+            attempt += 1;
         }
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        let v = resp.json::<Value>().await.unwrap_or(Value::Null);
-        Ok((status, v))
     }
 }
 
@@ -180,6 +208,7 @@ pub async fn run(base: &str, secret: &str, opts: &DemoOptions) -> anyhow::Result
         http: reqwest::Client::builder().pool_max_idle_per_host(opts.concurrency).build()?,
         base: base.trim_end_matches('/').to_owned(),
         secret: secret.to_owned(),
+        retried: AtomicU64::new(0),
     });
     let collection = format!("demo-{}", ulid::Ulid::new().to_string().to_lowercase());
     let admin = [flashstock::http::auth::ADMIN_SCOPE];
@@ -348,5 +377,6 @@ pub async fn run(base: &str, secret: &str, opts: &DemoOptions) -> anyhow::Result
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     println!("final state: {}", report.final_state);
+    report.retried = client.retried.load(Ordering::Relaxed);
     Ok(report)
 }

@@ -253,7 +253,7 @@ pub async fn run(redis_url: &str, name: &str, opts: &FlashOptions) -> anyhow::Re
     report.last = FinalState {
         stores: stack.store_figures(&collection).await?,
         drift: mine.and_then(|c| c.drift),
-        violations: mine.map_or(0, |c| c.identity_violations.len()) + rec.levels.violations().len(),
+        violations: mine.map_or(0, |c| c.identity_violations.len()) + rec.violations().len(),
     };
     Ok(report)
 }

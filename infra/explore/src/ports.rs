@@ -206,7 +206,12 @@ impl Ledger for Gated<DynamoLedger> {
     async fn confirm(&self, order: &OrderRecord, now_ms: i64) -> Result<(), WriteError> {
         self.step("dynamodb confirm-transaction", move || self.inner.confirm(order, now_ms)).await
     }
-    async fn cancel_reserved(&self, orders: &[OrderRecord], reason: CancelReason, now_ms: i64) -> Result<(), WriteError> {
+    async fn cancel_reserved(
+        &self,
+        orders: &[OrderRecord],
+        reason: CancelReason,
+        now_ms: i64,
+    ) -> Result<(), WriteError> {
         self.step("dynamodb cancel-transaction", move || self.inner.cancel_reserved(orders, reason, now_ms)).await
     }
     async fn put_tombstone(&self, t: &Tombstone<'_>, now_ms: i64) -> InfraResult<bool> {

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::{App, AppError};
-use crate::domain::{CollectionId, CollectionSpec, IdentityViolation, drift};
+use crate::domain::{CollectionId, CollectionSpec, IdentityViolation, StockLevels, drift};
 use crate::ports::{CreateOutcome, Ledger, Queue, Rebuild, StockCache};
 
 /// What `GET /v1/admin/collections/{id}` answers.
@@ -27,6 +27,8 @@ pub struct CollectionView {
     pub payment_window_seconds: u32,
     pub max_per_order: u32,
     pub identity_violations: Vec<IdentityViolation>,
+    /// Each stock bucket's durable levels, bucket 0 first (the fields above are their sums).
+    pub buckets: Vec<StockLevels>,
 }
 
 /// Compare-and-set attempts for a warm-up racing live traffic.
@@ -83,6 +85,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         let snap = self.cache.snapshot(id).await?;
         let rec = self.ledger.collection(id).await?.ok_or(AppError::CollectionNotFound)?;
         let l = rec.levels;
+        let identity_violations = rec.violations();
         Ok(CollectionView {
             collection_id: rec.id,
             quantity: l.quantity,
@@ -96,7 +99,8 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             per_user_limit: rec.spec.per_user_limit,
             payment_window_seconds: rec.spec.payment_window_seconds,
             max_per_order: rec.spec.max_per_order,
-            identity_violations: l.violations(),
+            identity_violations,
+            buckets: rec.buckets,
         })
     }
 }

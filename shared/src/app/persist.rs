@@ -144,7 +144,9 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             match moved {
                 Ok(()) => tracing::info!(%collection, from, to = bucket, units, "stock moved between buckets"),
                 // The donor was drained or busy meanwhile: the next round reads again.
-                Err(WriteError::Cancelled(r)) => tracing::info!(%collection, from, to = bucket, reasons = ?r, "move refused"),
+                Err(WriteError::Cancelled(r)) => {
+                    tracing::info!(%collection, from, to = bucket, reasons = ?r, "move refused")
+                }
                 Err(e) => return Err(AppError::Unavailable(e.to_string())),
             }
         }
@@ -166,19 +168,20 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             if reserve.is_empty() && refuse.is_empty() {
                 return out;
             }
-            let reasons = match self.ledger.apply_reservations(collection, bucket, window, &reserve, &refuse, now_ms).await {
-                Ok(()) => {
-                    out.durable.append(&mut reserve);
-                    out.refused.append(&mut refuse);
-                    return out;
-                }
-                Err(WriteError::Cancelled(reasons)) => reasons,
-                Err(e) => {
-                    tracing::warn!(%collection, attempt, error = %e, "persist transaction failed; retrying");
-                    backoff(attempt).await;
-                    continue;
-                }
-            };
+            let reasons =
+                match self.ledger.apply_reservations(collection, bucket, window, &reserve, &refuse, now_ms).await {
+                    Ok(()) => {
+                        out.durable.append(&mut reserve);
+                        out.refused.append(&mut refuse);
+                        return out;
+                    }
+                    Err(WriteError::Cancelled(reasons)) => reasons,
+                    Err(e) => {
+                        tracing::warn!(%collection, attempt, error = %e, "persist transaction failed; retrying");
+                        backoff(attempt).await;
+                        continue;
+                    }
+                };
             let reason = |i: usize| reasons.get(i).copied().unwrap_or(ItemFailure::None);
             let retryable = reasons.iter().any(|r| matches!(r, ItemFailure::Retryable | ItemFailure::Other));
             // Orders that already have a record (replays, tombstones) leave the transaction.

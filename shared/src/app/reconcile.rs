@@ -86,7 +86,7 @@ pub fn is_quiet(probe: &CacheProbe, rec: &CollectionRecord, now_ms: i64, max_age
     let fresh = at.parse::<i64>().is_ok_and(|at| now_ms.div_euclid(1000) - at < max_age_ms.div_euclid(1000));
     probe.slices == 0
         && rec.last_drift == Some(0)
-        && rec.levels.violations().is_empty()
+        && rec.violations().is_empty()
         && marked == figures(stock, &rec.levels)
         && fresh
 }
@@ -229,7 +229,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         // 2. Drift and identities (snapshot before DynamoDB: the version guards the repair).
         let snap = self.cache.snapshot(id).await?;
         let rec = self.ledger.collection(id).await?.ok_or(AppError::CollectionNotFound)?;
-        cr.identity_violations = rec.levels.violations();
+        cr.identity_violations = rec.violations();
         for v in &cr.identity_violations {
             tracing::error!(collection = %id, violation = ?v, "identity violated");
         }

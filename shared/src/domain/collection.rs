@@ -87,6 +87,28 @@ pub enum IdentityViolation {
     Unbalanced { quantity: i64, accounted: i64 },
     /// A negative counter.
     Negative { field: &'static str, value: i64 },
+    /// The stock buckets' quantities do not add up to the collection's.
+    BucketsUnbalanced { quantity: i64, buckets: i64 },
+    /// One stock bucket's own identity does not hold.
+    InBucket { bucket: u32, violation: Box<IdentityViolation> },
+}
+
+/// Every identity of a collection split over stock buckets: the whole's (the sum of the
+/// buckets), each bucket's own, and the buckets' quantities adding up to `quantity`.
+pub fn bucket_violations(quantity: i64, buckets: &[StockLevels]) -> Vec<IdentityViolation> {
+    let whole: StockLevels = buckets.iter().copied().sum();
+    let mut v = whole.violations();
+    if whole.quantity != quantity {
+        v.push(IdentityViolation::BucketsUnbalanced { quantity, buckets: whole.quantity });
+    }
+    for (k, b) in buckets.iter().enumerate() {
+        v.extend(
+            b.violations()
+                .into_iter()
+                .map(|x| IdentityViolation::InBucket { bucket: k as u32, violation: Box::new(x) }),
+        );
+    }
+    v
 }
 
 impl std::ops::Add for StockLevels {
@@ -164,12 +186,10 @@ mod tests {
     fn bucket_levels_sum_field_by_field() {
         let a = StockLevels { quantity: 10, saleable: 6, reserved: 3, confirmed: 1 };
         let b = StockLevels { quantity: 5, saleable: 0, reserved: 1, confirmed: 4 };
-        assert_eq!([a, b].into_iter().sum::<StockLevels>(), StockLevels {
-            quantity: 15,
-            saleable: 6,
-            reserved: 4,
-            confirmed: 5
-        });
+        assert_eq!(
+            [a, b].into_iter().sum::<StockLevels>(),
+            StockLevels { quantity: 15, saleable: 6, reserved: 4, confirmed: 5 }
+        );
         assert_eq!(std::iter::empty::<StockLevels>().sum::<StockLevels>(), StockLevels::default());
     }
 
@@ -190,6 +210,32 @@ mod tests {
         assert_eq!(lost.violations(), vec![IdentityViolation::Unbalanced { quantity: 10, accounted: 8 }]);
         let under = StockLevels { quantity: 10, saleable: -1, reserved: 11, confirmed: 0 };
         assert_eq!(under.violations().len(), 1);
+    }
+
+    #[test]
+    fn buckets_are_checked_each_and_together() {
+        let a = StockLevels { quantity: 6, saleable: 2, reserved: 3, confirmed: 1 };
+        let b = StockLevels { quantity: 4, saleable: 4, reserved: 0, confirmed: 0 };
+        assert!(bucket_violations(10, &[a, b]).is_empty());
+        assert_eq!(
+            bucket_violations(11, &[a, b]),
+            vec![IdentityViolation::BucketsUnbalanced { quantity: 11, buckets: 10 }]
+        );
+        // Units moved out of a bucket without their share of its quantity: that bucket and the
+        // whole are unbalanced.
+        let drained = StockLevels { saleable: 0, ..a };
+        let v = bucket_violations(10, &[drained, b]);
+        assert!(v.contains(&IdentityViolation::InBucket {
+            bucket: 0,
+            violation: Box::new(IdentityViolation::Unbalanced { quantity: 6, accounted: 4 })
+        }));
+        assert!(v.contains(&IdentityViolation::Unbalanced { quantity: 10, accounted: 8 }));
+        // A bucket below zero is caught even when the whole looks fine.
+        let low = StockLevels { quantity: 4, saleable: -1, reserved: 5, confirmed: 0 };
+        let high = StockLevels { quantity: 6, saleable: 6, reserved: 0, confirmed: 0 };
+        let v = bucket_violations(10, &[low, high]);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(matches!(v[0], IdentityViolation::InBucket { bucket: 0, .. }));
     }
 
     #[test]

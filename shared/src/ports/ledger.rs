@@ -18,6 +18,13 @@ pub struct CollectionRecord {
     pub last_drift: Option<i64>,
 }
 
+impl CollectionRecord {
+    /// Every stock identity that does not hold, the whole's and each bucket's.
+    pub fn violations(&self) -> Vec<crate::domain::IdentityViolation> {
+        crate::domain::bucket_violations(self.spec.quantity as i64, &self.buckets)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateOutcome {
     Created,

@@ -17,8 +17,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use serde::Serialize;
 
 use self::items::{
-    BucketItem, COLLECTIONS, CollectionItem, FINAL_TTL_SECONDS, OrderItem, bucket_pk, col_pk, n, ord_key, ord_pk, parse_ord_key, s,
-    to_item,
+    BucketItem, COLLECTIONS, CollectionItem, FINAL_TTL_SECONDS, OrderItem, bucket_pk, col_pk, n, ord_key, ord_pk,
+    parse_ord_key, s, to_item,
 };
 use crate::domain::{CancelReason, CollectionId, CollectionSpec, OrderKey, Status, StockLevels};
 use crate::ports::{
@@ -158,7 +158,10 @@ impl DynamoLedger {
                 let buckets = (0..h.buckets)
                     .map(|k| {
                         levels.remove(&(h.collection_id.clone(), k)).ok_or_else(|| {
-                            InfraError::new("dynamodb read collection", format!("{} has no bucket {k}", h.collection_id))
+                            InfraError::new(
+                                "dynamodb read collection",
+                                format!("{} has no bucket {k}", h.collection_id),
+                            )
                         })
                     })
                     .collect::<InfraResult<Vec<_>>>()?;
@@ -266,7 +269,8 @@ impl Ledger for DynamoLedger {
     ) -> Result<(), WriteError> {
         let total: i64 = reserve.iter().map(|m| i64::from(m.quantity)).sum();
         let mut items = vec![self.take(collection, bucket, total)?];
-        for (m, status) in reserve.iter().map(|m| (m, Status::Reserved)).chain(refuse.iter().map(|m| (m, Status::Failed)))
+        for (m, status) in
+            reserve.iter().map(|m| (m, Status::Reserved)).chain(refuse.iter().map(|m| (m, Status::Failed)))
         {
             items.push(self.put_new_item(reservation_item(m, status, payment_window_seconds, bucket, now_ms)?)?);
         }
@@ -287,12 +291,17 @@ impl Ledger for DynamoLedger {
                 "reserved >= :t",
                 q,
             )?,
-            self.from_reserved(order, Status::Confirmed, None, now_ms)?,
+            self.leave_reserved(order, Status::Confirmed, None, now_ms)?,
         ];
         stock::order_lost(self.transact("dynamodb confirm", items).await)
     }
 
-    async fn cancel_reserved(&self, orders: &[OrderRecord], reason: CancelReason, now_ms: i64) -> Result<(), WriteError> {
+    async fn cancel_reserved(
+        &self,
+        orders: &[OrderRecord],
+        reason: CancelReason,
+        now_ms: i64,
+    ) -> Result<(), WriteError> {
         let Some(first) = orders.first() else { return Ok(()) };
         if let Some(o) = orders.iter().find(|o| o.bucket != first.bucket || o.collection != first.collection) {
             let detail = format!("{} is in another bucket than {}", o.key(), first.key());
@@ -307,7 +316,7 @@ impl Ledger for DynamoLedger {
             q,
         )?];
         for o in orders {
-            items.push(self.from_reserved(o, Status::Cancelled, Some(reason), now_ms)?);
+            items.push(self.leave_reserved(o, Status::Cancelled, Some(reason), now_ms)?);
         }
         self.transact("dynamodb cancel", items).await
     }
@@ -360,7 +369,6 @@ impl Ledger for DynamoLedger {
         Ok(out)
     }
 }
-
 
 #[cfg(test)]
 mod tests {

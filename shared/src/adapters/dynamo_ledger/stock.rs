@@ -66,7 +66,12 @@ impl DynamoLedger {
     }
 
     /// Takes `units` from a bucket's saleable into its reserved (condition: it has them).
-    pub(super) fn take(&self, collection: &CollectionId, bucket: u32, units: i64) -> Result<TransactWriteItem, InfraError> {
+    pub(super) fn take(
+        &self,
+        collection: &CollectionId,
+        bucket: u32,
+        units: i64,
+    ) -> Result<TransactWriteItem, InfraError> {
         if units > 0 {
             self.bucket_update(
                 collection,
@@ -108,7 +113,7 @@ impl DynamoLedger {
     }
 
     /// The order's status change from RESERVED, conditional on it still being RESERVED.
-    pub(super) fn from_reserved(
+    pub(super) fn leave_reserved(
         &self,
         order: &OrderRecord,
         to: Status,
