@@ -52,6 +52,15 @@ fn after_retention(mut s: Scenario) -> Scenario {
     s
 }
 
+/// Over two stock buckets with `quantity` units split [⌈q/2⌉, ⌊q/2⌋]: buyer 0 lives in bucket 0,
+/// buyer 1 in bucket 1, so with one unit buyer 1's persist first moves it over (a move interleaved
+/// with whatever the other operation does).
+fn bucketed(quantity: u64, mut s: Scenario) -> Scenario {
+    s.buckets = 2;
+    s.quantity = quantity;
+    s
+}
+
 /// Every pair the explorer runs exhaustively (every interleaving, and every death after any
 /// step with its trigger's retry).
 pub fn pairs() -> Vec<Scenario> {
@@ -89,6 +98,16 @@ pub fn pairs() -> Vec<Scenario> {
         after_retention(sc("trim-late-replay", &[Op(Try(0)), Op(Persist)], &[Reconcile, Try(0)])),
         after_retention(sc("trim-replay-cancel", &[Op(Try(0)), Op(Persist), Trim], &[Try(0), Cancel(0)])),
         after_retention(sc("trim-timeout", &[Op(Try(0)), Op(Persist)], &[Reconcile, Timeout(0)])),
+        bucketed(1, sc("move-persist-cancel", &[Op(Try(1))], &[Persist, Cancel(1)])),
+        bucketed(1, sc("move-persist-reconcile", &[Op(Try(1))], &[Reconcile, Persist])),
+        bucketed(1, sc("move-persist-timeout", &[Op(Try(1)), Op(Persist), Redeliver(1)], &[Persist, Timeout(1)])),
+        bucketed(1, sc("moved-cancel-confirm", &[Op(Try(1)), Op(Persist)], &[Cancel(1), Confirm(1)])),
+        // Buyer 1 takes 2 of bucket 1's 1 (a move from bucket 0) while buyer 0 takes bucket 0's
+        // last: the move and the other persist race for the donor.
+        Scenario {
+            orders: vec![(0, 1), (1, 2)],
+            ..bucketed(3, sc("move-races-donor-persist", &[Op(Try(0)), Op(Try(1))], &[Persist, Persist]))
+        },
     ]
 }
 
@@ -114,6 +133,8 @@ pub fn triples() -> Vec<Scenario> {
         },
         sc("try-persist-timeout-cancel", &[], &[Try(0), Persist, Timeout(0), Cancel(0)]),
         sc("refused-try-cancel-warmup-try", &[LoseStock], &[Try(0), Cancel(0), WarmUp, Try(0)]),
+        bucketed(1, sc("move-persist-cancel-reconcile", &[Op(Try(1))], &[Persist, Cancel(1), Reconcile])),
+        bucketed(2, sc("two-buckets-batch-timeouts", &[], &[Try(0), Try(1), PersistBatch, Timeout(0), Timeout(1)])),
     ]
 }
 
