@@ -22,7 +22,7 @@ use futures::StreamExt;
 /// write, by DynamoDB's sizing rules from the request bodies themselves (moto reports no consumed
 /// capacity for transactions).
 #[derive(Debug, Clone, Default)]
-pub struct RequestCounter(Arc<Mutex<BTreeMap<String, u64>>>, Arc<Mutex<Writes>>);
+pub struct RequestCounter(Arc<Mutex<BTreeMap<String, u64>>>, Arc<Mutex<Writes>>, Arc<Mutex<BTreeMap<String, u64>>>);
 
 /// Writes seen on the wire.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -39,6 +39,24 @@ impl RequestCounter {
     pub fn take_writes(&self) -> Writes {
         self.1.lock().map(|mut w| std::mem::take(&mut *w)).unwrap_or_default()
     }
+    /// Transactions sent per stock item (`COL#…` keys updated inside a transaction), attempts
+    /// cancelled for conflicts included: each item's chain of transactions.
+    pub fn take_item_transactions(&self) -> BTreeMap<String, u64> {
+        self.2.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default()
+    }
+}
+
+/// The stock items a TransactWriteItems body updates.
+fn stock_items(body: &[u8]) -> Vec<String> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return Vec::new() };
+    v["TransactItems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["Update"]["Key"]["pk"]["S"].as_str())
+        .filter(|pk| pk.starts_with("COL#"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// DynamoDB's item size: attribute names plus values (strings by UTF-8 length, numbers by
@@ -106,6 +124,13 @@ impl Intercept for RequestCounter {
             ctx.request().headers().get("x-amz-target").and_then(|t| t.rsplit('.').next()).unwrap_or("?").to_owned();
         if let (Some(body), Ok(mut w)) = (ctx.request().body().bytes(), self.1.lock()) {
             account(&op, body, &mut w);
+            if op == "TransactWriteItems"
+                && let Ok(mut items) = self.2.lock()
+            {
+                for pk in stock_items(body) {
+                    *items.entry(pk).or_default() += 1;
+                }
+            }
         }
         if let Ok(mut m) = self.0.lock() {
             *m.entry(op).or_default() += 1;
@@ -170,12 +195,12 @@ pub fn median(v: &mut [f64]) -> (f64, f64, f64) {
 }
 
 /// The `i`-th of the benchmarks' 5,000 buyers.
-fn buyer(i: usize) -> anyhow::Result<UserId> {
+pub fn buyer(i: usize) -> anyhow::Result<UserId> {
     Ok(UserId::parse(&format!("u{}", i % 5_000))?)
 }
 
 /// The body of the reservation message a Try of one unit of `order` by `user` publishes.
-fn message_body(
+pub fn message_body(
     order: OrderId,
     collection: &CollectionId,
     user: UserId,
@@ -217,11 +242,16 @@ impl BenchApp {
         Ok(Self { app: App::new(cache, ledger, queue, settings), dynamo_requests: counter, redis })
     }
 
-    /// Creates and warms a collection of `quantity` units.
+    /// Creates and warms a collection of `quantity` units (the default stock buckets).
     pub async fn collection(&self, id: &str, quantity: u64) -> anyhow::Result<CollectionId> {
+        self.collection_in(id, quantity, None).await
+    }
+
+    /// Creates and warms a collection of `quantity` units over `buckets` stock buckets.
+    pub async fn collection_in(&self, id: &str, quantity: u64, buckets: Option<u32>) -> anyhow::Result<CollectionId> {
         let id = CollectionId::parse(id)?;
-        let spec =
-            CollectionSpec::parse(Some(quantity as i64), None, None, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let spec = CollectionSpec::parse(Some(quantity as i64), None, None, buckets.map(i64::from))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         self.app.create_collection(&id, &spec, flashstock::now_ms()).await?;
         self.app.warm_up(&id).await?;
         Ok(id)

@@ -4,8 +4,10 @@
 //! - [`demo`]: concurrent buyer journeys against a running front door, with a verdict.
 //! - [`flash_sale`]: the flash-sale benchmark and its plots.
 //! - [`bench`]: the other benchmarks (script cost, write amplification, footprint, reconciliation).
+//! - [`hot_buckets`]: one hot drop's durable side over 1, 16 and 64 stock buckets.
 
 pub mod bench;
 pub mod demo;
 pub mod flash_sale;
+pub mod hot_buckets;
 pub mod redis_cost;

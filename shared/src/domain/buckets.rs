@@ -26,11 +26,21 @@ pub fn split_quantity(quantity: i64, buckets: u32) -> Vec<i64> {
 }
 
 /// Units to move into bucket `to`, which needs `need` and holds `saleable[to]`: `(from, units)`
-/// per donor, richest donor first. Each donor gives at least what is still missing and, to spare
-/// the next dry spell, up to half of what it holds. Empty when `to` has enough or no donor has
-/// any; short of `need` when all of them together do not have it.
+/// per donor, each giving what is still missing and no more (measured: a donor drained past it
+/// needs the units back for its own buyers, and a tight drop moved units back and forth). When
+/// some buckets can cover the shortfall alone, `to`'s index picks one of them, so that the short
+/// buckets of one drop spread their moves over the donors rather than all queueing on the
+/// richest; otherwise the richest give first. Empty when `to` has enough or no donor has any;
+/// short of `need` when all of them together do not have it.
 pub fn plan_moves(saleable: &[i64], to: usize, need: i64) -> Vec<(usize, i64)> {
     let mut missing = need - saleable.get(to).copied().unwrap_or(0).max(0);
+    if missing <= 0 {
+        return Vec::new();
+    }
+    let able: Vec<usize> = (0..saleable.len()).filter(|&k| k != to && saleable[k] >= missing).collect();
+    if !able.is_empty() {
+        return vec![(able[to % able.len()], missing)];
+    }
     let mut donors: Vec<(usize, i64)> =
         saleable.iter().copied().enumerate().filter(|&(k, s)| k != to && s > 0).collect();
     donors.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -39,7 +49,7 @@ pub fn plan_moves(saleable: &[i64], to: usize, need: i64) -> Vec<(usize, i64)> {
         if missing <= 0 {
             break;
         }
-        let units = has.min(missing.max(has / 2));
+        let units = has.min(missing);
         moves.push((from, units));
         missing -= units;
     }
@@ -80,15 +90,20 @@ mod tests {
     }
 
     #[test]
-    fn moves_take_from_the_richest_first_and_up_to_half() {
-        // Bucket 0 needs 2 and has 0: the richest (bucket 2, 10 units) gives half.
-        assert_eq!(plan_moves(&[0, 4, 10], 0, 2), vec![(2, 5)]);
-        // What is missing beyond half of the richest comes from the next.
+    fn moves_take_what_is_missing_from_a_donor_that_has_it() {
+        // Bucket 0 needs 2 and has 0: buckets 1 and 2 can cover it; bucket 0 picks the first.
+        assert_eq!(plan_moves(&[0, 4, 10], 0, 2), vec![(1, 2)]);
+        // Bucket 3 picks another of the able ones: short buckets spread over the donors.
+        assert_eq!(plan_moves(&[5, 4, 10, 0], 3, 2), vec![(0, 2)]);
+        assert_eq!(plan_moves(&[5, 4, 10, 0, 0], 4, 2), vec![(1, 2)]);
+        // Only the rich can cover it.
+        assert_eq!(plan_moves(&[0, 1, 10], 0, 5), vec![(2, 5)]);
+        // Nobody can alone: the richest first, then the next.
         assert_eq!(plan_moves(&[0, 4, 10], 0, 12), vec![(2, 10), (1, 2)]);
         // One unit left anywhere moves whole.
         assert_eq!(plan_moves(&[0, 1, 0], 0, 1), vec![(1, 1)]);
         // Ties go to the lower bucket.
-        assert_eq!(plan_moves(&[0, 3, 3], 0, 1), vec![(1, 1)]);
+        assert_eq!(plan_moves(&[0, 3, 3], 0, 7), vec![(1, 3), (2, 3)]);
     }
 
     #[test]
@@ -99,6 +114,6 @@ mod tests {
         // Short overall: everything moves, still short.
         assert_eq!(plan_moves(&[1, 2, 0], 2, 9), vec![(1, 2), (0, 1)]);
         // The recipient's own units count.
-        assert_eq!(plan_moves(&[3, 8], 0, 4), vec![(1, 4)]);
+        assert_eq!(plan_moves(&[3, 8], 0, 4), vec![(1, 1)]);
     }
 }

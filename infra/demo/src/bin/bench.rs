@@ -70,6 +70,8 @@ enum Section {
     /// Needs a DynamoDB with conflict semantics: run with `AWS_ENDPOINT_URL_DYNAMODB` pointing at
     /// `infra/moto_serial.py` started with `FLASHSTOCK_DYNAMODB_CONFLICTS=1` (infra/bench.sh does).
     Hot,
+    /// One hot drop's durable side over 1, 16 and 64 stock buckets (section 9).
+    Buckets,
 }
 
 fn fmt3(t: (f64, f64, f64)) -> String {
@@ -146,13 +148,16 @@ async fn main() -> anyhow::Result<()> {
     if want(Section::History) {
         history(&cli, &redis_url, &prefix, &mut md).await?;
     }
+    if want(Section::Buckets) {
+        flashstock_demo::hot_buckets::section(&redis_url, &prefix, cli.tiny, cli.runs.min(3), &mut md).await?;
+    }
     // Only when asked for: it needs the DynamoDB emulator with conflicts (see `Section::Hot`).
     if cli.only.contains(&Section::Hot) {
         hot(&cli, &redis_url, &prefix, &mut md).await?;
     }
     writeln!(
         md,
-        "## Reproduce\n\n```\ninfra/bench.sh            # everything at full size (release builds, the Lambda bootstraps for both arches), writes BENCHMARKS.md and the plots\ninfra/bench.sh --only flash-sale --buyers 50000 --units 5000 --out /tmp/b.md   # one section, other sizes\ninfra/bench.sh --only hot --out /tmp/hot.md   # section 8: starts a DynamoDB with transaction conflicts\ninfra/bench.sh --tiny     # seconds; what CI runs\n```"
+        "## Reproduce\n\n```\ninfra/bench.sh            # everything at full size (release builds, the Lambda bootstraps for both arches), writes BENCHMARKS.md and the plots\ninfra/bench.sh --only flash-sale --buyers 50000 --units 5000 --out /tmp/b.md   # one section, other sizes\ninfra/bench.sh --only hot --out /tmp/hot.md   # section 8: starts a DynamoDB with transaction conflicts\ninfra/bench.sh --only buckets --out /tmp/buckets.md   # section 9: one hot drop over 1, 16 and 64 stock buckets\ninfra/bench.sh --tiny     # seconds; what CI runs\n```"
     )?;
     std::fs::write(&cli.out, &md)?;
     println!("{md}");
@@ -473,7 +478,7 @@ fn scaling_note(md: &mut String, m: &Measured) -> anyhow::Result<()> {
     )?;
     writeln!(
         md,
-        "- **DynamoDB item limit.** The collection item takes every durable deduction: 1,000 WCU/s per item and 2 WCU per transaction of ≤ 99 orders would allow **~{item:.0} orders/s per collection** with full batches. But DynamoDB cancels a transaction on an item another transaction is writing, so transactions on one collection run one after another: every writer of the collection item takes the collection's write turn (section 8), and the ceiling is one transaction per transaction latency, **25–50 transactions/s per collection** at 20–40 ms. Persist puts 99 orders in each: **~2,500–5,000 durable orders/s per collection**, below one Redis shard's Try rate; a drop of 20,000 units is durable within seconds of selling out. The *second phase* shares that turn and is tighter: each confirm and each cancel of a RESERVED order is its own transaction on the collection item (counters move from reserved to confirmed, or back to saleable), so one collection takes **~25–50 confirms + cancels per second**, fewer while persist is busy (by write units alone it would be ~500). Payments that trickle in over the payment window fit (2,000 units confirmed over 15 minutes need ~2/s); a burst of thousands of confirms within seconds queues behind the turn, each waiting up to 2 s at a time and then transacting anyway (conflicts retried with backoff), and answering 503 (retryable) once 6 s have gone by in all. The next step there is batching confirms and cancels per collection (an SQS-fed function, as persist does), or sharding the counters over N items.\n"
+        "- **DynamoDB item limit.** By write units alone one stock item takes ~{item:.0} durable orders/s with full batches (1,000 WCU/s per item, 2 WCU per transaction of ≤ 99 orders); what binds is one transaction at a time per item (section 8, measured on the one-item layout). A collection's durable stock is now split over stock buckets (docs/DESIGN.md#stock-buckets, default 16), each its own chain of transactions. The per-bucket figures and the model of one collection's durable orders/s and confirms + cancels/s on AWS, with the bucket count and table quota they need, are in docs/HOT-DROP-MODEL.md (this file's sections 2 and 8 were measured on the one-item layout and were not re-run for it).\n"
     )?;
     writeln!(
         md,
@@ -481,7 +486,7 @@ fn scaling_note(md: &mut String, m: &Measured) -> anyhow::Result<()> {
     )?;
     writeln!(
         md,
-        "- **Next bottleneck, in order:** API Gateway / Lambda burst limits (quota, provisioned concurrency) → durable writes of one collection at ~2,500–5,000 orders/s (one transaction at a time; Redis keeps taking Tries meanwhile) → the collection's Redis shard at ~{:.0} Tries/s → confirm/cancel on the collection item at ~25–50/s (they share its write turn). Standard SQS queues and the order items (spread by order id) do not bind.\n",
+        "- **Next bottleneck, in order:** API Gateway / Lambda burst limits (quota, provisioned concurrency) → durable writes of one collection (per stock bucket one transaction at a time; docs/HOT-DROP-MODEL.md) → the collection's Redis shard at ~{:.0} Tries/s → confirm/cancel, per stock bucket one transaction at a time (docs/HOT-DROP-MODEL.md). Standard SQS queues and the order items (spread by order id) do not bind.\n",
         0.5e6 / usec
     )?;
     Ok(())
