@@ -25,6 +25,18 @@ async fn lossy(threshold_ms: i64, give_up_ms: i64, schedule: Option<Duration>) -
 }
 
 #[tokio::test]
+async fn an_order_healed_forward_after_its_window_still_gets_the_whole_window_to_pay() {
+    // A 1 s payment window, healed forward 2 s or more after acceptance: counted from acceptance,
+    // the order was already past its deadline when it became RESERVED (its timer due at once).
+    let t = lossy(2_000, 1_200_000, Some(Duration::from_millis(500))).await;
+    t.collection("late", json!({ "quantity": 10, "paymentWindowSeconds": 1 })).await;
+    assert_eq!(t.reserve("u", "late", "o1", 1).await.status, 202);
+    let r = t.wait_status("u", "late", "o1", "RESERVED", 10 * SECOND).await;
+    let seen_s = flashstock::now_ms() / 1000;
+    assert!(r.int("expiresAt") >= seen_s, "a whole window from durability: expiresAt {} at {seen_s}", r.int("expiresAt"));
+}
+
+#[tokio::test]
 async fn a_lost_message_is_healed_forward_into_a_reservation() {
     let t = lossy(1_000, 1_200_000, Some(Duration::from_millis(500))).await;
     t.collection("lost", json!({ "quantity": 10 })).await;

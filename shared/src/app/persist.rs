@@ -24,7 +24,7 @@ use futures::StreamExt;
 use super::{App, AppError, backoff};
 use crate::domain::batch::{ORDERS_PER_TRANSACTION, fit_to_stock, group_by_collection};
 use crate::domain::buckets::plan_moves;
-use crate::domain::{CollectionId, OrderKey, Status, home_bucket, settlement};
+use crate::domain::{CollectionId, OrderKey, Status, home_bucket, payment_deadline, settlement};
 use crate::ports::{ItemFailure, Ledger, Queue, ReservationMessage, SettleAs, StockCache, TimeoutMessage, WriteError};
 
 /// Transaction attempts per chunk before its orders are reported for redelivery.
@@ -239,12 +239,12 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         now_ms: i64,
     ) -> Result<(), AppError> {
         let spec = self.spec(collection).await?;
-        let window = i64::from(spec.payment_window_seconds);
+        let window = spec.payment_window_seconds;
         let mut by: BTreeMap<SettleAs, Vec<OrderKey>> = BTreeMap::new();
         by.entry(SettleAs::Durable).or_default().extend(durable.iter().map(ReservationMessage::key));
         by.entry(SettleAs::Failed).or_default().extend(refused.iter().map(ReservationMessage::key));
         let mut timers: Vec<TimeoutMessage> =
-            durable.iter().map(|m| TimeoutMessage::new(&m.key(), m.accepted_at_ms / 1000 + window)).collect();
+            durable.iter().map(|m| TimeoutMessage::new(&m.key(), payment_deadline(m.accepted_at_ms, now_ms, window))).collect();
         if !existing.is_empty() {
             let ids: Vec<OrderKey> = existing.iter().map(ReservationMessage::key).collect();
             let taken_at: HashMap<OrderKey, i64> = existing.iter().map(|m| (m.key(), m.accepted_at_ms)).collect();

@@ -12,6 +12,6 @@ pub mod timing;
 pub use buckets::{DEFAULT_BUCKETS, MAX_BUCKETS, home_bucket};
 pub use collection::{CollectionSpec, IdentityViolation, SpecError, StockLevels, bucket_violations, drift};
 pub use ids::{CollectionId, IdError, OrderId, OrderKey, Quantity, UserId};
-pub use reservation::{CancelReason, Event, Refusal, Status, Transition, transition};
+pub use reservation::{CancelReason, Event, Refusal, Status, Transition, payment_deadline, transition};
 pub use settlement::{Settlement, settlement};
 pub use timing::{CLOCK_SKEW, Knob, Timing};

@@ -133,6 +133,14 @@ impl Refusal {
 
 /// The whole state machine: what `event` does to a reservation observed in `from`
 /// (`None` = no trace of the order anywhere).
+/// A RESERVED order's payment deadline, epoch seconds: the payment window counts from when the order
+/// became durable, not from its acceptance. Payment cannot be confirmed before the order is
+/// RESERVED, so an order healed forward late (a lost message re-sent) still gets its whole window;
+/// counted from acceptance, one that became durable past it was timed out at once.
+pub fn payment_deadline(accepted_at_ms: i64, durable_at_ms: i64, window_seconds: u32) -> i64 {
+    accepted_at_ms.max(durable_at_ms) / 1000 + i64::from(window_seconds)
+}
+
 pub fn transition(from: Option<Status>, event: Event) -> Result<Transition, Refusal> {
     use Event as E;
     use Status as S;
@@ -161,6 +169,16 @@ pub fn transition(from: Option<Status>, event: Event) -> Result<Transition, Refu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_payment_window_counts_from_durability() {
+        // Durable a second after acceptance: the window from then.
+        assert_eq!(payment_deadline(10_000, 11_500, 60), 71);
+        // Healed forward 5 minutes later with a 60 s window: still 60 s to pay.
+        assert_eq!(payment_deadline(10_000, 310_000, 60), 370);
+        // A clock behind the acceptance (skew) never shortens it.
+        assert_eq!(payment_deadline(10_000, 9_000, 60), 70);
+    }
     use Event as E;
     use Status as S;
     use Transition::{Already, To};

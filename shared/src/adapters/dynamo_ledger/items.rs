@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{CollectionId, CollectionSpec, OrderId, OrderKey, Status, StockLevels, UserId};
+use crate::domain::{CollectionId, CollectionSpec, OrderId, OrderKey, Status, StockLevels, UserId, payment_deadline};
 use crate::ports::{CollectionRecord, InfraError, InfraResult, OrderRecord, ReservationMessage};
 
 pub const EXPIRY_INDEX: &str = "byExpiry";
@@ -198,7 +198,7 @@ pub fn reservation_item(
     now_ms: i64,
 ) -> InfraResult<HashMap<String, AttributeValue>> {
     let reserved = status == Status::Reserved;
-    let expires_at = reserved.then(|| m.accepted_at_ms / 1000 + i64::from(payment_window_seconds));
+    let expires_at = reserved.then(|| payment_deadline(m.accepted_at_ms, now_ms, payment_window_seconds));
     to_item(&OrderItem {
         pk: ord_key(&m.key()),
         order_id: m.order_id.clone(),
@@ -280,7 +280,7 @@ mod tests {
         let m = ReservationMessage::new(&key("alice", "o1"), 1, 5_000);
         let item = reservation_item(&m, Status::Reserved, 900, 5, 6_000).unwrap();
         assert_eq!(item.get("bucket"), Some(&n(5)));
-        assert_eq!(item.get("expiresAt"), Some(&n(905)));
+        assert_eq!(item.get("expiresAt"), Some(&n(906)), "the window from durability (6 s)");
         let failed = reservation_item(&m, Status::Failed, 900, 5, 6_000).unwrap();
         assert_eq!(failed.get("bucket"), None, "a FAILED record holds no stock");
     }
