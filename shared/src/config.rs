@@ -39,16 +39,18 @@ pub const PERSIST_TIMEOUT_SECONDS: &str = "FLASHSTOCK_PERSIST_TIMEOUT_SECONDS";
 pub const PERSIST_BATCH_WINDOW_SECONDS: &str = "FLASHSTOCK_PERSIST_BATCH_WINDOW_SECONDS";
 pub const RECONCILE_INTERVAL_SECONDS: &str = "FLASHSTOCK_RECONCILE_INTERVAL_SECONDS";
 pub const RECONCILE_TIMEOUT_SECONDS: &str = "FLASHSTOCK_RECONCILE_TIMEOUT_SECONDS";
+pub const CANCEL_TIMEOUT_SECONDS: &str = "FLASHSTOCK_CANCEL_TIMEOUT_SECONDS";
 
 /// The timing variables, each with the template's value (`tests/deploy` checks they agree).
-pub const TIMING_DEFAULTS: [(&str, u64); 7] = [
-    (RECONCILE_GIVE_UP_MS, 1_200_000),
+pub const TIMING_DEFAULTS: [(&str, u64); 8] = [
+    (RECONCILE_GIVE_UP_MS, 1_500_000),
     (RESERVATION_VISIBILITY_SECONDS, 180),
     (RESERVATION_MAX_RECEIVES, 5),
     (PERSIST_TIMEOUT_SECONDS, 30),
     (PERSIST_BATCH_WINDOW_SECONDS, 1),
     (RECONCILE_INTERVAL_SECONDS, 60),
     (RECONCILE_TIMEOUT_SECONDS, 55),
+    (CANCEL_TIMEOUT_SECONDS, 30),
 ];
 
 /// The shortest order retention accepted. A replay of an order Redis has forgotten takes a unit
@@ -153,6 +155,8 @@ pub struct Config {
     /// Persist consumers of one collection take turns through its lease (default on; `off`
     /// lets them transact at once and retry DynamoDB's conflicts, as the benchmark compares).
     pub persist_lease: bool,
+    /// How long one persist invocation waits for write turns in all.
+    pub persist_turn_budget: Duration,
 }
 
 /// Why a Redis URL is refused outside local use, if it is.
@@ -258,6 +262,7 @@ impl Config {
             default_per_user_limit: (default_limit > 0).then_some(default_limit),
             reconcile_budget: timing.reconcile_budget,
             persist_lease: !matches!(get(PERSIST_LEASE).as_deref(), Some("0" | "false" | "off")),
+            persist_turn_budget: timing.persist_turn_budget(),
         })
     }
 }
@@ -291,6 +296,7 @@ fn timing(get: &impl Fn(&str) -> Option<String>) -> Result<Timing, ConfigError> 
         reconcile_interval: s(num(RECONCILE_INTERVAL_SECONDS)?),
         reconcile_timeout: s(num(RECONCILE_TIMEOUT_SECONDS)?),
         reconcile_budget: ms(num(RECONCILE_BUDGET_MS)?),
+        cancel_timeout: s(num(CANCEL_TIMEOUT_SECONDS)?),
     })
 }
 
@@ -325,12 +331,12 @@ mod tests {
         assert!(c.persist_lease);
         // Bounded healing (docs/DESIGN.md#guarantees): threshold + one 60 s schedule interval < 2 min.
         assert!(c.reconcile_threshold_ms + 60_000 < 120_000);
-        assert_eq!(c.reconcile_give_up_ms, 1_200_000);
+        assert_eq!(c.reconcile_give_up_ms, 1_500_000);
     }
 
     #[test]
     fn timing_that_lets_reconciliation_overtake_redelivery_is_refused_at_start_up() {
-        // A longer visibility timeout: 5 receives × 300 s outlast the 20-minute give-up.
+        // A longer visibility timeout: 5 receives × 300 s outlast the 25-minute give-up.
         let mut pairs = BASE.to_vec();
         pairs.push((RESERVATION_VISIBILITY_SECONDS, "300"));
         let Err(ConfigError::Invalid { name, why }) = Config::from_lookup(env(&pairs)) else {
@@ -339,7 +345,7 @@ mod tests {
         assert_eq!(name, RECONCILE_GIVE_UP_MS);
         assert!(why.contains("1501 s"), "{why}");
         // Raising the give-up past the last redelivery makes it consistent again.
-        pairs.push((RECONCILE_GIVE_UP_MS, "1700000"));
+        pairs.push((RECONCILE_GIVE_UP_MS, "2100000"));
         assert!(Config::from_lookup(env(&pairs)).is_ok());
         // The threshold inside a healthy first delivery, and a run budget past its timeout.
         for (var, value) in [(RECONCILE_THRESHOLD_MS, "10000"), (RECONCILE_BUDGET_MS, "60000")] {

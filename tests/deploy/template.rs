@@ -141,6 +141,7 @@ fn deployed_timing(t: &Value) -> Result<Timing, String> {
     let num = |v: &Value, what: &str| v.as_u64().ok_or_else(|| format!("{what} is not a number: {v:?}"));
     let persist = &r["PersistFunction"]["Properties"];
     let reconcile = &r["ReconcileFunction"]["Properties"];
+    let cancel = &r["CancelFunction"]["Properties"];
     let schedule = reconcile["Events"]["EveryMinute"]["Properties"]["Schedule"].as_str().unwrap_or("");
     let interval = rate_seconds(schedule).ok_or_else(|| format!("reconcile schedule {schedule:?} is not a rate"))?;
     let budget = t["Globals"]["Function"]["Environment"]["Variables"][config::RECONCILE_BUDGET_MS]
@@ -166,6 +167,7 @@ fn deployed_timing(t: &Value) -> Result<Timing, String> {
         reconcile_interval: Duration::from_secs(interval),
         reconcile_timeout: Duration::from_secs(num(&reconcile["Timeout"], "ReconcileFunction timeout")?),
         reconcile_budget: budget,
+        cancel_timeout: Duration::from_secs(num(&cancel["Timeout"], "CancelFunction timeout")?),
     })
 }
 
@@ -199,6 +201,7 @@ fn timing_problems(t: &Value) -> Vec<String> {
         (config::PERSIST_BATCH_WINDOW_SECONDS, timing.batch_window.as_secs()),
         (config::RECONCILE_INTERVAL_SECONDS, timing.reconcile_interval.as_secs()),
         (config::RECONCILE_TIMEOUT_SECONDS, timing.reconcile_timeout.as_secs()),
+        (config::CANCEL_TIMEOUT_SECONDS, timing.cancel_timeout.as_secs()),
     ];
     for (var, value) in want {
         let got = env[var].as_str().and_then(|v| v.parse::<u64>().ok());
@@ -348,4 +351,14 @@ fn the_checks_catch_a_broken_template() {
     let p = problems(&t, &bins);
     assert!(p.iter().any(|x| x.contains("timing: ReconcileBudget")), "{p:?}");
     assert!(p.iter().any(|x| x.contains("FLASHSTOCK_RECONCILE_TIMEOUT_SECONDS")), "{p:?}");
+    // A cancel that may outlive the threshold: reconciliation could clear its intent mid-way.
+    let mut t = template();
+    t["Resources"]["CancelFunction"]["Properties"]["Timeout"] = Value::from(41);
+    let p = problems(&t, &bins);
+    assert!(p.iter().any(|x| x.contains("timing: Threshold") && x.contains("46 s")), "{p:?}");
+    assert!(p.iter().any(|x| x.contains("FLASHSTOCK_CANCEL_TIMEOUT_SECONDS")), "{p:?}");
+    // The 20-minute give-up of before: two re-sends do not fit before its quiet stretch.
+    let mut t = template();
+    t["Parameters"]["ReconcileGiveUpMs"]["Default"] = Value::from(1_200_000);
+    assert!(problems(&t, &bins).iter().any(|x| x.contains("timing: GiveUp") && x.contains("455 s")));
 }

@@ -33,7 +33,11 @@ async fn an_order_healed_forward_after_its_window_still_gets_the_whole_window_to
     assert_eq!(t.reserve("u", "late", "o1", 1).await.status, 202);
     let r = t.wait_status("u", "late", "o1", "RESERVED", 10 * SECOND).await;
     let seen_s = flashstock::now_ms() / 1000;
-    assert!(r.int("expiresAt") >= seen_s, "a whole window from durability: expiresAt {} at {seen_s}", r.int("expiresAt"));
+    assert!(
+        r.int("expiresAt") >= seen_s,
+        "a whole window from durability: expiresAt {} at {seen_s}",
+        r.int("expiresAt")
+    );
 }
 
 #[tokio::test]

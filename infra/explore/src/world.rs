@@ -31,7 +31,7 @@ pub type GatedApp = App<Gated<RedisCache>, Gated<DynamoLedger>, Gated<SqsQueue>>
 /// Reconciliation's age threshold in every schedule (the production default).
 pub const THRESHOLD_MS: i64 = 45_000;
 /// Reconciliation's give-up deadline (the production default).
-pub const GIVE_UP_MS: i64 = 1_200_000;
+pub const GIVE_UP_MS: i64 = 1_500_000;
 /// How long Redis keeps settled orders (the production default).
 pub const RETENTION_MS: i64 = 86_400_000;
 /// The explorer's collections' payment window.
@@ -295,6 +295,7 @@ impl World {
                 default_per_user_limit: None,
                 reconcile_budget: flashstock::app::reconcile::RUN_BUDGET,
                 persist_lease: true,
+                persist_turn_budget: std::time::Duration::from_secs(12),
             },
             next: AtomicU64::new(0),
         })

@@ -503,6 +503,9 @@ impl RedisCache {
             .map_err(err("redis slices"))?;
         let mut out = Scan::default();
         let mut seen = BTreeSet::new();
+        // Every due entry with when it was last logged: the `limit` logged longest ago are taken
+        // (a slice lists buyer buckets, whose entries come in hash order, not by age).
+        let mut due_logged: Vec<(i64, OrderKey)> = Vec::new();
         // Only reconciliation prunes (a scan with a cutoff), and only slices that ended a whole
         // slice before its cutoff: no writer logs there any more, so a slice cannot be dropped,
         // re-created at the same length by a Try and dropped again by a concurrent scanner that
@@ -538,11 +541,9 @@ impl RedisCache {
                         out.pending += i64::from(r.quantity);
                     }
                     let due = before_ms.is_some_and(|ms| r.logged_s * 1000 < ms);
-                    if due
-                        && out.due.len() < limit
-                        && let Some(order) = read_id(&r.order, ulid_text).and_then(|(s, _)| OrderId::parse(&s).ok())
+                    if due && let Some(order) = read_id(&r.order, ulid_text).and_then(|(s, _)| OrderId::parse(&s).ok())
                     {
-                        out.due.push(OrderKey::new(collection.clone(), user.clone(), order));
+                        due_logged.push((r.logged_s, OrderKey::new(collection.clone(), user.clone(), order)));
                     }
                 }
             }
@@ -560,6 +561,8 @@ impl RedisCache {
                 out.quiet.push((slice, body.len() as u64));
             }
         }
+        due_logged.sort_by_key(|(logged_s, _)| *logged_s);
+        out.due = due_logged.into_iter().take(limit).map(|(_, order)| order).collect();
         Ok(out)
     }
 }

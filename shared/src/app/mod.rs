@@ -20,6 +20,8 @@ use std::time::Duration;
 use self::sold_out::SoldOutFlags;
 use crate::adapters::{DynamoLedger, RedisCache, SqsQueue};
 use crate::config::{BuyerBudget, Config, RedisSource};
+#[cfg(doc)]
+use crate::domain::Timing;
 use crate::domain::{CollectionId, CollectionSpec, IdentityViolation, Refusal};
 use crate::ports::{InfraError, Ledger, Queue, StockCache};
 
@@ -97,6 +99,8 @@ pub struct Settings {
     pub reconcile_budget: Duration,
     /// Persist consumers of a collection take turns through its lease.
     pub persist_lease: bool,
+    /// How long one persist invocation waits for write turns in all ([`Timing::persist_turn_budget`]).
+    pub persist_turn_budget: Duration,
 }
 
 impl Settings {
@@ -122,6 +126,7 @@ impl From<&Config> for Settings {
             default_per_user_limit: c.default_per_user_limit,
             reconcile_budget: c.reconcile_budget,
             persist_lease: c.persist_lease,
+            persist_turn_budget: c.persist_turn_budget,
         }
     }
 }

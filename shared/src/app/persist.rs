@@ -29,8 +29,6 @@ use crate::ports::{ItemFailure, Ledger, Queue, ReservationMessage, SettleAs, Sto
 
 /// Transaction attempts per chunk before its orders are reported for redelivery.
 const MAX_ATTEMPTS: u32 = 8;
-/// How long a consumer waits its turn before it transacts anyway (conflicts are retried).
-const LEASE_WAIT: Duration = Duration::from_secs(15);
 /// How long a refill waits for a donor bucket's turn (it holds its own bucket's meanwhile).
 const DONOR_WAIT: Duration = Duration::from_millis(500);
 /// Buckets of one collection a consumer writes at once.
@@ -63,8 +61,11 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         let mut seen = std::collections::HashSet::new();
         let msgs: Vec<ReservationMessage> = msgs.into_iter().filter(|m| seen.insert(m.key())).collect();
         let mut unresolved = Vec::new();
+        // One budget of turn-waiting for the whole invocation: past it, chunks transact without
+        // their turn (conflicts retried), so waiting never runs persist into its timeout.
+        let waits_until = std::time::Instant::now() + self.settings.persist_turn_budget;
         for (collection, group) in group_by_collection(msgs, |m| &m.collection_id) {
-            unresolved.extend(self.persist_collection(&collection, group, now_ms).await);
+            unresolved.extend(self.persist_collection(&collection, group, waits_until, now_ms).await);
         }
         unresolved
     }
@@ -74,6 +75,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         &self,
         collection: &CollectionId,
         msgs: Vec<ReservationMessage>,
+        waits_until: std::time::Instant,
         now_ms: i64,
     ) -> Vec<OrderKey> {
         let spec = match self.spec(collection).await {
@@ -89,7 +91,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         }
         let window = spec.payment_window_seconds;
         let mut unresolved: Vec<OrderKey> = futures::stream::iter(by_bucket)
-            .map(|(bucket, msgs)| self.persist_bucket(collection, bucket, window, msgs, now_ms))
+            .map(|(bucket, msgs)| self.persist_bucket(collection, bucket, window, msgs, waits_until, now_ms))
             .buffer_unordered(BUCKETS_AT_ONCE)
             .concat()
             .await;
@@ -105,13 +107,15 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         bucket: u32,
         window: u32,
         msgs: Vec<ReservationMessage>,
+        waits_until: std::time::Instant,
         now_ms: i64,
     ) -> Vec<OrderKey> {
         let mut unresolved = Vec::new();
         for chunk in msgs.chunks(ORDERS_PER_TRANSACTION) {
             // The turn covers the transaction only: the follow-ups of one consumer (Redis, timers)
             // overlap the next one's transaction.
-            let turn = self.take_turn(collection, bucket, LEASE_WAIT).await;
+            let wait = waits_until.saturating_duration_since(std::time::Instant::now());
+            let turn = self.take_turn(collection, bucket, wait).await;
             let r = self.apply_chunk(collection, bucket, window, chunk.to_vec(), now_ms).await;
             self.end_turn(collection, bucket, turn).await;
             unresolved.extend(r.unresolved);
@@ -243,8 +247,10 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         let mut by: BTreeMap<SettleAs, Vec<OrderKey>> = BTreeMap::new();
         by.entry(SettleAs::Durable).or_default().extend(durable.iter().map(ReservationMessage::key));
         by.entry(SettleAs::Failed).or_default().extend(refused.iter().map(ReservationMessage::key));
-        let mut timers: Vec<TimeoutMessage> =
-            durable.iter().map(|m| TimeoutMessage::new(&m.key(), payment_deadline(m.accepted_at_ms, now_ms, window))).collect();
+        let mut timers: Vec<TimeoutMessage> = durable
+            .iter()
+            .map(|m| TimeoutMessage::new(&m.key(), payment_deadline(m.accepted_at_ms, now_ms, window)))
+            .collect();
         if !existing.is_empty() {
             let ids: Vec<OrderKey> = existing.iter().map(ReservationMessage::key).collect();
             let taken_at: HashMap<OrderKey, i64> = existing.iter().map(|m| (m.key(), m.accepted_at_ms)).collect();

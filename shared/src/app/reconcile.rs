@@ -398,8 +398,18 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         // give-up).
         let now_call = crate::now_ms().max(now_ms);
         let forward_from = self.settings.heal_forward_from(now_call);
-        let orders: Vec<&(OrderKey, CacheEntry)> =
-            orders.iter().filter(|(_, e)| e.accepted_at_ms >= forward_from).collect();
+        let (orders, quiet): (Vec<_>, Vec<_>) = orders.iter().partition(|(_, e)| e.accepted_at_ms >= forward_from);
+        // In the quiet stretch nothing is re-sent: such an order is logged again to come due at
+        // its give-up, so that every run until then does not examine it again (thousands of them
+        // would crowd orders still healed forward out of the run's examination limit).
+        let mut to_give_up: BTreeMap<i64, Vec<OrderKey>> = BTreeMap::new();
+        for (o, e) in quiet {
+            let due_at = e.accepted_at_ms + self.settings.reconcile_give_up_ms - self.settings.reconcile_threshold_ms;
+            to_give_up.entry(due_at.div_euclid(1000) * 1000).or_default().push(o.clone());
+        }
+        for (at, keys) in &to_give_up {
+            self.cache.relog(id, keys, cutoff, *at).await?;
+        }
         let keys: Vec<OrderKey> = orders.iter().map(|(o, _)| o.clone()).collect();
         // Logged on the clock of this call (a run may reach it long after it started), and ahead
         // of it so that the next look comes a visibility timeout later: a message SQS is still

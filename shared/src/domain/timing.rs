@@ -36,6 +36,9 @@ pub struct Timing {
     pub reconcile_timeout: Duration,
     /// A run starts no collection after this long.
     pub reconcile_budget: Duration,
+    /// The cancel function's timeout: a buyer's cancel, a batch of timers or an expiry sweep
+    /// logs its cancel intents on its invocation's start clock and lives at most this long.
+    pub cancel_timeout: Duration,
 }
 
 /// Which knob is wrong.
@@ -72,6 +75,22 @@ impl Timing {
         GIVE_UP_BAND.max(self.last_delivery() + CLOCK_SKEW)
     }
 
+    /// How long one persist invocation waits for write turns in all: two fifths of its timeout
+    /// (12 s of 30 s), so that a batch whose every chunk waits still has most of its time to
+    /// transact. Once spent, chunks transact without their turn (conflicts retried). A wait per
+    /// chunk instead (15 s each) could use a whole invocation up on waiting.
+    pub fn persist_turn_budget(&self) -> Duration {
+        self.persist_timeout * 2 / 5
+    }
+
+    /// The latest a lost order's second re-send goes out, after its acceptance: the first run
+    /// past the threshold (up to an interval later) reaches it up to a run's length into its
+    /// work and re-logs it ahead so that its next look comes a visibility timeout later; the
+    /// run after that may again start an interval later and take a run's length to reach it.
+    pub fn second_resend_by(&self) -> Duration {
+        self.threshold + (self.reconcile_interval + self.reconcile_timeout) * 2 + self.visibility_timeout
+    }
+
     /// Every rule the combination breaks (empty: consistent).
     pub fn conflicts(&self) -> Vec<Conflict> {
         let s = |d: Duration| d.as_secs_f64();
@@ -102,18 +121,35 @@ impl Timing {
                 ),
             );
         }
+        if self.threshold < self.cancel_timeout + CLOCK_SKEW {
+            bad(
+                Knob::Threshold,
+                format!(
+                    "{} s is shorter than the cancel function's timeout + clock skew ({} s): reconciliation could \
+                     clear the intent of a cancel still running, and its release would then return nothing \
+                     (Redis low, the buyer's held units leaked)",
+                    s(self.threshold),
+                    s(self.cancel_timeout + CLOCK_SKEW)
+                ),
+            );
+        }
         let quiet = self.quiet_before_give_up();
-        if self.give_up < self.threshold + self.reconcile_interval * 2 + quiet {
+        if self.give_up < self.second_resend_by() + quiet {
             bad(
                 Knob::GiveUp,
                 format!(
-                    "{} s is shorter than the {} s threshold + two scheduled runs ({} s apart) to re-publish + \
-                     the {} s before the give-up in which nothing is re-published, so that the last message's \
-                     redeliveries (batching window + {} receives × {} s visibility = {} s) end before it: \
-                     reconciliation could cancel an order SQS is still delivering",
+                    "{} s is shorter than the latest second re-send of a lost message ({} s: the {} s threshold, \
+                     two runs {} s apart each up to {} s long, and the {} s visibility timeout before the second \
+                     look) + the {} s before the give-up in which nothing is re-published, so that the last \
+                     message's redeliveries (batching window + {} receives × {} s visibility = {} s) end before \
+                     it: one failed send could end an order LOST, or reconciliation cancel an order SQS is still \
+                     delivering",
                     s(self.give_up),
+                    s(self.second_resend_by()),
                     s(self.threshold),
                     s(self.reconcile_interval),
+                    s(self.reconcile_timeout),
+                    s(self.visibility_timeout),
                     s(quiet),
                     self.max_receive_count,
                     s(self.visibility_timeout),
@@ -157,7 +193,7 @@ mod tests {
     fn deployed() -> Timing {
         Timing {
             threshold: S(45),
-            give_up: S(1_200),
+            give_up: S(1_500),
             visibility_timeout: S(180),
             max_receive_count: 5,
             persist_timeout: S(30),
@@ -165,6 +201,7 @@ mod tests {
             reconcile_interval: S(60),
             reconcile_timeout: S(55),
             reconcile_budget: S(40),
+            cancel_timeout: S(30),
         }
     }
 
@@ -185,19 +222,38 @@ mod tests {
         assert_eq!(knobs(t), vec![Knob::GiveUp]);
         assert!(t.conflicts()[0].why.contains("1501 s"), "{:?}", t.conflicts());
         assert_eq!(knobs(Timing { max_receive_count: 7, ..deployed() }), vec![Knob::GiveUp]);
-        // 45 s threshold + 2 × 60 s + (901 s + 5 s skew) = 1,071 s.
+        // The second re-send by 45 + 2 × (60 + 55) + 180 = 455 s, then (901 s + 5 s skew) quiet.
         assert_eq!(deployed().quiet_before_give_up(), S(906));
-        assert_eq!(knobs(Timing { give_up: S(1_071), ..deployed() }), vec![]);
-        assert_eq!(knobs(Timing { give_up: S(1_070), ..deployed() }), vec![Knob::GiveUp]);
+        assert_eq!(deployed().second_resend_by(), S(455));
+        assert_eq!(knobs(Timing { give_up: S(1_361), ..deployed() }), vec![]);
+        assert_eq!(knobs(Timing { give_up: S(1_360), ..deployed() }), vec![Knob::GiveUp]);
+        // The 20 minutes of before: a lost order's one failed re-send could end it LOST.
+        assert_eq!(knobs(Timing { give_up: S(1_200), ..deployed() }), vec![Knob::GiveUp]);
+    }
+
+    #[test]
+    fn persist_waits_for_turns_two_fifths_of_its_timeout() {
+        assert_eq!(deployed().persist_turn_budget(), S(12));
+        assert_eq!(Timing { persist_timeout: S(5), ..deployed() }.persist_turn_budget(), S(2));
+    }
+
+    #[test]
+    fn a_threshold_a_live_cancel_outlasts_is_refused() {
+        // A cancel logs its intent on its start clock and runs up to 30 s (+ 5 s skew).
+        assert_eq!(knobs(Timing { threshold: S(35), ..deployed() }), vec![]);
+        let t = Timing { threshold: S(34), ..deployed() };
+        assert_eq!(knobs(t), vec![Knob::Threshold]);
+        assert!(t.conflicts()[0].why.contains("35 s"), "{:?}", t.conflicts());
+        assert_eq!(knobs(Timing { cancel_timeout: S(41), ..deployed() }), vec![Knob::Threshold]);
     }
 
     #[test]
     fn each_other_rule_names_its_knob() {
         assert_eq!(
-            knobs(Timing { visibility_timeout: S(30), give_up: S(1_200), ..deployed() }),
+            knobs(Timing { visibility_timeout: S(30), give_up: S(1_500), ..deployed() }),
             vec![Knob::VisibilityTimeout]
         );
-        assert_eq!(knobs(Timing { threshold: S(20), ..deployed() }), vec![Knob::Threshold]);
+        assert_eq!(knobs(Timing { threshold: S(20), ..deployed() }), vec![Knob::Threshold, Knob::Threshold]);
         assert_eq!(knobs(Timing { max_receive_count: 0, ..deployed() }), vec![Knob::MaxReceiveCount]);
         assert_eq!(knobs(Timing { reconcile_budget: S(55), ..deployed() }), vec![Knob::ReconcileBudget]);
         // Few runs between threshold and give-up (a slow schedule).
