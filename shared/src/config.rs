@@ -129,7 +129,7 @@ pub struct Config {
     /// 45 s: with the one-minute schedule a lost deduction is healed within ~105 s, inside the 2-minute healing bound of docs/DESIGN.md#guarantees).
     pub reconcile_threshold_ms: i64,
     /// Age (since accepted) after which reconciliation stops re-publishing an order DynamoDB has
-    /// no record of and gives it up: tombstone, stock back, CANCELLED/LOST (default 20 min; the
+    /// no record of and gives it up: tombstone, stock back, CANCELLED/LOST (default 25 min; the
     /// start-up check makes it outlast every redelivery of the message, see [`Timing`]).
     pub reconcile_give_up_ms: i64,
     /// Reconciliation re-publishes an order at most this often (the reservation queue's
@@ -152,7 +152,7 @@ pub struct Config {
     /// A reconciliation run starts no collection after this long (default 40 s, inside the
     /// reconcile function's 55 s timeout).
     pub reconcile_budget: Duration,
-    /// Persist consumers of one collection take turns through its lease (default on; `off`
+    /// Every writer of a stock bucket takes its write turn (default on; `off`
     /// lets them transact at once and retry DynamoDB's conflicts, as the benchmark compares).
     pub persist_lease: bool,
     /// How long one persist invocation waits for write turns in all.

@@ -1,6 +1,6 @@
 //! The demo flash sale: many buyers at once against one collection through the front door, then
 //! the second phase (some cancel, some let their payment window lapse, the rest pay), then the
-//! numbers of both stores. Its last line is the verdict: `accepted … refused … durable … drift …`.
+//! numbers of both stores. Its last line is the verdict: `accepted … durable … confirmed … retried … drift …`.
 
 use std::collections::HashMap;
 use std::sync::Arc;

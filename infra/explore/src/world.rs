@@ -47,7 +47,7 @@ pub enum OpKind {
     /// One persist invocation on one message of the reservation queue (SQS redelivers what it
     /// did not finish); two of them are two consumers racing.
     Persist,
-    /// One persist invocation on up to ten messages (a batch, chunked per collection).
+    /// One persist invocation on up to ten messages (a batch, chunked per stock bucket).
     PersistBatch,
     /// The owner cancels order `i` (HTTP; retried when unanswered).
     Cancel(usize),

@@ -190,7 +190,7 @@ impl Stack {
     }
 
     /// One collection's figures read straight from both stores: a consistent table scan (no
-    /// decoding by the ledger) for the collection item's counters and Σ quantity by status over
+    /// decoding by the ledger) for the stock buckets' summed counters and Σ quantity by status over
     /// its order records, and the collection's Redis keys. The tests, the flash-sale bench and the
     /// demo check the stock identities on this.
     pub async fn store_figures(&self, collection: &str) -> anyhow::Result<StoreFigures> {

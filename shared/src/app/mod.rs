@@ -97,7 +97,7 @@ pub struct Settings {
     pub default_per_user_limit: Option<u32>,
     /// A reconciliation run starts no collection after this long.
     pub reconcile_budget: Duration,
-    /// Persist consumers of a collection take turns through its lease.
+    /// Every writer of a stock bucket takes its write turn (a lease).
     pub persist_lease: bool,
     /// How long one persist invocation waits for write turns in all ([`Timing::persist_turn_budget`]).
     pub persist_turn_budget: Duration,
@@ -209,7 +209,7 @@ const TURN_TTL: Duration = Duration::from_secs(5);
 
 impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// Waits for a stock bucket's write turn: every DynamoDB transaction on a bucket item
-    /// (persist's chunks, moves, confirm, cancel) takes it, so they queue instead of DynamoDB
+    /// (persist's chunks, moves, confirm, cancels, timer batches) takes it, so they queue instead of DynamoDB
     /// cancelling them for conflicts. Gives up after `wait`, or at once if Redis cannot be asked,
     /// and the caller transacts anyway: turns only spare conflicts, DynamoDB's conditions stay the
     /// guarantee. Returns the holder to give back ([`Self::end_turn`]), `None` when not held.
@@ -249,7 +249,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     }
 }
 
-/// How long a confirm or cancel waits for the collection's write turn at a time.
+/// How long a confirm, a cancel or a timer batch waits for a stock bucket's write turn at a time.
 pub(crate) const TURN_WAIT: Duration = Duration::from_secs(2);
 /// A confirm or cancel waits for turns (and backs off) this long in all; past it, its remaining
 /// rounds transact at once, so it ends well inside the API function's 10 s timeout.

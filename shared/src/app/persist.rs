@@ -1,7 +1,7 @@
 //! Persist: the SQS consumer that makes accepted Tries durable in DynamoDB.
 //!
-//! Per collection in a batch: one transaction = one conditional update of the inventory item for
-//! the chunk's total + one conditional put per order (≤ 99 orders). When DynamoDB cancels it, the
+//! Per collection and stock bucket in a batch: one transaction = one conditional update of the
+//! bucket's item for the chunk's total + one conditional put per order (≤ 99 orders). When DynamoDB cancels it, the
 //! per-item reasons say which orders were already there (replays, tombstones) and whether stock
 //! was short; those are set aside or fitted, and the rest retried. Only messages that are still
 //! unresolved after retries are reported as batch item failures (SQS redelivers them, and after
@@ -54,7 +54,7 @@ struct ChunkResult {
 }
 
 impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
-    /// Makes accepted Tries durable: per collection, chunked transactions. Returns the orders
+    /// Makes accepted Tries durable: per collection and stock bucket, chunked transactions. Returns the orders
     /// that are still unresolved after retries (their messages come back from SQS). The same
     /// order twice in one batch (a duplicate delivery) is persisted once.
     pub async fn persist(&self, msgs: Vec<ReservationMessage>, now_ms: i64) -> Vec<OrderKey> {
@@ -127,8 +127,8 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         unresolved
     }
 
-    /// Brings units to `bucket`, which was short of `need`, from the richest other buckets (each
-    /// move one transaction, under the donor's turn).
+    /// Brings units to `bucket`, which was short of `need`, from other buckets as `plan_moves`
+    /// picks them (each move one transaction, under the donor's turn).
     async fn refill(&self, collection: &CollectionId, bucket: u32, need: i64) -> Result<Refill, AppError> {
         let Some(rec) = self.ledger.collection(collection).await? else { return Ok(Refill::Gone) };
         let saleable: Vec<i64> = rec.buckets.iter().map(|b| b.saleable).collect();

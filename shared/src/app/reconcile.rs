@@ -20,9 +20,9 @@
 //!    see [`crate::domain::Timing`]) is given up: a tombstone (conditional), and only if that
 //!    write wins the stock back (order CANCELLED, reason LOST). A message arriving later meets
 //!    the tombstone. In the quiet stretch before the deadline
-//!    ([`crate::domain::Timing::quiet_before_give_up`]) neither happens: every redelivery of the
-//!    last message re-published ends before it, and two runs alive at once never decide one order
-//!    both ways.
+//!    ([`crate::domain::Timing::quiet_before_give_up`]) neither happens (the entry is re-logged to
+//!    come due at its give-up): every redelivery of the last message re-published ends before it,
+//!    and two runs alive at once never decide one order both ways.
 //! 2. **Drift and identities**: compare Redis with `saleable − pending`; rebuild a lost stock key,
 //!    and repair drift only while nothing is in flight, compare-and-set on the cache version read
 //!    before DynamoDB was (so a concurrent Try, settle or cancel makes the repair step aside).

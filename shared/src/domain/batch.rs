@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::domain::CollectionId;
 
-/// Orders per transaction: one item is the collection's inventory update.
+/// Orders per transaction: one item is the stock bucket's update.
 pub const ORDERS_PER_TRANSACTION: usize = 99;
 
 /// Groups items by collection, keeping first-seen order inside each group.

@@ -1,9 +1,10 @@
--- lease.lua: the collection's write turn: one DynamoDB transaction at a time on its item (a
--- persist consumer's chunk, a confirm, a cancel of a RESERVED order), the others wait for it.
+-- lease.lua: a stock bucket's write turn: one DynamoDB transaction at a time on the bucket's item
+-- (a persist consumer's chunk, a move, a confirm, a cancel of RESERVED orders: one, or a timer
+-- batch), the others wait for it.
 -- Only a throughput aid: DynamoDB's conditional writes stay the guarantee, so a lease that
 -- expires under its holder costs transaction conflicts (retried), never correctness.
 --
--- KEYS[1] lease  STRING  "{…}:lease": the holder's id, expiring after the lease's time
+-- KEYS[1] lease  STRING  "{…}:lease:<k>" (stock bucket k): the holder's id, expiring after the lease's time
 -- ARGV[1] "take" (take it if free, or renew it if ours) | "give" (drop it if ours)
 -- ARGV[2] the holder's id
 -- ARGV[3] the lease's time, ms (take)
