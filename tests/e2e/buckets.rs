@@ -117,3 +117,36 @@ async fn timers_give_a_buckets_orders_back_together_and_a_settled_one_does_not_f
     let s = t.assert_settled("lapse").await;
     assert_eq!((s.saleable, s.redis_stock), (9, Some(9)), "{s:?}");
 }
+
+#[tokio::test]
+async fn two_short_buckets_at_once_sell_exactly_the_stock_and_refuse_the_rest() {
+    // Redis drifted high (10 for 4 durable units over 2 buckets of 2): five buyers of each bucket
+    // are accepted, and one persist batch finds both buckets short at once. Each may refill from
+    // the other; neither may trade the same units back and forth until the batch gives up.
+    let t = TestApp::start_with(TestApp::manual_options(), |_| {}).await;
+    t.collection("short2", json!({ "quantity": 4, "buckets": 2 })).await;
+    let mut con = t.redis.clone();
+    let _: () = redis::cmd("SET")
+        .arg(t.keys("short2").stock())
+        .arg(flashstock::adapters::redis_cache::stored_stock(10))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let buyers: Vec<String> = buyers_homed_on(0, 2, 5).into_iter().chain(buyers_homed_on(1, 2, 5)).collect();
+    for u in &buyers {
+        assert_eq!(t.reserve(u, "short2", "o", 1).await.status, 202, "{u}");
+    }
+    let r = {
+        let mut bodies = Vec::new();
+        for _ in &buyers {
+            bodies.push(t.take_reservation_message().await);
+        }
+        let records: Vec<(String, &String)> = bodies.iter().enumerate().map(|(i, b)| (format!("m{i}"), b)).collect();
+        flashstock::lambda::persist_event(&*t.stack.app, flashstock::lambda::sqs_event(&records), 0).await
+    };
+    assert!(r.batch_item_failures.is_empty(), "every order resolved in one delivery: {:?}", r.batch_item_failures);
+    let s = t.stores("short2").await;
+    TestApp::assert_identities(&s, false);
+    assert_eq!(s.saleable, 0, "{s:?}");
+    assert_eq!((s.by_status.get("RESERVED").copied(), s.by_status.get("FAILED").copied()), (Some(4), Some(6)), "{s:?}");
+}

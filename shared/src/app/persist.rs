@@ -36,9 +36,14 @@ const BUCKETS_AT_ONCE: usize = 8;
 
 /// What a refill found or did for a short bucket.
 enum Refill {
-    /// The bucket has (or was given) enough, or others still hold some: transact again.
+    /// The bucket has enough, or no move went through (donors drained or busy meanwhile):
+    /// transact again.
     Again,
-    /// No other bucket holds any: what the bucket has is all there is.
+    /// At least one move went through: transact again.
+    Moved,
+    /// What the bucket has is all this chunk gets: no other bucket holds any, or this chunk had
+    /// moves already and the whole collection is short of what it needs (two short buckets would
+    /// otherwise trade the same units back and forth until the chunk ran out of attempts).
     Short(i64),
     /// The collection is gone.
     Gone,
@@ -128,8 +133,15 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     }
 
     /// Brings units to `bucket`, which was short of `need`, from other buckets as `plan_moves`
-    /// picks them (each move one transaction, under the donor's turn).
-    async fn refill(&self, collection: &CollectionId, bucket: u32, need: i64) -> Result<Refill, AppError> {
+    /// picks them (each move one transaction, under the donor's turn), reading every bucket in
+    /// one snapshot.
+    async fn refill(
+        &self,
+        collection: &CollectionId,
+        bucket: u32,
+        need: i64,
+        moved_before: bool,
+    ) -> Result<Refill, AppError> {
         let Some(rec) = self.ledger.collection(collection).await? else { return Ok(Refill::Gone) };
         let saleable: Vec<i64> = rec.buckets.iter().map(|b| b.saleable).collect();
         let here = saleable.get(bucket as usize).copied().unwrap_or(0);
@@ -137,16 +149,24 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             return Ok(Refill::Again);
         }
         let moves = plan_moves(&saleable, bucket as usize, need);
-        if moves.is_empty() {
+        let elsewhere: i64 =
+            saleable.iter().enumerate().filter(|&(k, _)| k != bucket as usize).map(|(_, s)| s.max(&0)).sum();
+        // After moves, a bucket still short in a collection short overall fits what it has: two
+        // short buckets would otherwise trade the same units back and forth.
+        if moves.is_empty() || (moved_before && here + elsewhere < need) {
             return Ok(Refill::Short(here));
         }
+        let mut moved = false;
         for (from, units) in moves {
             let from = from as u32;
             let turn = self.take_turn(collection, from, DONOR_WAIT).await;
-            let moved = self.ledger.move_stock(collection, from, bucket, units).await;
+            let done = self.ledger.move_stock(collection, from, bucket, units).await;
             self.end_turn(collection, from, turn).await;
-            match moved {
-                Ok(()) => tracing::info!(%collection, from, to = bucket, units, "stock moved between buckets"),
+            match done {
+                Ok(()) => {
+                    moved = true;
+                    tracing::info!(%collection, from, to = bucket, units, "stock moved between buckets")
+                }
                 // The donor was drained or busy meanwhile: the next round reads again.
                 Err(WriteError::Cancelled(r)) => {
                     tracing::info!(%collection, from, to = bucket, reasons = ?r, "move refused")
@@ -154,7 +174,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 Err(e) => return Err(AppError::Unavailable(e.to_string())),
             }
         }
-        Ok(Refill::Again)
+        Ok(if moved { Refill::Moved } else { Refill::Again })
     }
 
     /// Runs the chunk's transaction until every order is durable, refused, or found already there.
@@ -168,6 +188,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     ) -> ChunkResult {
         let mut out = ChunkResult::default();
         let mut refuse: Vec<ReservationMessage> = Vec::new();
+        let mut moved = false;
         for attempt in 1..=MAX_ATTEMPTS {
             if reserve.is_empty() && refuse.is_empty() {
                 return out;
@@ -203,8 +224,9 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 // The bucket is short: refill it from the others, or, when none has any, apply
                 // what fits and refuse the rest (FAILED).
                 let need: i64 = reserve.iter().map(|m| i64::from(m.quantity)).sum();
-                match self.refill(collection, bucket, need).await {
+                match self.refill(collection, bucket, need, moved).await {
                     Ok(Refill::Again) => {}
+                    Ok(Refill::Moved) => moved = true,
                     Ok(Refill::Short(saleable)) => {
                         let qs: Vec<u32> = reserve.iter().map(|m| m.quantity).collect();
                         let fits = fit_to_stock(saleable, &qs);

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::{AttributeValue, Get, KeysAndAttributes, TransactGetItem};
 use serde::Serialize;
 
 use self::items::{
@@ -143,7 +143,9 @@ impl DynamoLedger {
         &self.table
     }
 
-    /// The records of these headers, each with its buckets read in one batch.
+    /// The records of these headers, each with its buckets read in one batch (per item
+    /// consistent, not a snapshot across items: for listing many collections at once, where a
+    /// torn read only makes a collection look changed).
     async fn with_buckets(&self, headers: Vec<CollectionItem>) -> InfraResult<Vec<CollectionRecord>> {
         let keys = headers.iter().flat_map(|h| (0..h.buckets).map(|k| bucket_pk(&h.collection_id, k))).collect();
         let mut levels: HashMap<(CollectionId, u32), StockLevels> = self
@@ -201,7 +203,34 @@ impl Ledger for DynamoLedger {
         let Some(header) = self.get::<CollectionItem>(col_pk(id), "dynamodb get collection").await? else {
             return Ok(None);
         };
-        Ok(self.with_buckets(vec![header]).await?.pop())
+        // One snapshot of every bucket (TransactGetItems is serialisable against the write
+        // transactions): a BatchGetItem could see one half of a move, and a decision on it (a
+        // short bucket's refusals, an identity check, drift) would be wrong.
+        let op = "dynamodb read buckets";
+        let mut gets = Vec::with_capacity(header.buckets as usize);
+        for k in 0..header.buckets {
+            let get = Get::builder()
+                .table_name(&self.table)
+                .key("pk", bucket_pk(id, k))
+                .build()
+                .map_err(|e| InfraError::new(op, e))?;
+            gets.push(TransactGetItem::builder().get(get).build());
+        }
+        let out = self.client.transact_get_items().set_transact_items(Some(gets)).send().await.map_err(sdk_err(op))?;
+        let buckets = out
+            .responses
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(k, r)| {
+                let item = r.item.ok_or_else(|| InfraError::new(op, format!("{id} has no bucket {k}")))?;
+                serde_dynamo::from_item::<_, BucketItem>(item).map(|b| b.levels()).map_err(|e| InfraError::new(op, e))
+            })
+            .collect::<InfraResult<Vec<StockLevels>>>()?;
+        if buckets.len() != header.buckets as usize {
+            return Err(InfraError::new(op, format!("{id}: {} of {} buckets read", buckets.len(), header.buckets)));
+        }
+        Ok(Some(header.into_record(buckets)))
     }
 
     async fn collections(&self) -> InfraResult<Vec<CollectionId>> {
