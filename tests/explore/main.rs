@@ -63,6 +63,7 @@ regressions! {
     forget_claim_erases_a_cancel_tombstone => "forget-claim-erases-a-cancel-tombstone",
     warm_up_counts_an_intent_twice => "warm-up-counts-an-intent-twice",
     warm_up_subtracts_a_committed_deduction => "warm-up-subtracts-a-committed-deduction",
+    run_clears_a_live_cancels_intent => "run-clears-a-live-cancels-intent",
 }
 
 /// `per` seeded PCT schedules of each scenario, from a fixed seed: reproducible in CI.

@@ -3,10 +3,11 @@
 
 use crate::gate::Fault;
 use crate::sched::Dir;
-use crate::world::{OpKind, Scenario, Setup, When};
+use crate::world::{OpKind, Scenario, Setup, THRESHOLD_MS, When};
 
 use OpKind::{
-    Cancel, Confirm, Persist, PersistBatch, Reconcile, ReconcileBehind, Sweep, Timeout, Try, TryFault, WarmUp,
+    Cancel, Confirm, Persist, PersistBatch, Reconcile, ReconcileAhead, ReconcileBehind, Sweep, Timeout, Try, TryFault,
+    WarmUp,
 };
 use Setup::{DiesAt, LoseMessages, LoseStock, Op, Redeliver, SkewStock, Trim};
 
@@ -19,6 +20,7 @@ fn sc(name: &'static str, setup: &[Setup], ops: &[OpKind]) -> Scenario {
         quantity: 5,
         per_user_limit: Some(4),
         buckets: 1,
+        threshold_ms: THRESHOLD_MS,
         orders: vec![(0, 1), (1, 1)],
         shared_order_id: false,
         setup: setup.to_vec(),
@@ -61,6 +63,20 @@ fn bucketed(quantity: u64, mut s: Scenario) -> Scenario {
     s
 }
 
+/// The least threshold the timing rules allow: a cancel's invocation lives up to 30 s past the
+/// clock it logs its intent on, and a run's clock may be 5 s ahead
+/// (`Timing::conflicts`, threshold ≥ cancel timeout + `CLOCK_SKEW`).
+const THRESHOLD_FLOOR_MS: i64 = 35_000;
+
+/// A cancel of a RESERVED order ∥ a run whose clock is as far ahead of the cancel's start as a
+/// cancel still alive can see (30 s + 5 s skew, less a second), at the threshold's floor.
+fn live_cancel_at_the_threshold_floor() -> Scenario {
+    Scenario {
+        threshold_ms: THRESHOLD_FLOOR_MS,
+        ..sc("cancel-reconcile-ahead", &[Op(Try(0)), Op(Persist)], &[Cancel(0), ReconcileAhead(34)])
+    }
+}
+
 /// Every pair the explorer runs exhaustively (every interleaving, and every death after any
 /// step with its trigger's retry).
 pub fn pairs() -> Vec<Scenario> {
@@ -98,6 +114,7 @@ pub fn pairs() -> Vec<Scenario> {
         after_retention(sc("trim-late-replay", &[Op(Try(0)), Op(Persist)], &[Reconcile, Try(0)])),
         after_retention(sc("trim-replay-cancel", &[Op(Try(0)), Op(Persist), Trim], &[Try(0), Cancel(0)])),
         after_retention(sc("trim-timeout", &[Op(Try(0)), Op(Persist)], &[Reconcile, Timeout(0)])),
+        live_cancel_at_the_threshold_floor(),
         bucketed(1, sc("move-persist-cancel", &[Op(Try(1))], &[Persist, Cancel(1)])),
         bucketed(1, sc("move-persist-reconcile", &[Op(Try(1))], &[Reconcile, Persist])),
         bucketed(1, sc("move-persist-timeout", &[Op(Try(1)), Op(Persist), Redeliver(1)], &[Persist, Timeout(1)])),
@@ -151,6 +168,15 @@ pub fn regressions() -> Vec<Regression> {
     let all: Vec<Scenario> = pairs().into_iter().chain(triples()).collect();
     let pair = |name: &str| all.iter().find(|s| s.name == name).cloned().expect("a scenario of that name");
     vec![
+        Regression {
+            name: "run-clears-a-live-cancels-intent",
+            what: "a cancel logged its intent and was committing in DynamoDB when a run whose clock was 34 s \
+                   ahead (the cancel still alive: 30 s timeout + 5 s skew) cleared intents older than the \
+                   threshold; at the old floor of 31 s it cleared this one, and the cancel's release returned \
+                   nothing: Redis a unit low, the buyer's held unit leaked. Holds at the 35 s floor",
+            scenario: live_cancel_at_the_threshold_floor(),
+            script: vec![Until(0, "dynamodb cancel-transaction"), Finish(1), Finish(0)],
+        },
         Regression {
             name: "cancel-in-persist-commit-settle-window",
             what: "persist commits, the buyer cancels the RESERVED order, then persist settles: the cancel's \

@@ -62,6 +62,9 @@ pub enum OpKind {
     /// A reconciliation run whose clock is this many seconds behind the others' (an invocation
     /// that started earlier and is still running, or a skewed clock).
     ReconcileBehind(u32),
+    /// A reconciliation run whose clock is this many seconds ahead of the operations' (a skewed
+    /// clock, or a run that starts while an earlier operation's invocation is still running).
+    ReconcileAhead(u32),
     /// The admin's warm-up (HTTP; retried when unanswered).
     WarmUp,
 }
@@ -88,6 +91,7 @@ impl OpKind {
             OpKind::Sweep => "sweep".into(),
             OpKind::Reconcile => "reconcile".into(),
             OpKind::ReconcileBehind(s) => format!("reconcile-{s}s-behind"),
+            OpKind::ReconcileAhead(s) => format!("reconcile-{s}s-ahead"),
             OpKind::WarmUp => "warm-up".into(),
         }
     }
@@ -96,7 +100,12 @@ impl OpKind {
     fn retried(self) -> bool {
         !matches!(
             self,
-            OpKind::Persist | OpKind::PersistBatch | OpKind::Reconcile | OpKind::ReconcileBehind(_) | OpKind::Sweep
+            OpKind::Persist
+                | OpKind::PersistBatch
+                | OpKind::Reconcile
+                | OpKind::ReconcileBehind(_)
+                | OpKind::ReconcileAhead(_)
+                | OpKind::Sweep
         )
     }
 }
@@ -142,6 +151,9 @@ pub struct Scenario {
     /// Stock buckets of the collection (1: no moves; more: buyers homed on a bucket that holds
     /// none make persist move units first).
     pub buckets: u32,
+    /// Reconciliation's threshold in this scenario's operations ([`THRESHOLD_MS`] but for the
+    /// schedules that check a timing rule at its floor).
+    pub threshold_ms: i64,
     /// Order `i`: (buyer index, quantity).
     pub orders: Vec<(usize, u32)>,
     /// Every order uses one order id (each buyer's own reservation): every Try must end
@@ -209,6 +221,8 @@ struct Sched {
     retry: Mutex<Vec<OpKind>>,
     /// The warm instance that runs set-up and quiescence (ungated).
     quiet: GatedApp,
+    /// Reconciliation's threshold in this schedule's operations.
+    threshold_ms: i64,
 }
 
 impl Sched {
@@ -301,12 +315,13 @@ impl World {
         })
     }
 
-    fn app(&self, gate: Option<Gate>) -> GatedApp {
+    fn app(&self, gate: Option<Gate>, threshold_ms: i64) -> GatedApp {
+        let settings = Settings { reconcile_threshold_ms: threshold_ms, ..self.settings.clone() };
         App::new(
             Gated::new(self.redis.clone(), gate.clone()),
             Gated::new(self.ledger.clone(), gate.clone()),
             Gated::new(self.queue.clone(), gate),
-            self.settings.clone(),
+            settings,
         )
     }
 
@@ -336,7 +351,8 @@ impl World {
             answers: Mutex::new(Vec::new()),
             inflight: Mutex::new(Vec::new()),
             retry: Mutex::new(Vec::new()),
-            quiet: self.app(None),
+            quiet: self.app(None, sc.threshold_ms),
+            threshold_ms: sc.threshold_ms,
         });
         self.discard_reservations().await?;
         let spec = CollectionSpec::parse(
@@ -406,7 +422,7 @@ impl World {
                 _ => Vec::new(),
             };
             let gate = Gate::new(i, tx.clone(), &faults, s.clock.clone());
-            let app = self.app(Some(gate.clone()));
+            let app = self.app(Some(gate.clone()), s.threshold_ms);
             // A warm instance: it knows the collection's settings before the operation starts.
             let _ = app.spec(&s.collection).await;
             gate.arm();
@@ -478,8 +494,12 @@ impl World {
                 Ok(r) => (200, "SWEPT".to_owned(), json!(r), false),
                 Err(e) => with_false(problem(&e)),
             },
-            OpKind::Reconcile | OpKind::ReconcileBehind(_) => {
-                let behind = if let OpKind::ReconcileBehind(b) = kind { i64::from(b) * 1000 } else { 0 };
+            OpKind::Reconcile | OpKind::ReconcileBehind(_) | OpKind::ReconcileAhead(_) => {
+                let behind = match kind {
+                    OpKind::ReconcileBehind(b) => i64::from(b) * 1000,
+                    OpKind::ReconcileAhead(a) => -i64::from(a) * 1000,
+                    _ => 0,
+                };
                 let r = app.reconcile_collections(std::slice::from_ref(&s.collection), now - behind).await;
                 (200, "RECONCILED".to_owned(), json!(r.collections), false)
             }
