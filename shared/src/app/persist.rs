@@ -59,9 +59,9 @@ struct ChunkResult {
 }
 
 impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
-    /// Makes accepted Tries durable: per collection and stock bucket, chunked transactions. Returns the orders
-    /// that are still unresolved after retries (their messages come back from SQS). The same
-    /// order twice in one batch (a duplicate delivery) is persisted once.
+    /// Makes accepted Tries durable: per collection and stock bucket, chunked transactions.
+    /// Returns the orders that are still unresolved after retries (their messages come back from
+    /// SQS). The same order twice in one batch (a duplicate delivery) is persisted once.
     pub async fn persist(&self, msgs: Vec<ReservationMessage>, now_ms: i64) -> Vec<OrderKey> {
         let mut seen = std::collections::HashSet::new();
         let msgs: Vec<ReservationMessage> = msgs.into_iter().filter(|m| seen.insert(m.key())).collect();
