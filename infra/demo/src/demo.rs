@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -137,12 +136,25 @@ async fn journey(client: &Client, collection: &str, user: &str, order: &str, pla
     }
 }
 
+/// The route a path is on, without its ids (for counting answers by route).
+fn route_of(path: &str) -> &'static str {
+    match path.rsplit('/').next() {
+        Some("cancel") => "cancel",
+        Some("confirm") => "confirm",
+        Some("reservations") => "try",
+        Some("warmup") => "warm-up",
+        _ if path.contains("/reservations/") => "status",
+        _ => "admin",
+    }
+}
+
 struct Client {
     http: reqwest::Client,
     base: String,
     secret: String,
-    /// Answers marked `retryable` that were retried (each retry counted).
-    retried: AtomicU64,
+    /// Answers marked `retryable` that were retried (each retry counted), by what was asked and
+    /// the answer's code.
+    retried: std::sync::Mutex<HashMap<String, u64>>,
 }
 
 /// Retries of one call answered `retryable` before its answer stands.
@@ -179,7 +191,14 @@ impl Client {
             if !retryable || attempt >= RETRIES {
                 return Ok((status, v));
             }
-            self.retried.fetch_add(1, Ordering::Relaxed);
+            let what = format!(
+                "{method} {} {status} {}",
+                route_of(path),
+                v.get("code").and_then(Value::as_str).unwrap_or("?")
+            );
+            if let Ok(mut r) = self.retried.lock() {
+                *r.entry(what).or_default() += 1;
+            }
             let backoff = Duration::from_millis(100 << attempt);
             let jitter = Duration::from_millis(rand::random_range(0..=backoff.as_millis() as u64 / 2));
             tokio::time::sleep(retry_after.unwrap_or(backoff + jitter)).await;
@@ -208,7 +227,7 @@ pub async fn run(base: &str, secret: &str, opts: &DemoOptions) -> anyhow::Result
         http: reqwest::Client::builder().pool_max_idle_per_host(opts.concurrency).build()?,
         base: base.trim_end_matches('/').to_owned(),
         secret: secret.to_owned(),
-        retried: AtomicU64::new(0),
+        retried: std::sync::Mutex::new(HashMap::new()),
     });
     let collection = format!("demo-{}", ulid::Ulid::new().to_string().to_lowercase());
     let admin = [flashstock::http::auth::ADMIN_SCOPE];
@@ -377,6 +396,10 @@ pub async fn run(base: &str, secret: &str, opts: &DemoOptions) -> anyhow::Result
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     println!("final state: {}", report.final_state);
-    report.retried = client.retried.load(Ordering::Relaxed);
+    let retried = client.retried.lock().map(|r| r.clone()).unwrap_or_default();
+    report.retried = retried.values().sum();
+    if !retried.is_empty() {
+        println!("retried: {retried:?}");
+    }
     Ok(report)
 }
