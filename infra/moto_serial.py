@@ -7,7 +7,8 @@ copy of the whole table taken at its start. Two concurrent transactions on one i
 per item and applies a transaction atomically; serving one request at a time gives the local
 stack at least that guarantee. SQS keeps its own threaded moto (long polling needs concurrency).
 
-It also makes a transaction's rollback copy cost what the transaction touches: moto deep-copies
+It also allows 100 items in a TransactGetItems, as DynamoDB does (moto checks the old 25), and
+makes a transaction's rollback copy cost what the transaction touches: moto deep-copies
 every table a transaction names before it starts (to restore on cancel), which is O(table) per
 transaction and made a few thousand orders take minutes. Here the copy is the table's item index
 one level deep plus deep copies of only the items the transaction names (Put items, Update /
@@ -37,11 +38,16 @@ import time
 import moto_untracked  # noqa: F401  (first: stops moto's instance tracking, see its header)
 from werkzeug.serving import run_simple
 from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb import responses as dynamodb_responses
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 
 _deepcopy = copy.deepcopy
+
+# DynamoDB takes up to 100 items in a TransactGetItems, as in a TransactWriteItems; moto still
+# checks the old 25 for reads (a collection's snapshot reads its header's buckets: up to 64).
+dynamodb_responses.TRANSACTION_MAX_ITEMS = 100
 
 
 class _CopyTouchedOnly:
