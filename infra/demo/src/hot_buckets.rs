@@ -5,7 +5,6 @@
 //! DynamoDB's rules) and each stock item's chain of transactions are counted on the wire by the
 //! bench's SDK interceptor; every call the real path makes is in them.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use flashstock::app::AppError;
@@ -45,10 +44,10 @@ fn key(id: &CollectionId, i: usize) -> anyhow::Result<OrderKey> {
 }
 
 /// The write units and the longest per-item chain since the last take.
-fn take(b: &BenchApp) -> (f64, u64, BTreeMap<String, u64>) {
+fn take(b: &BenchApp) -> (f64, u64) {
     let w = b.dynamo_requests.take_writes();
     let items = b.dynamo_requests.take_item_transactions();
-    (w.write_units, items.values().copied().max().unwrap_or(0), items)
+    (w.write_units, items.values().copied().max().unwrap_or(0))
 }
 
 /// Runs the drop: `orders` Tries of one unit, persist in batches of 1,000 by `consumers` at once,
@@ -106,7 +105,7 @@ pub async fn run(
     anyhow::ensure!(failures == 0, "persist left {failures} orders unresolved");
     let persist_s = started.elapsed().as_secs_f64();
     let requests = b.dynamo_requests.take();
-    let (wcu, chain, _) = take(&b);
+    let (wcu, chain) = take(&b);
     let mut run = BucketsRun {
         buckets,
         orders,
@@ -172,7 +171,7 @@ async fn second_phase(
         .collect()
         .await;
     let unavailable = answers.into_iter().collect::<anyhow::Result<Vec<bool>>>()?.into_iter().filter(|&u| u).count();
-    let (wcu, chain, _) = take(b);
+    let (wcu, chain) = take(b);
     Ok((unavailable, wcu, chain))
 }
 

@@ -2,7 +2,7 @@
 //! buckets, take stock for reservations, move units between buckets, confirm, and give back. Each
 //! names one bucket item (a move two) and keeps every bucket's identity.
 
-use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 
 use super::DynamoLedger;
 use super::items::{BucketItem, CollectionItem, FINAL_TTL_SECONDS, bucket_pk, n, ord_pk, s, to_item};
@@ -81,8 +81,16 @@ impl DynamoLedger {
                 units,
             )
         } else {
-            // Only refusals: the bucket must exist (the collection was not deleted under us).
-            self.bucket_update(collection, bucket, "SET saleable = saleable + :t", "attribute_exists(pk)", 0)
+            // Only refusals: a check that the bucket exists (the collection was not deleted under
+            // us), not a write of it.
+            let c = built(
+                ConditionCheck::builder()
+                    .table_name(self.table())
+                    .key("pk", bucket_pk(collection, bucket))
+                    .condition_expression("attribute_exists(pk)")
+                    .build(),
+            )?;
+            Ok(TransactWriteItem::builder().condition_check(c).build())
         }
     }
 
