@@ -1,6 +1,7 @@
 //! Stock buckets on the real local stack: buyers hashing unevenly still buy every unit (units
 //! move between buckets), a burst of confirms and cancels on one collection goes through without
-//! a 503, and timers give a bucket's orders back in one batch that one poisoned order cannot fail.
+//! a 503, timers give a bucket's orders back in one batch that one poisoned order cannot fail,
+//! and a confirm writes no stock item (reconciliation's tally counts it, once).
 
 use std::time::Duration;
 
@@ -149,4 +150,45 @@ async fn two_short_buckets_at_once_sell_exactly_the_stock_and_refuse_the_rest() 
     TestApp::assert_identities(&s, false);
     assert_eq!(s.saleable, 0, "{s:?}");
     assert_eq!((s.by_status.get("RESERVED").copied(), s.by_status.get("FAILED").copied()), (Some(4), Some(6)), "{s:?}");
+}
+
+#[tokio::test]
+async fn a_confirm_writes_no_stock_and_two_overlapping_tallies_count_it_once() {
+    let t = TestApp::start_with(TestApp::manual_options(), |_| {}).await;
+    t.collection("tally", json!({ "quantity": 40, "buckets": 4 })).await;
+    let buyers: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+    for u in &buyers {
+        assert_eq!(t.reserve(u, "tally", "o", 2).await.status, 202);
+    }
+    assert_eq!(t.deliver_reservations(20).await, 12);
+    let before = t.stores("tally").await;
+    for u in &buyers[..9] {
+        assert_eq!(t.confirm("tally", u, "o").await.str("status"), "CONFIRMED");
+    }
+    // Not one stock bucket changed: the confirms wrote their orders only.
+    let after = t.stores("tally").await;
+    assert_eq!(
+        (after.saleable, after.reserved_counter, after.confirmed_counter),
+        (before.saleable, before.reserved_counter, before.confirmed_counter),
+        "{after:?}"
+    );
+    assert_eq!((after.untallied, after.by_status.get("CONFIRMED").copied()), (18, Some(18)), "{after:?}");
+    assert!(after.identity_failures(true).is_empty(), "{:?}", after.identity_failures(true));
+    // The admin view counts them as confirmed already.
+    let view = t.inspect("tally").await;
+    assert_eq!((view.body["reserved"].as_i64(), view.body["confirmed"].as_i64()), (Some(6), Some(18)), "{view:?}");
+    // Two reconciliation runs at once tally each order exactly once.
+    let col = CollectionId::parse("tally").unwrap();
+    let now = flashstock::now_ms();
+    let (a, b) = futures::join!(
+        t.stack.app.reconcile_collections(std::slice::from_ref(&col), now),
+        t.stack.app.reconcile_collections(std::slice::from_ref(&col), now)
+    );
+    assert_eq!(a.tallied + b.tallied, 9, "{a:?} {b:?}");
+    let s = t.assert_settled("tally").await;
+    assert_eq!((s.untallied, s.reserved_counter, s.confirmed_counter), (0, 6, 18), "{s:?}");
+    let view = t.inspect("tally").await;
+    assert_eq!((view.body["reserved"].as_i64(), view.body["confirmed"].as_i64()), (Some(6), Some(18)), "{view:?}");
+    let again = t.stack.app.reconcile_collections(std::slice::from_ref(&col), flashstock::now_ms()).await;
+    assert_eq!(again.tallied, 0, "{again:?}");
 }

@@ -231,7 +231,7 @@ async fn subjects_from_every_identity_provider_work_end_to_end() {
     // One buyer's id prefix is not another buyer: "auth0" alone holds nothing.
     t.status("auth0", "idp", "o1").await.assert_problem(404, "RESERVATION_NOT_FOUND");
     let s = t.assert_settled("idp").await;
-    assert_eq!((s.quantity, s.saleable, s.confirmed_counter), (100, 92, 8));
+    assert_eq!((s.quantity, s.saleable, s.by_status.get("CONFIRMED").copied()), (100, 92, Some(8)));
 }
 
 /// The default budget (20 requests), over a window longer than a test can take.

@@ -10,7 +10,7 @@ use flashstock::domain::{CancelReason, CollectionId, CollectionSpec, OrderKey, U
 use flashstock::ports::{
     CacheEntry, CacheProbe, CacheSnapshot, CollectionRecord, CreateOutcome, InfraError, InfraResult, Ledger,
     OrderRecord, Queue, Rebuild, Released, ReservationMessage, ReserveOutcome, ReserveRequest, SettleAs, StockCache,
-    TimeoutMessage, Tombstone, Trimmed, WriteError,
+    TimeoutMessage, Tombstone, Trimmed, Untallied, WriteError,
 };
 
 use crate::gate::{Fault, Gate};
@@ -204,7 +204,16 @@ impl Ledger for Gated<DynamoLedger> {
         self.step("dynamodb move-transaction", move || self.inner.move_stock(collection, from, to, units)).await
     }
     async fn confirm(&self, order: &OrderRecord, now_ms: i64) -> Result<(), WriteError> {
-        self.step("dynamodb confirm-transaction", move || self.inner.confirm(order, now_ms)).await
+        self.step("dynamodb confirm-order", move || self.inner.confirm(order, now_ms)).await
+    }
+    async fn untallied(&self, collection: &CollectionId, bucket: u32, limit: usize) -> InfraResult<Vec<Untallied>> {
+        self.step("dynamodb query-untallied", move || self.inner.untallied(collection, bucket, limit)).await
+    }
+    async fn tally(&self, collection: &CollectionId, bucket: u32, orders: &[Untallied]) -> Result<(), WriteError> {
+        if orders.is_empty() {
+            return Ok(());
+        }
+        self.step("dynamodb tally-transaction", move || self.inner.tally(collection, bucket, orders)).await
     }
     async fn cancel_reserved(
         &self,

@@ -686,9 +686,13 @@ impl World {
         let l = col.levels;
         let records: HashMap<OrderKey, flashstock::ports::OrderRecord> =
             self.ledger.orders(&s.orders).await?.into_iter().map(|r| (r.key(), r)).collect();
-        let held =
-            |st: Status| -> i64 { records.values().filter(|r| r.status == st).map(|r| i64::from(r.quantity)).sum() };
-        let (reserved, confirmed) = (held(Status::Reserved), held(Status::Confirmed));
+        let held = |st: Status, untallied: bool| -> i64 {
+            records.values().filter(|r| r.status == st && r.untallied == untallied).map(|r| i64::from(r.quantity)).sum()
+        };
+        // A confirm writes its order alone: its units count as reserved in the bucket until the
+        // tally moves them.
+        let (reserved, confirmed) =
+            (held(Status::Reserved, false) + held(Status::Confirmed, true), held(Status::Confirmed, false));
         // I1
         if !(0 <= l.saleable && l.saleable <= l.quantity) || l.quantity != l.saleable + reserved + confirmed {
             bad(

@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use flashstock::adapters::dynamo_ledger::{EXPIRY_INDEX, KIND_INDEX};
+use flashstock::adapters::dynamo_ledger::{EXPIRY_INDEX, KIND_INDEX, TALLY_INDEX};
 
 /// Receives before a message goes to its DLQ.
 pub const MAX_RECEIVE_COUNT: u32 = 5;
@@ -35,6 +35,17 @@ fn keys_only_index(name: &str, hash: &str, range: &str) -> anyhow::Result<Global
         .build()?)
 }
 
+/// The tally's sparse index: a bucket's confirmed orders not tallied yet, with their quantity.
+fn tally_index() -> anyhow::Result<GlobalSecondaryIndex> {
+    Ok(GlobalSecondaryIndex::builder()
+        .index_name(TALLY_INDEX)
+        .key_schema(key("gsi3pk", KeyType::Hash)?)
+        .projection(
+            Projection::builder().projection_type(ProjectionType::Include).non_key_attributes("quantity").build(),
+        )
+        .build()?)
+}
+
 /// Creates the table if it does not exist (idempotent).
 pub async fn table(client: &aws_sdk_dynamodb::Client, name: &str) -> anyhow::Result<()> {
     if client.describe_table().table_name(name).send().await.is_ok() {
@@ -50,8 +61,10 @@ pub async fn table(client: &aws_sdk_dynamodb::Client, name: &str) -> anyhow::Res
         .attribute_definitions(attr("gsi1sk", ScalarAttributeType::N)?)
         .attribute_definitions(attr("gsi2pk", ScalarAttributeType::S)?)
         .attribute_definitions(attr("gsi2sk", ScalarAttributeType::S)?)
+        .attribute_definitions(attr("gsi3pk", ScalarAttributeType::S)?)
         .global_secondary_indexes(keys_only_index(EXPIRY_INDEX, "gsi1pk", "gsi1sk")?)
         .global_secondary_indexes(keys_only_index(KIND_INDEX, "gsi2pk", "gsi2sk")?)
+        .global_secondary_indexes(tally_index()?)
         .send()
         .await?;
     client

@@ -84,8 +84,19 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     pub async fn inspect(&self, id: &CollectionId) -> Result<CollectionView, AppError> {
         let snap = self.cache.snapshot(id).await?;
         let rec = self.ledger.collection(id).await?.ok_or(AppError::CollectionNotFound)?;
-        let l = rec.levels;
         let identity_violations = rec.violations();
+        // Confirms not tallied yet count as confirmed (`app::tally`).
+        let untallied = futures::future::try_join_all(
+            (0..rec.spec.buckets).map(|b| self.ledger.untallied(id, b, usize::MAX)),
+        )
+        .await?;
+        let buckets: Vec<StockLevels> = rec
+            .buckets
+            .iter()
+            .zip(&untallied)
+            .map(|(l, u)| l.with_untallied(u.iter().map(|o| i64::from(o.quantity)).sum()))
+            .collect();
+        let l: StockLevels = buckets.iter().copied().sum();
         Ok(CollectionView {
             collection_id: rec.id,
             quantity: l.quantity,
@@ -100,7 +111,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             payment_window_seconds: rec.spec.payment_window_seconds,
             max_per_order: rec.spec.max_per_order,
             identity_violations,
-            buckets: rec.buckets,
+            buckets,
         })
     }
 }

@@ -1,5 +1,7 @@
 //! Confirm: the payment service's second phase, RESERVED → CONFIRMED, exactly once. A confirm
-//! racing a cancel reads again and lets the state machine decide: exactly one of them wins.
+//! racing a cancel reads again and lets the state machine decide: exactly one of them wins. It
+//! writes the order alone (no stock bucket): reconciliation's tally counts its units as confirmed
+//! in their bucket later ([`super::tally`]).
 
 use super::status::{Located, ReservationView};
 use super::{App, AppError, MAX_ROUNDS};
@@ -14,7 +16,6 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// `ReservationNotFound`.
     pub async fn confirm(&self, order: &OrderKey, now_ms: i64) -> Result<ReservationView, AppError> {
         let started = std::time::Instant::now();
-        let mut contended = None;
         for round in 1..=MAX_ROUNDS {
             let located = self.locate(order).await?;
             match transition(located.status(), crate::domain::Event::Confirm) {
@@ -26,10 +27,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             if rec.status == Status::Confirmed {
                 return Ok(rec.into());
             }
-            let turn = self.take_turn(&order.collection, rec.bucket, super::turn_wait(started)).await;
-            let done = self.ledger.confirm(&rec, now_ms).await;
-            self.end_turn(&order.collection, rec.bucket, turn).await;
-            match done {
+            match self.ledger.confirm(&rec, now_ms).await {
                 Ok(()) => {
                     rec.status = Status::Confirmed;
                     tracing::info!(%order, "confirmed");
@@ -37,13 +35,12 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 }
                 Err(WriteError::ConditionFailed) => continue, // raced a cancel: re-read and decide
                 Err(WriteError::Cancelled(r)) => {
-                    contended = Some(rec.bucket);
-                    tracing::warn!(%order, bucket = rec.bucket, reasons = ?r, "confirm retried");
+                    tracing::warn!(%order, reasons = ?r, "confirm retried");
                     super::second_phase_backoff(started, round).await;
                 }
                 Err(WriteError::Infra(e)) => return Err(e.into()),
             }
         }
-        Err(super::contention(order, contended))
+        Err(super::contention(order, None))
     }
 }

@@ -1,6 +1,6 @@
 //! The use cases, written against the ports: Try ([`reserve`]), Persist ([`persist`]), status
 //! ([`status`]), admin ([`admin`]), the second phase: [`confirm`], [`cancel`] and [`timeouts`]
-//! (timers and the expiry sweep), and [`reconcile`].
+//! (timers and the expiry sweep), and [`reconcile`] with its [`tally`] of confirmed units.
 //! [`App`] holds the adapters built once per process plus per-instance caches.
 
 pub mod admin;
@@ -11,6 +11,7 @@ pub mod reconcile;
 pub mod reserve;
 pub mod sold_out;
 pub mod status;
+pub mod tally;
 pub mod timeouts;
 
 use std::collections::HashMap;
@@ -209,7 +210,7 @@ const TURN_TTL: Duration = Duration::from_secs(5);
 
 impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// Waits for a stock bucket's write turn: every DynamoDB transaction on a bucket item
-    /// (persist's chunks, moves, confirm, cancels, timer batches) takes it, so they queue instead of DynamoDB
+    /// (persist's chunks, moves, cancels, timer batches, tallies) takes it, so they queue instead of DynamoDB
     /// cancelling them for conflicts. Gives up after `wait`, or at once if Redis cannot be asked,
     /// and the caller transacts anyway: turns only spare conflicts, DynamoDB's conditions stay the
     /// guarantee. Returns the holder to give back ([`Self::end_turn`]), `None` when not held.

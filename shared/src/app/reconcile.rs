@@ -54,6 +54,8 @@ pub const ENTRIES_PER_RUN: usize = 20_000;
 const HEAL_CONCURRENCY: usize = 32;
 /// Orders re-logged per script call (one call holds Redis for all of them).
 const RELOG_PER_CALL: usize = 256;
+/// Confirmed orders tallied per collection per run.
+const TALLY_PER_RUN: usize = 20_000;
 /// Settled entries trimmed per collection per run.
 const TRIM_PER_RUN: usize = 20_000;
 /// Collections reconciled at once.
@@ -106,6 +108,8 @@ pub struct CollectionReport {
     pub rebuilt: bool,
     pub repaired_drift: Option<i64>,
     pub trimmed: u32,
+    /// Confirmed orders whose units were tallied into their buckets' confirmed counts.
+    pub tallied: u32,
     pub identity_violations: Vec<IdentityViolation>,
     pub errors: Vec<String>,
 }
@@ -124,6 +128,8 @@ pub struct ReconcileReport {
     /// Messages re-published for orders with no durable record past the threshold.
     pub republished: u32,
     pub tombstones_written: u32,
+    /// Confirmed orders tallied into their buckets.
+    pub tallied: u32,
     pub identity_violations: u32,
     pub max_abs_drift: i64,
     pub errors: u32,
@@ -204,6 +210,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             report.entries_healed += cr.settled + cr.returned;
             report.republished += cr.republished;
             report.tombstones_written += cr.tombstones_written;
+            report.tallied += cr.tallied;
             report.identity_violations += cr.identity_violations.len() as u32;
             report.max_abs_drift = report.max_abs_drift.max(cr.drift.unwrap_or(0).abs());
             report.errors += cr.errors.len() as u32;
@@ -232,6 +239,14 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         cr.identity_violations = rec.violations();
         for v in &cr.identity_violations {
             tracing::error!(collection = %id, violation = ?v, "identity violated");
+        }
+        // Confirmed units into their buckets' counts (a failure waits for the next run).
+        match self.tally(id, rec.spec.buckets, TALLY_PER_RUN).await {
+            Ok(n) => cr.tallied = n,
+            Err(e) => {
+                tracing::warn!(collection = %id, error = %e, "tally failed; the next run tries again");
+                cr.errors.push(e.to_string());
+            }
         }
         let saleable = rec.levels.saleable;
         match snap.stock {
@@ -271,6 +286,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         // collection is skipped until its mark is a retention old), then leave the mark later
         // runs skip it by. Every visit is noted: the longest unvisited go first.
         let clean = cr.unsettled_examined == 0
+            && cr.tallied == 0
             && cr.drift == Some(0)
             && cr.identity_violations.is_empty()
             && snap.unsettled == 0

@@ -77,6 +77,14 @@ pub struct StockLevels {
     pub confirmed: i64,
 }
 
+impl StockLevels {
+    /// The levels as a reader should see them: `untallied` units of confirmed orders (still
+    /// counted as reserved until the tally) counted as confirmed.
+    pub fn with_untallied(self, untallied: i64) -> Self {
+        Self { reserved: self.reserved - untallied, confirmed: self.confirmed + untallied, ..self }
+    }
+}
+
 /// A broken stock identity (docs/DESIGN.md#stock-identities).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "identity", rename_all = "camelCase")]
@@ -159,6 +167,14 @@ pub fn drift(cached: i64, saleable: i64, pending: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn untallied_units_read_as_confirmed() {
+        let l = StockLevels { quantity: 10, saleable: 4, reserved: 5, confirmed: 1 };
+        assert_eq!(l.with_untallied(3), StockLevels { quantity: 10, saleable: 4, reserved: 2, confirmed: 4 });
+        assert_eq!(l.with_untallied(0), l);
+        assert!(l.with_untallied(3).violations().is_empty(), "the identity holds either way");
+    }
 
     #[test]
     fn spec_defaults_and_bounds() {

@@ -49,12 +49,21 @@ pub struct OrderRecord {
     pub took_stock: bool,
     /// The stock bucket its units were taken from (the buyer's home bucket when persisted).
     pub bucket: u32,
+    /// A CONFIRMED order whose units its bucket still counts as reserved (not tallied yet).
+    pub untallied: bool,
 }
 
 impl OrderRecord {
     pub fn key(&self) -> OrderKey {
         OrderKey::new(self.collection.clone(), self.user.clone(), self.order.clone())
     }
+}
+
+/// A confirmed order listed for the tally: its units still count as reserved in its bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Untallied {
+    pub key: OrderKey,
+    pub quantity: u32,
 }
 
 /// A CANCELLED record written where no record exists yet (anti-hanging).
@@ -128,10 +137,28 @@ pub trait Ledger: Send + Sync + 'static {
         to: u32,
         units: i64,
     ) -> impl Future<Output = Result<(), WriteError>> + Send;
-    /// RESERVED → CONFIRMED (condition: still RESERVED) with its bucket's counters, reserved to
-    /// confirmed (its saleable untouched). Item 0 is the bucket, item 1 the order; the order's
-    /// condition failing is `ConditionFailed`.
+    /// RESERVED → CONFIRMED (condition: still RESERVED), a write of the order alone: its units
+    /// stay counted as reserved in its bucket until [`Ledger::tally`] moves them. The condition
+    /// failing is `ConditionFailed`; a conflict with a transaction on the order, or throttling,
+    /// is `Cancelled([Retryable])`.
     fn confirm(&self, order: &OrderRecord, now_ms: i64) -> impl Future<Output = Result<(), WriteError>> + Send;
+    /// Up to `limit` confirmed orders of this bucket not tallied yet (read from an eventually
+    /// consistent index: one may have been tallied meanwhile).
+    fn untallied(
+        &self,
+        collection: &CollectionId,
+        bucket: u32,
+        limit: usize,
+    ) -> impl Future<Output = InfraResult<Vec<Untallied>>> + Send;
+    /// One transaction: these orders' units from the bucket's reserved to its confirmed, each
+    /// order marked tallied (condition: not tallied yet, so each is counted once). At most 99
+    /// orders; item 0 is the bucket, then the orders in turn.
+    fn tally(
+        &self,
+        collection: &CollectionId,
+        bucket: u32,
+        orders: &[Untallied],
+    ) -> impl Future<Output = Result<(), WriteError>> + Send;
     /// RESERVED → CANCELLED for each order, and their units back to saleable in their bucket, in
     /// one transaction (conditions: each order still RESERVED; all share `orders[0].bucket`).
     /// Item 0 is the bucket, then the orders in turn.

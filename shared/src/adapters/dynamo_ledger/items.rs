@@ -163,6 +163,10 @@ pub(super) struct OrderItem {
     pub gsi1pk: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gsi1sk: Option<i64>,
+    /// Set by a confirm, removed by the tally ([`super::tally`]): the order is listed in
+    /// `byTally` under its bucket until its units are counted as confirmed there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi3pk: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<i64>,
 }
@@ -180,6 +184,7 @@ impl OrderItem {
             reason: self.reason,
             took_stock: self.took_stock,
             bucket: self.bucket.unwrap_or(0),
+            untallied: self.gsi3pk.is_some(),
         }
     }
 }
@@ -214,6 +219,7 @@ pub fn reservation_item(
         updated_at: now_ms,
         gsi1pk: reserved.then(|| expiry_shard(&m.key())),
         gsi1sk: expires_at,
+        gsi3pk: None,
         ttl: (!reserved).then_some(now_ms / 1000 + FINAL_TTL_SECONDS),
     })
 }

@@ -1,12 +1,14 @@
 //! [`Ledger`] on DynamoDB: one table, conditional writes and transactions, in three rooms:
 //! [`items`] (keys and attributes; the layout is written once in docs/DESIGN.md#dynamodb-items),
-//! [`stock`] (the transactions on a collection's stock buckets) and this file (reads, and the
-//! port's methods).
+//! [`stock`] (the transactions on a collection's stock buckets), [`tally`] (confirm, and counting
+//! confirmed units into their buckets) and this file (reads, and the port's methods).
 
 mod items;
 mod stock;
+mod tally;
 
 pub use items::{EXPIRY_INDEX, EXPIRY_SHARDS, KIND_INDEX, item_bytes, reservation_item};
+pub use tally::{TALLY_CHUNK, TALLY_INDEX};
 
 use std::collections::HashMap;
 
@@ -23,7 +25,7 @@ use self::items::{
 use crate::domain::{CancelReason, CollectionId, CollectionSpec, OrderKey, Status, StockLevels};
 use crate::ports::{
     CollectionRecord, CreateOutcome, InfraError, InfraResult, ItemFailure, Ledger, OrderRecord, ReservationMessage,
-    Tombstone, WriteError,
+    Tombstone, Untallied, WriteError,
 };
 
 #[derive(Clone)]
@@ -311,18 +313,22 @@ impl Ledger for DynamoLedger {
     }
 
     async fn confirm(&self, order: &OrderRecord, now_ms: i64) -> Result<(), WriteError> {
-        let q = i64::from(order.quantity);
-        let items = vec![
-            self.bucket_update(
-                &order.collection,
-                order.bucket,
-                "SET reserved = reserved - :t, confirmed = confirmed + :t",
-                "reserved >= :t",
-                q,
-            )?,
-            self.leave_reserved(order, Status::Confirmed, None, now_ms)?,
-        ];
-        stock::order_lost(self.transact("dynamodb confirm", items).await)
+        self.confirm_order(order, now_ms).await
+    }
+
+    async fn untallied(&self, collection: &CollectionId, bucket: u32, limit: usize) -> InfraResult<Vec<Untallied>> {
+        self.list_untallied(collection, bucket, limit).await
+    }
+
+    async fn tally(&self, collection: &CollectionId, bucket: u32, orders: &[Untallied]) -> Result<(), WriteError> {
+        if orders.is_empty() {
+            return Ok(());
+        }
+        if orders.len() > TALLY_CHUNK {
+            let detail = format!("{} orders in one tally (at most {TALLY_CHUNK})", orders.len());
+            return Err(InfraError::new("dynamodb tally", detail).into());
+        }
+        self.transact("dynamodb tally", self.tally_items(collection, bucket, orders)?).await
     }
 
     async fn cancel_reserved(
@@ -366,6 +372,7 @@ impl Ledger for DynamoLedger {
             updated_at: now_ms,
             gsi1pk: None,
             gsi1sk: None,
+            gsi3pk: None,
             ttl: Some(now_ms / 1000 + FINAL_TTL_SECONDS),
         };
         self.put_new("dynamodb put tombstone", &item).await

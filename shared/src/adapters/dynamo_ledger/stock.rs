@@ -1,5 +1,5 @@
 //! The transactions that move stock between a collection's buckets and its orders: create the
-//! buckets, take stock for reservations, move units between buckets, confirm, and give back. Each
+//! buckets, take stock for reservations, move units between buckets, and give back. Each
 //! names one bucket item (a move two) and keeps every bucket's identity.
 
 use aws_sdk_dynamodb::types::{ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
@@ -8,7 +8,7 @@ use super::DynamoLedger;
 use super::items::{BucketItem, CollectionItem, FINAL_TTL_SECONDS, bucket_pk, n, ord_pk, s, to_item};
 use crate::domain::buckets::split_quantity;
 use crate::domain::{CancelReason, CollectionId, CollectionSpec, Status};
-use crate::ports::{InfraError, ItemFailure, OrderRecord, WriteError};
+use crate::ports::{InfraError, OrderRecord, WriteError};
 
 fn built<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, InfraError> {
     r.map_err(|e| InfraError::new("dynamodb build transaction item", e))
@@ -157,16 +157,5 @@ impl DynamoLedger {
             .await
             .map(|_| ())
             .map_err(|e| super::map_transact_error(op, e))
-    }
-}
-
-/// A confirm's or single cancel's reasons: its order's condition failing (item 1) means another
-/// second phase won, so the caller reads again and decides.
-pub(super) fn order_lost(r: Result<(), WriteError>) -> Result<(), WriteError> {
-    match r {
-        Err(WriteError::Cancelled(reasons)) if reasons.get(1) == Some(&ItemFailure::ConditionFailed) => {
-            Err(WriteError::ConditionFailed)
-        }
-        other => other,
     }
 }
