@@ -98,6 +98,9 @@ pub fn pairs() -> Vec<Scenario> {
         sc("cancel-timeout", &[Op(Try(0)), Op(Persist)], &[Cancel(0), Timeout(0)]),
         sc("confirm-timeout", &[Op(Try(0)), Op(Persist)], &[Confirm(0), Timeout(0)]),
         sc("sweep-cancel", &[Op(Try(0)), Op(Persist)], &[Sweep, Cancel(0)]),
+        // The tally (in reconciliation) racing the confirm it counts, and another tally.
+        sc("confirm-tally", &[Op(Try(0)), Op(Persist)], &[Confirm(0), Reconcile]),
+        sc("tally-tally", &[Op(Try(0)), Op(Persist), Op(Confirm(0))], &[Reconcile, Reconcile]),
         sc("reconcile-late-persist", &[Op(Try(0))], &[Reconcile, Persist]),
         after_give_up(sc("give-up-late-persist", &[Op(Try(0))], &[Reconcile, Persist])),
         sc("reconcile-cancel-lost", &[Op(Try(0)), LoseMessages], &[Reconcile, Cancel(0)]),
@@ -141,6 +144,11 @@ pub fn triples() -> Vec<Scenario> {
             &[Reconcile, ReconcileBehind(60), Try(0)],
         )),
         sc("confirm-cancel-timeout", &[Op(Try(0)), Op(Persist)], &[Confirm(0), Cancel(0), Timeout(0)]),
+        sc(
+            "two-buyers-confirm-cancel-tally",
+            &[Op(Try(0)), Op(Try(1)), Op(Persist)],
+            &[Confirm(0), Cancel(1), Reconcile],
+        ),
         sold_out("refused-try-stock-returns-replay", &[Try(0), Cancel(1), Try(0)]),
         sc("ambiguous-publish-replay-persist", &[], &[TryFault(0, SEND, Fault::FailAfter), Try(0), Persist]),
         sc("two-buyers-batch-reconcile", &[], &[Try(0), Try(1), PersistBatch, Reconcile]),

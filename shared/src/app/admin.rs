@@ -86,10 +86,9 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         let rec = self.ledger.collection(id).await?.ok_or(AppError::CollectionNotFound)?;
         let identity_violations = rec.violations();
         // Confirms not tallied yet count as confirmed (`app::tally`).
-        let untallied = futures::future::try_join_all(
-            (0..rec.spec.buckets).map(|b| self.ledger.untallied(id, b, usize::MAX)),
-        )
-        .await?;
+        let untallied =
+            futures::future::try_join_all((0..rec.spec.buckets).map(|b| self.ledger.untallied(id, b, usize::MAX)))
+                .await?;
         let buckets: Vec<StockLevels> = rec
             .buckets
             .iter()

@@ -1,5 +1,5 @@
 -- lease.lua: a stock bucket's write turn: one DynamoDB transaction at a time on the bucket's item
--- (a persist consumer's chunk, a move, a confirm, a cancel of RESERVED orders: one, or a timer
+-- (a persist consumer's chunk, a move, a tally, a cancel of RESERVED orders: one, or a timer
 -- batch), the others wait for it.
 -- Only a throughput aid: DynamoDB's conditional writes stay the guarantee, so a lease that
 -- expires under its holder costs transaction conflicts (retried), never correctness.

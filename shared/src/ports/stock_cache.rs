@@ -241,9 +241,9 @@ pub trait StockCache: Send + Sync + 'static {
         mark: Option<&str>,
     ) -> impl Future<Output = InfraResult<()>> + Send;
     /// Takes (or renews, if `holder` has it) the write turn (a lease) of one of the collection's
-    /// stock buckets for `ttl`: true when `holder` holds it. Persist's chunks, moves, confirms,
-    /// cancels and timer batches take it so that one transaction at a time writes the bucket's item; a throughput
-    /// aid only, DynamoDB's conditions stay the guarantee.
+    /// stock buckets for `ttl`: true when `holder` holds it. Persist's chunks, moves, tallies,
+    /// cancels and timer batches take it so that one transaction at a time writes the bucket's
+    /// item; a throughput aid only, DynamoDB's conditions stay the guarantee.
     fn take_lease(
         &self,
         collection: &CollectionId,

@@ -90,7 +90,12 @@ impl DynamoLedger {
             };
             match (key, quantity) {
                 (Some(key), Some(quantity)) => out.push(Untallied { key, quantity }),
-                _ => return Err(InfraError::new(OP, format!("an index item without an order key or quantity: {item:?}"))),
+                _ => {
+                    return Err(InfraError::new(
+                        OP,
+                        format!("an index item without an order key or quantity: {item:?}"),
+                    ));
+                }
             }
         }
         Ok(out)
