@@ -44,6 +44,7 @@ pub fn reconcile_lines(report: &ReconcileReport, now_ms: i64) -> Vec<String> {
                         { "Name": "EntriesHealed", "Unit": "Count" },
                         { "Name": "TombstonesWritten", "Unit": "Count" },
                         { "Name": "Republished", "Unit": "Count" },
+                        { "Name": "Tallied", "Unit": "Count" },
                     ],
                 }]},
                 "Collection": id,
@@ -52,6 +53,7 @@ pub fn reconcile_lines(report: &ReconcileReport, now_ms: i64) -> Vec<String> {
                 "EntriesHealed": c.settled + c.returned,
                 "TombstonesWritten": c.tombstones_written,
                 "Republished": c.republished,
+                "Tallied": c.tallied,
             })
             .to_string(),
         );

@@ -186,6 +186,15 @@ pub fn regressions() -> Vec<Regression> {
             script: vec![Until(0, "dynamodb cancel-transaction"), Finish(1), Finish(0)],
         },
         Regression {
+            name: "healed-forward-order-gets-no-window",
+            what: "reconciliation re-published an order past its threshold and persist made it RESERVED then; \
+                   its payment deadline counted from acceptance, so it was already near (later, past) and a \
+                   timer or the sweep cancelled it TIMEOUT though the buyer never had a window to pay. \
+                   The window counts from durability (I8)",
+            scenario: pair("reconcile-late-persist"),
+            script: vec![Finish(0), Finish(1)],
+        },
+        Regression {
             name: "cancel-in-persist-commit-settle-window",
             what: "persist commits, the buyer cancels the RESERVED order, then persist settles: the cancel's \
                    release found a settled entry with no intent and returned nothing",

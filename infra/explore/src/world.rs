@@ -183,7 +183,7 @@ pub struct Answer {
 /// A broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Violation {
-    /// I1 … I6, or STUCK.
+    /// I1 … I8, or STUCK.
     pub invariant: &'static str,
     pub detail: String,
 }
@@ -205,6 +205,11 @@ struct Sched {
     /// The operations run past the give-up deadline: only then may an accepted order end LOST,
     /// and only if no Try answered 202 for it from the operations on (those promise it anew).
     gives_up: bool,
+    /// When the operations run (their clock): an order none of the set-up made durable became
+    /// durable at or after it.
+    ops_at: i64,
+    /// The orders durable once the set-up was done.
+    durable_in_setup: Mutex<Vec<OrderKey>>,
     /// The logical clock when the operations started.
     ops_from: AtomicU64,
     /// The set-up skews Redis's stock on purpose (only then may reconciliation repair drift).
@@ -329,7 +334,7 @@ impl World {
     pub async fn run(self: &Arc<Self>, sc: &Scenario, strategy: &mut dyn Strategy) -> anyhow::Result<Run> {
         let n = self.next.fetch_add(1, Ordering::SeqCst);
         let collection = CollectionId::parse(&format!("c{n}"))?;
-        let s = Arc::new(Sched {
+        let mut s = Sched {
             orders: sc
                 .orders
                 .iter()
@@ -343,6 +348,8 @@ impl World {
             collection,
             t0: flashstock::now_ms(),
             gives_up: sc.when == When::AfterGiveUp,
+            ops_at: 0,
+            durable_in_setup: Mutex::new(Vec::new()),
             ops_from: AtomicU64::new(u64::MAX),
             skewed: sc.setup.iter().any(|s| matches!(s, Setup::SkewStock(_))),
             isolated: sc.shared_order_id,
@@ -353,7 +360,9 @@ impl World {
             retry: Mutex::new(Vec::new()),
             quiet: self.app(None, sc.threshold_ms),
             threshold_ms: sc.threshold_ms,
-        });
+        };
+        s.ops_at = s.op_time(sc.when);
+        let s = Arc::new(s);
         self.discard_reservations().await?;
         let spec = CollectionSpec::parse(
             Some(sc.quantity as i64),
@@ -367,7 +376,12 @@ impl World {
         for step in &sc.setup {
             self.setup(&s, *step).await?;
         }
-        let now = s.op_time(sc.when);
+        let durable: Vec<OrderKey> =
+            self.ledger.orders(&s.orders).await?.into_iter().filter(|r| r.took_stock).map(|r| r.key()).collect();
+        if let Ok(mut d) = s.durable_in_setup.lock() {
+            *d = durable;
+        }
+        let now = s.ops_at;
         s.ops_from.store(s.clock.load(Ordering::SeqCst), Ordering::SeqCst);
         let drive = self.drive(&s, &sc.ops, now, strategy).await;
         let mut violations = Vec::new();
@@ -676,7 +690,7 @@ impl World {
         Ok(v)
     }
 
-    /// Checks I1–I6 on both stores and on every answer.
+    /// Checks I1–I8 on both stores and on every answer.
     async fn check(&self, s: &Sched, when: &str) -> anyhow::Result<Vec<Violation>> {
         let mut v = Vec::new();
         let mut bad = |inv: &'static str, detail: String| {
@@ -705,6 +719,22 @@ impl World {
         }
         if (l.reserved, l.confirmed) != (reserved, confirmed) {
             bad("I1", format!("counters {} / {} but records {reserved} / {confirmed}", l.reserved, l.confirmed));
+        }
+        // I8: every order that became durable had a whole payment window from then on (a healed-
+        // forward order too); the operations' clock bounds when one not durable after set-up did.
+        let early = s.durable_in_setup.lock().map(|d| d.clone()).unwrap_or_default();
+        for r in records.values().filter(|r| r.took_stock && !early.contains(&r.key())) {
+            let least = (s.ops_at / 1000) + i64::from(WINDOW_S);
+            if r.expires_at.is_some_and(|e| e < least) {
+                bad(
+                    "I8",
+                    format!(
+                        "{} must be paid by {:?}, less than a window after it became durable ({least})",
+                        r.key(),
+                        r.expires_at
+                    ),
+                );
+            }
         }
         // I2
         let snap = self.redis.snapshot(&s.collection).await?;

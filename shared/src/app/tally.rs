@@ -74,7 +74,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
 pub fn tally_retry(reasons: &[ItemFailure], orders: usize) -> (Vec<usize>, bool) {
     let stale: Vec<usize> =
         (0..orders).filter(|&i| reasons.get(i + 1) == Some(&ItemFailure::ConditionFailed)).collect();
-    let retry = reasons.iter().any(|r| *r == ItemFailure::Retryable);
+    let retry = reasons.contains(&ItemFailure::Retryable);
     (stale, retry)
 }
 
