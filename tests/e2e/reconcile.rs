@@ -281,7 +281,12 @@ async fn redis_lost_mid_sale_refuses_until_rebuilt_then_no_oversell() {
     let deadline = Instant::now() + 30 * SECOND;
     loop {
         let s = t.stores("flush").await;
-        TestApp::assert_identities(&s, false);
+        // While persist settles, the time index and the entries are read at two instants and may
+        // differ by what settled between; every other identity holds throughout (and all of them
+        // once settled, below).
+        let failures: Vec<String> =
+            s.identity_failures(false).into_iter().filter(|f| !f.starts_with("a P entry is missing")).collect();
+        assert!(failures.is_empty(), "{failures:?}: {s:?}");
         if s.redis_pending == 0 && s.redis_stock == Some(s.saleable) {
             break;
         }
@@ -364,18 +369,20 @@ async fn quiet_collections_are_skipped_and_any_change_wakes_them() {
     for n in names {
         t.collection(n, json!({ "quantity": 10 })).await;
     }
-    // qe holds a RESERVED order, to be confirmed later.
+    // qe holds a RESERVED order, to be confirmed later: a collection holding reserved units is
+    // never quiet (a confirm changes neither store's figures; its tally must still come).
     assert_eq!(t.reserve("u", "qe", "o1", 2).await.status, 202);
     assert_eq!(t.deliver_reservations(10).await, 1);
     let app = &t.stack.app;
     let mut now = flashstock::now_ms() + 20_000;
-    // Until every collection is clean and marked, then every one is skipped.
+    // Until every collection is clean and marked, then every one but qe is skipped.
     let mut runs = 0;
     loop {
         let r = app.reconcile(now).await.unwrap();
         runs += 1;
-        if r.collections_quiet == 5 {
-            assert_eq!((r.collections_checked, r.errors), (0, 0), "{r:?}");
+        if r.collections_quiet == 4 {
+            assert_eq!((r.collections_checked, r.errors), (1, 0), "{r:?}");
+            assert!(r.collections.contains_key("qe"), "{r:?}");
             break;
         }
         assert!(runs < 5, "never all quiet: {r:?}");
@@ -396,7 +403,7 @@ async fn quiet_collections_are_skipped_and_any_change_wakes_them() {
     assert_eq!(t.deliver_reservations(10).await, 1, "its message, re-published");
     assert!(r.collections["qb"].rebuilt, "{r:?}");
     assert_eq!(r.collections["qc"].repaired_drift, Some(3), "{r:?}");
-    assert!(r.collections.contains_key("qe"));
+    assert_eq!(r.collections["qe"].tallied, 1, "the confirm tallied at once: {r:?}");
     for n in names {
         let s = t.assert_settled(n).await;
         assert_eq!(s.redis_stock, Some(s.saleable), "{n}: {s:?}");

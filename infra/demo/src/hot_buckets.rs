@@ -121,7 +121,9 @@ pub async fn run(
     let (confirmed, wcu_c, chain_c) = second_phase(&b, &id, 0..third, at_once, true).await?;
     // A confirm's units are counted into its bucket later, by reconciliation's tally: its cost
     // is the confirms' too.
-    let tallied = b.app.tally(&id, buckets, usize::MAX).await?;
+    let rec = b.app.ledger.collection(&id).await?.ok_or_else(|| anyhow::anyhow!("collection vanished"))?;
+    let reserved: Vec<i64> = rec.buckets.iter().map(|l| l.reserved).collect();
+    let tallied = b.app.tally(&id, &reserved, usize::MAX).await?;
     anyhow::ensure!(tallied as usize == third, "tallied {tallied} of {third} confirms");
     let (wcu_t, chain_t) = take(&b);
     let (wcu_c, chain_c) = (wcu_c + wcu_t, chain_c.max(chain_t));

@@ -93,7 +93,9 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             .buckets
             .iter()
             .zip(&untallied)
-            .map(|(l, u)| l.with_untallied(u.iter().map(|o| i64::from(o.quantity)).sum()))
+            // The index lags: an order tallied a moment ago may still be listed; never more
+            // than the bucket still counts as reserved.
+            .map(|(l, u)| l.with_untallied(u.iter().map(|o| i64::from(o.quantity)).sum::<i64>().min(l.reserved)))
             .collect();
         let l: StockLevels = buckets.iter().copied().sum();
         Ok(CollectionView {

@@ -250,14 +250,14 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     }
 }
 
-/// How long a confirm, a cancel or a timer batch waits for a stock bucket's write turn at a time.
+/// How long a cancel, a timer batch or a tally waits for a stock bucket's write turn at a time.
 pub(crate) const TURN_WAIT: Duration = Duration::from_secs(2);
-/// A confirm or cancel waits for turns (and backs off) this long in all; past it, its remaining
-/// rounds transact at once, so it ends well inside the API function's 10 s timeout.
+/// A confirm or cancel backs off (and a cancel waits for turns) this long in all; past it, its
+/// remaining rounds write at once, so it ends well inside the API function's 10 s timeout.
 pub(crate) const SECOND_PHASE_BUDGET: Duration = Duration::from_secs(6);
 
-/// How long a confirm or cancel started at `started` may still wait for its turn (zero once its
-/// budget is spent: it then transacts without one).
+/// How long a cancel started at `started` may still wait for its turn (zero once its budget is
+/// spent: it then transacts without one).
 pub(crate) fn turn_wait(started: std::time::Instant) -> Duration {
     TURN_WAIT.min(SECOND_PHASE_BUDGET.saturating_sub(started.elapsed()))
 }

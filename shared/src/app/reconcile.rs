@@ -81,12 +81,16 @@ fn figures(stock: i64, l: &StockLevels) -> String {
 /// once they ended a slice before its cutoff),
 /// and Redis's stock and DynamoDB's levels exactly as the mark records them (a confirm, cancel,
 /// timeout, repair, cache loss or stray write changes one of them), no drift last seen, and the
-/// mark younger than `max_age_ms` (so a quiet collection is still trimmed once that often).
+/// mark younger than `max_age_ms` (so a quiet collection is still trimmed once that often). And
+/// nothing reserved: a confirm changes neither store's figures (its units stay counted as reserved
+/// until the tally), so a collection holding reserved units is visited until they are tallied,
+/// given back or timed out.
 pub fn is_quiet(probe: &CacheProbe, rec: &CollectionRecord, now_ms: i64, max_age_ms: i64) -> bool {
     let (Some(stock), Some(mark)) = (probe.stock, probe.mark.as_deref()) else { return false };
     let Some((marked, at)) = mark.rsplit_once('@') else { return false };
     let fresh = at.parse::<i64>().is_ok_and(|at| now_ms.div_euclid(1000) - at < max_age_ms.div_euclid(1000));
     probe.slices == 0
+        && rec.levels.reserved == 0
         && rec.last_drift == Some(0)
         && rec.violations().is_empty()
         && marked == figures(stock, &rec.levels)
@@ -241,9 +245,12 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             tracing::error!(collection = %id, violation = ?v, "identity violated");
         }
         // Confirmed units into their buckets' counts (a failure waits for the next run).
-        match self.tally(id, rec.spec.buckets, TALLY_PER_RUN).await {
+        let mut tally_ok = true;
+        let reserved: Vec<i64> = rec.buckets.iter().map(|b| b.reserved).collect();
+        match self.tally(id, &reserved, TALLY_PER_RUN).await {
             Ok(n) => cr.tallied = n,
             Err(e) => {
+                tally_ok = false;
                 tracing::warn!(collection = %id, error = %e, "tally failed; the next run tries again");
                 cr.errors.push(e.to_string());
             }
@@ -286,6 +293,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         // collection is skipped until its mark is a retention old), then leave the mark later
         // runs skip it by. Every visit is noted: the longest unvisited go first.
         let clean = cr.unsettled_examined == 0
+            && tally_ok
             && cr.tallied == 0
             && cr.drift == Some(0)
             && cr.identity_violations.is_empty()
@@ -493,8 +501,11 @@ mod tests {
     #[test]
     fn quiet_only_when_both_stores_are_as_the_mark_left_them() {
         let now = 1_700_000_000_000;
-        let r = rec(6, 2, Some(0));
+        let r = rec(6, 0, Some(0));
         let mark = reconcile_mark(6, &r.levels, now - MIN);
+        // Reserved units (some perhaps confirmed, untallied) keep it visited, mark or not.
+        let held = rec(6, 2, Some(0));
+        assert!(!is_quiet(&probe(Some(6), 0, Some(reconcile_mark(6, &held.levels, now - MIN))), &held, now, DAY));
         assert!(is_quiet(&probe(Some(6), 0, Some(mark.clone())), &r, now, DAY));
         // Anything since: a Try (a slice, and the stock), a cancel or confirm (DynamoDB's levels),
         // a lost or overwritten stock key, drift last seen, no mark, an old mark.

@@ -18,9 +18,10 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// Tallies up to `limit` confirmed orders of the collection, bucket by bucket: how many it
     /// tallied. An order tallied meanwhile by an overlapping run fails its condition and is left
     /// out; the index's lag is met by never listing an order twice in one call.
-    pub async fn tally(&self, id: &CollectionId, buckets: u32, limit: usize) -> Result<u32, AppError> {
+    /// Buckets with nothing reserved are skipped (untallied units count as reserved).
+    pub async fn tally(&self, id: &CollectionId, reserved: &[i64], limit: usize) -> Result<u32, AppError> {
         let mut tallied = 0usize;
-        for bucket in 0..buckets {
+        for (bucket, _) in (0u32..).zip(reserved).filter(|(_, r)| **r > 0) {
             let mut seen: HashSet<OrderKey> = HashSet::new();
             while tallied < limit {
                 let listed = self.ledger.untallied(id, bucket, CHUNK.min(limit - tallied)).await?;
