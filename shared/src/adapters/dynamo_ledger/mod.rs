@@ -1,9 +1,11 @@
-//! [`Ledger`] on DynamoDB: one table, conditional writes and transactions, in three rooms:
+//! [`Ledger`] on DynamoDB: one table, conditional writes and transactions, in rooms:
 //! [`items`] (keys and attributes; the layout is written once in docs/DESIGN.md#dynamodb-items),
-//! [`stock`] (the transactions on a collection's stock buckets), [`tally`] (confirm, and counting
-//! confirmed units into their buckets) and this file (reads, and the port's methods).
+//! [`reads`] (gets, batched gets, index queries), [`stock`] (the transactions on a collection's
+//! stock buckets), [`tally`] (confirm, and counting confirmed units into their buckets) and this
+//! file (the port's methods).
 
 mod items;
+mod reads;
 mod stock;
 mod tally;
 
@@ -15,7 +17,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Get, KeysAndAttributes, TransactGetItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Get, TransactGetItem};
 use serde::Serialize;
 
 use self::items::{
@@ -55,71 +57,13 @@ fn map_transact_error(op: &'static str, e: SdkError<TransactWriteItemsError>) ->
 }
 
 /// Maps an SDK error to an [`InfraError`] naming the operation, with the SDK's full context.
-fn sdk_err<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug>(
+pub(super) fn sdk_err<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug>(
     op: &'static str,
 ) -> impl FnOnce(SdkError<E, R>) -> InfraError {
     move |e| InfraError::new(op, aws_sdk_dynamodb::error::DisplayErrorContext(e))
 }
 
-/// Retries of a BatchGetItem's unprocessed keys before giving up (≈ 5 s of backoff).
-const BATCH_GET_ATTEMPTS: u32 = 8;
-
 impl DynamoLedger {
-    /// Strongly consistent reads of these keys, 100 per BatchGetItem, unprocessed keys retried
-    /// with backoff; the items found, decoded (keys without an item are left out).
-    async fn batch_get<T: serde::de::DeserializeOwned>(
-        &self,
-        pks: Vec<AttributeValue>,
-        what: &'static str,
-    ) -> InfraResult<Vec<T>> {
-        let mut out = Vec::with_capacity(pks.len());
-        for chunk in pks.chunks(100) {
-            let keys = chunk.iter().map(|pk| HashMap::from([("pk".to_owned(), pk.clone())])).collect();
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| InfraError::new("dynamodb build batch get", e))?,
-            );
-            let mut attempt = 0u32;
-            while let Some(req) = request.take() {
-                let res =
-                    self.client.batch_get_item().request_items(&self.table, req).send().await.map_err(sdk_err(what))?;
-                for item in res.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
-                    out.push(serde_dynamo::from_item(item).map_err(|e| InfraError::new(what, e))?);
-                }
-                request = res.unprocessed_keys.and_then(|mut u| u.remove(&self.table));
-                if request.is_some() {
-                    attempt += 1;
-                    if attempt > BATCH_GET_ATTEMPTS {
-                        return Err(InfraError::new(what, "keys still unprocessed after retries (throttled)"));
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(6))).await;
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Reads one item by key, consistently, and decodes it.
-    async fn get<T: serde::de::DeserializeOwned>(
-        &self,
-        pk: AttributeValue,
-        op: &'static str,
-    ) -> InfraResult<Option<T>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", pk)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_err(op))?;
-        out.item.map(serde_dynamo::from_item).transpose().map_err(|e| InfraError::new(op, e))
-    }
-
     /// Puts an item only where none is (`attribute_not_exists(pk)`): `false` when one was there.
     async fn put_new<T: Serialize>(&self, op: &'static str, item: &T) -> InfraResult<bool> {
         let res = self
@@ -236,24 +180,14 @@ impl Ledger for DynamoLedger {
     }
 
     async fn collections(&self) -> InfraResult<Vec<CollectionId>> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(KIND_INDEX)
-            .key_condition_expression("gsi2pk = :k")
-            .expression_attribute_values(":k", s(COLLECTIONS));
-        let mut items = query.into_paginator().items().send();
-        let mut out = Vec::new();
-        while let Some(item) = items.next().await {
-            let item = item.map_err(sdk_err("dynamodb list collections"))?;
-            if let Some(AttributeValue::S(id)) = item.get("gsi2sk")
-                && let Ok(id) = CollectionId::parse(id)
-            {
-                out.push(id);
-            }
-        }
-        Ok(out)
+        let values = [(":k", s(COLLECTIONS))];
+        self.query_index("dynamodb list collections", KIND_INDEX, "gsi2pk = :k", &values, usize::MAX, |item| {
+            Ok(match item.get("gsi2sk") {
+                Some(AttributeValue::S(id)) => CollectionId::parse(id).ok(),
+                _ => None,
+            })
+        })
+        .await
     }
 
     async fn record_drift(&self, id: &CollectionId, drift: i64) -> InfraResult<()> {
@@ -381,25 +315,26 @@ impl Ledger for DynamoLedger {
     async fn expired_reservations(&self, deadline_s: i64, limit: usize) -> InfraResult<Vec<OrderKey>> {
         let mut out = Vec::new();
         for shard in 0..EXPIRY_SHARDS {
-            let query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(EXPIRY_INDEX)
-                .key_condition_expression("gsi1pk = :p AND gsi1sk <= :d")
-                .expression_attribute_values(":p", s(format!("EXP#{shard}")))
-                .expression_attribute_values(":d", n(deadline_s));
-            let mut items = query.into_paginator().items().send();
-            while let Some(item) = items.next().await {
-                let item = item.map_err(sdk_err("dynamodb query expired"))?;
-                if let Some(AttributeValue::S(pk)) = item.get("pk")
-                    && let Some(id) = parse_ord_key(pk)
-                {
-                    out.push(id);
-                    if out.len() >= limit {
-                        return Ok(out);
-                    }
-                }
+            let values = [(":p", s(format!("EXP#{shard}"))), (":d", n(deadline_s))];
+            let condition = "gsi1pk = :p AND gsi1sk <= :d";
+            out.extend(
+                self.query_index(
+                    "dynamodb query expired",
+                    EXPIRY_INDEX,
+                    condition,
+                    &values,
+                    limit - out.len(),
+                    |item| {
+                        Ok(match item.get("pk") {
+                            Some(AttributeValue::S(pk)) => parse_ord_key(pk),
+                            _ => None,
+                        })
+                    },
+                )
+                .await?,
+            );
+            if out.len() >= limit {
+                break;
             }
         }
         Ok(out)

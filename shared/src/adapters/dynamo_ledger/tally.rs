@@ -66,20 +66,8 @@ impl DynamoLedger {
         bucket: u32,
         limit: usize,
     ) -> Result<Vec<Untallied>, InfraError> {
-        const OP: &str = "dynamodb query untallied";
-        let query = self
-            .client
-            .query()
-            .table_name(self.table())
-            .index_name(TALLY_INDEX)
-            .key_condition_expression("gsi3pk = :k")
-            .expression_attribute_values(":k", s(tally_key(collection, bucket)));
-        let mut items = query.into_paginator().items().send();
-        let mut out = Vec::new();
-        while out.len() < limit
-            && let Some(item) = items.next().await
-        {
-            let item = item.map_err(|e| InfraError::new(OP, aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        let values = [(":k", s(tally_key(collection, bucket)))];
+        self.query_index("dynamodb query untallied", TALLY_INDEX, "gsi3pk = :k", &values, limit, |item| {
             let key = match item.get("pk") {
                 Some(AttributeValue::S(pk)) => parse_ord_key(pk),
                 _ => None,
@@ -89,16 +77,14 @@ impl DynamoLedger {
                 _ => None,
             };
             match (key, quantity) {
-                (Some(key), Some(quantity)) => out.push(Untallied { key, quantity }),
-                _ => {
-                    return Err(InfraError::new(
-                        OP,
-                        format!("an index item without an order key or quantity: {item:?}"),
-                    ));
-                }
+                (Some(key), Some(quantity)) => Ok(Some(Untallied { key, quantity })),
+                _ => Err(InfraError::new(
+                    "dynamodb query untallied",
+                    format!("an index item without an order key or quantity: {item:?}"),
+                )),
             }
-        }
-        Ok(out)
+        })
+        .await
     }
 
     /// The tally transaction: item 0 the bucket (reserved → confirmed), then each order taken
