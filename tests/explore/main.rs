@@ -65,6 +65,7 @@ regressions! {
     warm_up_subtracts_a_committed_deduction => "warm-up-subtracts-a-committed-deduction",
     run_clears_a_live_cancels_intent => "run-clears-a-live-cancels-intent",
     healed_forward_order_gets_no_window => "healed-forward-order-gets-no-window",
+    one_failed_resend_ends_lost => "one-failed-resend-ends-lost",
 }
 
 /// `per` seeded PCT schedules of each scenario, from a fixed seed: reproducible in CI.

@@ -3,16 +3,17 @@
 
 use crate::gate::Fault;
 use crate::sched::Dir;
-use crate::world::{OpKind, Scenario, Setup, THRESHOLD_MS, When};
+use crate::world::{GIVE_UP_MS, OpKind, Scenario, Setup, THRESHOLD_MS, When};
 
 use OpKind::{
-    Cancel, Confirm, Persist, PersistBatch, Reconcile, ReconcileAhead, ReconcileBehind, Sweep, Timeout, Try, TryFault,
-    WarmUp,
+    Cancel, Confirm, Persist, PersistBatch, Reconcile, ReconcileAhead, ReconcileAt, ReconcileAtFault, ReconcileBehind,
+    Sweep, Timeout, Try, TryFault, WarmUp,
 };
 use Setup::{DiesAt, LoseMessages, LoseStock, Op, Redeliver, SkewStock, Trim};
 
 const SEND: &str = "sqs send reservation";
 const RESERVE_SCRIPT: &str = "redis reserve.lua";
+const RESEND: &str = "sqs resend reservations";
 
 fn sc(name: &'static str, setup: &[Setup], ops: &[OpKind]) -> Scenario {
     Scenario {
@@ -21,6 +22,7 @@ fn sc(name: &'static str, setup: &[Setup], ops: &[OpKind]) -> Scenario {
         per_user_limit: Some(4),
         buckets: 1,
         threshold_ms: THRESHOLD_MS,
+        give_up_ms: GIVE_UP_MS,
         orders: vec![(0, 1), (1, 1)],
         shared_order_id: false,
         setup: setup.to_vec(),
@@ -74,6 +76,29 @@ fn live_cancel_at_the_threshold_floor() -> Scenario {
     Scenario {
         threshold_ms: THRESHOLD_FLOOR_MS,
         ..sc("cancel-reconcile-ahead", &[Op(Try(0)), Op(Persist)], &[Cancel(0), ReconcileAhead(34)])
+    }
+}
+
+/// The least give-up the timing rules allow with the template's timing: the threshold, two runs'
+/// worth of the schedule's interval and a run's timeout, a visibility timeout, then the quiet
+/// stretch (45 + 2 × (60 + 55) + 180 + 906 s; `Timing::conflicts`).
+const GIVE_UP_FLOOR_MS: i64 = 1_361_000;
+
+/// An order's message lost; the first run to re-send it does so as late as a run can (a
+/// threshold, then a whole interval and a run's length later: 160 s) and its send fails; the next
+/// look comes a visibility timeout later (340 s) and the run that takes it is as late again
+/// (454 s: the quiet stretch before the floor give-up begins at 455 s, less up to a second since
+/// the Try's acceptance is kept in whole seconds); a consumer delivers what it sent; then a run
+/// past the give-up. At least two runs re-send before the give-up: the order
+/// ends RESERVED, never LOST.
+fn second_resend_before_the_floor_give_up() -> Scenario {
+    Scenario {
+        give_up_ms: GIVE_UP_FLOOR_MS,
+        ..sc(
+            "failed-resend-second-resend-give-up",
+            &[Op(Try(0)), LoseMessages],
+            &[ReconcileAtFault(160, RESEND, Fault::FailBefore), ReconcileAt(454), Persist, ReconcileAt(1_362)],
+        )
     }
 }
 
@@ -184,6 +209,16 @@ pub fn regressions() -> Vec<Regression> {
                    nothing: Redis a unit low, the buyer's held unit leaked. Holds at the 35 s floor",
             scenario: live_cancel_at_the_threshold_floor(),
             script: vec![Until(0, "dynamodb cancel-transaction"), Finish(1), Finish(0)],
+        },
+        Regression {
+            name: "one-failed-resend-ends-lost",
+            what: "the re-log look-ahead puts a re-sent order's next look a visibility timeout (180 s) \
+                   after the run that re-sent it; at the old 20-minute give-up the quiet stretch began \
+                   294 s after acceptance, so when the first re-send (as late as 160 s) failed, the next \
+                   look (as late as 454 s) fell inside it: no second re-send, and the order ended LOST \
+                   though stock existed. Holds at the give-up floor of 1,361 s",
+            scenario: second_resend_before_the_floor_give_up(),
+            script: vec![Finish(0), Finish(1), Finish(2), Finish(3)],
         },
         Regression {
             name: "healed-forward-order-gets-no-window",

@@ -65,6 +65,11 @@ pub enum OpKind {
     /// A reconciliation run whose clock is this many seconds ahead of the operations' (a skewed
     /// clock, or a run that starts while an earlier operation's invocation is still running).
     ReconcileAhead(u32),
+    /// A reconciliation run at this many seconds after the set-up (its own clock, not the
+    /// operations'): schedules that cross the re-send interval, the quiet stretch and the give-up.
+    ReconcileAt(u32),
+    /// [`OpKind::ReconcileAt`] with a fault on one of its calls.
+    ReconcileAtFault(u32, &'static str, Fault),
     /// The admin's warm-up (HTTP; retried when unanswered).
     WarmUp,
 }
@@ -92,6 +97,8 @@ impl OpKind {
             OpKind::Reconcile => "reconcile".into(),
             OpKind::ReconcileBehind(s) => format!("reconcile-{s}s-behind"),
             OpKind::ReconcileAhead(s) => format!("reconcile-{s}s-ahead"),
+            OpKind::ReconcileAt(s) => format!("reconcile-at-{s}s"),
+            OpKind::ReconcileAtFault(s, label, f) => format!("reconcile-at-{s}s[{label}:{f:?}]"),
             OpKind::WarmUp => "warm-up".into(),
         }
     }
@@ -105,6 +112,8 @@ impl OpKind {
                 | OpKind::Reconcile
                 | OpKind::ReconcileBehind(_)
                 | OpKind::ReconcileAhead(_)
+                | OpKind::ReconcileAt(_)
+                | OpKind::ReconcileAtFault(..)
                 | OpKind::Sweep
         )
     }
@@ -154,6 +163,9 @@ pub struct Scenario {
     /// Reconciliation's threshold in this scenario's operations ([`THRESHOLD_MS`] but for the
     /// schedules that check a timing rule at its floor).
     pub threshold_ms: i64,
+    /// Reconciliation's give-up deadline in this scenario ([`GIVE_UP_MS`] but for the schedules
+    /// that check a timing rule at its floor).
+    pub give_up_ms: i64,
     /// Order `i`: (buyer index, quantity).
     pub orders: Vec<(usize, u32)>,
     /// Every order uses one order id (each buyer's own reservation): every Try must end
@@ -228,6 +240,7 @@ struct Sched {
     quiet: GatedApp,
     /// Reconciliation's threshold in this schedule's operations.
     threshold_ms: i64,
+    give_up_ms: i64,
 }
 
 impl Sched {
@@ -320,8 +333,12 @@ impl World {
         })
     }
 
-    fn app(&self, gate: Option<Gate>, threshold_ms: i64) -> GatedApp {
-        let settings = Settings { reconcile_threshold_ms: threshold_ms, ..self.settings.clone() };
+    fn app(&self, gate: Option<Gate>, threshold_ms: i64, give_up_ms: i64) -> GatedApp {
+        let settings = Settings {
+            reconcile_threshold_ms: threshold_ms,
+            reconcile_give_up_ms: give_up_ms,
+            ..self.settings.clone()
+        };
         App::new(
             Gated::new(self.redis.clone(), gate.clone()),
             Gated::new(self.ledger.clone(), gate.clone()),
@@ -358,8 +375,9 @@ impl World {
             answers: Mutex::new(Vec::new()),
             inflight: Mutex::new(Vec::new()),
             retry: Mutex::new(Vec::new()),
-            quiet: self.app(None, sc.threshold_ms),
+            quiet: self.app(None, sc.threshold_ms, sc.give_up_ms),
             threshold_ms: sc.threshold_ms,
+            give_up_ms: sc.give_up_ms,
         };
         s.ops_at = s.op_time(sc.when);
         let s = Arc::new(s);
@@ -432,11 +450,11 @@ impl World {
         let mut handles = Vec::new();
         for (i, kind) in ops.iter().copied().enumerate() {
             let faults: Vec<(&'static str, Fault)> = match kind {
-                OpKind::TryFault(_, label, f) => vec![(label, f)],
+                OpKind::TryFault(_, label, f) | OpKind::ReconcileAtFault(_, label, f) => vec![(label, f)],
                 _ => Vec::new(),
             };
             let gate = Gate::new(i, tx.clone(), &faults, s.clock.clone());
-            let app = self.app(Some(gate.clone()), s.threshold_ms);
+            let app = self.app(Some(gate.clone()), s.threshold_ms, s.give_up_ms);
             // A warm instance: it knows the collection's settings before the operation starts.
             let _ = app.spec(&s.collection).await;
             gate.arm();
@@ -515,6 +533,11 @@ impl World {
                     _ => 0,
                 };
                 let r = app.reconcile_collections(std::slice::from_ref(&s.collection), now - behind).await;
+                (200, "RECONCILED".to_owned(), json!(r.collections), false)
+            }
+            OpKind::ReconcileAt(at) | OpKind::ReconcileAtFault(at, ..) => {
+                let r =
+                    app.reconcile_collections(std::slice::from_ref(&s.collection), s.t0 + i64::from(at) * 1000).await;
                 (200, "RECONCILED".to_owned(), json!(r.collections), false)
             }
             OpKind::WarmUp => match app.warm_up(&s.collection).await {
