@@ -66,6 +66,7 @@ regressions! {
     run_clears_a_live_cancels_intent => "run-clears-a-live-cancels-intent",
     healed_forward_order_gets_no_window => "healed-forward-order-gets-no-window",
     one_failed_resend_ends_lost => "one-failed-resend-ends-lost",
+    quiet_orders_crowd_out_due_ones => "quiet-orders-crowd-out-due-ones",
 }
 
 /// `per` seeded PCT schedules of each scenario, from a fixed seed: reproducible in CI.

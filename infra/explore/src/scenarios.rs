@@ -9,7 +9,7 @@ use OpKind::{
     Cancel, Confirm, Persist, PersistBatch, Reconcile, ReconcileAhead, ReconcileAt, ReconcileAtFault, ReconcileBehind,
     Sweep, Timeout, Try, TryFault, WarmUp,
 };
-use Setup::{DiesAt, LoseMessages, LoseStock, Op, Redeliver, SkewStock, Trim};
+use Setup::{DiesAt, LoseMessages, LoseStock, Op, OpAt, Redeliver, SkewStock, Trim};
 
 const SEND: &str = "sqs send reservation";
 const RESERVE_SCRIPT: &str = "redis reserve.lua";
@@ -23,6 +23,8 @@ fn sc(name: &'static str, setup: &[Setup], ops: &[OpKind]) -> Scenario {
         buckets: 1,
         threshold_ms: THRESHOLD_MS,
         give_up_ms: GIVE_UP_MS,
+        entries_per_run: flashstock::app::reconcile::ENTRIES_PER_RUN,
+        may_end_lost: Vec::new(),
         orders: vec![(0, 1), (1, 1)],
         shared_order_id: false,
         setup: setup.to_vec(),
@@ -98,6 +100,25 @@ fn second_resend_before_the_floor_give_up() -> Scenario {
             "failed-resend-second-resend-give-up",
             &[Op(Try(0)), LoseMessages],
             &[ReconcileAtFault(160, RESEND, Fault::FailBefore), ReconcileAt(454), Persist, ReconcileAt(1_362)],
+        )
+    }
+}
+
+/// Two lost messages, runs examining one entry at a time (the limit, at 1 instead of 20,000):
+/// order 0, accepted at t₀, is already in the quiet stretch before its give-up (from 594 s) when
+/// the first run comes (760 s); order 1, accepted at 700 s, is past its threshold. The first run
+/// takes the longest-logged (order 0) and re-logs it to come due at its give-up; the next (1,290
+/// s, order 1 still 4 s short of its own quiet stretch) takes order 1 and re-sends it; a consumer
+/// delivers; a run past order 1's give-up (2,246 s) gives order 0 up. Order 0 may end LOST (no run
+/// re-sent it in time), order 1 must end RESERVED.
+fn quiet_order_ahead_of_a_due_one() -> Scenario {
+    Scenario {
+        entries_per_run: 1,
+        may_end_lost: vec![0],
+        ..sc(
+            "quiet-order-ahead-of-a-due-one",
+            &[Op(Try(0)), OpAt(700, Try(1)), LoseMessages],
+            &[ReconcileAt(760), ReconcileAt(1_290), Persist, ReconcileAt(2_246)],
         )
     }
 }
@@ -218,6 +239,16 @@ pub fn regressions() -> Vec<Regression> {
                    look (as late as 454 s) fell inside it: no second re-send, and the order ended LOST \
                    though stock existed. Holds at the give-up floor of 1,361 s",
             scenario: second_resend_before_the_floor_give_up(),
+            script: vec![Finish(0), Finish(1), Finish(2), Finish(3)],
+        },
+        Regression {
+            name: "quiet-orders-crowd-out-due-ones",
+            what: "orders in the quiet stretch before their give-up stayed due every run, and the run's \
+                   examination limit could be spent on them every time: an order still healed forward \
+                   behind them was never examined, never re-sent, and its accepted order stayed pending \
+                   (at scale: 20,000 quiet entries ahead of it). An order in the quiet stretch is now re-logged \
+                   to come due at its give-up, and the limit takes the longest-logged first",
+            scenario: quiet_order_ahead_of_a_due_one(),
             script: vec![Finish(0), Finish(1), Finish(2), Finish(3)],
         },
         Regression {

@@ -127,6 +127,8 @@ pub enum Setup {
     DiesAt(OpKind, &'static str),
     /// Redis loses the collection's stock key (a cache restart).
     LoseStock,
+    /// The operation runs at this many seconds after the set-up began (a Try accepted later).
+    OpAt(u32, OpKind),
     /// The reservation queue loses its messages.
     LoseMessages,
     /// Reconciliation runs once the retention has passed (it trims settled orders).
@@ -166,6 +168,12 @@ pub struct Scenario {
     /// Reconciliation's give-up deadline in this scenario ([`GIVE_UP_MS`] but for the schedules
     /// that check a timing rule at its floor).
     pub give_up_ms: i64,
+    /// Unsettled entries a reconciliation run examines (the production limit but for the
+    /// schedules that check what the limit takes first).
+    pub entries_per_run: usize,
+    /// Orders that may end LOST although the scenario's time is not past the give-up (its
+    /// `ReconcileAt` runs cross it): an order whose lost message no run re-sent in time.
+    pub may_end_lost: Vec<usize>,
     /// Order `i`: (buyer index, quantity).
     pub orders: Vec<(usize, u32)>,
     /// Every order uses one order id (each buyer's own reservation): every Try must end
@@ -217,6 +225,8 @@ struct Sched {
     /// The operations run past the give-up deadline: only then may an accepted order end LOST,
     /// and only if no Try answered 202 for it from the operations on (those promise it anew).
     gives_up: bool,
+    /// Orders a schedule crossing the give-up may end LOST (their message lost, never re-sent).
+    may_end_lost: Vec<usize>,
     /// When the operations run (their clock): an order none of the set-up made durable became
     /// durable at or after it.
     ops_at: i64,
@@ -239,8 +249,21 @@ struct Sched {
     /// The warm instance that runs set-up and quiescence (ungated).
     quiet: GatedApp,
     /// Reconciliation's threshold in this schedule's operations.
+    limits: Limits,
+}
+
+/// A scenario's own reconciliation settings.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
     threshold_ms: i64,
     give_up_ms: i64,
+    entries_per_run: usize,
+}
+
+impl Limits {
+    fn of(sc: &Scenario) -> Self {
+        Self { threshold_ms: sc.threshold_ms, give_up_ms: sc.give_up_ms, entries_per_run: sc.entries_per_run }
+    }
 }
 
 impl Sched {
@@ -328,15 +351,17 @@ impl World {
                 reconcile_budget: flashstock::app::reconcile::RUN_BUDGET,
                 persist_lease: true,
                 persist_turn_budget: std::time::Duration::from_secs(12),
+                entries_per_run: flashstock::app::reconcile::ENTRIES_PER_RUN,
             },
             next: AtomicU64::new(0),
         })
     }
 
-    fn app(&self, gate: Option<Gate>, threshold_ms: i64, give_up_ms: i64) -> GatedApp {
+    fn app(&self, gate: Option<Gate>, sc: &Limits) -> GatedApp {
         let settings = Settings {
-            reconcile_threshold_ms: threshold_ms,
-            reconcile_give_up_ms: give_up_ms,
+            reconcile_threshold_ms: sc.threshold_ms,
+            reconcile_give_up_ms: sc.give_up_ms,
+            entries_per_run: sc.entries_per_run,
             ..self.settings.clone()
         };
         App::new(
@@ -365,6 +390,7 @@ impl World {
             collection,
             t0: flashstock::now_ms(),
             gives_up: sc.when == When::AfterGiveUp,
+            may_end_lost: sc.may_end_lost.clone(),
             ops_at: 0,
             durable_in_setup: Mutex::new(Vec::new()),
             ops_from: AtomicU64::new(u64::MAX),
@@ -375,9 +401,8 @@ impl World {
             answers: Mutex::new(Vec::new()),
             inflight: Mutex::new(Vec::new()),
             retry: Mutex::new(Vec::new()),
-            quiet: self.app(None, sc.threshold_ms, sc.give_up_ms),
-            threshold_ms: sc.threshold_ms,
-            give_up_ms: sc.give_up_ms,
+            quiet: self.app(None, &Limits::of(sc)),
+            limits: Limits::of(sc),
         };
         s.ops_at = s.op_time(sc.when);
         let s = Arc::new(s);
@@ -420,6 +445,7 @@ impl World {
         match step {
             Setup::Op(OpKind::Persist | OpKind::PersistBatch) => self.drain(s, s.t0).await?,
             Setup::Op(kind) => self.op(&s.quiet, s, kind, s.t0, None, None).await,
+            Setup::OpAt(at, kind) => self.op(&s.quiet, s, kind, s.t0 + i64::from(at) * 1000, None, None).await,
             Setup::DiesAt(kind, label) => {
                 let mut script = Script::new(&[Dir::Until(0, label), Dir::Kill(0)]);
                 self.drive(s, &[kind], s.t0, &mut script).await;
@@ -454,7 +480,7 @@ impl World {
                 _ => Vec::new(),
             };
             let gate = Gate::new(i, tx.clone(), &faults, s.clock.clone());
-            let app = self.app(Some(gate.clone()), s.threshold_ms, s.give_up_ms);
+            let app = self.app(Some(gate.clone()), &s.limits);
             // A warm instance: it knows the collection's settings before the operation starts.
             let _ = app.spec(&s.collection).await;
             gate.arm();
@@ -816,7 +842,11 @@ impl World {
                         Status::Cancelled | Status::Failed if view.reason.is_none() => {
                             bad("I4", format!("order {i} ended {} with no reason", view.status.as_str()))
                         }
-                        Status::Cancelled if view.reason.as_deref() == Some("LOST") && !s.gives_up => {
+                        Status::Cancelled
+                            if view.reason.as_deref() == Some("LOST")
+                                && !s.gives_up
+                                && !s.may_end_lost.contains(&i) =>
+                        {
                             bad("I4", format!("order {i} was accepted and ended LOST before the give-up deadline"))
                         }
                         Status::Cancelled if view.reason.as_deref() == Some("LOST") && promised_again => {

@@ -102,6 +102,8 @@ pub struct Settings {
     pub persist_lease: bool,
     /// How long one persist invocation waits for write turns in all ([`Timing::persist_turn_budget`]).
     pub persist_turn_budget: Duration,
+    /// Unsettled entries a reconciliation run examines per collection, longest-logged first.
+    pub entries_per_run: usize,
 }
 
 impl Settings {
@@ -128,6 +130,7 @@ impl From<&Config> for Settings {
             reconcile_budget: c.reconcile_budget,
             persist_lease: c.persist_lease,
             persist_turn_budget: c.persist_turn_budget,
+            entries_per_run: reconcile::ENTRIES_PER_RUN,
         }
     }
 }

@@ -48,7 +48,8 @@ use crate::ports::{
     ReservationMessage, SettleAs, StockCache, Tombstone,
 };
 
-/// Unsettled entries examined per collection per run.
+/// Unsettled entries examined per collection per run (the default of
+/// [`super::Settings::entries_per_run`]).
 pub const ENTRIES_PER_RUN: usize = 20_000;
 /// Concurrent DynamoDB writes while healing.
 const HEAL_CONCURRENCY: usize = 32;
@@ -231,8 +232,10 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         cr: &mut CollectionReport,
     ) -> Result<(), AppError> {
         // 1. Unsettled deductions and cancels.
-        let ids =
-            self.cache.unsettled_before(id, now_ms - self.settings.reconcile_threshold_ms, ENTRIES_PER_RUN).await?;
+        let ids = self
+            .cache
+            .unsettled_before(id, now_ms - self.settings.reconcile_threshold_ms, self.settings.entries_per_run)
+            .await?;
         cr.unsettled_examined = ids.len() as u32;
         if !ids.is_empty() {
             self.heal_entries(id, &ids, now_ms, cr).await?;
