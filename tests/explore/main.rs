@@ -67,6 +67,7 @@ regressions! {
     healed_forward_order_gets_no_window => "healed-forward-order-gets-no-window",
     one_failed_resend_ends_lost => "one-failed-resend-ends-lost",
     quiet_orders_crowd_out_due_ones => "quiet-orders-crowd-out-due-ones",
+    turn_waits_outlast_persists_timeout => "turn-waits-outlast-persists-timeout",
 }
 
 /// `per` seeded PCT schedules of each scenario, from a fixed seed: reproducible in CI.

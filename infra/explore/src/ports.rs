@@ -20,11 +20,14 @@ use crate::gate::{Fault, Gate};
 pub struct Gated<T> {
     pub inner: T,
     pub gate: Option<Gate>,
+    /// Every stock bucket's write turn is held by someone else for the whole schedule (a holder
+    /// that stalls and renews it): writers wait for it until their budget runs out.
+    pub turns_held: bool,
 }
 
 impl<T> Gated<T> {
     pub fn new(inner: T, gate: Option<Gate>) -> Self {
-        Self { inner, gate }
+        Self { inner, gate, turns_held: false }
     }
 
     async fn step<R, E, F, Fut>(&self, label: &'static str, call: F) -> Result<R, E>
@@ -140,13 +143,14 @@ impl StockCache for Gated<RedisCache> {
     async fn note_reconciled(&self, id: &CollectionId, now_ms: i64, mark: Option<&str>) -> InfraResult<()> {
         self.inner.note_reconciled(id, now_ms, mark).await
     }
-    /// Every writer (persist's chunks, moves, confirm, cancel) holds its bucket's write turn here,
-    /// as if turns always overlapped (one expired under its holder): the turn only orders writers
-    /// for throughput, DynamoDB's conditions stay the guarantee, and those are what the scenarios
-    /// explore. (A real turn would make a writer wait, outside any step, for one the schedule
-    /// holds at a gate.)
+    /// Every writer (persist's chunks, moves, tallies, cancels) holds its bucket's write turn
+    /// here, as if turns always overlapped (one expired under its holder): the turn only orders
+    /// writers for throughput, DynamoDB's conditions stay the guarantee, and those are what the
+    /// scenarios explore. (A real turn would make a writer wait, outside any step, for one the
+    /// schedule holds at a gate.) With `turns_held`, no writer ever gets it: each waits for it as
+    /// long as its budget allows, in real time, then writes without it.
     async fn take_lease(&self, _: &CollectionId, _: u32, _holder: &str, _ttl: Duration) -> InfraResult<bool> {
-        Ok(true)
+        Ok(!self.turns_held)
     }
     async fn give_lease(&self, _collection: &CollectionId, _bucket: u32, _holder: &str) -> InfraResult<()> {
         Ok(())

@@ -6,8 +6,8 @@ use crate::sched::Dir;
 use crate::world::{GIVE_UP_MS, OpKind, Scenario, Setup, THRESHOLD_MS, When};
 
 use OpKind::{
-    Cancel, Confirm, Persist, PersistBatch, Reconcile, ReconcileAhead, ReconcileAt, ReconcileAtFault, ReconcileBehind,
-    Sweep, Timeout, Try, TryFault, WarmUp,
+    Cancel, Confirm, Persist, PersistBatch, PersistMany, Reconcile, ReconcileAhead, ReconcileAt, ReconcileAtFault,
+    ReconcileBehind, Sweep, Timeout, Try, TryFault, WarmUp,
 };
 use Setup::{DiesAt, LoseMessages, LoseStock, Op, OpAt, Redeliver, SkewStock, Trim};
 
@@ -25,6 +25,7 @@ fn sc(name: &'static str, setup: &[Setup], ops: &[OpKind]) -> Scenario {
         give_up_ms: GIVE_UP_MS,
         entries_per_run: flashstock::app::reconcile::ENTRIES_PER_RUN,
         may_end_lost: Vec::new(),
+        turns_held: false,
         orders: vec![(0, 1), (1, 1)],
         shared_order_id: false,
         setup: setup.to_vec(),
@@ -120,6 +121,20 @@ fn quiet_order_ahead_of_a_due_one() -> Scenario {
             &[Op(Try(0)), OpAt(700, Try(1)), LoseMessages],
             &[ReconcileAt(760), ReconcileAt(1_290), Persist, ReconcileAt(2_246)],
         )
+    }
+}
+
+/// One persist invocation with two chunks for one stock bucket (120 orders) while the bucket's
+/// write turn is held elsewhere throughout: it waits for the turn as long as its budget allows,
+/// then writes without it, and must end inside its 30 s timeout.
+fn two_chunks_with_the_turn_held() -> Scenario {
+    let orders: Vec<(usize, u32)> = (0..120).map(|i| (i, 1)).collect();
+    let setup: Vec<Setup> = (0..orders.len()).map(|i| Op(Try(i))).collect();
+    Scenario {
+        quantity: 120,
+        turns_held: true,
+        orders,
+        ..sc("persist-two-chunks-turn-held", &setup, &[PersistMany(120)])
     }
 }
 
@@ -250,6 +265,16 @@ pub fn regressions() -> Vec<Regression> {
                    to come due at its give-up, and the limit takes the longest-logged first",
             scenario: quiet_order_ahead_of_a_due_one(),
             script: vec![Finish(0), Finish(1), Finish(2), Finish(3)],
+        },
+        Regression {
+            name: "turn-waits-outlast-persists-timeout",
+            what: "persist waited up to 15 s for its stock bucket's write turn before each chunk, against its \
+                   30 s timeout: with the turn held elsewhere, a batch of two chunks for one bucket ran past \
+                   its timeout on waiting alone, and was ended though it would have gone through. One \
+                   turn-waiting budget per invocation (12 s, 2/5 of the timeout); past it, chunks write \
+                   without their turn (I9; this schedule waits 12 s in real time)",
+            scenario: two_chunks_with_the_turn_held(),
+            script: vec![Finish(0)],
         },
         Regression {
             name: "healed-forward-order-gets-no-window",

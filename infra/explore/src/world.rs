@@ -36,6 +36,8 @@ pub const GIVE_UP_MS: i64 = 1_500_000;
 pub const RETENTION_MS: i64 = 86_400_000;
 /// The explorer's collections' payment window.
 pub const WINDOW_S: u32 = 60;
+/// Persist's function timeout (the template's): an invocation still running past it is ended.
+pub const PERSIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One operation of a schedule, as its trigger runs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +51,8 @@ pub enum OpKind {
     Persist,
     /// One persist invocation on up to ten messages (a batch, chunked per stock bucket).
     PersistBatch,
+    /// One persist invocation on up to this many messages (more than a chunk's 99).
+    PersistMany(u32),
     /// The owner cancels order `i` (HTTP; retried when unanswered).
     Cancel(usize),
     /// The payment service confirms order `i` (HTTP; retried when unanswered).
@@ -90,6 +94,7 @@ impl OpKind {
             OpKind::TryFault(i, label, f) => format!("try#{i}[{label}:{f:?}]"),
             OpKind::Persist => "persist".into(),
             OpKind::PersistBatch => "persist-batch".into(),
+            OpKind::PersistMany(n) => format!("persist-{n}"),
             OpKind::Cancel(i) => format!("cancel#{i}"),
             OpKind::Confirm(i) => format!("confirm#{i}"),
             OpKind::Timeout(i) => format!("timeout#{i}"),
@@ -109,6 +114,7 @@ impl OpKind {
             self,
             OpKind::Persist
                 | OpKind::PersistBatch
+                | OpKind::PersistMany(_)
                 | OpKind::Reconcile
                 | OpKind::ReconcileBehind(_)
                 | OpKind::ReconcileAhead(_)
@@ -174,6 +180,9 @@ pub struct Scenario {
     /// Orders that may end LOST although the scenario's time is not past the give-up (its
     /// `ReconcileAt` runs cross it): an order whose lost message no run re-sent in time.
     pub may_end_lost: Vec<usize>,
+    /// Every stock bucket's write turn is held elsewhere throughout the operations: writers wait
+    /// for it as long as their budgets allow (real time), then write without it.
+    pub turns_held: bool,
     /// Order `i`: (buyer index, quantity).
     pub orders: Vec<(usize, u32)>,
     /// Every order uses one order id (each buyer's own reservation): every Try must end
@@ -203,7 +212,7 @@ pub struct Answer {
 /// A broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Violation {
-    /// I1 … I8, or STUCK.
+    /// I1 … I9, or STUCK.
     pub invariant: &'static str,
     pub detail: String,
 }
@@ -258,11 +267,17 @@ struct Limits {
     threshold_ms: i64,
     give_up_ms: i64,
     entries_per_run: usize,
+    turns_held: bool,
 }
 
 impl Limits {
     fn of(sc: &Scenario) -> Self {
-        Self { threshold_ms: sc.threshold_ms, give_up_ms: sc.give_up_ms, entries_per_run: sc.entries_per_run }
+        Self {
+            threshold_ms: sc.threshold_ms,
+            give_up_ms: sc.give_up_ms,
+            entries_per_run: sc.entries_per_run,
+            turns_held: sc.turns_held,
+        }
     }
 }
 
@@ -358,18 +373,15 @@ impl World {
     }
 
     fn app(&self, gate: Option<Gate>, sc: &Limits) -> GatedApp {
+        let mut cache = Gated::new(self.redis.clone(), gate.clone());
+        cache.turns_held = sc.turns_held && gate.is_some();
         let settings = Settings {
             reconcile_threshold_ms: sc.threshold_ms,
             reconcile_give_up_ms: sc.give_up_ms,
             entries_per_run: sc.entries_per_run,
             ..self.settings.clone()
         };
-        App::new(
-            Gated::new(self.redis.clone(), gate.clone()),
-            Gated::new(self.ledger.clone(), gate.clone()),
-            Gated::new(self.queue.clone(), gate),
-            settings,
-        )
+        App::new(cache, Gated::new(self.ledger.clone(), gate.clone()), Gated::new(self.queue.clone(), gate), settings)
     }
 
     /// Runs one schedule of `sc` under `strategy` and checks every invariant after it.
@@ -526,10 +538,20 @@ impl World {
                     }
                 }
             }
-            OpKind::Persist | OpKind::PersistBatch => match self.persist_once(app, s, now, gate, batch(kind)).await {
-                Ok(v) => (200, "BATCH".to_owned(), v, false),
-                Err(e) => (500, "PERSIST_ERROR".to_owned(), json!(e.to_string()), false),
-            },
+            OpKind::Persist | OpKind::PersistBatch | OpKind::PersistMany(_) => {
+                let started = std::time::Instant::now();
+                match self.persist_once(app, s, now, gate, batch(kind)).await {
+                    // Lambda would have ended the invocation: nothing after its timeout happens.
+                    Ok(v) if started.elapsed() > PERSIST_TIMEOUT => (
+                        500,
+                        "PERSIST_TIMED_OUT".to_owned(),
+                        json!({ "ran_s": started.elapsed().as_secs_f64(), "batch": v }),
+                        false,
+                    ),
+                    Ok(v) => (200, "BATCH".to_owned(), v, false),
+                    Err(e) => (500, "PERSIST_ERROR".to_owned(), json!(e.to_string()), false),
+                }
+            }
             OpKind::Cancel(i) => match app.cancel(&s.orders[i], Canceller::Buyer, now).await {
                 Ok(c) => (200, c.view.status.as_str().to_owned(), json!(c.view), false),
                 Err(e) => with_false(problem(&e)),
@@ -638,26 +660,42 @@ impl World {
     }
 
     /// Receives up to `max` visible reservation messages (no long poll).
+    /// Up to `max` visible messages, ten per request (SQS's limit), until `max` or none is left.
     async fn receive(&self, max: i32) -> anyhow::Result<Vec<aws_sdk_sqs::types::Message>> {
-        let out = self
-            .sqs
-            .receive_message()
-            .queue_url(&self.queues.reservations)
-            .max_number_of_messages(max)
-            .wait_time_seconds(0)
-            .send()
-            .await?;
-        Ok(out.messages.unwrap_or_default())
+        let mut all = Vec::new();
+        while (all.len() as i32) < max {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queues.reservations)
+                .max_number_of_messages((max - all.len() as i32).min(10))
+                .wait_time_seconds(0)
+                .send()
+                .await?;
+            let got = out.messages.unwrap_or_default();
+            if got.is_empty() {
+                break;
+            }
+            all.extend(got);
+        }
+        Ok(all)
     }
 
     /// Deletes reservation messages by receipt handle.
     async fn delete(&self, receipts: &[&str]) -> anyhow::Result<()> {
-        let entries = receipts
-            .iter()
-            .enumerate()
-            .map(|(i, rh)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(*rh).build())
-            .collect::<Result<Vec<_>, _>>()?;
-        self.sqs.delete_message_batch().queue_url(&self.queues.reservations).set_entries(Some(entries)).send().await?;
+        for chunk in receipts.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, rh)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(*rh).build())
+                .collect::<Result<Vec<_>, _>>()?;
+            self.sqs
+                .delete_message_batch()
+                .queue_url(&self.queues.reservations)
+                .set_entries(Some(entries))
+                .send()
+                .await?;
+        }
         Ok(())
     }
 
@@ -739,7 +777,7 @@ impl World {
         Ok(v)
     }
 
-    /// Checks I1–I8 on both stores and on every answer.
+    /// Checks I1–I9 on both stores and on every answer.
     async fn check(&self, s: &Sched, when: &str) -> anyhow::Result<Vec<Violation>> {
         let mut v = Vec::new();
         let mut bad = |inv: &'static str, detail: String| {
@@ -768,6 +806,15 @@ impl World {
         }
         if (l.reserved, l.confirmed) != (reserved, confirmed) {
             bad("I1", format!("counters {} / {} but records {reserved} / {confirmed}", l.reserved, l.confirmed));
+        }
+        // I9: no persist invocation ran past its function's timeout (Lambda would have ended it).
+        let timed_out: Vec<Value> = s
+            .answers
+            .lock()
+            .map(|a| a.iter().filter(|(_, a)| a.code == "PERSIST_TIMED_OUT").map(|(_, a)| a.body.clone()).collect())
+            .unwrap_or_default();
+        for b in timed_out {
+            bad("I9", format!("a persist invocation ran past its {} s timeout: {b}", PERSIST_TIMEOUT.as_secs()));
         }
         // I8: every order that became durable had a whole payment window from then on (a healed-
         // forward order too); the operations' clock bounds when one not durable after set-up did.
@@ -887,7 +934,11 @@ impl World {
 }
 
 fn batch(kind: OpKind) -> i32 {
-    if kind == OpKind::PersistBatch { 10 } else { 1 }
+    match kind {
+        OpKind::PersistBatch => 10,
+        OpKind::PersistMany(n) => n as i32,
+        _ => 1,
+    }
 }
 
 fn with_false((a, b, c): (u16, String, Value)) -> (u16, String, Value, bool) {
