@@ -4,7 +4,7 @@
 //!
 //! - [`gate`] parks an operation before each port call; [`ports`] wraps the real adapters in it;
 //! - [`sched`] is the controller and its strategies (exhaustive, PCT, written schedules);
-//! - [`world`] is one worker's deployment: set-up, quiescence and the invariant checks I1–I6;
+//! - [`world`] is one worker's deployment: set-up, quiescence and the invariant checks I1–I9;
 //! - [`scenarios`] lists the pairs, the random groups and the named regression schedules.
 
 pub mod gate;

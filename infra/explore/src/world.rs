@@ -257,7 +257,8 @@ struct Sched {
     retry: Mutex<Vec<OpKind>>,
     /// The warm instance that runs set-up and quiescence (ungated).
     quiet: GatedApp,
-    /// Reconciliation's threshold in this schedule's operations.
+    /// Reconciliation's threshold, give-up and examination limit, and whether turns are held, in
+    /// this schedule's operations.
     limits: Limits,
 }
 
@@ -659,8 +660,8 @@ impl World {
         Ok(json!({ "received": msgs.len(), "failed": failed.len() }))
     }
 
-    /// Receives up to `max` visible reservation messages (no long poll).
-    /// Up to `max` visible messages, ten per request (SQS's limit), until `max` or none is left.
+    /// Receives up to `max` visible reservation messages (no long poll), ten per request (SQS's
+    /// limit), until `max` or none is left.
     async fn receive(&self, max: i32) -> anyhow::Result<Vec<aws_sdk_sqs::types::Message>> {
         let mut all = Vec::new();
         while (all.len() as i32) < max {

@@ -4,7 +4,8 @@
 //! A run lists the collections, then reads a few figures of each, batched (the stock, the
 //! registered time slices, the mark its last clean run left; DynamoDB's levels, 100 per
 //! request): a collection whose figures are exactly the ones its mark records, with no time
-//! slice registered, is quiet and skipped (nothing happened to it since, see [`is_quiet`]).
+//! slice registered and nothing reserved, is quiet and skipped (nothing happened to it since,
+//! see [`is_quiet`]).
 //! The others are reconciled a few at a time, longest unvisited first, started while the run is
 //! inside its time budget; the rest wait for the next run, which takes them first.
 //!
@@ -26,9 +27,11 @@
 //! 2. **Drift and identities**: compare Redis with `saleable − pending`; rebuild a lost stock key,
 //!    and repair drift only while nothing is in flight, compare-and-set on the cache version read
 //!    before DynamoDB was (so a concurrent Try, settle or cancel makes the repair step aside).
+//!    Before that, the **tally** ([`super::tally`]): confirmed orders' units move from their
+//!    buckets' `reserved` to `confirmed`.
 //! 3. **Trim** per-order entries settled longer ago than the retention.
-//! 4. **Mark** a clean collection (nothing in flight, no drift, a trim pass finished) with the
-//!    figures both stores agreed on, and note every visit.
+//! 4. **Mark** a clean collection (nothing in flight, nothing tallied, no drift, a trim pass
+//!    finished) with the figures both stores agreed on, and note every visit.
 //!
 //! The run's summary is logged as JSON, emitted as CloudWatch embedded-metric-format lines, and
 //! returned as the handler's result.

@@ -1,7 +1,8 @@
 //! The tally: a confirm writes only its order, so its units still count as reserved in their
 //! stock bucket; reconciliation moves them to confirmed, a bucket at a time, up to 99 orders per
 //! transaction under the bucket's write turn. Until then, the admin view derives the counts
-//! (reserved − untallied, confirmed + untallied), so a reader never sees the difference.
+//! (reserved − untallied, confirmed + untallied) from the eventually consistent index, so a
+//! reader sees the counts a tally will leave once the index has caught up.
 
 use std::collections::HashSet;
 

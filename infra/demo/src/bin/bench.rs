@@ -486,7 +486,7 @@ fn scaling_note(md: &mut String, m: &Measured) -> anyhow::Result<()> {
     )?;
     writeln!(
         md,
-        "- **Next bottleneck, in order:** API Gateway / Lambda burst limits (quota, provisioned concurrency) → durable writes of one collection (per stock bucket one transaction at a time; docs/HOT-DROP-MODEL.md) → the collection's Redis shard at ~{:.0} Tries/s → confirm/cancel, per stock bucket one transaction at a time (docs/HOT-DROP-MODEL.md). Standard SQS queues and the order items (spread by order id) do not bind.\n",
+        "- **Next bottleneck, in order:** API Gateway / Lambda burst limits (quota, provisioned concurrency) → durable writes of one collection (per stock bucket one transaction at a time; docs/HOT-DROP-MODEL.md) → the collection's Redis shard at ~{:.0} Tries/s → cancels, per stock bucket one transaction at a time (confirms write their order alone; docs/HOT-DROP-MODEL.md). Standard SQS queues and the order items (spread by order id) do not bind.\n",
         0.5e6 / usec
     )?;
     Ok(())
