@@ -53,6 +53,13 @@ pub const TIMING_DEFAULTS: [(&str, u64); 8] = [
     (CANCEL_TIMEOUT_SECONDS, 30),
 ];
 
+/// A reconciliation run's default time budget: it starts no collection after this long (the
+/// function's timeout is 55 s; one collection's work is bounded by the per-run limits).
+pub const RECONCILE_BUDGET_DEFAULT: Duration = Duration::from_secs(40);
+
+/// Unsettled entries a reconciliation run examines per collection, longest-logged first.
+pub const ENTRIES_PER_RUN: usize = 20_000;
+
 /// The shortest order retention accepted. A replay of an order Redis has forgotten takes a unit
 /// again, which persist (or reconciliation) gives back once it meets DynamoDB's record: correct,
 /// but a unit held for nothing meanwhile, so forgetting must be rare.
@@ -272,7 +279,7 @@ fn timing(get: &impl Fn(&str) -> Option<String>) -> Result<Timing, ConfigError> 
     let num = |name: &'static str| -> Result<u64, ConfigError> {
         let default = match name {
             RECONCILE_THRESHOLD_MS => 45_000,
-            RECONCILE_BUDGET_MS => crate::app::reconcile::RUN_BUDGET.as_millis() as u64,
+            RECONCILE_BUDGET_MS => RECONCILE_BUDGET_DEFAULT.as_millis() as u64,
             _ => TIMING_DEFAULTS.iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v),
         };
         let n: u64 = get(name).map_or(Ok(default), |s| {

@@ -182,7 +182,7 @@ pub async fn cancel_event<C: StockCache, L: Ledger, Q: Queue>(
     app: &App<C, L, Q>,
     event: Value,
 ) -> Result<Value, lambda_runtime::Error> {
-    let now = crate::now_ms();
+    let now = app.clock.now_ms();
     match classify(&event) {
         Some(EventKind::Http) => {
             let req: ApiGatewayV2httpRequest = serde_json::from_value(event)?;

@@ -147,7 +147,7 @@ fn deployed_timing(t: &Value) -> Result<Timing, String> {
     let budget = t["Globals"]["Function"]["Environment"]["Variables"][config::RECONCILE_BUDGET_MS]
         .as_str()
         .and_then(|v| v.parse().ok())
-        .map_or(flashstock::app::reconcile::RUN_BUDGET, Duration::from_millis);
+        .map_or(flashstock::config::RECONCILE_BUDGET_DEFAULT, Duration::from_millis);
     Ok(Timing {
         threshold: Duration::from_millis(num(&t["Parameters"]["ReconcileThresholdMs"]["Default"], "threshold")?),
         give_up: Duration::from_millis(num(&t["Parameters"]["ReconcileGiveUpMs"]["Default"], "give-up")?),

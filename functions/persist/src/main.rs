@@ -4,7 +4,6 @@
 #![recursion_limit = "256"]
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use flashstock::now_ms;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -12,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let app = flashstock::lambda::boot().await?;
     let app = &app;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(flashstock::lambda::persist_event(app, ev.payload, now_ms()).await)
+        Ok::<SqsBatchResponse, Error>(flashstock::lambda::persist_event(app, ev.payload, app.clock.now_ms()).await)
     }))
     .await
 }

@@ -4,7 +4,6 @@
 #![recursion_limit = "256"]
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use flashstock::now_ms;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -13,7 +12,7 @@ async fn main() -> Result<(), Error> {
     let app = flashstock::lambda::boot().await?;
     let app = &app;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<EventBridgeEvent<Value>>| async move {
-        Ok::<_, Error>(serde_json::to_value(flashstock::lambda::reconcile_event(app, now_ms()).await?)?)
+        Ok::<_, Error>(serde_json::to_value(flashstock::lambda::reconcile_event(app, app.clock.now_ms()).await?)?)
     }))
     .await
 }

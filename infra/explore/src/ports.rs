@@ -8,7 +8,7 @@ use std::time::Duration;
 use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
 use flashstock::domain::{CancelReason, CollectionId, CollectionSpec, OrderKey, UserId};
 use flashstock::ports::{
-    CacheEntry, CacheProbe, CacheSnapshot, CollectionRecord, CreateOutcome, InfraError, InfraResult, Ledger,
+    CacheEntry, CacheProbe, CacheSnapshot, CollectionRecord, CreateOutcome, InfraError, InfraResult, Landing, Ledger,
     OrderRecord, Queue, Rebuild, Released, ReservationMessage, ReserveOutcome, ReserveRequest, SettleAs, StockCache,
     TimeoutMessage, Tombstone, Trimmed, Untallied, WriteError,
 };
@@ -195,12 +195,11 @@ impl Ledger for Gated<DynamoLedger> {
         collection: &CollectionId,
         bucket: u32,
         payment_window_seconds: u32,
-        reserve: &[ReservationMessage],
-        refuse: &[ReservationMessage],
+        orders: &[Landing<'_>],
         now_ms: i64,
     ) -> Result<(), WriteError> {
         self.step("dynamodb persist-transaction", move || {
-            self.inner.apply_reservations(collection, bucket, payment_window_seconds, reserve, refuse, now_ms)
+            self.inner.apply_reservations(collection, bucket, payment_window_seconds, orders, now_ms)
         })
         .await
     }

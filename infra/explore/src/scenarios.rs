@@ -23,7 +23,7 @@ fn sc(name: &'static str, setup: &[Setup], ops: &[OpKind]) -> Scenario {
         buckets: 1,
         threshold_ms: THRESHOLD_MS,
         give_up_ms: GIVE_UP_MS,
-        entries_per_run: flashstock::app::reconcile::ENTRIES_PER_RUN,
+        entries_per_run: flashstock::config::ENTRIES_PER_RUN,
         may_end_lost: Vec::new(),
         turns_held: false,
         orders: vec![(0, 1), (1, 1)],

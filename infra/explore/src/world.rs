@@ -364,10 +364,10 @@ impl World {
                 emit_emf: false,
                 buyer_budget: None,
                 default_per_user_limit: None,
-                reconcile_budget: flashstock::app::reconcile::RUN_BUDGET,
+                reconcile_budget: flashstock::config::RECONCILE_BUDGET_DEFAULT,
                 persist_lease: true,
                 persist_turn_budget: std::time::Duration::from_secs(12),
-                entries_per_run: flashstock::app::reconcile::ENTRIES_PER_RUN,
+                entries_per_run: flashstock::config::ENTRIES_PER_RUN,
             },
             next: AtomicU64::new(0),
         })

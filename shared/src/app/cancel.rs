@@ -51,7 +51,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             Canceller::System(r) => r,
         };
         let collection = &order.collection;
-        let started = std::time::Instant::now();
+        let started = self.clock.instant();
         let mut contended = None;
         for round in 1..=MAX_ROUNDS {
             match self.locate(order).await? {
@@ -66,7 +66,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                         }
                         Transition::To(_) => {
                             self.cache.mark_intent(&rec, now_ms).await?;
-                            let turn = self.take_turn(collection, rec.bucket, super::turn_wait(started)).await;
+                            let turn = self.take_turn(collection, rec.bucket, self.turn_wait(started)).await;
                             let done = self.ledger.cancel_reserved(std::slice::from_ref(&rec), reason, now_ms).await;
                             self.end_turn(collection, rec.bucket, turn).await;
                             match done {
@@ -86,7 +86,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                                 Err(WriteError::Cancelled(r)) => {
                                     contended = Some(rec.bucket);
                                     tracing::warn!(order = %order, bucket = rec.bucket, reasons = ?r, "cancel retried");
-                                    super::second_phase_backoff(started, round).await;
+                                    self.second_phase_backoff(started, round).await;
                                 }
                                 Err(WriteError::Infra(e)) => return Err(e.into()),
                             }

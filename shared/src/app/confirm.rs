@@ -15,7 +15,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// `Refused(NotYetReserved)` (retryable), `Refused(AlreadyCancelled)`, `Refused(OrderFailed)`,
     /// `ReservationNotFound`.
     pub async fn confirm(&self, order: &OrderKey, now_ms: i64) -> Result<ReservationView, AppError> {
-        let started = std::time::Instant::now();
+        let started = self.clock.instant();
         for round in 1..=MAX_ROUNDS {
             let located = self.locate(order).await?;
             match transition(located.status(), crate::domain::Event::Confirm) {
@@ -36,7 +36,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 Err(WriteError::ConditionFailed) => continue, // raced a cancel: re-read and decide
                 Err(WriteError::Cancelled(r)) => {
                     tracing::warn!(%order, reasons = ?r, "confirm retried");
-                    super::second_phase_backoff(started, round).await;
+                    self.second_phase_backoff(started, round).await;
                 }
                 Err(WriteError::Infra(e)) => return Err(e.into()),
             }

@@ -18,13 +18,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use self::sold_out::SoldOutFlags;
-use crate::adapters::{DynamoLedger, RedisCache, SqsQueue};
+use crate::adapters::{DynamoLedger, RedisCache, SqsQueue, SystemClock};
 use crate::config::{BuyerBudget, Config, RedisSource};
 #[cfg(doc)]
 use crate::domain::Timing;
-use crate::domain::{CollectionId, CollectionSpec, IdentityViolation, Refusal};
-use crate::ports::{InfraError, Ledger, Queue, StockCache};
+use crate::domain::{CollectionId, CollectionSpec, IdentityViolation, PendingWindow, Refusal};
+use crate::ports::{Clock, InfraError, Ledger, Queue, StockCache};
 
 /// Every failure a use case reports. Mapped to HTTP status and problem code in one place
 /// (`crate::http::problem`).
@@ -107,10 +109,9 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Orders accepted from this instant on are younger than the quiet stretch before their
-    /// give-up: reconciliation still heals them forward (and a replay is still promised).
-    pub fn heal_forward_from(&self, now_ms: i64) -> i64 {
-        now_ms - self.reconcile_give_up_ms + self.reconcile_quiet_ms
+    /// The fate over time of an order with no durable record (heal forward, quiet, give up).
+    pub fn pending_window(&self) -> PendingWindow {
+        PendingWindow { give_up_ms: self.reconcile_give_up_ms, quiet_ms: self.reconcile_quiet_ms }
     }
 }
 
@@ -130,7 +131,7 @@ impl From<&Config> for Settings {
             reconcile_budget: c.reconcile_budget,
             persist_lease: c.persist_lease,
             persist_turn_budget: c.persist_turn_budget,
-            entries_per_run: reconcile::ENTRIES_PER_RUN,
+            entries_per_run: crate::config::ENTRIES_PER_RUN,
         }
     }
 }
@@ -140,6 +141,8 @@ pub struct App<C, L, Q> {
     pub ledger: L,
     pub queue: Q,
     pub settings: Settings,
+    /// Where every use case reads time.
+    pub clock: Arc<dyn Clock>,
     /// Collection settings are immutable, so each instance caches them for its life.
     specs: RwLock<HashMap<CollectionId, Arc<CollectionSpec>>>,
     /// Per-instance sold-out flags: refuse without a Redis round trip while one is up.
@@ -171,7 +174,13 @@ impl LiveApp {
 impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     pub fn new(cache: C, ledger: L, queue: Q, settings: Settings) -> Self {
         let sold_out = SoldOutFlags::new(settings.sold_out_flag);
-        Self { cache, ledger, queue, settings, specs: RwLock::default(), sold_out }
+        Self { cache, ledger, queue, settings, clock: Arc::new(SystemClock), specs: RwLock::default(), sold_out }
+    }
+
+    /// The same app reading time from `clock` (tests drive it).
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
     }
 
     /// The collection's settings, from the instance cache or DynamoDB.
@@ -222,14 +231,14 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             return None;
         }
         let holder = ulid::Ulid::new().to_string();
-        let start = std::time::Instant::now();
+        let start = self.clock.instant();
         // Polls the collection's slot (the Try path's too): every 2-8 ms at first, backing off to
         // at most 32 ms, so a crowd of waiters stays a small load.
         let mut polls = 0u32;
         loop {
             match self.cache.take_lease(collection, bucket, &holder, TURN_TTL).await {
                 Ok(true) => return Some(holder),
-                Ok(false) if start.elapsed() < wait => {
+                Ok(false) if self.clock.instant().duration_since(start) < wait => {
                     let cap = 8u64 << (polls / 8).min(2);
                     polls = polls.saturating_add(1);
                     tokio::time::sleep(Duration::from_millis(rand::random_range(2..=cap))).await;
@@ -259,16 +268,18 @@ pub(crate) const TURN_WAIT: Duration = Duration::from_secs(2);
 /// remaining rounds write at once, so it ends well inside the API function's 10 s timeout.
 pub(crate) const SECOND_PHASE_BUDGET: Duration = Duration::from_secs(6);
 
-/// How long a cancel started at `started` may still wait for its turn (zero once its budget is
-/// spent: it then transacts without one).
-pub(crate) fn turn_wait(started: std::time::Instant) -> Duration {
-    TURN_WAIT.min(SECOND_PHASE_BUDGET.saturating_sub(started.elapsed()))
-}
+impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+    /// How long a cancel started at `started` may still wait for its turn (zero once its budget is
+    /// spent: it then transacts without one).
+    pub(crate) fn turn_wait(&self, started: Instant) -> Duration {
+        TURN_WAIT.min(SECOND_PHASE_BUDGET.saturating_sub(self.clock.instant().duration_since(started)))
+    }
 
-/// Backs off before a confirm's or cancel's next round, while its budget lasts.
-pub(crate) async fn second_phase_backoff(started: std::time::Instant, round: u32) {
-    if started.elapsed() < SECOND_PHASE_BUDGET {
-        backoff(round).await;
+    /// Backs off before a confirm's or cancel's next round, while its budget lasts.
+    pub(crate) async fn second_phase_backoff(&self, started: Instant, round: u32) {
+        if self.clock.instant().duration_since(started) < SECOND_PHASE_BUDGET {
+            backoff(round).await;
+        }
     }
 }
 

@@ -24,8 +24,10 @@ use futures::StreamExt;
 use super::{App, AppError, backoff};
 use crate::domain::batch::{ORDERS_PER_TRANSACTION, fit_to_stock, group_by_collection};
 use crate::domain::buckets::plan_moves;
-use crate::domain::{CollectionId, OrderKey, Status, home_bucket, payment_deadline, settlement};
-use crate::ports::{ItemFailure, Ledger, Queue, ReservationMessage, SettleAs, StockCache, TimeoutMessage, WriteError};
+use crate::domain::{CollectionId, Event, OrderKey, Status, home_bucket, landing, payment_deadline, settlement};
+use crate::ports::{
+    ItemFailure, Landing, Ledger, Queue, ReservationMessage, SettleAs, StockCache, TimeoutMessage, WriteError,
+};
 
 /// Transaction attempts per chunk before its orders are reported for redelivery.
 const MAX_ATTEMPTS: u32 = 8;
@@ -68,7 +70,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         let mut unresolved = Vec::new();
         // One budget of turn-waiting for the whole invocation: past it, chunks transact without
         // their turn (conflicts retried), so waiting never runs persist into its timeout.
-        let waits_until = std::time::Instant::now() + self.settings.persist_turn_budget;
+        let waits_until = self.clock.instant() + self.settings.persist_turn_budget;
         for (collection, group) in group_by_collection(msgs, |m| &m.collection_id) {
             unresolved.extend(self.persist_collection(&collection, group, waits_until, now_ms).await);
         }
@@ -80,7 +82,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         &self,
         collection: &CollectionId,
         msgs: Vec<ReservationMessage>,
-        waits_until: std::time::Instant,
+        waits_until: tokio::time::Instant,
         now_ms: i64,
     ) -> Vec<OrderKey> {
         let spec = match self.spec(collection).await {
@@ -112,14 +114,14 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         bucket: u32,
         window: u32,
         msgs: Vec<ReservationMessage>,
-        waits_until: std::time::Instant,
+        waits_until: tokio::time::Instant,
         now_ms: i64,
     ) -> Vec<OrderKey> {
         let mut unresolved = Vec::new();
         for chunk in msgs.chunks(ORDERS_PER_TRANSACTION) {
             // The turn covers the transaction only: the follow-ups of one consumer (Redis, timers)
             // overlap the next one's transaction.
-            let wait = waits_until.saturating_duration_since(std::time::Instant::now());
+            let wait = waits_until.saturating_duration_since(self.clock.instant());
             let turn = self.take_turn(collection, bucket, wait).await;
             let r = self.apply_chunk(collection, bucket, window, chunk.to_vec(), now_ms).await;
             self.end_turn(collection, bucket, turn).await;
@@ -187,26 +189,34 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         now_ms: i64,
     ) -> ChunkResult {
         let mut out = ChunkResult::default();
+        // The states persist writes: what the state machine makes of an order with no durable
+        // record (PENDING) on its message, and on DynamoDB refusing it.
+        let (Some(reserved), Some(failed)) = (landing(Event::Persist), landing(Event::PersistRefused)) else {
+            out.unresolved.extend(reserve.iter().map(ReservationMessage::key));
+            return out;
+        };
         let mut refuse: Vec<ReservationMessage> = Vec::new();
         let mut moved = false;
         for attempt in 1..=MAX_ATTEMPTS {
             if reserve.is_empty() && refuse.is_empty() {
                 return out;
             }
-            let reasons =
-                match self.ledger.apply_reservations(collection, bucket, window, &reserve, &refuse, now_ms).await {
-                    Ok(()) => {
-                        out.durable.append(&mut reserve);
-                        out.refused.append(&mut refuse);
-                        return out;
-                    }
-                    Err(WriteError::Cancelled(reasons)) => reasons,
-                    Err(e) => {
-                        tracing::warn!(%collection, attempt, error = %e, "persist transaction failed; retrying");
-                        backoff(attempt).await;
-                        continue;
-                    }
-                };
+            let orders: Vec<Landing<'_>> = (reserve.iter().map(|message| Landing { message, status: reserved }))
+                .chain(refuse.iter().map(|message| Landing { message, status: failed }))
+                .collect();
+            let reasons = match self.ledger.apply_reservations(collection, bucket, window, &orders, now_ms).await {
+                Ok(()) => {
+                    out.durable.append(&mut reserve);
+                    out.refused.append(&mut refuse);
+                    return out;
+                }
+                Err(WriteError::Cancelled(reasons)) => reasons,
+                Err(e) => {
+                    tracing::warn!(%collection, attempt, error = %e, "persist transaction failed; retrying");
+                    backoff(attempt).await;
+                    continue;
+                }
+            };
             let reason = |i: usize| reasons.get(i).copied().unwrap_or(ItemFailure::None);
             let retryable = reasons.iter().any(|r| matches!(r, ItemFailure::Retryable | ItemFailure::Other));
             // Orders that already have a record (replays, tombstones) leave the transaction.

@@ -37,23 +37,20 @@
 //! returned as the handler's result.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use tokio::time::Instant;
 
 use futures::StreamExt;
 use serde::Serialize;
 
 use super::{App, AppError};
 use crate::domain::{
-    CancelReason, CollectionId, IdentityViolation, OrderKey, Settlement, StockLevels, drift, settlement,
+    CancelReason, CollectionId, IdentityViolation, OrderKey, PendingFate, Settlement, StockLevels, drift, settlement,
 };
 use crate::ports::{
     CacheEntry, CacheProbe, CacheState, CollectionRecord, Ledger, OrderRecord, Queue, Rebuild, Released,
     ReservationMessage, SettleAs, StockCache, Tombstone,
 };
 
-/// Unsettled entries examined per collection per run (the default of
-/// [`super::Settings::entries_per_run`]).
-pub const ENTRIES_PER_RUN: usize = 20_000;
 /// Concurrent DynamoDB writes while healing.
 const HEAL_CONCURRENCY: usize = 32;
 /// Orders re-logged per script call (one call holds Redis for all of them).
@@ -67,9 +64,6 @@ const COLLECTION_CONCURRENCY: usize = 8;
 /// Trim calls a clean collection may take to finish a pass (a pass over the largest bucket
 /// count takes 53).
 const MAX_TRIM_CALLS: usize = 64;
-/// A run's default time budget: it starts no collection after this long (the function's timeout
-/// is 55 s; one collection's work is bounded by the per-run limits above).
-pub const RUN_BUDGET: Duration = Duration::from_secs(40);
 
 /// The mark a clean run leaves on a collection: the figures both stores agreed on, and when.
 pub fn reconcile_mark(stock: i64, levels: &StockLevels, now_ms: i64) -> String {
@@ -156,7 +150,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// One reconciliation run over every collection. Safe to overlap with another run and with
     /// live traffic; idempotent.
     pub async fn reconcile(&self, now_ms: i64) -> Result<ReconcileReport, AppError> {
-        let started = Instant::now();
+        let started = self.clock.instant();
         let ids = self.ledger.collections().await?;
         let (probes, records) = futures::join!(self.cache.probe(&ids), self.ledger.collection_records(&ids));
         // What cannot be read is not quiet: it is reconciled, and reports its own failure.
@@ -196,7 +190,8 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// is reported in its part of the report, not raised).
     async fn reconcile_some(&self, ids: &[CollectionId], now_ms: i64, deadline: Option<Instant>) -> ReconcileReport {
         let mut report = ReconcileReport::default();
-        let open = move || deadline.is_none_or(|d| Instant::now() < d);
+        let clock = &self.clock;
+        let open = move || deadline.is_none_or(|d| clock.instant() < d);
         // The first always starts: every run makes progress.
         let done: Vec<(CollectionId, CollectionReport)> = futures::stream::iter(ids.iter().cloned().enumerate())
             .take_while(move |(i, _)| std::future::ready(*i == 0 || open()))
@@ -224,7 +219,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             report.errors += cr.errors.len() as u32;
             report.collections.insert(id.to_string(), cr);
         }
-        report.duration_ms = crate::now_ms() - now_ms;
+        report.duration_ms = self.clock.now_ms() - now_ms;
         report
     }
 
@@ -351,9 +346,9 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         // Give up what is past the give-up deadline; heal forward the rest, but for what is in the
         // quiet stretch before it (`republish` leaves that: its last message may still be
         // redelivered, and a run still re-publishing it may be alive).
-        let give_up_before = now_ms - self.settings.reconcile_give_up_ms;
+        let window = self.settings.pending_window();
         let (missing, forward): (Vec<_>, Vec<_>) =
-            missing.into_iter().partition(|(_, e)| e.accepted_at_ms < give_up_before);
+            missing.into_iter().partition(|(_, e)| window.fate(e.accepted_at_ms, now_ms) == PendingFate::GiveUp);
         for chunk in forward.chunks(RELOG_PER_CALL) {
             if let Err(e) = self.republish(id, chunk, cutoff, now_ms, cr).await {
                 tracing::error!(collection = %id, error = %e, "re-publishing failed; the next run tries again");
@@ -426,15 +421,16 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         // On this call's clock, which may be up to a run's length past the run's: an order that
         // entered the quiet stretch meanwhile is not re-sent (its redeliveries could outlast the
         // give-up).
-        let now_call = crate::now_ms().max(now_ms);
-        let forward_from = self.settings.heal_forward_from(now_call);
-        let (orders, quiet): (Vec<_>, Vec<_>) = orders.iter().partition(|(_, e)| e.accepted_at_ms >= forward_from);
+        let now_call = self.clock.now_ms().max(now_ms);
+        let window = self.settings.pending_window();
+        let (orders, quiet): (Vec<_>, Vec<_>) =
+            orders.iter().partition(|(_, e)| window.fate(e.accepted_at_ms, now_call) == PendingFate::HealForward);
         // In the quiet stretch nothing is re-sent: such an order is logged again to come due at
         // its give-up, so that every run until then does not examine it again (thousands of them
         // would crowd orders still healed forward out of the run's examination limit).
         let mut to_give_up: BTreeMap<i64, Vec<OrderKey>> = BTreeMap::new();
         for (o, e) in quiet {
-            let due_at = e.accepted_at_ms + self.settings.reconcile_give_up_ms - self.settings.reconcile_threshold_ms;
+            let due_at = window.give_up_at(e.accepted_at_ms) - self.settings.reconcile_threshold_ms;
             to_give_up.entry(due_at.div_euclid(1000) * 1000).or_default().push(o.clone());
         }
         for (at, keys) in &to_give_up {

@@ -63,7 +63,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         // The sold-out flag keeps the horde off the collection's script; a retry of an order that
         // was accepted must still get its original answer, so the flag is only trusted when this
         // buyer's order id has no entry (a plain read on the collection's slot).
-        if self.sold_out.is_up(&input.collection) && self.cache.entry(&key).await?.is_none() {
+        if self.sold_out.is_up(&input.collection, self.clock.instant()) && self.cache.entry(&key).await?.is_none() {
             return Err(AppError::SoldOut);
         }
         let req = ReserveRequest {
@@ -74,13 +74,13 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             // Reconciliation re-publishes an order younger than the quiet stretch before its
             // give-up, and gives up only an older one: promise a replay only where it would still
             // heal forward (so this replay's message, too, is redelivered before the give-up).
-            stale_before_ms: self.settings.heal_forward_from(now_ms) + STALE_MARGIN_MS,
+            stale_before_ms: self.settings.pending_window().heal_forward_from(now_ms) + STALE_MARGIN_MS,
         };
         let message = |accepted_at_ms| ReservationMessage::new(&key, quantity, accepted_at_ms);
         match self.cache.reserve(&req).await? {
             ReserveOutcome::Reserved { stock_left, accepted_at_ms } => {
                 if stock_left <= 0 {
-                    self.sold_out.raise(&input.collection);
+                    self.sold_out.raise(&input.collection, self.clock.instant());
                 }
                 self.publish(message(accepted_at_ms)).await.map(|()| accepted)
             }
@@ -102,7 +102,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             ReserveOutcome::Mismatch => Err(AppError::IdempotencyMismatch),
             ReserveOutcome::NoCache => Err(AppError::CacheNotReady),
             ReserveOutcome::SoldOut => {
-                self.sold_out.raise(&input.collection);
+                self.sold_out.raise(&input.collection, self.clock.instant());
                 Err(AppError::SoldOut)
             }
             ReserveOutcome::Insufficient { available } => Err(AppError::InsufficientStock { available }),

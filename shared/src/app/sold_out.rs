@@ -21,11 +21,11 @@ impl SoldOutFlags {
         Self { lifetime, until: Mutex::default() }
     }
 
-    /// Whether the collection's flag is up (an expired flag is dropped).
-    pub fn is_up(&self, id: &CollectionId) -> bool {
+    /// Whether the collection's flag is up at `now` (an expired flag is dropped).
+    pub fn is_up(&self, id: &CollectionId, now: Instant) -> bool {
         let Ok(mut m) = self.until.lock() else { return false };
         match m.get(id) {
-            Some(until) if *until > Instant::now() => true,
+            Some(until) if *until > now => true,
             Some(_) => {
                 m.remove(id);
                 false
@@ -34,9 +34,9 @@ impl SoldOutFlags {
         }
     }
 
-    pub fn raise(&self, id: &CollectionId) {
+    pub fn raise(&self, id: &CollectionId, now: Instant) {
         if let Ok(mut m) = self.until.lock() {
-            m.insert(id.clone(), Instant::now() + self.lifetime);
+            m.insert(id.clone(), now + self.lifetime);
         }
     }
 
@@ -50,23 +50,25 @@ impl SoldOutFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::{Clock, TokioClock};
 
     // The clock is what is tested: paused tokio time, no real sleeps.
     #[tokio::test(start_paused = true)]
     async fn a_flag_lasts_its_lifetime_and_a_return_clears_it() {
+        let clock = TokioClock::starting_at(0);
         let flags = SoldOutFlags::new(Duration::from_millis(500));
         let c = CollectionId::parse("drop").unwrap();
-        assert!(!flags.is_up(&c));
-        flags.raise(&c);
+        assert!(!flags.is_up(&c, clock.instant()));
+        flags.raise(&c, clock.instant());
         tokio::time::advance(Duration::from_millis(499)).await;
-        assert!(flags.is_up(&c), "up for its whole lifetime");
+        assert!(flags.is_up(&c, clock.instant()), "up for its whole lifetime");
         tokio::time::advance(Duration::from_millis(2)).await;
-        assert!(!flags.is_up(&c), "down once it expired");
-        flags.raise(&c);
+        assert!(!flags.is_up(&c, clock.instant()), "down once it expired");
+        flags.raise(&c, clock.instant());
         flags.clear(&c);
-        assert!(!flags.is_up(&c), "stock came back: down at once");
+        assert!(!flags.is_up(&c, clock.instant()), "stock came back: down at once");
         let other = CollectionId::parse("other").unwrap();
-        flags.raise(&other);
-        assert!(!flags.is_up(&c) && flags.is_up(&other), "per collection");
+        flags.raise(&other, clock.instant());
+        assert!(!flags.is_up(&c, clock.instant()) && flags.is_up(&other, clock.instant()), "per collection");
     }
 }

@@ -166,9 +166,25 @@ pub fn transition(from: Option<Status>, event: Event) -> Result<Transition, Refu
     }
 }
 
+/// The state persist writes for an order with no durable record yet (PENDING) on `event`
+/// (`Persist`, or `PersistRefused`); `None` when the machine allows no such step.
+pub fn landing(event: Event) -> Option<Status> {
+    match transition(Some(Status::Pending), event) {
+        Ok(Transition::To(s)) => Some(s),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn persist_lands_reserved_or_failed() {
+        assert_eq!(landing(Event::Persist), Some(Status::Reserved));
+        assert_eq!(landing(Event::PersistRefused), Some(Status::Failed));
+        assert_eq!(landing(Event::Confirm), None);
+    }
 
     #[test]
     fn the_payment_window_counts_from_durability() {

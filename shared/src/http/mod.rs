@@ -242,7 +242,7 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
     if let Some(scope) = route.scope() {
         who.require(scope)?;
     }
-    let now = crate::now_ms();
+    let now = app.clock.now_ms();
     if route.budgeted() {
         app.spend_budget(&who.user).await?;
     }

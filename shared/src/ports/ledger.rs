@@ -98,6 +98,13 @@ pub enum WriteError {
     Infra(#[from] InfraError),
 }
 
+/// A message persist writes, with the state [`crate::domain::transition`] gave its order.
+#[derive(Debug, Clone, Copy)]
+pub struct Landing<'a> {
+    pub message: &'a ReservationMessage,
+    pub status: Status,
+}
+
 pub trait Ledger: Send + Sync + 'static {
     fn create_collection(
         &self,
@@ -115,17 +122,16 @@ pub trait Ledger: Send + Sync + 'static {
     fn record_drift(&self, id: &CollectionId, drift: i64) -> impl Future<Output = InfraResult<()>> + Send;
     fn order(&self, key: &OrderKey) -> impl Future<Output = InfraResult<Option<OrderRecord>>> + Send;
     fn orders(&self, keys: &[OrderKey]) -> impl Future<Output = InfraResult<Vec<OrderRecord>>> + Send;
-    /// One transaction: take `Σ quantity(reserve)` from the collection's stock bucket `bucket`
-    /// (condition: the bucket has that much saleable) and put each reservation (condition: no
-    /// record yet), plus FAILED records for `refuse` (condition: no record yet). Item 0 is the
-    /// bucket; then `reserve`, then `refuse`.
+    /// One transaction: put each order in the state the state machine gave it (condition: no
+    /// record yet), and take the units of those that hold durable stock (RESERVED) from the
+    /// collection's stock bucket `bucket` (condition: the bucket has that much saleable). Item 0
+    /// is the bucket, then the orders in turn.
     fn apply_reservations(
         &self,
         collection: &CollectionId,
         bucket: u32,
         payment_window_seconds: u32,
-        reserve: &[ReservationMessage],
-        refuse: &[ReservationMessage],
+        orders: &[Landing<'_>],
         now_ms: i64,
     ) -> impl Future<Output = Result<(), WriteError>> + Send;
     /// Moves `units` of saleable stock, with their share of the quantity, from bucket `from` to

@@ -5,16 +5,19 @@
 //!   collection's slot and keyed by the buyer-scoped order.
 //! - [`Ledger`]: the durable truth (DynamoDB): collections, reservations, tombstones.
 //! - [`Queue`]: the buffers (SQS): reservation messages and payment-window timers.
+//! - [`Clock`]: time, wall and monotonic.
 //!
 //! Each has exactly one real adapter in [`crate::adapters`]. Methods return `impl Future + Send`
 //! (static dispatch, no `async_trait`). One file per port, plus [`messages`]: what travels on
 //! the queues.
 
+mod clock;
 mod ledger;
 mod messages;
 mod queue;
 mod stock_cache;
 
+pub use clock::*;
 pub use ledger::*;
 pub use messages::*;
 pub use queue::*;

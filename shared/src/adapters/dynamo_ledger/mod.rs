@@ -26,8 +26,8 @@ use self::items::{
 };
 use crate::domain::{CancelReason, CollectionId, CollectionSpec, OrderKey, Status, StockLevels};
 use crate::ports::{
-    CollectionRecord, CreateOutcome, InfraError, InfraResult, ItemFailure, Ledger, OrderRecord, ReservationMessage,
-    Tombstone, Untallied, WriteError,
+    CollectionRecord, CreateOutcome, InfraError, InfraResult, ItemFailure, Landing, Ledger, OrderRecord, Tombstone,
+    Untallied, WriteError,
 };
 
 #[derive(Clone)]
@@ -228,16 +228,20 @@ impl Ledger for DynamoLedger {
         collection: &CollectionId,
         bucket: u32,
         payment_window_seconds: u32,
-        reserve: &[ReservationMessage],
-        refuse: &[ReservationMessage],
+        orders: &[Landing<'_>],
         now_ms: i64,
     ) -> Result<(), WriteError> {
-        let total: i64 = reserve.iter().map(|m| i64::from(m.quantity)).sum();
+        let total: i64 =
+            orders.iter().filter(|o| o.status.holds_durable_stock()).map(|o| i64::from(o.message.quantity)).sum();
         let mut items = vec![self.take(collection, bucket, total)?];
-        for (m, status) in
-            reserve.iter().map(|m| (m, Status::Reserved)).chain(refuse.iter().map(|m| (m, Status::Failed)))
-        {
-            items.push(self.put_new_item(reservation_item(m, status, payment_window_seconds, bucket, now_ms)?)?);
+        for o in orders {
+            items.push(self.put_new_item(reservation_item(
+                o.message,
+                o.status,
+                payment_window_seconds,
+                bucket,
+                now_ms,
+            )?)?);
         }
         self.transact("dynamodb apply reservations", items).await
     }
