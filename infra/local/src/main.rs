@@ -1,5 +1,5 @@
 //! `flashstock-local`: run the local stack, or mint dev tokens (the demo is `flashstock-demo`).
-//! Services (redis-server, moto) come from `infra/services.sh`; see the README.
+//! Services (redis-server, moto) come from `infra/services.sh`; see docs/LOCAL-STACK.md.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The HTTP API (README.md, "HTTP API (v1)") behind API Gateway's HTTP API: routing, identity, input parsing into
+//! The HTTP API (docs/API.md, "HTTP API (v1)") behind API Gateway's HTTP API: routing, identity, input parsing into
 //! domain types, and answers. Every failure goes through [`problem`]; a handler never returns
 //! `Err` (which Lambda would count as a failed invocation) and never panics on input.
 
