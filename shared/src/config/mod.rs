@@ -1,9 +1,12 @@
 //! The one configuration struct, read once from the environment at start-up. Every variable name
-//! is a constant here; a missing or malformed one is reported by name.
+//! is a constant here; a missing or malformed one is reported by name. The table of variables and
+//! defaults in docs/CONFIGURATION.md is generated from it ([`docs`]).
 
 use std::time::Duration;
 
 use crate::domain::{Knob, Timing};
+
+pub mod docs;
 
 pub const REDIS_URL: &str = "FLASHSTOCK_REDIS_URL";
 pub const KEY_PREFIX: &str = "FLASHSTOCK_KEY_PREFIX";
@@ -164,6 +167,8 @@ pub struct Config {
     pub persist_lease: bool,
     /// How long one persist invocation waits for write turns in all.
     pub persist_turn_budget: Duration,
+    /// The timing knobs as deployed, checked against each other at start-up.
+    pub timing: Timing,
 }
 
 /// Why a Redis URL is refused outside local use, if it is.
@@ -270,6 +275,7 @@ impl Config {
             reconcile_budget: timing.reconcile_budget,
             persist_lease: !matches!(get(PERSIST_LEASE).as_deref(), Some("0" | "false" | "off")),
             persist_turn_budget: timing.persist_turn_budget(),
+            timing,
         })
     }
 }
@@ -308,134 +314,4 @@ fn timing(get: &impl Fn(&str) -> Option<String>) -> Result<Timing, ConfigError> 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |k| m.get(k).cloned()
-    }
-
-    const BASE: [(&str, &str); 4] = [
-        (REDIS_URL, "rediss://cache.internal:6379"),
-        (TABLE, "t"),
-        (RESERVATION_QUEUE_URL, "http://q/r"),
-        (TIMEOUT_QUEUE_URL, "http://q/t"),
-    ];
-
-    #[test]
-    fn defaults() {
-        let c = Config::from_lookup(env(&BASE)).unwrap();
-        assert_eq!(c.key_prefix, "fs");
-        assert_eq!(c.order_retention_seconds, 86_400);
-        assert_eq!(c.sold_out_flag, Duration::from_millis(500));
-        assert_eq!(c.fault_drop_message_percent, 0);
-        assert!(c.emit_emf);
-        assert!(!c.redis_cluster);
-        assert_eq!(c.buyer_budget, Some(BuyerBudget { requests: 20, window: Duration::from_secs(60) }));
-        assert_eq!(c.default_per_user_limit, Some(10));
-        assert!(c.persist_lease);
-        // Bounded healing (docs/DESIGN.md#guarantees): threshold + one 60 s schedule interval < 2 min.
-        assert!(c.reconcile_threshold_ms + 60_000 < 120_000);
-        assert_eq!(c.reconcile_give_up_ms, 1_500_000);
-    }
-
-    #[test]
-    fn timing_that_lets_reconciliation_overtake_redelivery_is_refused_at_start_up() {
-        // A longer visibility timeout: 5 receives × 300 s outlast the 25-minute give-up.
-        let mut pairs = BASE.to_vec();
-        pairs.push((RESERVATION_VISIBILITY_SECONDS, "300"));
-        let Err(ConfigError::Invalid { name, why }) = Config::from_lookup(env(&pairs)) else {
-            panic!("accepted a give-up inside the redelivery span")
-        };
-        assert_eq!(name, RECONCILE_GIVE_UP_MS);
-        assert!(why.contains("1501 s"), "{why}");
-        // Raising the give-up past the last redelivery makes it consistent again.
-        pairs.push((RECONCILE_GIVE_UP_MS, "2100000"));
-        assert!(Config::from_lookup(env(&pairs)).is_ok());
-        // The threshold inside a healthy first delivery, and a run budget past its timeout.
-        for (var, value) in [(RECONCILE_THRESHOLD_MS, "10000"), (RECONCILE_BUDGET_MS, "60000")] {
-            let mut pairs = BASE.to_vec();
-            pairs.push((var, value));
-            assert!(
-                matches!(Config::from_lookup(env(&pairs)), Err(ConfigError::Invalid { name, .. }) if name == var),
-                "{var}={value}"
-            );
-        }
-    }
-
-    #[test]
-    fn secrets_never_show_in_debug() {
-        let pairs = [(REDIS_URL, "rediss://:hunter2@cache:6379")];
-        let mut all = BASE.to_vec();
-        all.retain(|(k, _)| *k != REDIS_URL);
-        all.extend(pairs);
-        let c = Config::from_lookup(env(&all)).unwrap();
-        assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
-        assert_eq!(c.redis, RedisSource::Url(Secret::new("rediss://:hunter2@cache:6379")));
-    }
-
-    #[test]
-    fn plaintext_and_unverified_redis_need_the_local_override() {
-        for url in ["redis://127.0.0.1:6379", "rediss://:pw@cache:6379/#insecure", "http://cache"] {
-            let mut pairs: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != REDIS_URL).collect();
-            pairs.push((REDIS_URL, url));
-            assert!(
-                matches!(Config::from_lookup(env(&pairs)), Err(ConfigError::Invalid { name: REDIS_URL, .. })),
-                "{url}"
-            );
-            pairs.push((ALLOW_INSECURE_REDIS, "1"));
-            assert!(Config::from_lookup(env(&pairs)).is_ok(), "{url} with the override");
-        }
-    }
-
-    #[test]
-    fn a_secret_replaces_the_url() {
-        let mut pairs: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != REDIS_URL).collect();
-        assert_eq!(Config::from_lookup(env(&pairs)), Err(ConfigError::Missing(REDIS_URL)));
-        pairs.push((REDIS_SECRET_ARN, "arn:aws:secretsmanager:eu-west-1:1:secret:redis"));
-        pairs.push((REDIS_ENDPOINT, "cache.internal:6379"));
-        let c = Config::from_lookup(env(&pairs)).unwrap();
-        assert!(
-            matches!(c.redis, RedisSource::SecretsManager { ref endpoint, .. } if endpoint == "cache.internal:6379")
-        );
-    }
-
-    #[test]
-    fn the_buyer_budget_and_default_limit_can_be_turned_off() {
-        let mut pairs = BASE.to_vec();
-        pairs.extend([(BUYER_BUDGET, "0"), (DEFAULT_PER_USER_LIMIT, "0")]);
-        let c = Config::from_lookup(env(&pairs)).unwrap();
-        assert_eq!((c.buyer_budget, c.default_per_user_limit), (None, None));
-        let mut pairs = BASE.to_vec();
-        pairs.push((BUYER_BUDGET_WINDOW_SECONDS, "0"));
-        assert!(matches!(
-            Config::from_lookup(env(&pairs)),
-            Err(ConfigError::Invalid { name: BUYER_BUDGET_WINDOW_SECONDS, .. })
-        ));
-    }
-
-    #[test]
-    fn missing_and_invalid_are_named() {
-        for name in REQUIRED {
-            let pairs: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != name).collect();
-            assert_eq!(Config::from_lookup(env(&pairs)), Err(ConfigError::Missing(name)));
-        }
-        let mut pairs = BASE.to_vec();
-        pairs.push((SOLD_OUT_FLAG_MS, "soon"));
-        assert!(matches!(Config::from_lookup(env(&pairs)), Err(ConfigError::Invalid { name: SOLD_OUT_FLAG_MS, .. })));
-        let mut pairs = BASE.to_vec();
-        pairs.push((KEY_PREFIX, "{bad}"));
-        assert!(matches!(Config::from_lookup(env(&pairs)), Err(ConfigError::Invalid { name: KEY_PREFIX, .. })));
-        let mut pairs = BASE.to_vec();
-        pairs.push((FAULT_DROP_MESSAGE_PERCENT, "101"));
-        assert!(Config::from_lookup(env(&pairs)).is_err());
-        let mut pairs = BASE.to_vec();
-        pairs.push((ORDER_RETENTION_SECONDS, "60"));
-        assert!(matches!(
-            Config::from_lookup(env(&pairs)),
-            Err(ConfigError::Invalid { name: ORDER_RETENTION_SECONDS, .. })
-        ));
-    }
-}
+mod tests;
