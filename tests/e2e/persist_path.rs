@@ -106,38 +106,38 @@ async fn poison_messages_go_to_the_dlq_and_good_ones_in_the_batch_land() {
 }
 
 #[tokio::test]
-async fn persist_consumers_take_turns_on_a_collection_through_its_lease() {
-    use flashstock::ports::StockCache;
+async fn persist_consumers_take_turns_on_a_collection_through_its_write_turns() {
+    use flashstock::ports::prelude::*;
     let t = TestApp::start_with(TestApp::manual_options(), |_| {}).await;
     // One bucket: every buyer's orders wait for the turn held below.
-    t.collection("lease", json!({ "quantity": 10, "buckets": 1 })).await;
+    t.collection("turns", json!({ "quantity": 10, "buckets": 1 })).await;
     let cache = &t.stack.app.cache;
-    let c = flashstock::domain::CollectionId::parse("lease").unwrap();
+    let c = flashstock::domain::CollectionId::parse("turns").unwrap();
     let ttl = std::time::Duration::from_millis(300);
-    assert!(cache.take_lease(&c, 0, "a", ttl).await.unwrap());
-    assert!(!cache.take_lease(&c, 0, "b", ttl).await.unwrap(), "one holder at a time");
-    assert!(cache.take_lease(&c, 0, "a", ttl).await.unwrap(), "the holder renews");
-    cache.give_lease(&c, 0, "b").await.unwrap();
-    assert!(!cache.take_lease(&c, 0, "b", ttl).await.unwrap(), "only the holder gives it back");
-    cache.give_lease(&c, 0, "a").await.unwrap();
-    assert!(cache.take_lease(&c, 0, "b", ttl).await.unwrap());
+    assert!(cache.take_turn(&c, 0, "a", ttl).await.unwrap());
+    assert!(!cache.take_turn(&c, 0, "b", ttl).await.unwrap(), "one holder at a time");
+    assert!(cache.take_turn(&c, 0, "a", ttl).await.unwrap(), "the holder renews");
+    cache.give_turn(&c, 0, "b").await.unwrap();
+    assert!(!cache.take_turn(&c, 0, "b", ttl).await.unwrap(), "only the holder gives it back");
+    cache.give_turn(&c, 0, "a").await.unwrap();
+    assert!(cache.take_turn(&c, 0, "b", ttl).await.unwrap());
     // A holder that never gives it back (a consumer that died) holds it only for its time.
     tokio::time::sleep(ttl * 2).await;
-    assert!(cache.take_lease(&c, 0, "a", ttl).await.unwrap());
-    // Persist waits for a held lease and goes ahead when it is given back.
+    assert!(cache.take_turn(&c, 0, "a", ttl).await.unwrap());
+    // Persist waits for a held write turn and goes ahead when it is given back.
     for i in 0..4 {
-        assert_eq!(t.reserve(&format!("u{i}"), "lease", "o1", 1).await.status, 202);
+        assert_eq!(t.reserve(&format!("u{i}"), "turns", "o1", 1).await.status, 202);
     }
     let give_back = async {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        cache.give_lease(&c, 0, "a").await.unwrap();
+        cache.give_turn(&c, 0, "a").await.unwrap();
     };
     let (delivered, ()) = tokio::join!(t.deliver_reservations(10), give_back);
     assert_eq!(delivered, 4);
     for i in 0..4 {
-        assert_eq!(t.status(&format!("u{i}"), "lease", "o1").await.str("status"), "RESERVED");
+        assert_eq!(t.status(&format!("u{i}"), "turns", "o1").await.str("status"), "RESERVED");
     }
-    t.assert_settled("lease").await;
+    t.assert_settled("turns").await;
 }
 
 /// Transactions and conflicts the local DynamoDB counted (it runs with DynamoDB's conflict

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use flashstock::app::cancel::Canceller;
 use flashstock::domain::{CancelReason, CollectionId, OrderId, OrderKey, UserId};
-use flashstock::ports::{Ledger, ReservationMessage, StockCache};
+use flashstock::ports::ReservationMessage;
+use flashstock::ports::prelude::*;
 use flashstock_e2e::{Options, TestApp};
 use futures::StreamExt;
 use serde_json::json;

@@ -15,7 +15,8 @@ use aws_smithy_types::config_bag::ConfigBag;
 use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
 use flashstock::app::{App, Settings, reserve::ReserveInput};
 use flashstock::domain::{CollectionId, CollectionSpec, OrderId, OrderKey, UserId};
-use flashstock::ports::{Ledger, SettleAs, StockCache};
+use flashstock::ports::SettleAs;
+use flashstock::ports::prelude::*;
 use futures::StreamExt;
 
 /// Counts SDK requests per operation, and the write units and inventory-item writes of what they

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flashstock::domain::CollectionId;
-use flashstock::ports::{Ledger, StockCache};
+use flashstock::ports::prelude::*;
+
 use futures::StreamExt;
 use serde_json::{Value, json};
 

@@ -10,7 +10,8 @@ use std::time::Instant;
 use flashstock::app::AppError;
 use flashstock::app::cancel::Canceller;
 use flashstock::domain::{CollectionId, OrderId, OrderKey, UserId};
-use flashstock::ports::{Ledger, TimeoutMessage};
+use flashstock::ports::TimeoutMessage;
+use flashstock::ports::prelude::*;
 use futures::StreamExt;
 
 use crate::bench::BenchApp;

@@ -6,7 +6,7 @@ use futures::future::try_join_all;
 use redis::aio::MultiplexedConnection;
 
 use flashstock::adapters::redis_cache::{
-    Keys, RELEASE_SCRIPT, RESERVE_SCRIPT, bucket_of, buckets_for, buyer_bytes, release_call, reserve_call, stored_stock,
+    Keys, bucket_of, buckets_for, buyer_bytes, release_call, release_script, reserve_call, reserve_script, stored_stock,
 };
 use flashstock::domain::{CollectionId, OrderId, OrderKey, UserId};
 use flashstock::ports::ReserveRequest;
@@ -214,7 +214,7 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
     let _: () = redis::cmd("DEL").arg(&ref_stock).arg(&ref_log).query_async(&mut admin).await?;
 
     // The Try: every call accepted, all left in flight.
-    let reserve = load(&mut admin, RESERVE_SCRIPT).await?;
+    let reserve = load(&mut admin, &reserve_script()).await?;
     let stock = Keys::new(prefix, &collection).stock();
     let _: () = redis::cmd("SET").arg(&stock).arg(stored_stock(n as i64 * 10)).query_async(&mut admin).await?;
     let before = redis_stats(&mut admin).await?.used_memory;
@@ -255,7 +255,7 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
     cost.refused_flagged = usec_per_call(&mut admin, "hget").await?;
 
     // Release (a cancel's Redis side) of accepted orders.
-    let release = load(&mut admin, RELEASE_SCRIPT).await?;
+    let release = load(&mut admin, &release_script()).await?;
     let releases: Vec<Call> = keys
         .iter()
         .take(n.min(20_000))

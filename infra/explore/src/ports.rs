@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
 use flashstock::domain::{CancelReason, CollectionId, CollectionSpec, OrderKey, UserId};
+use flashstock::ports::prelude::*;
 use flashstock::ports::{
-    CacheEntry, CacheProbe, CacheSnapshot, CollectionRecord, CreateOutcome, InfraError, InfraResult, Landing, Ledger,
-    OrderRecord, Queue, Rebuild, Released, ReservationMessage, ReserveOutcome, ReserveRequest, SettleAs, StockCache,
-    TimeoutMessage, Tombstone, Trimmed, Untallied, WriteError,
+    CacheEntry, CacheProbe, CacheSnapshot, CollectionRecord, CreateOutcome, InfraError, InfraResult, Landing,
+    OrderRecord, Rebuild, Released, ReservationMessage, ReserveOutcome, ReserveRequest, SettleAs, TimeoutMessage,
+    Tombstone, Trimmed, Untallied, WriteError,
 };
 
 use crate::gate::{Fault, Gate};
@@ -56,26 +57,52 @@ impl<T> Gated<T> {
     }
 }
 
-impl StockCache for Gated<RedisCache> {
-    async fn prepare(&self, collection: &CollectionId, quantity: i64) -> InfraResult<()> {
-        self.step("redis prepare", move || self.inner.prepare(collection, quantity)).await
-    }
-    async fn reserve(&self, req: &ReserveRequest<'_>) -> InfraResult<ReserveOutcome> {
-        self.step("redis reserve.lua", move || self.inner.reserve(req)).await
-    }
-    async fn settle(
+/// Implements a port on a gated adapter: each method is one step under its label, forwarded to
+/// the real adapter; `empty(arg)` makes a call that carries nothing (an empty list) no step.
+macro_rules! gated {
+    ($port:ident for $inner:ty { $(
+        fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $label:literal $(, empty($e:ident))?;
+    )* }) => {
+        impl $port for Gated<$inner> {
+            $(async fn $name(&self, $($arg: $ty),*) -> $ret {
+                $(if $e.is_empty() {
+                    return Ok(Default::default());
+                })?
+                self.step($label, move || self.inner.$name($($arg),*)).await
+            })*
+        }
+    };
+}
+
+gated!(OrderCache for RedisCache {
+    fn reserve(req: &ReserveRequest<'_>) -> InfraResult<ReserveOutcome> = "redis reserve.lua";
+    fn entry(order: &OrderKey) -> InfraResult<Option<CacheEntry>> = "redis entry";
+    fn entries(collection: &CollectionId, orders: &[OrderKey]) -> InfraResult<Vec<Option<CacheEntry>>>
+        = "redis entries", empty(orders);
+});
+
+gated!(Settling for RedisCache {
+    fn settle(collection: &CollectionId, orders: &[OrderKey], as_: SettleAs, clear_intents_before: Option<i64>, now_ms: i64)
+        -> InfraResult<u32> = "redis settle.lua", empty(orders);
+    fn mark_intent(order: &OrderRecord, now_ms: i64) -> InfraResult<()> = "redis intent.lua";
+    fn release(order: &OrderKey, tombstone: bool, now_ms: i64) -> InfraResult<Released> = "redis release.lua";
+});
+
+gated!(CacheWarmup for RedisCache {
+    fn prepare(collection: &CollectionId, quantity: i64) -> InfraResult<()> = "redis prepare";
+    fn snapshot(collection: &CollectionId) -> InfraResult<CacheSnapshot> = "redis snapshot.lua";
+    fn rebuild(collection: &CollectionId, snapshot: &CacheSnapshot, saleable: i64, only_if_missing: bool, quantity: i64)
+        -> InfraResult<Rebuild> = "redis rebuild.lua";
+});
+
+impl TimeIndex for Gated<RedisCache> {
+    async fn unsettled_before(
         &self,
         collection: &CollectionId,
-        orders: &[OrderKey],
-        as_: SettleAs,
-        clear_intents_before: Option<i64>,
-        now_ms: i64,
-    ) -> InfraResult<u32> {
-        if orders.is_empty() {
-            return Ok(0);
-        }
-        self.step("redis settle.lua", move || self.inner.settle(collection, orders, as_, clear_intents_before, now_ms))
-            .await
+        before_ms: i64,
+        limit: usize,
+    ) -> InfraResult<Vec<OrderKey>> {
+        self.step("redis unsettled", move || self.inner.unsettled_before(collection, before_ms, limit)).await
     }
     async fn relog(
         &self,
@@ -86,21 +113,6 @@ impl StockCache for Gated<RedisCache> {
     ) -> InfraResult<Vec<bool>> {
         self.step("redis relog.lua", move || self.inner.relog(collection, orders, logged_before_ms, log_at_ms)).await
     }
-    async fn mark_intent(&self, order: &OrderRecord, now_ms: i64) -> InfraResult<()> {
-        self.step("redis intent.lua", move || self.inner.mark_intent(order, now_ms)).await
-    }
-    async fn release(&self, order: &OrderKey, tombstone: bool, now_ms: i64) -> InfraResult<Released> {
-        self.step("redis release.lua", move || self.inner.release(order, tombstone, now_ms)).await
-    }
-    async fn entry(&self, order: &OrderKey) -> InfraResult<Option<CacheEntry>> {
-        self.step("redis entry", move || self.inner.entry(order)).await
-    }
-    async fn entries(&self, collection: &CollectionId, orders: &[OrderKey]) -> InfraResult<Vec<Option<CacheEntry>>> {
-        if orders.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.step("redis entries", move || self.inner.entries(collection, orders)).await
-    }
     async fn trim_settled(
         &self,
         collection: &CollectionId,
@@ -110,141 +122,74 @@ impl StockCache for Gated<RedisCache> {
     ) -> InfraResult<Trimmed> {
         self.step("redis trim.lua", move || self.inner.trim_settled(collection, before_ms, limit, keep_durable)).await
     }
-    async fn snapshot(&self, collection: &CollectionId) -> InfraResult<CacheSnapshot> {
-        self.step("redis snapshot.lua", move || self.inner.snapshot(collection)).await
-    }
-    async fn rebuild(
-        &self,
-        collection: &CollectionId,
-        snapshot: &CacheSnapshot,
-        saleable: i64,
-        only_if_missing: bool,
-        quantity: i64,
-    ) -> InfraResult<Rebuild> {
-        self.step("redis rebuild.lua", move || {
-            self.inner.rebuild(collection, snapshot, saleable, only_if_missing, quantity)
-        })
-        .await
-    }
-    async fn unsettled_before(
-        &self,
-        collection: &CollectionId,
-        before_ms: i64,
-        limit: usize,
-    ) -> InfraResult<Vec<OrderKey>> {
-        self.step("redis unsettled", move || self.inner.unsettled_before(collection, before_ms, limit)).await
-    }
     /// Not scheduling points: only `reconcile`'s skip decision reads the probe and the mark
     /// (the scenarios reconcile their collection unconditionally, and the e2e suite tests the
-    /// skip), and the HTTP layer spends budgets, not the use cases.
+    /// skip).
     async fn probe(&self, ids: &[CollectionId]) -> InfraResult<Vec<CacheProbe>> {
         self.inner.probe(ids).await
     }
     async fn note_reconciled(&self, id: &CollectionId, now_ms: i64, mark: Option<&str>) -> InfraResult<()> {
         self.inner.note_reconciled(id, now_ms, mark).await
     }
-    /// Every writer (persist's chunks, moves, tallies, cancels) holds its bucket's write turn
-    /// here, as if turns always overlapped (one expired under its holder): the turn only orders
-    /// writers for throughput, DynamoDB's conditions stay the guarantee, and those are what the
-    /// scenarios explore. (A real turn would make a writer wait, outside any step, for one the
-    /// schedule holds at a gate.) With `turns_held`, no writer ever gets it: each waits for it as
-    /// long as its budget allows, in real time, then writes without it.
-    async fn take_lease(&self, _: &CollectionId, _: u32, _holder: &str, _ttl: Duration) -> InfraResult<bool> {
+}
+
+/// Every writer (persist's chunks, moves, tallies, cancels) holds its bucket's write turn
+/// here, as if turns always overlapped (one expired under its holder): the turn only orders
+/// writers for throughput, DynamoDB's conditions stay the guarantee, and those are what the
+/// scenarios explore. (A real turn would make a writer wait, outside any step, for one the
+/// schedule holds at a gate.) With `turns_held`, no writer ever gets it: each waits for it as
+/// long as its budget allows, in real time, then writes without it.
+impl WriteTurns for Gated<RedisCache> {
+    async fn take_turn(&self, _: &CollectionId, _: u32, _holder: &str, _ttl: Duration) -> InfraResult<bool> {
         Ok(!self.turns_held)
     }
-    async fn give_lease(&self, _collection: &CollectionId, _bucket: u32, _holder: &str) -> InfraResult<()> {
+    async fn give_turn(&self, _collection: &CollectionId, _bucket: u32, _holder: &str) -> InfraResult<()> {
         Ok(())
     }
+}
+
+/// Not a scheduling point: the HTTP layer spends budgets, not the use cases.
+impl BuyerBudgets for Gated<RedisCache> {
     async fn spend_request(&self, user: &UserId, requests: u32, window: Duration) -> InfraResult<Option<Duration>> {
         self.inner.spend_request(user, requests, window).await
     }
 }
 
-impl Ledger for Gated<DynamoLedger> {
-    async fn create_collection(
-        &self,
-        id: &CollectionId,
-        spec: &CollectionSpec,
-        now_ms: i64,
-    ) -> InfraResult<CreateOutcome> {
-        self.step("dynamodb create-collection", move || self.inner.create_collection(id, spec, now_ms)).await
-    }
-    async fn collection(&self, id: &CollectionId) -> InfraResult<Option<CollectionRecord>> {
-        self.step("dynamodb get-collection", move || self.inner.collection(id)).await
-    }
-    async fn collection_records(&self, ids: &[CollectionId]) -> InfraResult<Vec<CollectionRecord>> {
-        self.step("dynamodb batch get collections", move || self.inner.collection_records(ids)).await
-    }
-    async fn collections(&self) -> InfraResult<Vec<CollectionId>> {
-        self.step("dynamodb list-collections", move || self.inner.collections()).await
-    }
-    async fn record_drift(&self, id: &CollectionId, drift: i64) -> InfraResult<()> {
-        self.step("dynamodb record-drift", move || self.inner.record_drift(id, drift)).await
-    }
-    async fn order(&self, id: &OrderKey) -> InfraResult<Option<OrderRecord>> {
-        self.step("dynamodb get-order", move || self.inner.order(id)).await
-    }
-    async fn orders(&self, ids: &[OrderKey]) -> InfraResult<Vec<OrderRecord>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.step("dynamodb get-orders", move || self.inner.orders(ids)).await
-    }
-    async fn apply_reservations(
-        &self,
-        collection: &CollectionId,
-        bucket: u32,
-        payment_window_seconds: u32,
-        orders: &[Landing<'_>],
-        now_ms: i64,
-    ) -> Result<(), WriteError> {
-        self.step("dynamodb persist-transaction", move || {
-            self.inner.apply_reservations(collection, bucket, payment_window_seconds, orders, now_ms)
-        })
-        .await
-    }
-    async fn move_stock(&self, collection: &CollectionId, from: u32, to: u32, units: i64) -> Result<(), WriteError> {
-        self.step("dynamodb move-transaction", move || self.inner.move_stock(collection, from, to, units)).await
-    }
-    async fn confirm(&self, order: &OrderRecord, now_ms: i64) -> Result<(), WriteError> {
-        self.step("dynamodb confirm-order", move || self.inner.confirm(order, now_ms)).await
-    }
-    async fn untallied(&self, collection: &CollectionId, bucket: u32, limit: usize) -> InfraResult<Vec<Untallied>> {
-        self.step("dynamodb query-untallied", move || self.inner.untallied(collection, bucket, limit)).await
-    }
-    async fn tally(&self, collection: &CollectionId, bucket: u32, orders: &[Untallied]) -> Result<(), WriteError> {
-        if orders.is_empty() {
-            return Ok(());
-        }
-        self.step("dynamodb tally-transaction", move || self.inner.tally(collection, bucket, orders)).await
-    }
-    async fn cancel_reserved(
-        &self,
-        orders: &[OrderRecord],
-        reason: CancelReason,
-        now_ms: i64,
-    ) -> Result<(), WriteError> {
-        self.step("dynamodb cancel-transaction", move || self.inner.cancel_reserved(orders, reason, now_ms)).await
-    }
-    async fn put_tombstone(&self, t: &Tombstone<'_>, now_ms: i64) -> InfraResult<bool> {
-        self.step("dynamodb put-tombstone", move || self.inner.put_tombstone(t, now_ms)).await
-    }
-    async fn expired_reservations(&self, deadline_s: i64, limit: usize) -> InfraResult<Vec<OrderKey>> {
-        self.step("dynamodb query-expired", move || self.inner.expired_reservations(deadline_s, limit)).await
-    }
-}
+gated!(Catalog for DynamoLedger {
+    fn create_collection(id: &CollectionId, spec: &CollectionSpec, now_ms: i64) -> InfraResult<CreateOutcome>
+        = "dynamodb create-collection";
+    fn collection(id: &CollectionId) -> InfraResult<Option<CollectionRecord>> = "dynamodb get-collection";
+    fn collections() -> InfraResult<Vec<CollectionId>> = "dynamodb list-collections";
+    fn collection_records(ids: &[CollectionId]) -> InfraResult<Vec<CollectionRecord>> = "dynamodb batch get collections";
+    fn record_drift(id: &CollectionId, drift: i64) -> InfraResult<()> = "dynamodb record-drift";
+});
 
-impl Queue for Gated<SqsQueue> {
-    async fn publish_reservation(&self, msg: &ReservationMessage) -> InfraResult<()> {
-        self.step("sqs send reservation", move || self.inner.publish_reservation(msg)).await
-    }
-    async fn publish_reservations(&self, msgs: &[ReservationMessage]) -> InfraResult<()> {
-        self.step("sqs resend reservations", move || self.inner.publish_reservations(msgs)).await
-    }
-    async fn schedule_timeouts(&self, timers: &[TimeoutMessage], now_ms: i64) -> InfraResult<()> {
-        if timers.is_empty() {
-            return Ok(());
-        }
-        self.step("sqs send timers", move || self.inner.schedule_timeouts(timers, now_ms)).await
-    }
-}
+gated!(OrderBook for DynamoLedger {
+    fn order(id: &OrderKey) -> InfraResult<Option<OrderRecord>> = "dynamodb get-order";
+    fn orders(ids: &[OrderKey]) -> InfraResult<Vec<OrderRecord>> = "dynamodb get-orders", empty(ids);
+    fn expired_reservations(deadline_s: i64, limit: usize) -> InfraResult<Vec<OrderKey>> = "dynamodb query-expired";
+});
+
+gated!(StockWrites for DynamoLedger {
+    fn apply_reservations(collection: &CollectionId, bucket: u32, payment_window_seconds: u32, orders: &[Landing<'_>], now_ms: i64)
+        -> Result<(), WriteError> = "dynamodb persist-transaction";
+    fn move_stock(collection: &CollectionId, from: u32, to: u32, units: i64) -> Result<(), WriteError>
+        = "dynamodb move-transaction";
+    fn confirm(order: &OrderRecord, now_ms: i64) -> Result<(), WriteError> = "dynamodb confirm-order";
+    fn cancel_reserved(orders: &[OrderRecord], reason: CancelReason, now_ms: i64) -> Result<(), WriteError>
+        = "dynamodb cancel-transaction";
+    fn put_tombstone(t: &Tombstone<'_>, now_ms: i64) -> InfraResult<bool> = "dynamodb put-tombstone";
+});
+
+gated!(Tallies for DynamoLedger {
+    fn untallied(collection: &CollectionId, bucket: u32, limit: usize) -> InfraResult<Vec<Untallied>>
+        = "dynamodb query-untallied";
+    fn tally(collection: &CollectionId, bucket: u32, orders: &[Untallied]) -> Result<(), WriteError>
+        = "dynamodb tally-transaction", empty(orders);
+});
+
+gated!(Queue for SqsQueue {
+    fn publish_reservation(msg: &ReservationMessage) -> InfraResult<()> = "sqs send reservation";
+    fn publish_reservations(msgs: &[ReservationMessage]) -> InfraResult<()> = "sqs resend reservations";
+    fn schedule_timeouts(timers: &[TimeoutMessage], now_ms: i64) -> InfraResult<()> = "sqs send timers", empty(timers);
+});

@@ -16,7 +16,8 @@ use flashstock::app::reserve::ReserveInput;
 use flashstock::app::{App, AppError, Settings};
 use flashstock::domain::{CollectionId, CollectionSpec, OrderId, OrderKey, Status, UserId};
 use flashstock::lambda::{persist_event, sqs_event, timers_event};
-use flashstock::ports::{CacheState, Ledger, StockCache, TimeoutMessage};
+use flashstock::ports::prelude::*;
+use flashstock::ports::{CacheState, TimeoutMessage};
 use flashstock_local::provision::{self, Queues};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -365,7 +366,7 @@ impl World {
                 buyer_budget: None,
                 default_per_user_limit: None,
                 reconcile_budget: flashstock::config::RECONCILE_BUDGET_DEFAULT,
-                persist_lease: true,
+                write_turns: true,
                 persist_turn_budget: std::time::Duration::from_secs(12),
                 entries_per_run: flashstock::config::ENTRIES_PER_RUN,
             },
@@ -847,7 +848,7 @@ impl World {
         // I3
         // What each buyer holds by Redis's records (the per-user limit counts these).
         let mut counters: HashMap<String, i64> = HashMap::new();
-        let entries = StockCache::entries(&self.redis, &s.collection, &s.orders).await?;
+        let entries = OrderCache::entries(&self.redis, &s.collection, &s.orders).await?;
         for (o, e) in s.orders.iter().zip(entries) {
             if let Some(e) = e.filter(|e| matches!(e.state, CacheState::Pending | CacheState::Durable)) {
                 *counters.entry(o.user.to_string()).or_default() += i64::from(e.quantity);

@@ -224,7 +224,7 @@ impl Stack {
         }
         let id = flashstock::domain::CollectionId::parse(collection)?;
         // The pending sum as production reads it (the snapshot counts it from the time index).
-        let snap = flashstock::ports::StockCache::snapshot(&self.app.cache, &id).await?;
+        let snap = flashstock::ports::CacheWarmup::snapshot(&self.app.cache, &id).await?;
         out.redis_stock = snap.stock;
         out.redis_pending = snap.pending;
         out.redis_open_slices = snap.unsettled;

@@ -100,8 +100,8 @@ pub struct Settings {
     pub default_per_user_limit: Option<u32>,
     /// A reconciliation run starts no collection after this long.
     pub reconcile_budget: Duration,
-    /// Every writer of a stock bucket takes its write turn (a lease).
-    pub persist_lease: bool,
+    /// Every writer of a stock bucket takes its write turn.
+    pub write_turns: bool,
     /// How long one persist invocation waits for write turns in all ([`Timing::persist_turn_budget`]).
     pub persist_turn_budget: Duration,
     /// Unsettled entries a reconciliation run examines per collection, longest-logged first.
@@ -129,7 +129,7 @@ impl From<&Config> for Settings {
             buyer_budget: c.buyer_budget,
             default_per_user_limit: c.default_per_user_limit,
             reconcile_budget: c.reconcile_budget,
-            persist_lease: c.persist_lease,
+            write_turns: c.write_turns,
             persist_turn_budget: c.persist_turn_budget,
             entries_per_run: crate::config::ENTRIES_PER_RUN,
         }
@@ -227,7 +227,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// and the caller transacts anyway: turns only spare conflicts, DynamoDB's conditions stay the
     /// guarantee. Returns the holder to give back ([`Self::end_turn`]), `None` when not held.
     pub(crate) async fn take_turn(&self, collection: &CollectionId, bucket: u32, wait: Duration) -> Option<String> {
-        if !self.settings.persist_lease {
+        if !self.settings.write_turns {
             return None;
         }
         let holder = ulid::Ulid::new().to_string();
@@ -236,7 +236,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         // at most 32 ms, so a crowd of waiters stays a small load.
         let mut polls = 0u32;
         loop {
-            match self.cache.take_lease(collection, bucket, &holder, TURN_TTL).await {
+            match self.cache.take_turn(collection, bucket, &holder, TURN_TTL).await {
                 Ok(true) => return Some(holder),
                 Ok(false) if self.clock.instant().duration_since(start) < wait => {
                     let cap = 8u64 << (polls / 8).min(2);
@@ -255,7 +255,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// Gives the turn back (it expires anyway).
     pub(crate) async fn end_turn(&self, collection: &CollectionId, bucket: u32, holder: Option<String>) {
         if let Some(h) = holder
-            && let Err(e) = self.cache.give_lease(collection, bucket, &h).await
+            && let Err(e) = self.cache.give_turn(collection, bucket, &h).await
         {
             tracing::warn!(%collection, bucket, error = %e, "write turn not given back; it expires");
         }

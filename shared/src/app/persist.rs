@@ -11,7 +11,7 @@
 //! takes its units from its buyer's home bucket, so a batch is chunked per bucket and the chunks
 //! of different buckets run at once, on different items. DynamoDB cancels a transaction on an
 //! item another one is writing (`TransactionConflict`), so the writers of one bucket take turns:
-//! each holds the bucket's write turn (a lease in Redis, [`App::take_turn`]) for one chunk's
+//! each holds the bucket's write turn (a key in Redis, [`App::take_turn`]) for one chunk's
 //! transaction, the others wait for it rather than conflict. When the bucket is short while
 //! others still hold stock, units move to it first (one transaction, [`App::refill`]); orders are
 //! refused (FAILED) only when the whole collection is short.

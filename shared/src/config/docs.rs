@@ -66,7 +66,7 @@ pub const MEANINGS: [(&str, &str); 27] = [
         "the cancel function's timeout (timing check: the threshold outlasts a cancel still running)",
     ),
     (
-        PERSIST_LEASE,
+        WRITE_TURNS,
         "a stock bucket's write turn: every DynamoDB transaction on a bucket item (persist's chunks, moves, tallies, cancels of RESERVED orders, one or a timer batch) takes it, since DynamoDB cancels concurrent transactions on one item (a confirm writes no bucket and takes none). Persist waits for turns up to its [turn budget](#derived-timings) per invocation, cancel and the tally up to 2 s per wait, then each transacts anyway; confirm and cancel back off between conflict retries, and spend 6 s in all at most: past that they answer 503 (retryable), inside the API function's 10 s timeout. `off` disables the turns for all of them: they transact at once and retry the conflicts",
     ),
     (
@@ -110,7 +110,7 @@ fn default_shown(name: &str, c: &Config) -> String {
         RECONCILE_INTERVAL_SECONDS => s(t.reconcile_interval),
         RECONCILE_TIMEOUT_SECONDS => s(t.reconcile_timeout),
         CANCEL_TIMEOUT_SECONDS => s(t.cancel_timeout),
-        PERSIST_LEASE => on(c.persist_lease),
+        WRITE_TURNS => on(c.write_turns),
         BUYER_BUDGET => n(c.buyer_budget.map_or(0, |b| i128::from(b.requests))),
         BUYER_BUDGET_WINDOW_SECONDS => s(c.buyer_budget.map_or(Duration::ZERO, |b| b.window)),
         DEFAULT_PER_USER_LIMIT => n(c.default_per_user_limit.map_or(0, i128::from)),

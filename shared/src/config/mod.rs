@@ -31,7 +31,7 @@ pub const BUYER_BUDGET: &str = "FLASHSTOCK_BUYER_BUDGET";
 pub const BUYER_BUDGET_WINDOW_SECONDS: &str = "FLASHSTOCK_BUYER_BUDGET_WINDOW_SECONDS";
 pub const DEFAULT_PER_USER_LIMIT: &str = "FLASHSTOCK_DEFAULT_PER_USER_LIMIT";
 pub const RECONCILE_BUDGET_MS: &str = "FLASHSTOCK_RECONCILE_BUDGET_MS";
-pub const PERSIST_LEASE: &str = "FLASHSTOCK_PERSIST_LEASE";
+pub const WRITE_TURNS: &str = "FLASHSTOCK_WRITE_TURNS";
 /// Age (since accepted) after which reconciliation gives an order with no durable record up.
 pub const RECONCILE_GIVE_UP_MS: &str = "FLASHSTOCK_RECONCILE_GIVE_UP_MS";
 // The deployment's queue, function and schedule settings, for the timing check only (the template
@@ -164,7 +164,7 @@ pub struct Config {
     pub reconcile_budget: Duration,
     /// Every writer of a stock bucket takes its write turn (default on; `off`
     /// lets them transact at once and retry DynamoDB's conflicts, as the benchmark compares).
-    pub persist_lease: bool,
+    pub write_turns: bool,
     /// How long one persist invocation waits for write turns in all.
     pub persist_turn_budget: Duration,
     /// The timing knobs as deployed, checked against each other at start-up.
@@ -273,7 +273,7 @@ impl Config {
             buyer_budget: (budget > 0).then(|| BuyerBudget { requests: budget, window: Duration::from_secs(window) }),
             default_per_user_limit: (default_limit > 0).then_some(default_limit),
             reconcile_budget: timing.reconcile_budget,
-            persist_lease: !matches!(get(PERSIST_LEASE).as_deref(), Some("0" | "false" | "off")),
+            write_turns: !matches!(get(WRITE_TURNS).as_deref(), Some("0" | "false" | "off")),
             persist_turn_budget: timing.persist_turn_budget(),
             timing,
         })

@@ -26,7 +26,7 @@ fn defaults() {
     assert!(!c.redis_cluster);
     assert_eq!(c.buyer_budget, Some(BuyerBudget { requests: 20, window: Duration::from_secs(60) }));
     assert_eq!(c.default_per_user_limit, Some(10));
-    assert!(c.persist_lease);
+    assert!(c.write_turns);
     // Bounded healing (docs/DESIGN.md#guarantees): threshold + one 60 s schedule interval < 2 min.
     assert!(c.reconcile_threshold_ms + 60_000 < 120_000);
     assert_eq!(c.reconcile_give_up_ms, 1_500_000);

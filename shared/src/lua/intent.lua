@@ -3,7 +3,7 @@
 -- once and reconciliation finishes the Redis side if the cancel dies half-way.
 --
 -- KEYS: [1] stock [2] meta [3] the buyer's bucket [4] the current time slice [5] slices
--- ARGV: [1] order (a byte with the buyer's length, the buyer, the order) [2] nowS and, from
+-- ARGV: [1] order (a byte with the stored buyer's length minus one, the buyer, the order) [2] nowS and, from
 --       DynamoDB's record of the order, [3] qty [4] acceptedAt s; [5] the current slice number
 --       [6] the bucket's number (2 bytes)
 -- Returns {"INTENT", 1, 0} when logged, {"INTENT", 0, 0} when there is nothing to give back

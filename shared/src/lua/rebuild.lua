@@ -9,7 +9,7 @@
 -- flight logged there): those, unchanged, are all that may be registered now. Anything logged
 -- since grew a slice or registered a new one.
 --
--- KEYS: [1] stock (units + 1000000, see reserve.lua) [2] meta (HASH: ver, nb = the collection's
+-- KEYS: [1] stock (units + STOCK_BIAS, see reserve.lua) [2] meta (HASH: ver, nb = the collection's
 --       bucket count) [3] slices [4..] the quiet slices
 -- ARGV: [1] expected ver [2] stock to set (negative counts as 0) [3] mode: "missing" (warm-up:
 --       leave a live stock key alone) or "force" (repair drift) [4] bucket count
@@ -18,7 +18,7 @@
 redis.call('HSETNX', KEYS[2], 'nb', ARGV[4])
 if (redis.call('HGET', KEYS[2], 'ver') or '0') ~= ARGV[1] then return {'RACE', 0, 0} end
 local live = redis.call('GET', KEYS[1])
-if ARGV[3] == 'missing' and live then return {'LIVE', tonumber(live) - 1000000, 0} end
+if ARGV[3] == 'missing' and live then return {'LIVE', tonumber(live) - STOCK_BIAS, 0} end
 if redis.call('ZCARD', KEYS[3]) ~= #KEYS - 3 then return {'BUSY', 0, 0} end
 for j = 4, #KEYS do
   local n, len = string.match(ARGV[j + 1], '^(%-?%d+):(%d+)$')
@@ -28,6 +28,6 @@ for j = 4, #KEYS do
 end
 local s = tonumber(ARGV[2])
 if s < 0 then s = 0 end
-redis.call('SET', KEYS[1], s + 1000000)
+redis.call('SET', KEYS[1], s + STOCK_BIAS)
 redis.call('HINCRBY', KEYS[2], 'ver', 1)
 return {'SET', s, 0}

@@ -3,7 +3,7 @@
 -- order took, and never creates a missing stock key.
 --
 -- KEYS: [1] stock [2] meta [3] the buyer's bucket
--- ARGV: [1] order (a byte with the buyer's length, the buyer, the order) [2] nowS
+-- ARGV: [1] order (a byte with the stored buyer's length minus one, the buyer, the order) [2] nowS
 --       [3] "1" to write a tombstone where there is no record (a late Try of this buyer's order
 --       is then refused), or ""
 -- Returns {code, qty, 0}:

@@ -6,7 +6,7 @@
 -- KEYS: [1] the time slice of logAt [2] slices [3..] the bucket of each order, in ARGV's order
 -- ARGV: [1] logAt s [2] cutoff s: only an order last logged before it is re-logged
 --       [3] logAt's slice number
---       [4..] per order: its bucket's number (2 bytes), then a byte with the buyer's length, the
+--       [4..] per order: its bucket's number (2 bytes), then a byte with the stored buyer's length minus one, the
 --             buyer, the order
 -- Returns a string with a byte per order: "1" re-logged (pending, logged before the cutoff),
 -- "0" not (settled, cancelled, unknown, or logged since).

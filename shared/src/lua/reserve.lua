@@ -2,9 +2,10 @@
 -- call on the collection's slot; everything Redis keeps about an order is in that slot.
 --
 -- KEYS (all share the collection's hash tag {<prefix>:c:<collectionId>}):
---   KEYS[1] stock    STRING units Redis may still sell, plus 1000000 (a take on a missing key,
---                           which Redis starts from 0, lands below 0 and is told from a
---                           sold-out one); missing = cache not ready
+--   KEYS[1] stock    STRING units Redis may still sell, plus STOCK_BIAS (a take on a missing
+--                           key, which Redis starts from 0, lands below 0 and is told from a
+--                           sold-out one); missing = cache not ready. STOCK_BIAS is defined
+--                           once, in the adapter (scripts.rs), which prepends it to every script
 --   KEYS[2] bucket   HASH   the buyer's bucket "…:u:<n>": buyer -> packed order records (the
 --                           record format is in records.lua)
 --   KEYS[3] slice    STRING the current time slice "…:t:<now / 10 s>": the 2-byte numbers of
@@ -35,19 +36,19 @@ local u = string.sub(a, 5, 4 + ul)
 local r = string.sub(a, 5 + ul, 4 + ul + rl)
 local q = string.byte(r, rl - 8)
 local t = redis.call('DECRBY', KEYS[1], q)
-if t >= 1000000 and redis.call('HSETNX', KEYS[2], u, r) == 1 then
+if t >= STOCK_BIAS and redis.call('HSETNX', KEYS[2], u, r) == 1 then
   if redis.call('APPEND', KEYS[3], string.sub(a, 3, 4)) == 2 then
     local slice = string.match(a, ',(%d+)$', 5 + ul + rl)
     redis.call('ZADD', KEYS[4], slice, slice)
   end
-  return t - 1000000
+  return t - STOCK_BIAS
 end
 -- Give the take back: s is the stock before it (nil when the key was missing).
 local s
 if t < 0 then
   redis.call('DEL', KEYS[1])
 else
-  s = redis.call('INCRBY', KEYS[1], q) - 1000000
+  s = redis.call('INCRBY', KEYS[1], q) - STOCK_BIAS
 end
 -- Not the first order of this buyer, or not enough stock: read the buyer's records.
 local v = redis.call('HGET', KEYS[2], u)

@@ -9,7 +9,7 @@
 --       [3] clear-intents cutoff s, or 0: also settle an order whose cancel intent was logged
 --           before the cutoff (the intent of a cancel that died before DynamoDB; a live
 --           cancel's intent is younger than reconciliation's threshold and stays)
---       [4..] orders: a byte with the buyer's length, the buyer, the order
+--       [4..] orders: a byte with the stored buyer's length minus one, the buyer, the order
 -- Returns {"SETTLED", n, 0}: how many pending orders changed state.
 local now = tonumber(ARGV[1])
 local state = string.sub(ARGV[2], 1, 1)

@@ -105,7 +105,8 @@ pub struct Landing<'a> {
     pub status: Status,
 }
 
-pub trait Ledger: Send + Sync + 'static {
+/// Collections: created, read, listed, their drift recorded.
+pub trait Catalog: Send + Sync + 'static {
     fn create_collection(
         &self,
         id: &CollectionId,
@@ -120,8 +121,22 @@ pub trait Ledger: Send + Sync + 'static {
         ids: &[CollectionId],
     ) -> impl Future<Output = InfraResult<Vec<CollectionRecord>>> + Send;
     fn record_drift(&self, id: &CollectionId, drift: i64) -> impl Future<Output = InfraResult<()>> + Send;
+}
+
+/// Orders read back: one, many, or those past their payment deadline.
+pub trait OrderBook: Send + Sync + 'static {
     fn order(&self, key: &OrderKey) -> impl Future<Output = InfraResult<Option<OrderRecord>>> + Send;
     fn orders(&self, keys: &[OrderKey]) -> impl Future<Output = InfraResult<Vec<OrderRecord>>> + Send;
+    /// RESERVED orders whose payment deadline is at or before `deadline_s`.
+    fn expired_reservations(
+        &self,
+        deadline_s: i64,
+        limit: usize,
+    ) -> impl Future<Output = InfraResult<Vec<OrderKey>>> + Send;
+}
+
+/// The conditional writes that move an order and its units: persist, moves, confirm, cancel, tombstones.
+pub trait StockWrites: Send + Sync + 'static {
     /// One transaction: put each order in the state the state machine gave it (condition: no
     /// record yet), and take the units of those that hold durable stock (RESERVED) from the
     /// collection's stock bucket `bucket` (condition: the bucket has that much saleable). Item 0
@@ -148,6 +163,22 @@ pub trait Ledger: Send + Sync + 'static {
     /// failing is `ConditionFailed`; a conflict with a transaction on the order, or throttling,
     /// is `Cancelled([Retryable])`.
     fn confirm(&self, order: &OrderRecord, now_ms: i64) -> impl Future<Output = Result<(), WriteError>> + Send;
+    /// RESERVED → CANCELLED for each order, and their units back to saleable in their bucket, in
+    /// one transaction (conditions: each order still RESERVED; all share `orders[0].bucket`).
+    /// Item 0 is the bucket, then the orders in turn.
+    fn cancel_reserved(
+        &self,
+        orders: &[OrderRecord],
+        reason: CancelReason,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), WriteError>> + Send;
+    /// A CANCELLED record for an order with no record yet (condition: none there). `Ok(false)`
+    /// when a record was already there.
+    fn put_tombstone(&self, t: &Tombstone<'_>, now_ms: i64) -> impl Future<Output = InfraResult<bool>> + Send;
+}
+
+/// Confirmed units counted into their bucket after the fact (reconciliation's tally, the admin view).
+pub trait Tallies: Send + Sync + 'static {
     /// Up to `limit` confirmed orders of this bucket not tallied yet (read from an eventually
     /// consistent index: one may have been tallied meanwhile).
     fn untallied(
@@ -165,22 +196,9 @@ pub trait Ledger: Send + Sync + 'static {
         bucket: u32,
         orders: &[Untallied],
     ) -> impl Future<Output = Result<(), WriteError>> + Send;
-    /// RESERVED → CANCELLED for each order, and their units back to saleable in their bucket, in
-    /// one transaction (conditions: each order still RESERVED; all share `orders[0].bucket`).
-    /// Item 0 is the bucket, then the orders in turn.
-    fn cancel_reserved(
-        &self,
-        orders: &[OrderRecord],
-        reason: CancelReason,
-        now_ms: i64,
-    ) -> impl Future<Output = Result<(), WriteError>> + Send;
-    /// A CANCELLED record for an order with no record yet (condition: none there). `Ok(false)`
-    /// when a record was already there.
-    fn put_tombstone(&self, t: &Tombstone<'_>, now_ms: i64) -> impl Future<Output = InfraResult<bool>> + Send;
-    /// RESERVED orders whose payment deadline is at or before `deadline_s`.
-    fn expired_reservations(
-        &self,
-        deadline_s: i64,
-        limit: usize,
-    ) -> impl Future<Output = InfraResult<Vec<OrderKey>>> + Send;
 }
+
+/// Every part of the ledger: what the real adapter and the explorer's gated one implement.
+pub trait Ledger: Catalog + OrderBook + StockWrites + Tallies {}
+
+impl<T: Catalog + OrderBook + StockWrites + Tallies> Ledger for T {}

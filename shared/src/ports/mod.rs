@@ -39,3 +39,12 @@ impl InfraError {
 }
 
 pub type InfraResult<T> = Result<T, InfraError>;
+
+/// Every port trait, for code that calls the adapters directly (tests, tools): `use
+/// flashstock::ports::prelude::*;`.
+pub mod prelude {
+    pub use super::{
+        BuyerBudgets, CacheWarmup, Catalog, Clock, Ledger, OrderBook, OrderCache, Queue, Settling, StockCache,
+        StockWrites, Tallies, TimeIndex, WriteTurns,
+    };
+}

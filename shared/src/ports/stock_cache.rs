@@ -172,12 +172,21 @@ pub enum Rebuild {
     Busy,
 }
 
-pub trait StockCache: Send + Sync + 'static {
-    /// Sizes the collection's Redis structures the first time (from its `quantity`), so that its
-    /// entries can be written before its first warm-up (an empty rollback's tombstone).
-    fn prepare(&self, collection: &CollectionId, quantity: i64) -> impl Future<Output = InfraResult<()>> + Send;
+/// A Try and the status route: one order's entry, taken or read (and reconciliation, many at once).
+pub trait OrderCache: Send + Sync + 'static {
     /// The Try script: idempotency, tombstone, stock, per-user limit and time index, atomically.
     fn reserve(&self, req: &ReserveRequest<'_>) -> impl Future<Output = InfraResult<ReserveOutcome>> + Send;
+    fn entry(&self, order: &OrderKey) -> impl Future<Output = InfraResult<Option<CacheEntry>>> + Send;
+    /// The entries of several orders at once (`None` where there is none).
+    fn entries(
+        &self,
+        collection: &CollectionId,
+        orders: &[OrderKey],
+    ) -> impl Future<Output = InfraResult<Vec<Option<CacheEntry>>>> + Send;
+}
+
+/// What DynamoDB decided, told to Redis: persist, cancel, timeouts and reconciliation.
+pub trait Settling: Send + Sync + 'static {
     /// Marks pending entries durable or failed (out of the time index's concern). With
     /// `clear_intents_before`, also settles the cancel intent of an order logged before
     /// that instant (a cancel intent whose cancel died; a live cancel's intent is younger).
@@ -201,22 +210,13 @@ pub trait StockCache: Send + Sync + 'static {
         tombstone: bool,
         now_ms: i64,
     ) -> impl Future<Output = InfraResult<Released>> + Send;
-    fn entry(&self, order: &OrderKey) -> impl Future<Output = InfraResult<Option<CacheEntry>>> + Send;
-    /// The entries of several orders at once (`None` where there is none).
-    fn entries(
-        &self,
-        collection: &CollectionId,
-        orders: &[OrderKey],
-    ) -> impl Future<Output = InfraResult<Vec<Option<CacheEntry>>>> + Send;
-    /// Forgets entries settled (cancelled, failed, and unless `keep_durable` durable) before
-    /// `before_ms`, looking at about `limit` of them per call, round robin over the buckets.
-    fn trim_settled(
-        &self,
-        collection: &CollectionId,
-        before_ms: i64,
-        limit: usize,
-        keep_durable: bool,
-    ) -> impl Future<Output = InfraResult<Trimmed>> + Send;
+}
+
+/// Warm-up and rebuild from DynamoDB (admin, reconciliation; cancel sizes a collection for a tombstone).
+pub trait CacheWarmup: Send + Sync + 'static {
+    /// Sizes the collection's Redis structures the first time (from its `quantity`), so that its
+    /// entries can be written before its first warm-up (an empty rollback's tombstone).
+    fn prepare(&self, collection: &CollectionId, quantity: i64) -> impl Future<Output = InfraResult<()>> + Send;
     fn snapshot(&self, collection: &CollectionId) -> impl Future<Output = InfraResult<CacheSnapshot>> + Send;
     /// Sets stock to DynamoDB's `saleable` minus the snapshot's pending units if the version is
     /// still the snapshot's (take the snapshot before reading DynamoDB); `only_if_missing` leaves
@@ -230,42 +230,17 @@ pub trait StockCache: Send + Sync + 'static {
         only_if_missing: bool,
         quantity: i64,
     ) -> impl Future<Output = InfraResult<Rebuild>> + Send;
-    /// [`CacheProbe`]s of many collections (in order), a few reads each, pipelined; a collection
-    /// that cannot be read gets an empty probe (so it is not taken for quiet).
-    fn probe(&self, ids: &[CollectionId]) -> impl Future<Output = InfraResult<Vec<CacheProbe>>> + Send;
-    /// Records a reconciliation visit, with the mark of a collection it found clean.
-    fn note_reconciled(
-        &self,
-        id: &CollectionId,
-        now_ms: i64,
-        mark: Option<&str>,
-    ) -> impl Future<Output = InfraResult<()>> + Send;
-    /// Takes (or renews, if `holder` has it) the write turn (a lease) of one of the collection's
-    /// stock buckets for `ttl`: true when `holder` holds it. Persist's chunks, moves, tallies,
-    /// cancels and timer batches take it so that one transaction at a time writes the bucket's
-    /// item; a throughput aid only, DynamoDB's conditions stay the guarantee.
-    fn take_lease(
+}
+
+/// Reconciliation's reads and upkeep of the time index and its visits.
+pub trait TimeIndex: Send + Sync + 'static {
+    /// Log entries accepted before `before_ms`, oldest first, at most `limit`.
+    fn unsettled_before(
         &self,
         collection: &CollectionId,
-        bucket: u32,
-        holder: &str,
-        ttl: Duration,
-    ) -> impl Future<Output = InfraResult<bool>> + Send;
-    /// Gives the bucket's lease back if `holder` still has it.
-    fn give_lease(
-        &self,
-        collection: &CollectionId,
-        bucket: u32,
-        holder: &str,
-    ) -> impl Future<Output = InfraResult<()>> + Send;
-    /// Spends one of `user`'s `requests` per `window`, counted in Redis so every function instance
-    /// shares it: `None` within the budget, else how long until the window ends.
-    fn spend_request(
-        &self,
-        user: &UserId,
-        requests: u32,
-        window: Duration,
-    ) -> impl Future<Output = InfraResult<Option<Duration>>> + Send;
+        before_ms: i64,
+        limit: usize,
+    ) -> impl Future<Output = InfraResult<Vec<OrderKey>>> + Send;
     /// Logs these pending orders again at `log_at_ms`, each only if still pending and last
     /// logged before `logged_before_ms` (reconciliation re-publishing their messages): true where
     /// it did. A re-logged order is due again a whole threshold after `log_at_ms`.
@@ -276,14 +251,65 @@ pub trait StockCache: Send + Sync + 'static {
         logged_before_ms: i64,
         log_at_ms: i64,
     ) -> impl Future<Output = InfraResult<Vec<bool>>> + Send;
-    /// Log entries accepted before `before_ms`, oldest first, at most `limit`.
-    fn unsettled_before(
+    /// Forgets entries settled (cancelled, failed, and unless `keep_durable` durable) before
+    /// `before_ms`, looking at about `limit` of them per call, round robin over the buckets.
+    fn trim_settled(
         &self,
         collection: &CollectionId,
         before_ms: i64,
         limit: usize,
-    ) -> impl Future<Output = InfraResult<Vec<OrderKey>>> + Send;
+        keep_durable: bool,
+    ) -> impl Future<Output = InfraResult<Trimmed>> + Send;
+    /// [`CacheProbe`]s of many collections (in order), a few reads each, pipelined; a collection
+    /// that cannot be read gets an empty probe (so it is not taken for quiet).
+    fn probe(&self, ids: &[CollectionId]) -> impl Future<Output = InfraResult<Vec<CacheProbe>>> + Send;
+    /// Records a reconciliation visit, with the mark of a collection it found clean.
+    fn note_reconciled(
+        &self,
+        id: &CollectionId,
+        now_ms: i64,
+        mark: Option<&str>,
+    ) -> impl Future<Output = InfraResult<()>> + Send;
 }
+
+/// The write turns of the collection's stock buckets (every DynamoDB transaction on a bucket item).
+pub trait WriteTurns: Send + Sync + 'static {
+    /// Takes (or renews, if `holder` has it) the write turn of one of the collection's
+    /// stock buckets for `ttl`: true when `holder` holds it. Persist's chunks, moves, tallies,
+    /// cancels and timer batches take it so that one transaction at a time writes the bucket's
+    /// item; a throughput aid only, DynamoDB's conditions stay the guarantee.
+    fn take_turn(
+        &self,
+        collection: &CollectionId,
+        bucket: u32,
+        holder: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = InfraResult<bool>> + Send;
+    /// Gives the bucket's write turn back if `holder` still has it.
+    fn give_turn(
+        &self,
+        collection: &CollectionId,
+        bucket: u32,
+        holder: &str,
+    ) -> impl Future<Output = InfraResult<()>> + Send;
+}
+
+/// The per-buyer request budget (the HTTP layer, before Try and cancel).
+pub trait BuyerBudgets: Send + Sync + 'static {
+    /// Spends one of `user`'s `requests` per `window`, counted in Redis so every function instance
+    /// shares it: `None` within the budget, else how long until the window ends.
+    fn spend_request(
+        &self,
+        user: &UserId,
+        requests: u32,
+        window: Duration,
+    ) -> impl Future<Output = InfraResult<Option<Duration>>> + Send;
+}
+
+/// Every part of the stock cache: what the real adapter and the explorer's gated one implement.
+pub trait StockCache: OrderCache + Settling + CacheWarmup + TimeIndex + WriteTurns + BuyerBudgets {}
+
+impl<T: OrderCache + Settling + CacheWarmup + TimeIndex + WriteTurns + BuyerBudgets> StockCache for T {}
 
 #[cfg(test)]
 mod tests {

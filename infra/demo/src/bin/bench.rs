@@ -610,7 +610,7 @@ async fn hot(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String) -> anyho
     writeln!(md, "## 8. One hot collection under DynamoDB's transaction conflicts\n")?;
     writeln!(
         md,
-        "{orders} accepted orders on one collection holding a unit for each, {consumers} persist consumers (batches of up to 1,000 over a 1 s window, visibility timeout 180 s), reconciliation every 60 s with its 45 s threshold and 20-minute give-up: the template's settings. DynamoDB is moto behind `infra/moto_serial.py` with conflict semantics: each request spends {} ms in flight, a transaction naming an item another transaction or write holds is cancelled (`TransactionConflict`), a write into a running transaction's item refused. Watched until every order is durable, or none became durable for {} s, or {} s passed. The same harness and run measure the consumers transacting at once (`FLASHSTOCK_PERSIST_LEASE=off`, as before the lease) and taking turns through the collection's lease, {} runs of each, interleaved; cells are median (min–max).\n",
+        "{orders} accepted orders on one collection holding a unit for each, {consumers} persist consumers (batches of up to 1,000 over a 1 s window, visibility timeout 180 s), reconciliation every 60 s with its 45 s threshold and 20-minute give-up: the template's settings. DynamoDB is moto behind `infra/moto_serial.py` with conflict semantics: each request spends {} ms in flight, a transaction naming an item another transaction or write holds is cancelled (`TransactionConflict`), a write into a running transaction's item refused. Watched until every order is durable, or none became durable for {} s, or {} s passed. The same harness and run measure the consumers transacting at once (`FLASHSTOCK_WRITE_TURNS=off`, as before the lease) and taking turns through the collection's lease, {} runs of each, interleaved; cells are median (min–max).\n",
         std::env::var("FLASHSTOCK_DYNAMODB_LATENCY_MS").unwrap_or_else(|_| "10".into()),
         quiet.as_secs(),
         deadline.as_secs(),
@@ -620,11 +620,11 @@ async fn hot(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String) -> anyho
         md,
         "| persist | orders | consumers | runs | every order durable after, s | durable orders/s | transactions | cancelled for conflicts (retried) | re-published by reconciliation | ended LOST (all runs) | ended FAILED (all runs) |\n|---|---|---|---|---|---|---|---|---|---|---|"
     )?;
-    let modes = [("at once (no lease)", false), ("taking turns (lease)", true)];
+    let modes = [("at once (no write turns)", false), ("taking write turns", true)];
     let mut runs: Vec<Vec<bench::HotRun>> = vec![Vec::new(), Vec::new()];
     // Interleaved, so that a change in the machine's load touches both alike.
     for rep in 0..cli.hot_runs {
-        for (m, (name, lease)) in modes.iter().enumerate() {
+        for (m, (name, turns)) in modes.iter().enumerate() {
             // The template's event source mapping and timing knobs.
             let sopts = StackOptions {
                 persist_consumers: consumers,
@@ -636,10 +636,10 @@ async fn hot(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String) -> anyho
                 run_timers: false,
                 ..StackOptions::default()
             };
-            let tag = if *lease { "lease" } else { "nolease" };
+            let tag = if *turns { "turns" } else { "noturns" };
             let stack = Stack::launch(&format!("{prefix}-hot-{tag}-{rep}"), redis_url, sopts, |c| {
                 c.emit_emf = false;
-                c.persist_lease = *lease;
+                c.write_turns = *turns;
             })
             .await?;
             let interval = std::time::Duration::from_secs(60);

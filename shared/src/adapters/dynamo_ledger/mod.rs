@@ -1,9 +1,11 @@
-//! [`Ledger`] on DynamoDB: one table, conditional writes and transactions, in rooms:
+//! The ledger ports on DynamoDB: one table, conditional writes and transactions, in rooms:
 //! [`items`] (keys and attributes; the layout is written once in docs/DESIGN.md#dynamodb-items),
-//! [`reads`] (gets, batched gets, index queries), [`stock`] (the transactions on a collection's
-//! stock buckets), [`tally`] (confirm, and counting confirmed units into their buckets) and this
-//! file (the port's methods).
+//! [`catalog`] (collections), [`reads`] (gets, batched gets, index queries; the order book),
+//! [`stock`] (the transactions on a collection's stock buckets), [`tally`] (confirm, and
+//! counting confirmed units into their buckets) and this file (the client, errors and the
+//! conditional writes of orders and their units).
 
+mod catalog;
 mod items;
 mod reads;
 mod stock;
@@ -12,23 +14,14 @@ mod tally;
 pub use items::{EXPIRY_INDEX, EXPIRY_SHARDS, KIND_INDEX, item_bytes, reservation_item};
 pub use tally::{TALLY_CHUNK, TALLY_INDEX};
 
-use std::collections::HashMap;
-
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Get, TransactGetItem};
 use serde::Serialize;
 
-use self::items::{
-    BucketItem, COLLECTIONS, CollectionItem, FINAL_TTL_SECONDS, OrderItem, bucket_pk, col_pk, n, ord_key, ord_pk,
-    parse_ord_key, s, to_item,
-};
-use crate::domain::{CancelReason, CollectionId, CollectionSpec, OrderKey, Status, StockLevels};
-use crate::ports::{
-    CollectionRecord, CreateOutcome, InfraError, InfraResult, ItemFailure, Landing, Ledger, OrderRecord, Tombstone,
-    Untallied, WriteError,
-};
+use self::items::{FINAL_TTL_SECONDS, OrderItem, ord_key, to_item};
+use crate::domain::{CancelReason, CollectionId, Status};
+use crate::ports::{InfraError, InfraResult, ItemFailure, Landing, OrderRecord, StockWrites, Tombstone, WriteError};
 
 #[derive(Clone)]
 pub struct DynamoLedger {
@@ -88,141 +81,9 @@ impl DynamoLedger {
     pub fn table(&self) -> &str {
         &self.table
     }
-
-    /// The records of these headers, each with its buckets read in one batch (per item
-    /// consistent, not a snapshot across items: for listing many collections at once, where a
-    /// torn read only makes a collection look changed).
-    async fn with_buckets(&self, headers: Vec<CollectionItem>) -> InfraResult<Vec<CollectionRecord>> {
-        let keys = headers.iter().flat_map(|h| (0..h.buckets).map(|k| bucket_pk(&h.collection_id, k))).collect();
-        let mut levels: HashMap<(CollectionId, u32), StockLevels> = self
-            .batch_get::<BucketItem>(keys, "dynamodb batch get buckets")
-            .await?
-            .into_iter()
-            .map(|b| ((b.collection_id.clone(), b.bucket), b.levels()))
-            .collect();
-        headers
-            .into_iter()
-            .map(|h| {
-                let buckets = (0..h.buckets)
-                    .map(|k| {
-                        levels.remove(&(h.collection_id.clone(), k)).ok_or_else(|| {
-                            InfraError::new(
-                                "dynamodb read collection",
-                                format!("{} has no bucket {k}", h.collection_id),
-                            )
-                        })
-                    })
-                    .collect::<InfraResult<Vec<_>>>()?;
-                Ok(h.into_record(buckets))
-            })
-            .collect()
-    }
 }
 
-impl Ledger for DynamoLedger {
-    async fn create_collection(
-        &self,
-        id: &CollectionId,
-        spec: &CollectionSpec,
-        now_ms: i64,
-    ) -> InfraResult<CreateOutcome> {
-        match self.transact("dynamodb create collection", self.creation(id, spec, now_ms)?).await {
-            Ok(()) => return Ok(CreateOutcome::Created),
-            Err(WriteError::Cancelled(r)) if r.first() == Some(&ItemFailure::ConditionFailed) => {}
-            Err(WriteError::Infra(e)) => return Err(e),
-            Err(e) => return Err(InfraError::new("dynamodb create collection", e)),
-        }
-        let existing = self
-            .collection(id)
-            .await?
-            .ok_or_else(|| InfraError::new("dynamodb create collection", "exists but cannot be read back"))?;
-        Ok(if existing.spec == *spec {
-            CreateOutcome::Same
-        } else if existing.spec.quantity != spec.quantity {
-            CreateOutcome::QuantityDiffers
-        } else {
-            CreateOutcome::SettingsDiffer
-        })
-    }
-
-    async fn collection(&self, id: &CollectionId) -> InfraResult<Option<CollectionRecord>> {
-        let Some(header) = self.get::<CollectionItem>(col_pk(id), "dynamodb get collection").await? else {
-            return Ok(None);
-        };
-        // One snapshot of every bucket (TransactGetItems is serialisable against the write
-        // transactions): a BatchGetItem could see one half of a move, and a decision on it (a
-        // short bucket's refusals, an identity check, drift) would be wrong.
-        let op = "dynamodb read buckets";
-        let mut gets = Vec::with_capacity(header.buckets as usize);
-        for k in 0..header.buckets {
-            let get = Get::builder()
-                .table_name(&self.table)
-                .key("pk", bucket_pk(id, k))
-                .build()
-                .map_err(|e| InfraError::new(op, e))?;
-            gets.push(TransactGetItem::builder().get(get).build());
-        }
-        let out = self.client.transact_get_items().set_transact_items(Some(gets)).send().await.map_err(sdk_err(op))?;
-        let buckets = out
-            .responses
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-            .map(|(k, r)| {
-                let item = r.item.ok_or_else(|| InfraError::new(op, format!("{id} has no bucket {k}")))?;
-                serde_dynamo::from_item::<_, BucketItem>(item).map(|b| b.levels()).map_err(|e| InfraError::new(op, e))
-            })
-            .collect::<InfraResult<Vec<StockLevels>>>()?;
-        if buckets.len() != header.buckets as usize {
-            return Err(InfraError::new(op, format!("{id}: {} of {} buckets read", buckets.len(), header.buckets)));
-        }
-        Ok(Some(header.into_record(buckets)))
-    }
-
-    async fn collections(&self) -> InfraResult<Vec<CollectionId>> {
-        let values = [(":k", s(COLLECTIONS))];
-        self.query_index("dynamodb list collections", KIND_INDEX, "gsi2pk = :k", &values, usize::MAX, |item| {
-            Ok(match item.get("gsi2sk") {
-                Some(AttributeValue::S(id)) => CollectionId::parse(id).ok(),
-                _ => None,
-            })
-        })
-        .await
-    }
-
-    async fn record_drift(&self, id: &CollectionId, drift: i64) -> InfraResult<()> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", col_pk(id))
-            .update_expression("SET lastDrift = :d")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":d", n(drift))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(sdk_err("dynamodb record drift"))
-    }
-
-    async fn order(&self, key: &OrderKey) -> InfraResult<Option<OrderRecord>> {
-        Ok(self.get::<OrderItem>(ord_pk(key), "dynamodb get order").await?.map(OrderItem::into_record))
-    }
-
-    async fn orders(&self, ids: &[OrderKey]) -> InfraResult<Vec<OrderRecord>> {
-        let mut uniq: Vec<&OrderKey> = ids.iter().collect();
-        uniq.sort();
-        uniq.dedup();
-        let items: Vec<OrderItem> =
-            self.batch_get(uniq.into_iter().map(ord_pk).collect(), "dynamodb batch get orders").await?;
-        Ok(items.into_iter().map(OrderItem::into_record).collect())
-    }
-
-    async fn collection_records(&self, ids: &[CollectionId]) -> InfraResult<Vec<CollectionRecord>> {
-        let headers: Vec<CollectionItem> =
-            self.batch_get(ids.iter().map(col_pk).collect(), "dynamodb batch get collections").await?;
-        self.with_buckets(headers).await
-    }
-
+impl StockWrites for DynamoLedger {
     async fn apply_reservations(
         &self,
         collection: &CollectionId,
@@ -252,21 +113,6 @@ impl Ledger for DynamoLedger {
 
     async fn confirm(&self, order: &OrderRecord, now_ms: i64) -> Result<(), WriteError> {
         self.confirm_order(order, now_ms).await
-    }
-
-    async fn untallied(&self, collection: &CollectionId, bucket: u32, limit: usize) -> InfraResult<Vec<Untallied>> {
-        self.list_untallied(collection, bucket, limit).await
-    }
-
-    async fn tally(&self, collection: &CollectionId, bucket: u32, orders: &[Untallied]) -> Result<(), WriteError> {
-        if orders.is_empty() {
-            return Ok(());
-        }
-        if orders.len() > TALLY_CHUNK {
-            let detail = format!("{} orders in one tally (at most {TALLY_CHUNK})", orders.len());
-            return Err(InfraError::new("dynamodb tally", detail).into());
-        }
-        self.transact("dynamodb tally", self.tally_items(collection, bucket, orders)?).await
     }
 
     async fn cancel_reserved(
@@ -314,34 +160,6 @@ impl Ledger for DynamoLedger {
             ttl: Some(now_ms / 1000 + FINAL_TTL_SECONDS),
         };
         self.put_new("dynamodb put tombstone", &item).await
-    }
-
-    async fn expired_reservations(&self, deadline_s: i64, limit: usize) -> InfraResult<Vec<OrderKey>> {
-        let mut out = Vec::new();
-        for shard in 0..EXPIRY_SHARDS {
-            let values = [(":p", s(format!("EXP#{shard}"))), (":d", n(deadline_s))];
-            let condition = "gsi1pk = :p AND gsi1sk <= :d";
-            out.extend(
-                self.query_index(
-                    "dynamodb query expired",
-                    EXPIRY_INDEX,
-                    condition,
-                    &values,
-                    limit - out.len(),
-                    |item| {
-                        Ok(match item.get("pk") {
-                            Some(AttributeValue::S(pk)) => parse_ord_key(pk),
-                            _ => None,
-                        })
-                    },
-                )
-                .await?,
-            );
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
     }
 }
 

@@ -5,8 +5,10 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
+use super::items::{EXPIRY_INDEX, EXPIRY_SHARDS, OrderItem, n, ord_pk, parse_ord_key, s};
 use super::{DynamoLedger, sdk_err};
-use crate::ports::{InfraError, InfraResult};
+use crate::domain::OrderKey;
+use crate::ports::{InfraError, InfraResult, OrderBook, OrderRecord};
 
 /// Retries of a BatchGetItem's unprocessed keys before giving up (≈ 5 s of backoff).
 const BATCH_GET_ATTEMPTS: u32 = 8;
@@ -93,5 +95,48 @@ impl DynamoLedger {
             .await
             .map_err(sdk_err(op))?;
         out.item.map(serde_dynamo::from_item).transpose().map_err(|e| InfraError::new(op, e))
+    }
+}
+
+impl OrderBook for DynamoLedger {
+    async fn order(&self, key: &OrderKey) -> InfraResult<Option<OrderRecord>> {
+        Ok(self.get::<OrderItem>(ord_pk(key), "dynamodb get order").await?.map(OrderItem::into_record))
+    }
+
+    async fn orders(&self, ids: &[OrderKey]) -> InfraResult<Vec<OrderRecord>> {
+        let mut uniq: Vec<&OrderKey> = ids.iter().collect();
+        uniq.sort();
+        uniq.dedup();
+        let items: Vec<OrderItem> =
+            self.batch_get(uniq.into_iter().map(ord_pk).collect(), "dynamodb batch get orders").await?;
+        Ok(items.into_iter().map(OrderItem::into_record).collect())
+    }
+
+    async fn expired_reservations(&self, deadline_s: i64, limit: usize) -> InfraResult<Vec<OrderKey>> {
+        let mut out = Vec::new();
+        for shard in 0..EXPIRY_SHARDS {
+            let values = [(":p", s(format!("EXP#{shard}"))), (":d", n(deadline_s))];
+            let condition = "gsi1pk = :p AND gsi1sk <= :d";
+            out.extend(
+                self.query_index(
+                    "dynamodb query expired",
+                    EXPIRY_INDEX,
+                    condition,
+                    &values,
+                    limit - out.len(),
+                    |item| {
+                        Ok(match item.get("pk") {
+                            Some(AttributeValue::S(pk)) => parse_ord_key(pk),
+                            _ => None,
+                        })
+                    },
+                )
+                .await?,
+            );
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
     }
 }

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use super::DynamoLedger;
 use super::items::{n, ord_pk, parse_ord_key, s};
 use crate::domain::{CollectionId, Status};
-use crate::ports::{InfraError, ItemFailure, OrderRecord, Untallied, WriteError};
+use crate::ports::{InfraError, InfraResult, ItemFailure, OrderRecord, Tallies, Untallied, WriteError};
 
 pub const TALLY_INDEX: &str = "byTally";
 /// Orders per tally transaction (DynamoDB's limit is 100 items; item 0 is the bucket).
@@ -118,6 +118,23 @@ impl DynamoLedger {
             items.push(TransactWriteItem::builder().update(u).build());
         }
         Ok(items)
+    }
+}
+
+impl Tallies for DynamoLedger {
+    async fn untallied(&self, collection: &CollectionId, bucket: u32, limit: usize) -> InfraResult<Vec<Untallied>> {
+        self.list_untallied(collection, bucket, limit).await
+    }
+
+    async fn tally(&self, collection: &CollectionId, bucket: u32, orders: &[Untallied]) -> Result<(), WriteError> {
+        if orders.is_empty() {
+            return Ok(());
+        }
+        if orders.len() > TALLY_CHUNK {
+            let detail = format!("{} orders in one tally (at most {TALLY_CHUNK})", orders.len());
+            return Err(InfraError::new("dynamodb tally", detail).into());
+        }
+        self.transact("dynamodb tally", self.tally_items(collection, bucket, orders)?).await
     }
 }
 

@@ -1,14 +1,14 @@
--- lease.lua: a stock bucket's write turn: one DynamoDB transaction at a time on the bucket's item
+-- turn.lua: a stock bucket's write turn: one DynamoDB transaction at a time on the bucket's item
 -- (a persist consumer's chunk, a move, a tally, a cancel of RESERVED orders: one, or a timer
 -- batch), the others wait for it.
--- Only a throughput aid: DynamoDB's conditional writes stay the guarantee, so a lease that
--- expires under its holder costs transaction conflicts (retried), never correctness.
+-- Only a throughput aid: DynamoDB's conditional writes stay the guarantee, so a
+-- turn that expires under its holder costs transaction conflicts (retried), never correctness.
 --
--- KEYS[1] lease  STRING  "{…}:lease:<k>" (stock bucket k): the holder's id, expiring after the lease's time
+-- KEYS[1] turn   STRING  "{…}:turn:<k>" (stock bucket k): the holder's id, expiring after the turn's time
 -- ARGV[1] "take" (take it if free, or renew it if ours) | "give" (drop it if ours)
 -- ARGV[2] the holder's id
--- ARGV[3] the lease's time, ms (take)
--- Returns 1 when the caller holds (take) or dropped (give) the lease, else 0.
+-- ARGV[3] the turn's time, ms (take)
+-- Returns 1 when the caller holds (take) or dropped (give) the turn, else 0.
 local h = redis.call('GET', KEYS[1])
 if ARGV[1] == 'give' then
   if h == ARGV[2] then redis.call('DEL', KEYS[1]); return 1 end

@@ -1,0 +1,134 @@
+//! [`Catalog`] on DynamoDB: a collection's header item and its stock bucket items, created in one
+//! transaction, read back together, listed from the kind index, its drift recorded.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Get, TransactGetItem};
+
+use super::items::{BucketItem, COLLECTIONS, CollectionItem, bucket_pk, col_pk, n, s};
+use super::{DynamoLedger, KIND_INDEX, sdk_err};
+use crate::domain::{CollectionId, CollectionSpec, StockLevels};
+use crate::ports::{Catalog, CollectionRecord, CreateOutcome, InfraError, InfraResult, ItemFailure, WriteError};
+
+impl DynamoLedger {
+    /// The records of these headers, each with its buckets read in one batch (per item
+    /// consistent, not a snapshot across items: for listing many collections at once, where a
+    /// torn read only makes a collection look changed).
+    async fn with_buckets(&self, headers: Vec<CollectionItem>) -> InfraResult<Vec<CollectionRecord>> {
+        let keys = headers.iter().flat_map(|h| (0..h.buckets).map(|k| bucket_pk(&h.collection_id, k))).collect();
+        let mut levels: HashMap<(CollectionId, u32), StockLevels> = self
+            .batch_get::<BucketItem>(keys, "dynamodb batch get buckets")
+            .await?
+            .into_iter()
+            .map(|b| ((b.collection_id.clone(), b.bucket), b.levels()))
+            .collect();
+        headers
+            .into_iter()
+            .map(|h| {
+                let buckets = (0..h.buckets)
+                    .map(|k| {
+                        levels.remove(&(h.collection_id.clone(), k)).ok_or_else(|| {
+                            InfraError::new(
+                                "dynamodb read collection",
+                                format!("{} has no bucket {k}", h.collection_id),
+                            )
+                        })
+                    })
+                    .collect::<InfraResult<Vec<_>>>()?;
+                Ok(h.into_record(buckets))
+            })
+            .collect()
+    }
+}
+
+impl Catalog for DynamoLedger {
+    async fn create_collection(
+        &self,
+        id: &CollectionId,
+        spec: &CollectionSpec,
+        now_ms: i64,
+    ) -> InfraResult<CreateOutcome> {
+        match self.transact("dynamodb create collection", self.creation(id, spec, now_ms)?).await {
+            Ok(()) => return Ok(CreateOutcome::Created),
+            Err(WriteError::Cancelled(r)) if r.first() == Some(&ItemFailure::ConditionFailed) => {}
+            Err(WriteError::Infra(e)) => return Err(e),
+            Err(e) => return Err(InfraError::new("dynamodb create collection", e)),
+        }
+        let existing = self
+            .collection(id)
+            .await?
+            .ok_or_else(|| InfraError::new("dynamodb create collection", "exists but cannot be read back"))?;
+        Ok(if existing.spec == *spec {
+            CreateOutcome::Same
+        } else if existing.spec.quantity != spec.quantity {
+            CreateOutcome::QuantityDiffers
+        } else {
+            CreateOutcome::SettingsDiffer
+        })
+    }
+
+    async fn collection(&self, id: &CollectionId) -> InfraResult<Option<CollectionRecord>> {
+        let Some(header) = self.get::<CollectionItem>(col_pk(id), "dynamodb get collection").await? else {
+            return Ok(None);
+        };
+        // One snapshot of every bucket (TransactGetItems is serialisable against the write
+        // transactions): a BatchGetItem could see one half of a move, and a decision on it (a
+        // short bucket's refusals, an identity check, drift) would be wrong.
+        let op = "dynamodb read buckets";
+        let mut gets = Vec::with_capacity(header.buckets as usize);
+        for k in 0..header.buckets {
+            let get = Get::builder()
+                .table_name(&self.table)
+                .key("pk", bucket_pk(id, k))
+                .build()
+                .map_err(|e| InfraError::new(op, e))?;
+            gets.push(TransactGetItem::builder().get(get).build());
+        }
+        let out = self.client.transact_get_items().set_transact_items(Some(gets)).send().await.map_err(sdk_err(op))?;
+        let buckets = out
+            .responses
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(k, r)| {
+                let item = r.item.ok_or_else(|| InfraError::new(op, format!("{id} has no bucket {k}")))?;
+                serde_dynamo::from_item::<_, BucketItem>(item).map(|b| b.levels()).map_err(|e| InfraError::new(op, e))
+            })
+            .collect::<InfraResult<Vec<StockLevels>>>()?;
+        if buckets.len() != header.buckets as usize {
+            return Err(InfraError::new(op, format!("{id}: {} of {} buckets read", buckets.len(), header.buckets)));
+        }
+        Ok(Some(header.into_record(buckets)))
+    }
+
+    async fn collections(&self) -> InfraResult<Vec<CollectionId>> {
+        let values = [(":k", s(COLLECTIONS))];
+        self.query_index("dynamodb list collections", KIND_INDEX, "gsi2pk = :k", &values, usize::MAX, |item| {
+            Ok(match item.get("gsi2sk") {
+                Some(AttributeValue::S(id)) => CollectionId::parse(id).ok(),
+                _ => None,
+            })
+        })
+        .await
+    }
+
+    async fn collection_records(&self, ids: &[CollectionId]) -> InfraResult<Vec<CollectionRecord>> {
+        let headers: Vec<CollectionItem> =
+            self.batch_get(ids.iter().map(col_pk).collect(), "dynamodb batch get collections").await?;
+        self.with_buckets(headers).await
+    }
+
+    async fn record_drift(&self, id: &CollectionId, drift: i64) -> InfraResult<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", col_pk(id))
+            .update_expression("SET lastDrift = :d")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":d", n(drift))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(sdk_err("dynamodb record drift"))
+    }
+}

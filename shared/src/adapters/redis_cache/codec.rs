@@ -1,0 +1,184 @@
+//! The packed formats the scripts read and write: stored ids (a length byte, then a canonical
+//! UUID or ULID as 16 bytes, or the id as given), the order argument, an order's record in its
+//! buyer's value (`records.lua` documents it) and a time slice's list of buckets.
+
+use std::collections::BTreeSet;
+
+use crate::domain::{OrderId, OrderKey, UserId};
+use crate::ports::{CacheEntry, CacheState};
+
+/// A buyer as stored: a byte k, then 16 bytes of a canonical UUID (k = 0) or k bytes as given.
+pub fn buyer_bytes(user: &UserId) -> Vec<u8> {
+    let s = user.as_str();
+    if let Ok(u) = uuid::Uuid::try_parse(s)
+        && u.hyphenated().to_string() == s
+    {
+        let mut v = vec![0u8];
+        v.extend_from_slice(u.as_bytes());
+        return v;
+    }
+    let mut v = vec![s.len() as u8];
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+/// An order id as stored: a byte k, then 16 bytes of a canonical ULID (k = 0) or k bytes as given.
+pub fn order_bytes(order: &OrderId) -> Vec<u8> {
+    let s = order.as_str();
+    if let Ok(u) = ulid::Ulid::from_string(s)
+        && u.to_string() == s
+    {
+        let mut v = vec![0u8];
+        v.extend_from_slice(&u.to_bytes());
+        return v;
+    }
+    let mut v = vec![s.len() as u8];
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+/// Reads one stored id at the start of `b`: (the id's text, bytes used).
+pub(super) fn read_id(b: &[u8], canonical: fn(&[u8]) -> Option<String>) -> Option<(String, usize)> {
+    let k = *b.first()? as usize;
+    if k == 0 {
+        Some((canonical(b.get(1..17)?)?, 17))
+    } else {
+        Some((String::from_utf8(b.get(1..1 + k)?.to_vec()).ok()?, 1 + k))
+    }
+}
+
+pub(super) fn uuid_text(b: &[u8]) -> Option<String> {
+    Some(uuid::Uuid::from_slice(b).ok()?.hyphenated().to_string())
+}
+
+pub(super) fn ulid_text(b: &[u8]) -> Option<String> {
+    Some(ulid::Ulid::from_bytes(b.try_into().ok()?).to_string())
+}
+
+/// An order as the scripts take it: a byte with the stored buyer's length minus one (a 255-byte
+/// subject is stored in 256), the buyer, the order.
+pub(super) fn ident(key: &OrderKey) -> Vec<u8> {
+    let u = buyer_bytes(&key.user);
+    let mut v = vec![(u.len() - 1) as u8];
+    v.extend_from_slice(&u);
+    v.extend_from_slice(&order_bytes(&key.order));
+    v
+}
+
+/// A 4-byte big-endian number (seconds), clamped to its range.
+pub(super) fn e4(n: i64) -> [u8; 4] {
+    (n.clamp(0, i64::from(u32::MAX)) as u32).to_be_bytes()
+}
+
+fn d4(b: &[u8]) -> i64 {
+    b.try_into().map_or(0, |a: [u8; 4]| i64::from(u32::from_be_bytes(a)))
+}
+
+/// One order record read back from a buyer's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Record {
+    pub order: Vec<u8>,
+    pub state: u8,
+    pub quantity: u32,
+    pub accepted_s: i64,
+    pub logged_s: i64,
+}
+
+/// Splits a buyer's value into records (stops at anything malformed).
+pub(super) fn records(v: &[u8]) -> Vec<Record> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let k = v[i] as usize;
+        let n = if k == 0 { 17 } else { 1 + k };
+        let Some(r) = v.get(i..i + n + 10) else { break };
+        out.push(Record {
+            order: r[..n].to_vec(),
+            state: r[n],
+            quantity: u32::from(r[n + 1]),
+            accepted_s: d4(&r[n + 2..n + 6]),
+            logged_s: d4(&r[n + 6..n + 10]),
+        });
+        i += n + 10;
+    }
+    out
+}
+
+/// The buckets listed in a time slice.
+pub(super) fn slice_buckets(b: &[u8]) -> BTreeSet<u32> {
+    b.chunks_exact(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).collect()
+}
+
+/// A record's state byte as the port's state (`S` durable, `I` durable with a cancel intent).
+pub(super) fn state_of(b: u8) -> Option<CacheState> {
+    Some(match b {
+        b'P' => CacheState::Pending,
+        b'S' | b'I' => CacheState::Durable,
+        b'C' => CacheState::Cancelled,
+        b'F' => CacheState::Failed,
+        _ => return None,
+    })
+}
+
+pub(super) fn entry_of(r: &Record, user: &UserId) -> Option<CacheEntry> {
+    Some(CacheEntry {
+        state: state_of(r.state)?,
+        quantity: r.quantity,
+        accepted_at_ms: r.accepted_s * 1000,
+        user: user.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_ids_are_stored_as_16_bytes_and_read_back() {
+        let uuid = "0b6f3c2e-8f0a-4d1e-9c3b-2a7e5f1d4c6b";
+        let ulid = "01JDZQ7X8KQ3V5M2N4P6R8T0W1";
+        assert_eq!(buyer_bytes(&UserId::parse(uuid).unwrap()).len(), 17);
+        assert_eq!(order_bytes(&OrderId::parse(ulid).unwrap()).len(), 17);
+        // Anything else is kept as given (an upper-case UUID is not canonical: it stays text).
+        for u in ["auth0:5f7c", "0B6F3C2E-8F0A-4D1E-9C3B-2A7E5F1D4C6B", "u"] {
+            let b = buyer_bytes(&UserId::parse(u).unwrap());
+            assert_eq!(read_id(&b, uuid_text), Some((u.to_owned(), b.len())), "{u}");
+        }
+        let b = buyer_bytes(&UserId::parse(uuid).unwrap());
+        assert_eq!(read_id(&b, uuid_text), Some((uuid.to_owned(), 17)));
+        let b = order_bytes(&OrderId::parse(ulid).unwrap());
+        assert_eq!(read_id(&b, ulid_text), Some((ulid.to_owned(), 17)));
+        let lower = "01jdzq7x8kq3v5m2n4p6r8t0w1";
+        let b = order_bytes(&OrderId::parse(lower).unwrap());
+        assert_eq!(read_id(&b, ulid_text), Some((lower.to_owned(), 27)), "a lower-case ULID stays text");
+    }
+
+    #[test]
+    fn records_and_slices_parse() {
+        let order = OrderId::parse("o-1").unwrap();
+        let mut v = order_bytes(&order);
+        v.extend_from_slice(b"P\x02");
+        v.extend_from_slice(&e4(1_700_000_000));
+        v.extend_from_slice(&e4(1_700_000_005));
+        let r = records(&v);
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (r[0].state, r[0].quantity, r[0].accepted_s, r[0].logged_s),
+            (b'P', 2, 1_700_000_000, 1_700_000_005)
+        );
+        // A truncated record is dropped, not misread.
+        assert_eq!(records(&v[..v.len() - 1]), vec![]);
+        assert_eq!(slice_buckets(&[0, 7, 1, 0, 0, 7]), BTreeSet::from([7, 256]));
+    }
+
+    #[test]
+    fn the_order_argument_carries_the_buyers_length_minus_one() {
+        let key = OrderKey::new(
+            crate::domain::CollectionId::parse("c").unwrap(),
+            UserId::parse("bob").unwrap(),
+            OrderId::parse("o").unwrap(),
+        );
+        // "bob" is stored as 4 bytes (its length byte and 3): the argument's first byte is 3.
+        assert_eq!(ident(&key), b"\x03\x03bob\x01o".to_vec());
+    }
+}

@@ -1,0 +1,86 @@
+//! Key naming: every key of one collection shares the hash tag `{<prefix>:c:<collectionId>}` (one
+//! Redis Cluster slot); which buyer bucket and time slice an order lands in. The layout is written
+//! once, in docs/DESIGN.md#redis-layout.
+
+use crate::domain::CollectionId;
+
+/// Seconds per time slice of the index.
+pub const SLICE_SECONDS: i64 = 10;
+/// Buyers per bucket a collection is sized for (a listpack holds up to 128 fields by default,
+/// and a shorter one is quicker to search).
+pub const BUYERS_PER_BUCKET: i64 = 16;
+
+/// A collection's keys.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    tag: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str, collection: &CollectionId) -> Self {
+        Self { tag: format!("{{{prefix}:c:{collection}}}") }
+    }
+    pub fn stock(&self) -> String {
+        format!("{}:stock", self.tag)
+    }
+    pub fn meta(&self) -> String {
+        format!("{}:meta", self.tag)
+    }
+    pub fn slices(&self) -> String {
+        format!("{}:slices", self.tag)
+    }
+    pub fn bucket(&self, n: u32) -> String {
+        format!("{}:u:{n}", self.tag)
+    }
+    pub fn slice(&self, n: i64) -> String {
+        format!("{}:t:{n}", self.tag)
+    }
+    /// The write turn of stock bucket `k` (a DynamoDB item; not a buyer bucket).
+    pub fn turn(&self, k: u32) -> String {
+        format!("{}:turn:{k}", self.tag)
+    }
+}
+
+/// The bucket count of a collection of `quantity` units.
+pub fn buckets_for(quantity: i64) -> u32 {
+    (quantity.max(1) as u64).div_ceil(BUYERS_PER_BUCKET as u64).min(1 << 16) as u32
+}
+
+/// The bucket of a stored buyer.
+pub fn bucket_of(buyer: &[u8], nb: u32) -> u32 {
+    (xxhash_rust::xxh3::xxh3_64(buyer) % u64::from(nb.max(1))) as u32
+}
+
+/// Whole seconds of an epoch-milliseconds instant (what the scripts store).
+pub fn secs(ms: i64) -> i64 {
+    ms.div_euclid(1000)
+}
+
+/// The time slice an instant falls in.
+pub fn slice_of(ms: i64) -> i64 {
+    secs(ms).div_euclid(SLICE_SECONDS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let k = Keys::new("fs", &CollectionId::parse("drop-1").unwrap());
+        for key in [k.stock(), k.meta(), k.slices(), k.bucket(7), k.slice(170_000_000), k.turn(3)] {
+            assert!(key.starts_with("{fs:c:drop-1}:"), "{key}");
+        }
+    }
+
+    #[test]
+    fn buckets_and_slices() {
+        assert!(buckets_for(100_000) >= 1_563 && buckets_for(0) == 1 && buckets_for(i64::MAX) == 1 << 16);
+        assert_eq!(buckets_for(16), 1);
+        assert_eq!(buckets_for(17), 2);
+        assert!(bucket_of(b"alice", 7) < 7);
+        assert_eq!(bucket_of(b"alice", 0), 0);
+        assert_eq!((secs(-1), secs(1_999)), (-1, 1));
+        assert_eq!((slice_of(19_999), slice_of(20_000)), (1, 2));
+    }
+}

@@ -1,0 +1,223 @@
+//! [`TimeIndex`]: reconciliation's side of Redis. The time index (slices listing the buckets
+//! whose buyers logged an order in them) is scanned for orders due, re-logged, trimmed of
+//! settled entries and pruned of empty slices; each collection is probed and its visits noted.
+
+use std::collections::BTreeSet;
+
+use futures::StreamExt;
+
+use super::codec::{buyer_bytes, ident, read_id, records, slice_buckets, ulid_text, uuid_text};
+use super::keys::{BUYERS_PER_BUCKET, Keys, SLICE_SECONDS, bucket_of, secs, slice_of};
+use super::scripts::STOCK_BIAS;
+use super::{Conn, RedisCache, err, replies};
+use crate::domain::{CollectionId, OrderId, OrderKey, UserId};
+use crate::ports::{CacheProbe, InfraResult, TimeIndex, Trimmed};
+
+/// What a scan of open time slices found.
+#[derive(Default)]
+pub(super) struct Scan {
+    /// Pending or intent orders logged before the cutoff, oldest slice first.
+    pub due: Vec<OrderKey>,
+    /// Units of every pending order in the slices read.
+    pub pending: i64,
+    /// Slices read that still hold something in flight.
+    pub open: i64,
+    /// Slices read that hold nothing in flight: (number, length as read).
+    pub quiet: Vec<(i64, u64)>,
+}
+
+/// A probe's reads: stock, registered slices, mark, last visit.
+type ProbeRead = (Option<i64>, u64, Option<String>, Option<i64>);
+
+impl RedisCache {
+    /// Reads the open time slices starting before `before_ms` (all of them with `None`), finds
+    /// the orders due (logged before `before_ms`), counts pending units, and drops the slices
+    /// left with nothing in flight.
+    pub(super) async fn scan(
+        &self,
+        collection: &CollectionId,
+        nb: u32,
+        before_ms: Option<i64>,
+        limit: usize,
+    ) -> InfraResult<Scan> {
+        let k = self.keys(collection);
+        let mut con = self.con.clone();
+        let upto = before_ms.map_or("+inf".to_owned(), |ms| slice_of(ms).to_string());
+        let slices: Vec<i64> = redis::cmd("ZRANGE")
+            .arg(k.slices())
+            .arg("-inf")
+            .arg(upto)
+            .arg("BYSCORE")
+            .query_async(&mut con)
+            .await
+            .map_err(err("redis slices"))?;
+        let mut out = Scan::default();
+        let mut seen = BTreeSet::new();
+        // Every due entry with when it was last logged: the `limit` logged longest ago are taken
+        // (a slice lists buyer buckets, whose entries come in hash order, not by age).
+        let mut due_logged: Vec<(i64, OrderKey)> = Vec::new();
+        // Only reconciliation prunes (a scan with a cutoff), and only slices that ended a whole
+        // slice before its cutoff: no writer logs there any more, so a slice cannot be dropped,
+        // re-created at the same length by a Try and dropped again by a concurrent scanner that
+        // read it before. Any other quiet slice is listed, with its length as read.
+        let prune_upto = before_ms.map(|ms| slice_of(ms) - 2);
+        for slice in slices {
+            let body: Vec<u8> =
+                redis::cmd("GET").arg(k.slice(slice)).query_async(&mut con).await.map_err(err("redis slice"))?;
+            let buckets: Vec<u32> = slice_buckets(&body).into_iter().filter(|b| *b < nb).collect();
+            let mut p = redis::pipe();
+            for b in &buckets {
+                p.cmd("HGETALL").arg(k.bucket(*b));
+            }
+            let all: Vec<Vec<(Vec<u8>, Vec<u8>)>> = if buckets.is_empty() {
+                Vec::new()
+            } else {
+                p.query_async(&mut con).await.map_err(err("redis buckets"))?
+            };
+            let mut busy = false;
+            for (u, v) in all.into_iter().flatten() {
+                let Some(user) = read_id(&u, uuid_text).and_then(|(s, _)| UserId::parse(&s).ok()) else { continue };
+                for r in records(&v) {
+                    if r.state != b'P' && r.state != b'I' {
+                        continue;
+                    }
+                    if r.logged_s.div_euclid(SLICE_SECONDS) == slice {
+                        busy = true;
+                    }
+                    if !seen.insert((u.clone(), r.order.clone())) {
+                        continue;
+                    }
+                    if r.state == b'P' {
+                        out.pending += i64::from(r.quantity);
+                    }
+                    let due = before_ms.is_some_and(|ms| r.logged_s * 1000 < ms);
+                    if due && let Some(order) = read_id(&r.order, ulid_text).and_then(|(s, _)| OrderId::parse(&s).ok())
+                    {
+                        due_logged.push((r.logged_s, OrderKey::new(collection.clone(), user.clone(), order)));
+                    }
+                }
+            }
+            if busy {
+                out.open += 1;
+            } else if prune_upto.is_some_and(|upto| slice <= upto) {
+                const S: &str = "redis prune.lua";
+                let args = vec![slice.to_string().into_bytes(), body.len().to_string().into_bytes()];
+                let reply = self.invoke(S, &self.scripts.prune, vec![k.slices(), k.slice(slice)], args).await?;
+                replies::count(S, "PRUNED", reply)?;
+            } else {
+                out.quiet.push((slice, body.len() as u64));
+            }
+        }
+        due_logged.sort_by_key(|(logged_s, _)| *logged_s);
+        out.due = due_logged.into_iter().take(limit).map(|(_, order)| order).collect();
+        Ok(out)
+    }
+}
+
+impl TimeIndex for RedisCache {
+    async fn unsettled_before(
+        &self,
+        collection: &CollectionId,
+        before_ms: i64,
+        limit: usize,
+    ) -> InfraResult<Vec<OrderKey>> {
+        let Some(nb) = self.bucket_count(collection).await? else { return Ok(Vec::new()) };
+        Ok(self.scan(collection, nb, Some(before_ms), limit).await?.due)
+    }
+
+    async fn relog(
+        &self,
+        collection: &CollectionId,
+        orders: &[OrderKey],
+        logged_before_ms: i64,
+        log_at_ms: i64,
+    ) -> InfraResult<Vec<bool>> {
+        let Some(nb) = self.bucket_count(collection).await? else { return Ok(vec![false; orders.len()]) };
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = self.keys(collection);
+        let slice = slice_of(log_at_ms);
+        let mut keys = vec![k.slice(slice), k.slices()];
+        // Logged (whole seconds) before the instant: what `unsettled_before` lists as due.
+        let mut args = vec![
+            secs(log_at_ms).to_string().into_bytes(),
+            secs(logged_before_ms + 999).to_string().into_bytes(),
+            slice.to_string().into_bytes(),
+        ];
+        for o in orders {
+            let bucket = bucket_of(&buyer_bytes(&o.user), nb);
+            keys.push(k.bucket(bucket));
+            let mut a = (bucket as u16).to_be_bytes().to_vec();
+            a.extend(ident(o));
+            args.push(a);
+        }
+        replies::relog(self.invoke("redis relog.lua", &self.scripts.relog, keys, args).await?, orders.len())
+    }
+
+    async fn trim_settled(
+        &self,
+        collection: &CollectionId,
+        before_ms: i64,
+        limit: usize,
+        keep_durable: bool,
+    ) -> InfraResult<Trimmed> {
+        let Some(nb) = self.bucket_count(collection).await? else { return Ok(Trimmed { removed: 0, pass_done: true }) };
+        let k = self.keys(collection);
+        let per_run = (limit as u32 / BUYERS_PER_BUCKET as u32).clamp(1, nb);
+        let mut con = self.con.clone();
+        let cursor: i64 = redis::cmd("HINCRBY")
+            .arg(k.meta())
+            .arg("trim")
+            .arg(per_run)
+            .query_async(&mut con)
+            .await
+            .map_err(err("redis trim cursor"))?;
+        let keys =
+            (0..per_run).map(|i| k.bucket(((cursor - i64::from(i) - 1).rem_euclid(i64::from(nb))) as u32)).collect();
+        let args = vec![secs(before_ms).to_string().into_bytes(), if keep_durable { b"1".to_vec() } else { vec![] }];
+        const S: &str = "redis trim.lua";
+        let removed = replies::count(S, "TRIMMED", self.invoke(S, &self.scripts.trim, keys, args).await?)?;
+        // A pass ends each time the cursor crosses a multiple of the bucket count.
+        let nb = i64::from(nb);
+        let pass_done = per_run as i64 >= nb || cursor.div_euclid(nb) != (cursor - i64::from(per_run)).div_euclid(nb);
+        Ok(Trimmed { removed, pass_done })
+    }
+
+    async fn probe(&self, ids: &[CollectionId]) -> InfraResult<Vec<CacheProbe>> {
+        // One pipeline per collection (its keys share a slot), many in flight at once.
+        let jobs: Vec<(Keys, Conn)> = ids.iter().map(|id| (self.keys(id), self.con.clone())).collect();
+        Ok(futures::stream::iter(jobs)
+            .map(|(k, mut con)| async move {
+                let read: redis::RedisResult<ProbeRead> = redis::pipe()
+                    .get(k.stock())
+                    .zcard(k.slices())
+                    .hget(k.meta(), "rc")
+                    .hget(k.meta(), "rv")
+                    .query_async(&mut con)
+                    .await;
+                match read {
+                    Ok((stock, slices, mark, visited_s)) => {
+                        CacheProbe { stock: stock.map(|s| s - STOCK_BIAS), slices, mark, visited_s }
+                    }
+                    Err(e) => {
+                        tracing::warn!(keys = %k.meta(), error = %e, "probe failed: reconciled as active");
+                        CacheProbe::default()
+                    }
+                }
+            })
+            .buffered(64)
+            .collect()
+            .await)
+    }
+
+    async fn note_reconciled(&self, id: &CollectionId, now_ms: i64, mark: Option<&str>) -> InfraResult<()> {
+        let mut con = self.con.clone();
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(self.keys(id).meta()).arg("rv").arg(secs(now_ms));
+        if let Some(mark) = mark {
+            cmd.arg("rc").arg(mark);
+        }
+        cmd.query_async::<()>(&mut con).await.map_err(err("redis note reconciled"))
+    }
+}

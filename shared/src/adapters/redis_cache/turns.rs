@@ -1,0 +1,31 @@
+//! [`WriteTurns`]: a stock bucket's write turn (`turn.lua`), taken by every DynamoDB transaction
+//! on the bucket's item so that they queue instead of conflicting.
+
+use std::time::Duration;
+
+use super::{RedisCache, replies};
+use crate::domain::CollectionId;
+use crate::ports::{InfraResult, WriteTurns};
+
+const S: &str = "redis turn.lua";
+
+impl WriteTurns for RedisCache {
+    async fn take_turn(
+        &self,
+        collection: &CollectionId,
+        bucket: u32,
+        holder: &str,
+        ttl: Duration,
+    ) -> InfraResult<bool> {
+        let keys = vec![self.keys(collection).turn(bucket)];
+        let args =
+            vec![b"take".to_vec(), holder.as_bytes().to_vec(), (ttl.as_millis() as u64).to_string().into_bytes()];
+        replies::flag(S, self.invoke(S, &self.scripts.turn, keys, args).await?)
+    }
+
+    async fn give_turn(&self, collection: &CollectionId, bucket: u32, holder: &str) -> InfraResult<()> {
+        let keys = vec![self.keys(collection).turn(bucket)];
+        let args = vec![b"give".to_vec(), holder.as_bytes().to_vec()];
+        replies::flag(S, self.invoke(S, &self.scripts.turn, keys, args).await?).map(|_| ())
+    }
+}

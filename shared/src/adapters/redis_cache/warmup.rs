@@ -1,0 +1,69 @@
+//! [`CacheWarmup`]: a collection sized the first time, its counters read atomically, and its
+//! stock set from DynamoDB (compare-and-set on the snapshot's version).
+
+use super::keys::buckets_for;
+use super::{RedisCache, err, replies};
+use crate::domain::CollectionId;
+use crate::ports::{CacheSnapshot, CacheWarmup, InfraResult, Rebuild};
+
+impl CacheWarmup for RedisCache {
+    async fn prepare(&self, collection: &CollectionId, quantity: i64) -> InfraResult<()> {
+        if self.buckets.read().is_ok_and(|m| m.contains_key(collection)) {
+            return Ok(());
+        }
+        let mut con = self.con.clone();
+        redis::cmd("HSETNX")
+            .arg(self.keys(collection).meta())
+            .arg("nb")
+            .arg(buckets_for(quantity))
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(err("redis prepare"))
+    }
+
+    async fn snapshot(&self, collection: &CollectionId) -> InfraResult<CacheSnapshot> {
+        let k = self.keys(collection);
+        const S: &str = "redis snapshot.lua";
+        let reply = self.invoke(S, &self.scripts.snapshot, vec![k.stock(), k.meta(), k.slices()], vec![]).await?;
+        let (stock, version, open, nb) = replies::snapshot(reply)?;
+        // The slices with nothing left in flight are listed, so that a rebuild after this
+        // snapshot is not refused for slices only waiting to be dropped.
+        let (pending, open, quiet) = if open > 0 && nb > 0 {
+            let scan = self.scan(collection, nb, None, 0).await?;
+            (scan.pending, scan.open, scan.quiet)
+        } else {
+            (0, open, Vec::new())
+        };
+        Ok(CacheSnapshot { stock, pending, version, unsettled: open, quiet_slices: quiet })
+    }
+
+    async fn rebuild(
+        &self,
+        collection: &CollectionId,
+        snapshot: &CacheSnapshot,
+        saleable: i64,
+        only_if_missing: bool,
+        quantity: i64,
+    ) -> InfraResult<Rebuild> {
+        let mode = if only_if_missing { "missing" } else { "force" };
+        let k = self.keys(collection);
+        let nb = buckets_for(quantity);
+        let mut keys = vec![k.stock(), k.meta(), k.slices()];
+        let mut args = vec![
+            snapshot.version.to_string(),
+            (saleable - snapshot.pending).to_string(),
+            mode.to_owned(),
+            nb.to_string(),
+        ];
+        // The quiet slices the snapshot read: unchanged, they are all that may be registered.
+        for (n, len) in &snapshot.quiet_slices {
+            keys.push(k.slice(*n));
+            args.push(format!("{n}:{len}"));
+        }
+        let args = args.into_iter().map(String::into_bytes).collect();
+        let reply = self.invoke("redis rebuild.lua", &self.scripts.rebuild, keys, args).await;
+        // The count stored is the first one ever set (HSETNX); read it back rather than assume.
+        self.forget_bucket_count(collection);
+        replies::rebuild(reply?)
+    }
+}
