@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::{App, AppError};
 use crate::domain::{CollectionId, CollectionSpec, IdentityViolation, StockLevels, drift};
-use crate::ports::{CreateOutcome, Ledger, Queue, Rebuild, StockCache};
+use crate::ports::{CacheWarmup, Catalog, CreateOutcome, Rebuild, Tallies};
 
 /// What `GET /v1/admin/collections/{id}` answers.
 #[derive(Debug, Clone, Serialize)]
@@ -34,7 +34,7 @@ pub struct CollectionView {
 /// Compare-and-set attempts for a warm-up racing live traffic.
 const WARMUP_ATTEMPTS: u32 = 10;
 
-impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+impl<C: CacheWarmup, L: Catalog + Tallies, Q> App<C, L, Q> {
     /// # Errors
     /// `QuantityImmutable` / `SettingsImmutable` when the collection exists with other settings.
     pub async fn create_collection(

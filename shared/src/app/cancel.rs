@@ -11,7 +11,10 @@
 use super::status::{Located, ReservationView};
 use super::{App, AppError, MAX_ROUNDS};
 use crate::domain::{CancelReason, OrderKey, Refusal, Status, Transition, transition};
-use crate::ports::{CacheState, ItemFailure, Ledger, Queue, StockCache, Tombstone, WriteError};
+use crate::ports::{
+    CacheState, CacheWarmup, Catalog, ItemFailure, OrderBook, OrderCache, Settling, StockWrites, Tombstone, WriteError,
+    WriteTurns,
+};
 
 /// Who asks for a cancel.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +41,7 @@ impl Cancelled {
     }
 }
 
-impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+impl<C: OrderCache + Settling + CacheWarmup + WriteTurns, L: Catalog + OrderBook + StockWrites, Q> App<C, L, Q> {
     /// Cancels an order, whatever state it is in, with one effect however often it runs.
     ///
     /// # Errors

@@ -26,7 +26,7 @@ use crate::config::{BuyerBudget, Config, RedisSource};
 #[cfg(doc)]
 use crate::domain::Timing;
 use crate::domain::{CollectionId, CollectionSpec, IdentityViolation, PendingWindow, Refusal};
-use crate::ports::{Clock, InfraError, Ledger, Queue, StockCache};
+use crate::ports::{BuyerBudgets, Catalog, Clock, InfraError, WriteTurns};
 
 /// Every failure a use case reports. Mapped to HTTP status and problem code in one place
 /// (`crate::http::problem`).
@@ -171,7 +171,7 @@ impl LiveApp {
     }
 }
 
-impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+impl<C, L, Q> App<C, L, Q> {
     pub fn new(cache: C, ledger: L, queue: Q, settings: Settings) -> Self {
         let sold_out = SoldOutFlags::new(settings.sold_out_flag);
         Self { cache, ledger, queue, settings, clock: Arc::new(SystemClock), specs: RwLock::default(), sold_out }
@@ -182,7 +182,9 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         self.clock = Arc::new(clock);
         self
     }
+}
 
+impl<C, L: Catalog, Q> App<C, L, Q> {
     /// The collection's settings, from the instance cache or DynamoDB.
     pub async fn spec(&self, id: &CollectionId) -> Result<Arc<CollectionSpec>, AppError> {
         if let Some(s) = self.specs.read().ok().and_then(|m| m.get(id).cloned()) {
@@ -197,7 +199,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     }
 }
 
-impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+impl<C: BuyerBudgets, L, Q> App<C, L, Q> {
     /// Spends one request of `user`'s budget (Try and cancel spend one each).
     ///
     /// # Errors
@@ -220,7 +222,7 @@ pub fn describe_violations(v: &[IdentityViolation]) -> serde_json::Value {
 /// dies holds it no longer than this.
 const TURN_TTL: Duration = Duration::from_secs(5);
 
-impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+impl<C: WriteTurns, L, Q> App<C, L, Q> {
     /// Waits for a stock bucket's write turn: every DynamoDB transaction on a bucket item
     /// (persist's chunks, moves, cancels, timer batches, tallies) takes it, so they queue instead of DynamoDB
     /// cancelling them for conflicts. Gives up after `wait`, or at once if Redis cannot be asked,
@@ -268,7 +270,7 @@ pub(crate) const TURN_WAIT: Duration = Duration::from_secs(2);
 /// remaining rounds write at once, so it ends well inside the API function's 10 s timeout.
 pub(crate) const SECOND_PHASE_BUDGET: Duration = Duration::from_secs(6);
 
-impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+impl<C, L, Q> App<C, L, Q> {
     /// How long a cancel started at `started` may still wait for its turn (zero once its budget is
     /// spent: it then transacts without one).
     pub(crate) fn turn_wait(&self, started: Instant) -> Duration {

@@ -26,7 +26,8 @@ use crate::domain::batch::{ORDERS_PER_TRANSACTION, fit_to_stock, group_by_collec
 use crate::domain::buckets::plan_moves;
 use crate::domain::{CollectionId, Event, OrderKey, Status, home_bucket, landing, payment_deadline, settlement};
 use crate::ports::{
-    ItemFailure, Landing, Ledger, Queue, ReservationMessage, SettleAs, StockCache, TimeoutMessage, WriteError,
+    Catalog, ItemFailure, Landing, OrderBook, Queue, ReservationMessage, SettleAs, Settling, StockWrites,
+    TimeoutMessage, WriteError, WriteTurns,
 };
 
 /// Transaction attempts per chunk before its orders are reported for redelivery.
@@ -60,7 +61,7 @@ struct ChunkResult {
     unresolved: Vec<OrderKey>,
 }
 
-impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+impl<C: Settling + WriteTurns, L: Catalog + OrderBook + StockWrites, Q: Queue> App<C, L, Q> {
     /// Makes accepted Tries durable: per collection and stock bucket, chunked transactions.
     /// Returns the orders that are still unresolved after retries (their messages come back from
     /// SQS). The same order twice in one batch (a duplicate delivery) is persisted once.

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{App, AppError};
 use crate::domain::{CollectionId, OrderId, OrderKey, Quantity, Status, UserId};
-use crate::ports::{CacheState, Ledger, Queue, ReservationMessage, ReserveOutcome, ReserveRequest, StockCache};
+use crate::ports::{CacheState, Catalog, OrderCache, Queue, ReservationMessage, ReserveOutcome, ReserveRequest};
 
 /// Clock skew allowed between a Try and a reconciliation run deciding the same entry.
 const STALE_MARGIN_MS: i64 = crate::domain::CLOCK_SKEW.as_millis() as i64;
@@ -34,7 +34,7 @@ pub struct Accepted {
     pub status: Status,
 }
 
-impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+impl<C: OrderCache, L: Catalog, Q: Queue> App<C, L, Q> {
     /// # Errors
     /// `CollectionNotFound`, `InvalidField(quantity)`, `SoldOut`, `InsufficientStock`,
     /// `LimitExceeded`, `IdempotencyMismatch` (this buyer's order id with another quantity),

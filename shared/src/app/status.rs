@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::{App, AppError};
 use crate::domain::{CollectionId, OrderId, OrderKey, Status};
-use crate::ports::{CacheState, Ledger, OrderRecord, Queue, StockCache};
+use crate::ports::{CacheState, OrderBook, OrderCache, OrderRecord};
 
 /// The reservation as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -73,7 +73,7 @@ impl Located {
     }
 }
 
-impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+impl<C: OrderCache, L: OrderBook, Q> App<C, L, Q> {
     /// DynamoDB first (the truth), then the collection's Redis entry for orders not durable yet.
     /// The key is the buyer's own: another buyer's order with the same id is never found.
     pub(crate) async fn locate(&self, key: &OrderKey) -> Result<Located, AppError> {

@@ -8,14 +8,14 @@ use std::collections::HashSet;
 
 use super::{App, AppError};
 use crate::domain::{CollectionId, OrderKey};
-use crate::ports::{ItemFailure, Ledger, Queue, StockCache, Untallied, WriteError};
+use crate::ports::{ItemFailure, Tallies, Untallied, WriteError, WriteTurns};
 
 /// Orders per tally transaction (DynamoDB allows 100 items; one is the bucket).
 const CHUNK: usize = 99;
 /// Attempts at one chunk before the bucket waits for the next run.
 const ATTEMPTS: u32 = 4;
 
-impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+impl<C: WriteTurns, L: Tallies, Q> App<C, L, Q> {
     /// Tallies up to `limit` confirmed orders of the collection, bucket by bucket: how many it
     /// tallied. An order tallied meanwhile by an overlapping run fails its condition and is left
     /// out; the index's lag is met by never listing an order twice in one call.

@@ -14,7 +14,10 @@ use super::cancel::Canceller;
 use super::{App, AppError, TURN_WAIT, backoff};
 use crate::domain::batch::ORDERS_PER_TRANSACTION;
 use crate::domain::{CancelReason, CollectionId, OrderKey, Status};
-use crate::ports::{ItemFailure, Ledger, OrderRecord, Queue, StockCache, TimeoutMessage, WriteError};
+use crate::ports::{
+    CacheWarmup, Catalog, ItemFailure, OrderBook, OrderCache, OrderRecord, Queue, Settling, StockWrites,
+    TimeoutMessage, WriteError, WriteTurns,
+};
 
 /// Transaction attempts of one batch before what is left takes the one-by-one path.
 const MAX_ATTEMPTS: u32 = 6;
@@ -29,7 +32,7 @@ pub struct TimeoutReport {
     pub errors: u32,
 }
 
-impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
+impl<C: OrderCache + Settling + CacheWarmup + WriteTurns, L: Catalog + OrderBook + StockWrites, Q: Queue> App<C, L, Q> {
     /// Payment-window timers: each fires (or is re-delayed when not yet due). Returns the
     /// orders whose timer could not be handled (SQS delivers them again) and what was done.
     pub async fn fire_timers(&self, timers: Vec<TimeoutMessage>, now_ms: i64) -> (Vec<OrderKey>, TimeoutReport) {
