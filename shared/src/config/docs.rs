@@ -2,7 +2,7 @@
 //! its default (read from a [`Config`] parsed with nothing but the required variables set) and
 //! its meaning, and the figures the timing defaults imply. `docs/CONFIGURATION.md` holds them
 //! between `BEGIN GENERATED` / `END GENERATED` markers; a unit test fails when they differ, and
-//! `FLASHSTOCK_UPDATE_DOCS=1 cargo test -p flashstock-shared config::docs` rewrites them.
+//! `FLASHSTOCK_UPDATE_DOCS=1 cargo test -p flashstock config::docs` rewrites them.
 
 use std::time::Duration;
 
@@ -253,7 +253,7 @@ mod tests {
         } else {
             assert!(
                 doc == want,
-                "docs/CONFIGURATION.md disagrees with the defaults: run FLASHSTOCK_UPDATE_DOCS=1 cargo test -p flashstock-shared config::docs"
+                "docs/CONFIGURATION.md disagrees with the defaults: run FLASHSTOCK_UPDATE_DOCS=1 cargo test -p flashstock config::docs"
             );
         }
     }
