@@ -6,10 +6,10 @@ use futures::future::try_join_all;
 use redis::aio::MultiplexedConnection;
 
 use flashstock::adapters::redis_cache::{
-    Keys, bucket_of, buckets_for, buyer_bytes, release_call, release_script, reserve_call, reserve_script, stored_stock,
+    Keys, bucket_of, buckets_for, buyer_bytes, release_call, release_script, deduct_call, deduct_script, stored_stock,
 };
 use flashstock::domain::{CollectionId, OrderId, OrderKey, UserId};
-use flashstock::ports::ReserveRequest;
+use flashstock::ports::DeductRequest;
 
 use crate::bench::{redis_stats, usec_per_call};
 
@@ -168,14 +168,14 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
     let nb = buckets_for(n as i64);
     let keys = new_orders(&collection, n)?;
     let try_call = |k: &OrderKey, i: usize| {
-        let req = ReserveRequest {
+        let req = DeductRequest {
             key: k,
             quantity: 1,
             now_ms: t0 + i as i64,
             per_user_limit: shape.per_user_limit,
             stale_before_ms: t0 - 1_080_000,
         };
-        let (keys, arg) = reserve_call(prefix, nb, &req);
+        let (keys, arg) = deduct_call(prefix, nb, &req);
         Call { keys, args: vec![arg] }
     };
     let tries: Vec<Call> = keys.iter().enumerate().map(|(i, k)| try_call(k, i)).collect();
@@ -214,7 +214,7 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
     let _: () = redis::cmd("DEL").arg(&ref_stock).arg(&ref_log).query_async(&mut admin).await?;
 
     // The Try: every call accepted, all left in flight.
-    let reserve = load(&mut admin, &reserve_script()).await?;
+    let reserve = load(&mut admin, &deduct_script()).await?;
     let stock = Keys::new(prefix, &collection).stock();
     let _: () = redis::cmd("SET").arg(&stock).arg(stored_stock(n as i64 * 10)).query_async(&mut admin).await?;
     let before = redis_stats(&mut admin).await?.used_memory;

@@ -10,7 +10,7 @@ use flashstock::domain::{CancelReason, CollectionId, CollectionSpec, OrderKey, U
 use flashstock::ports::prelude::*;
 use flashstock::ports::{
     CacheEntry, CacheProbe, CacheSnapshot, CollectionRecord, CreateOutcome, InfraError, InfraResult, Landing,
-    OrderRecord, Rebuild, Released, ReservationMessage, ReserveOutcome, ReserveRequest, SettleAs, TimeoutMessage,
+    OrderRecord, Rebuild, Released, ReservationMessage, DeductOutcome, DeductRequest, SettleAs, TimeoutMessage,
     Tombstone, Trimmed, Untallied, WriteError,
 };
 
@@ -75,7 +75,7 @@ macro_rules! gated {
 }
 
 gated!(OrderCache for RedisCache {
-    fn reserve(req: &ReserveRequest<'_>) -> InfraResult<ReserveOutcome> = "redis reserve.lua";
+    fn deduct(req: &DeductRequest<'_>) -> InfraResult<DeductOutcome> = "redis deduct.lua";
     fn entry(order: &OrderKey) -> InfraResult<Option<CacheEntry>> = "redis entry";
     fn entries(collection: &CollectionId, orders: &[OrderKey]) -> InfraResult<Vec<Option<CacheEntry>>>
         = "redis entries", empty(orders);

@@ -12,7 +12,7 @@ use OpKind::{
 use Setup::{DiesAt, LoseMessages, LoseStock, Op, OpAt, Redeliver, SkewStock, Trim};
 
 const SEND: &str = "sqs send reservation";
-const RESERVE_SCRIPT: &str = "redis reserve.lua";
+const DEDUCT_SCRIPT: &str = "redis deduct.lua";
 const RESEND: &str = "sqs resend reservations";
 
 fn sc(name: &'static str, setup: &[Setup], ops: &[OpKind]) -> Scenario {
@@ -147,7 +147,7 @@ pub fn pairs() -> Vec<Scenario> {
         shared_id(sc("foreign-cancel-try", &[], &[Cancel(1), Try(0)])),
         sc("failing-publish-try-replay", &[], &[TryFault(0, SEND, Fault::FailBefore), Try(0)]),
         sc("ambiguous-publish-try-replay", &[], &[TryFault(0, SEND, Fault::FailAfter), Try(0)]),
-        sc("resent-script-try-replay", &[], &[TryFault(0, RESERVE_SCRIPT, Fault::Resend), Try(0)]),
+        sc("resent-script-try-replay", &[], &[TryFault(0, DEDUCT_SCRIPT, Fault::Resend), Try(0)]),
         sold_out("refused-try-replay", &[Try(0), Try(0)]),
         sold_out("refused-try-stock-returns", &[Try(0), Cancel(1)]),
         sc("try-cancel", &[], &[Try(0), Cancel(0)]),
@@ -308,10 +308,10 @@ pub fn regressions() -> Vec<Regression> {
         },
         Regression {
             name: "resent-try-script-never-published",
-            what: "the client library re-sends reserve.lua after a dropped connection; the second answer is a \
+            what: "the client library re-sends deduct.lua after a dropped connection; the second answer is a \
                    replay, and the Try answered 202 without publishing: the order ended LOST",
             scenario: Scenario {
-                ops: vec![TryFault(0, RESERVE_SCRIPT, Fault::Resend)],
+                ops: vec![TryFault(0, DEDUCT_SCRIPT, Fault::Resend)],
                 ..pair("resent-script-try-replay")
             },
             script: vec![Finish(0)],
@@ -387,7 +387,7 @@ pub fn regressions() -> Vec<Regression> {
                    tombstone: a Try started after the cancel answered was accepted (there is no directory \
                    since the layout v2; the interleaving now parks the refused Try before its script)",
             scenario: pair("refused-try-cancel-warmup-try"),
-            script: vec![Until(0, "redis reserve.lua"), Finish(1), Finish(0), Finish(2), Finish(3)],
+            script: vec![Until(0, "redis deduct.lua"), Finish(1), Finish(0), Finish(2), Finish(3)],
         },
         Regression {
             name: "stale-replay-refreshes-a-tombstoned-entry",

@@ -1,6 +1,6 @@
 //! Try: take stock at order time in Redis (one Lua script), then hand the order to SQS.
 //!
-//! A deduction is never undone here: once `reserve.lua` took stock, the order's message may have
+//! A deduction is never undone here: once `deduct.lua` took stock, the order's message may have
 //! reached SQS even when the send reports a failure (the answer can be lost on its way back), so
 //! "nothing was taken" cannot be known. The Try answers `RESERVATION_UNCONFIRMED` instead; a
 //! replay of a still-pending order publishes its message again (persist is idempotent), and
@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{App, AppError};
 use crate::domain::{CollectionId, OrderId, OrderKey, Quantity, Status, UserId};
-use crate::ports::{CacheState, Catalog, OrderCache, Queue, ReservationMessage, ReserveOutcome, ReserveRequest};
+use crate::ports::{CacheState, Catalog, OrderCache, Queue, ReservationMessage, DeductOutcome, DeductRequest};
 
 /// Clock skew allowed between a Try and a reconciliation run deciding the same entry.
 const STALE_MARGIN_MS: i64 = crate::domain::CLOCK_SKEW.as_millis() as i64;
@@ -66,7 +66,7 @@ impl<C: OrderCache, L: Catalog, Q: Queue> App<C, L, Q> {
         if self.sold_out.is_up(&input.collection, self.clock.instant()) && self.cache.entry(&key).await?.is_none() {
             return Err(AppError::SoldOut);
         }
-        let req = ReserveRequest {
+        let req = DeductRequest {
             key: &key,
             quantity,
             now_ms,
@@ -77,8 +77,8 @@ impl<C: OrderCache, L: Catalog, Q: Queue> App<C, L, Q> {
             stale_before_ms: self.settings.pending_window().heal_forward_from(now_ms) + STALE_MARGIN_MS,
         };
         let message = |accepted_at_ms| ReservationMessage::new(&key, quantity, accepted_at_ms);
-        match self.cache.reserve(&req).await? {
-            ReserveOutcome::Reserved { stock_left, accepted_at_ms } => {
+        match self.cache.deduct(&req).await? {
+            DeductOutcome::Accepted { stock_left, accepted_at_ms } => {
                 if stock_left <= 0 {
                     self.sold_out.raise(&input.collection, self.clock.instant());
                 }
@@ -87,26 +87,26 @@ impl<C: OrderCache, L: Catalog, Q: Queue> App<C, L, Q> {
             // A replay of an order still pending may be the retry of a Try whose message never
             // left (it died, its send failed, or its client library re-sent the script): publish
             // it again so that a 202 always has a message behind it.
-            ReserveOutcome::Replay { state: CacheState::Pending, accepted_at_ms } => {
+            DeductOutcome::Replay { state: CacheState::Pending, accepted_at_ms } => {
                 self.publish(message(accepted_at_ms)).await.map(|()| accepted)
             }
             // Old enough for reconciliation to be giving it up (in the quiet stretch before its
             // deadline, or past it): publish all the same (if the message wins, the order becomes
             // RESERVED), but promise nothing. Younger, reconciliation only re-publishes.
-            ReserveOutcome::ReplayStale { accepted_at_ms } => {
+            DeductOutcome::ReplayStale { accepted_at_ms } => {
                 self.publish(message(accepted_at_ms)).await?;
                 Err(AppError::Unconfirmed)
             }
-            ReserveOutcome::Replay { .. } => Ok(accepted),
-            ReserveOutcome::Cancelled => Err(crate::domain::Refusal::Tombstoned.into()),
-            ReserveOutcome::Mismatch => Err(AppError::IdempotencyMismatch),
-            ReserveOutcome::NoCache => Err(AppError::CacheNotReady),
-            ReserveOutcome::SoldOut => {
+            DeductOutcome::Replay { .. } => Ok(accepted),
+            DeductOutcome::Cancelled => Err(crate::domain::Refusal::Tombstoned.into()),
+            DeductOutcome::Mismatch => Err(AppError::IdempotencyMismatch),
+            DeductOutcome::NoCache => Err(AppError::CacheNotReady),
+            DeductOutcome::SoldOut => {
                 self.sold_out.raise(&input.collection, self.clock.instant());
                 Err(AppError::SoldOut)
             }
-            ReserveOutcome::Insufficient { available } => Err(AppError::InsufficientStock { available }),
-            ReserveOutcome::LimitExceeded { held } => Err(AppError::LimitExceeded { held }),
+            DeductOutcome::Insufficient { available } => Err(AppError::InsufficientStock { available }),
+            DeductOutcome::LimitExceeded { held } => Err(AppError::LimitExceeded { held }),
         }
     }
 

@@ -9,7 +9,7 @@
 -- flight logged there): those, unchanged, are all that may be registered now. Anything logged
 -- since grew a slice or registered a new one.
 --
--- KEYS: [1] stock (units + STOCK_BIAS, see reserve.lua) [2] meta (HASH: ver, nb = the collection's
+-- KEYS: [1] stock (units + STOCK_BIAS, see deduct.lua) [2] meta (HASH: ver, nb = the collection's
 --       bucket count) [3] slices [4..] the quiet slices
 -- ARGV: [1] expected ver [2] stock to set (negative counts as 0) [3] mode: "missing" (warm-up:
 --       leave a live stock key alone) or "force" (repair drift) [4] bucket count

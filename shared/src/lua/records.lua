@@ -1,4 +1,4 @@
--- records.lua: prepended to every script but reserve.lua (whose accepting path needs none of
+-- records.lua: prepended to every script but deduct.lua (whose accepting path needs none of
 -- it). A buyer's orders on a collection are packed records, concatenated in one field of one
 -- bucket hash: KEYS[...] "{…}:u:<bucket>", field = the buyer (a byte k, then 16 bytes of a
 -- canonical UUID when k = 0, else k bytes of the id as given), value = records, each

@@ -1,6 +1,6 @@
 -- snapshot.lua: read one collection's counters atomically.
 --
--- KEYS: [1] stock (units + STOCK_BIAS, see reserve.lua) [2] meta [3] slices
+-- KEYS: [1] stock (units + STOCK_BIAS, see deduct.lua) [2] meta [3] slices
 -- ARGV: none
 -- Returns {hasStock (0/1), stock, ver, open time slices, bucket count (0: unknown)}. The units
 -- still pending are counted from the open slices by the caller, off the hot shard's script time.

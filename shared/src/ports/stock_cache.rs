@@ -42,7 +42,7 @@ pub struct CacheEntry {
 }
 
 #[derive(Debug, Clone)]
-pub struct ReserveRequest<'a> {
+pub struct DeductRequest<'a> {
     pub key: &'a OrderKey,
     pub quantity: u32,
     pub now_ms: i64,
@@ -53,10 +53,11 @@ pub struct ReserveRequest<'a> {
     pub stale_before_ms: i64,
 }
 
-/// The Try script's answer.
+/// The deduction's answer (`deduct.lua`, the Try's one Redis call).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReserveOutcome {
-    Reserved {
+pub enum DeductOutcome {
+    /// Taken now: the order is accepted (PENDING to the API, not yet durable).
+    Accepted {
         stock_left: i64,
         /// When the order was accepted, as stored (whole seconds).
         accepted_at_ms: i64,
@@ -175,7 +176,7 @@ pub enum Rebuild {
 /// A Try and the status route: one order's entry, taken or read (and reconciliation, many at once).
 pub trait OrderCache: Send + Sync + 'static {
     /// The Try script: idempotency, tombstone, stock, per-user limit and time index, atomically.
-    fn reserve(&self, req: &ReserveRequest<'_>) -> impl Future<Output = InfraResult<ReserveOutcome>> + Send;
+    fn deduct(&self, req: &DeductRequest<'_>) -> impl Future<Output = InfraResult<DeductOutcome>> + Send;
     fn entry(&self, order: &OrderKey) -> impl Future<Output = InfraResult<Option<CacheEntry>>> + Send;
     /// The entries of several orders at once (`None` where there is none).
     fn entries(

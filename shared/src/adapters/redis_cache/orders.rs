@@ -3,10 +3,10 @@
 
 use super::codec::{buyer_bytes, entry_of, order_bytes, records};
 use super::keys::bucket_of;
-use super::scripts::reserve_call;
+use super::scripts::deduct_call;
 use super::{RedisCache, err, replies};
 use crate::domain::{CollectionId, OrderKey};
-use crate::ports::{CacheEntry, InfraResult, OrderCache, ReserveOutcome, ReserveRequest};
+use crate::ports::{CacheEntry, InfraResult, OrderCache, DeductOutcome, DeductRequest};
 
 impl RedisCache {
     /// Each buyer's value, in order (`None` where the buyer has nothing).
@@ -30,10 +30,10 @@ impl RedisCache {
 }
 
 impl OrderCache for RedisCache {
-    async fn reserve(&self, r: &ReserveRequest<'_>) -> InfraResult<ReserveOutcome> {
-        let Some(nb) = self.bucket_count(&r.key.collection).await? else { return Ok(ReserveOutcome::NoCache) };
-        let (keys, arg) = reserve_call(&self.prefix, nb, r);
-        let reply = self.invoke("redis reserve.lua", &self.scripts.reserve, keys, vec![arg]).await?;
+    async fn deduct(&self, r: &DeductRequest<'_>) -> InfraResult<DeductOutcome> {
+        let Some(nb) = self.bucket_count(&r.key.collection).await? else { return Ok(DeductOutcome::NoCache) };
+        let (keys, arg) = deduct_call(&self.prefix, nb, r);
+        let reply = self.invoke("redis deduct.lua", &self.scripts.reserve, keys, vec![arg]).await?;
         replies::reserve(reply, r.now_ms)
     }
 

@@ -7,7 +7,7 @@
 use redis::Value;
 
 use super::codec::state_of;
-use crate::ports::{InfraError, InfraResult, Rebuild, Released, ReserveOutcome};
+use crate::ports::{InfraError, InfraResult, Rebuild, Released, DeductOutcome};
 
 fn unexpected(script: &'static str, v: &Value) -> InfraError {
     InfraError::new(script, format!("unexpected reply {v:?}"))
@@ -26,23 +26,23 @@ pub(super) fn count(script: &'static str, code: &str, v: Value) -> InfraResult<u
     }
 }
 
-/// `reserve.lua`: the stock left when taken now (a whole second of acceptance), or a refusal.
-pub(super) fn reserve(v: Value, now_ms: i64) -> InfraResult<ReserveOutcome> {
-    const S: &str = "redis reserve.lua";
+/// `deduct.lua`: the stock left when taken now (a whole second of acceptance), or a refusal.
+pub(super) fn reserve(v: Value, now_ms: i64) -> InfraResult<DeductOutcome> {
+    const S: &str = "redis deduct.lua";
     if let Value::Int(left) = v {
-        return Ok(ReserveOutcome::Reserved { stock_left: left, accepted_at_ms: now_ms.div_euclid(1000) * 1000 });
+        return Ok(DeductOutcome::Accepted { stock_left: left, accepted_at_ms: now_ms.div_euclid(1000) * 1000 });
     }
     let (code, a, _) = triple(S, v.clone())?;
     Ok(match code.as_str() {
-        "CANCELLED" => ReserveOutcome::Cancelled,
-        "MISMATCH" => ReserveOutcome::Mismatch,
-        "NOCACHE" => ReserveOutcome::NoCache,
-        "SOLDOUT" => ReserveOutcome::SoldOut,
-        "INSUFFICIENT" => ReserveOutcome::Insufficient { available: a },
-        "LIMIT" => ReserveOutcome::LimitExceeded { held: a },
-        "REPLAY_STALE" => ReserveOutcome::ReplayStale { accepted_at_ms: a * 1000 },
+        "CANCELLED" => DeductOutcome::Cancelled,
+        "MISMATCH" => DeductOutcome::Mismatch,
+        "NOCACHE" => DeductOutcome::NoCache,
+        "SOLDOUT" => DeductOutcome::SoldOut,
+        "INSUFFICIENT" => DeductOutcome::Insufficient { available: a },
+        "LIMIT" => DeductOutcome::LimitExceeded { held: a },
+        "REPLAY_STALE" => DeductOutcome::ReplayStale { accepted_at_ms: a * 1000 },
         other => match other.strip_prefix("REPLAY_").map(str::as_bytes) {
-            Some(&[b]) if let Some(state) = state_of(b) => ReserveOutcome::Replay { state, accepted_at_ms: a * 1000 },
+            Some(&[b]) if let Some(state) = state_of(b) => DeductOutcome::Replay { state, accepted_at_ms: a * 1000 },
             _ => return Err(unexpected(S, &v)),
         },
     })
@@ -134,13 +134,13 @@ mod tests {
     fn every_known_reply_decodes() {
         assert_eq!(
             reserve(Value::Int(7), 12_345).unwrap(),
-            ReserveOutcome::Reserved { stock_left: 7, accepted_at_ms: 12_000 }
+            DeductOutcome::Accepted { stock_left: 7, accepted_at_ms: 12_000 }
         );
         assert_eq!(
             reserve(t("REPLAY_P", 9), 0).unwrap(),
-            ReserveOutcome::Replay { state: CacheState::Pending, accepted_at_ms: 9_000 }
+            DeductOutcome::Replay { state: CacheState::Pending, accepted_at_ms: 9_000 }
         );
-        assert_eq!(reserve(t("INSUFFICIENT", 2), 0).unwrap(), ReserveOutcome::Insufficient { available: 2 });
+        assert_eq!(reserve(t("INSUFFICIENT", 2), 0).unwrap(), DeductOutcome::Insufficient { available: 2 });
         assert_eq!(release(t("RETURNED", 3)).unwrap(), Released::Returned(3));
         assert_eq!(release(t("ABSENT", 0)).unwrap(), Released::Absent);
         assert_eq!(rebuild(t("RACE", 0)).unwrap(), Rebuild::Race);

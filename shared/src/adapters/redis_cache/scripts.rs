@@ -7,7 +7,7 @@ use redis::Script;
 use super::codec::{buyer_bytes, e4, ident, order_bytes};
 use super::keys::{Keys, bucket_of, secs, slice_of};
 use crate::domain::OrderKey;
-use crate::ports::ReserveRequest;
+use crate::ports::DeductRequest;
 
 /// What `:stock` holds above the units Redis may still sell: the Try takes before it looks, and
 /// a take on a missing key (which Redis starts from 0) must land below 0. Larger than any qty.
@@ -27,8 +27,8 @@ fn source(body: &str, with_records: bool) -> String {
 }
 
 /// The Try script's source, as the adapter runs it.
-pub fn reserve_script() -> String {
-    source(include_str!("../../lua/reserve.lua"), false)
+pub fn deduct_script() -> String {
+    source(include_str!("../../lua/deduct.lua"), false)
 }
 
 /// The release script's source, as the adapter runs it.
@@ -54,7 +54,7 @@ impl Scripts {
     pub fn new() -> Self {
         let s = |body: &str, with_records: bool| Script::new(&source(body, with_records));
         Self {
-            reserve: Script::new(&reserve_script()),
+            reserve: Script::new(&deduct_script()),
             settle: s(include_str!("../../lua/settle.lua"), true),
             relog: s(include_str!("../../lua/relog.lua"), true),
             intent: s(include_str!("../../lua/intent.lua"), true),
@@ -71,7 +71,7 @@ impl Scripts {
 
 /// The Try script's keys and arguments, exactly as the adapter sends them (the benchmarks
 /// measure the same call), for a collection of `nb` buckets.
-pub fn reserve_call(prefix: &str, nb: u32, r: &ReserveRequest<'_>) -> (Vec<String>, Vec<u8>) {
+pub fn deduct_call(prefix: &str, nb: u32, r: &DeductRequest<'_>) -> (Vec<String>, Vec<u8>) {
     let k = Keys::new(prefix, &r.key.collection);
     let u = buyer_bytes(&r.key.user);
     let now = secs(r.now_ms);
@@ -114,13 +114,13 @@ mod tests {
     fn no_script_writes_the_bias_itself() {
         let bias = STOCK_BIAS.to_string();
         for src in [
-            include_str!("../../lua/reserve.lua"),
+            include_str!("../../lua/deduct.lua"),
             include_str!("../../lua/rebuild.lua"),
             include_str!("../../lua/snapshot.lua"),
         ] {
             assert!(!src.contains(&bias) && src.contains("STOCK_BIAS"), "{}", &src[..60]);
         }
-        assert!(reserve_script().starts_with("local STOCK_BIAS = 1000000\n"));
+        assert!(deduct_script().starts_with("local STOCK_BIAS = 1000000\n"));
         assert!(release_script().contains("local function"), "release reads records");
     }
 }

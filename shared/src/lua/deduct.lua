@@ -1,4 +1,4 @@
--- reserve.lua: take stock for one order, atomically and idempotently (the Try hot path). One
+-- deduct.lua: take stock for one order, atomically and idempotently (the Try hot path). One
 -- call on the collection's slot; everything Redis keeps about an order is in that slot.
 --
 -- KEYS (all share the collection's hash tag {<prefix>:c:<collectionId>}):
