@@ -282,10 +282,10 @@ impl TestApp {
     }
 
     /// Asserts the stock identities (docs/DESIGN.md#stock-identities) on both stores; with
-    /// `quiet`, Redis stock = saleable − pending too.
+    /// `at_rest`, Redis stock = saleable − pending too.
     #[track_caller]
-    pub fn assert_identities(s: &Stores, quiet: bool) {
-        let failures = s.identity_failures(quiet);
+    pub fn assert_identities(s: &Stores, at_rest: bool) {
+        let failures = s.identity_failures(at_rest);
         assert!(failures.is_empty(), "{failures:?}: {s:?}");
     }
 
@@ -294,8 +294,8 @@ impl TestApp {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let s = self.stores(collection).await;
-            let quiet = s.redis_pending == 0 && s.redis_stock == Some(s.saleable);
-            if quiet || Instant::now() > deadline {
+            let at_rest = s.redis_pending == 0 && s.redis_stock == Some(s.saleable);
+            if at_rest || Instant::now() > deadline {
                 Self::assert_identities(&s, true);
                 return s;
             }

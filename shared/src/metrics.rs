@@ -43,7 +43,7 @@ pub fn reconcile_lines(report: &ReconcileReport, now_ms: i64) -> Vec<String> {
                         { "Name": "IdentityViolations", "Unit": "Count" },
                         { "Name": "EntriesHealed", "Unit": "Count" },
                         { "Name": "TombstonesWritten", "Unit": "Count" },
-                        { "Name": "Republished", "Unit": "Count" },
+                        { "Name": "Resent", "Unit": "Count" },
                         { "Name": "Tallied", "Unit": "Count" },
                     ],
                 }]},
@@ -52,7 +52,7 @@ pub fn reconcile_lines(report: &ReconcileReport, now_ms: i64) -> Vec<String> {
                 "IdentityViolations": c.identity_violations.len(),
                 "EntriesHealed": c.settled + c.returned,
                 "TombstonesWritten": c.tombstones_written,
-                "Republished": c.republished,
+                "Resent": c.resent,
                 "Tallied": c.tallied,
             })
             .to_string(),

@@ -91,7 +91,7 @@ async fn api_bootstrap_serves_http_api_events() {
     );
     let r = invoke(&mut f, ev).await.unwrap();
     assert_eq!(r["statusCode"], 202, "{r}");
-    assert_eq!(t.queue_depth(&t.stack.queues.reservations).await, 1, "the Try published its message");
+    assert_eq!(t.queue_depth(&t.stack.queues.reservations).await, 1, "the Try sent its message");
     let ev = http_event("POST", "/v1/collections/c1/reservations", "alice", &[], Some(json!({"quantity": 2})));
     let r = invoke(&mut f, ev).await.unwrap();
     assert_eq!(r["statusCode"], 400, "{r}");

@@ -54,13 +54,13 @@ fn lambda_binaries() -> BTreeSet<String> {
 /// policy must name, by logical id.
 fn uses(binary: &str) -> &'static [&'static str] {
     match binary {
-        // Try publishes reservations; admin/status/confirm read and write the table.
+        // Try sends reservations; admin/status/confirm read and write the table.
         "flashstock-api" => &["Table", "ReservationQueue"],
         // Persist writes the table and sends payment-window timers.
         "flashstock-persist" => &["Table", "TimeoutQueue"],
         // Cancel writes the table, queries the expiry index, re-delays timers.
         "flashstock-cancel" => &["Table", "TimeoutQueue"],
-        // Reconcile reads and writes the table and its collection index, and re-publishes
+        // Reconcile reads and writes the table and its collection index, and re-sends
         // reservations (heal forward).
         "flashstock-reconcile" => &["Table", "ReservationQueue"],
         _ => &[],

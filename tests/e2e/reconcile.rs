@@ -145,7 +145,7 @@ async fn a_quarter_of_the_messages_lost_every_order_ends_reserved() {
 }
 
 #[tokio::test]
-async fn two_overlapping_runs_republish_each_entry_once() {
+async fn two_overlapping_runs_resend_each_entry_once() {
     let opts = Options { run_persist: false, schedule_interval: None, ..TestApp::fast_options() };
     let t = TestApp::start_with(opts, |c| {
         c.fault_drop_message_percent = 100;
@@ -159,11 +159,11 @@ async fn two_overlapping_runs_republish_each_entry_once() {
     let now = flashstock::now_ms() + 5_000;
     let (a, b) = tokio::join!(t.stack.app.reconcile(now), t.stack.app.reconcile(now));
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.republished + b.republished, 30, "each entry re-logged and re-published by one run");
+    assert_eq!(a.resent + b.resent, 30, "each entry re-logged and re-sent by one run");
     assert_eq!(a.tombstones_written + b.tombstones_written, 0);
     // Re-logged a visibility timeout ahead: the next run leaves them alone.
     let again = t.stack.app.reconcile(now).await.unwrap();
-    assert_eq!(again.republished, 0, "{again:?}");
+    assert_eq!(again.resent, 0, "{again:?}");
     assert_eq!(t.deliver_reservations(100).await, 30);
     let s = t.assert_settled("ovf").await;
     assert_eq!((s.saleable, s.redis_stock), (40, Some(40)), "taken once each: {s:?}");
@@ -213,7 +213,7 @@ async fn reconcile_during_live_traffic_keeps_the_identities() {
         .buffer_unordered(100)
         .collect()
         .await;
-    // Every accepted order ends RESERVED: reconciliation re-publishes what it finds with no
+    // Every accepted order ends RESERVED: reconciliation re-sends what it finds with no
     // durable record, it never gives up an order this young.
     let mut ended = std::collections::HashMap::new();
     for (i, a) in &answers {
@@ -315,7 +315,7 @@ async fn a_cancel_that_died_after_dynamodb_is_completed() {
     // o1: the cancel logged its intent and committed in DynamoDB, then died before Redis.
     let key = |o: &str| OrderKey::new(col.clone(), UserId::parse("u").unwrap(), OrderId::parse(o).unwrap());
     let rec = app.ledger.order(&key("o1")).await.unwrap().unwrap();
-    app.cache.mark_intent(&rec, now).await.unwrap();
+    app.cache.log_intent(&rec, now).await.unwrap();
     app.ledger.cancel_reserved(std::slice::from_ref(&rec), CancelReason::User, now).await.unwrap();
     // o2: the same, but it died even before its intent reached Redis (only drift shows it).
     let rec = app.ledger.order(&key("o2")).await.unwrap().unwrap();
@@ -363,7 +363,7 @@ async fn drift_is_reported_and_never_repaired_while_deductions_are_in_flight() {
 }
 
 #[tokio::test]
-async fn quiet_collections_are_skipped_and_any_change_wakes_them() {
+async fn idle_collections_are_skipped_and_any_change_wakes_them() {
     let opts = Options { run_persist: false, schedule_interval: None, ..TestApp::fast_options() };
     let t = TestApp::start_with(opts, |c| c.reconcile_threshold_ms = 1_000).await;
     let names = ["qa", "qb", "qc", "qd", "qe"];
@@ -371,7 +371,7 @@ async fn quiet_collections_are_skipped_and_any_change_wakes_them() {
         t.collection(n, json!({ "quantity": 10 })).await;
     }
     // qe holds a RESERVED order, to be confirmed later: a collection holding reserved units is
-    // never quiet (a confirm changes neither store's figures; its tally must still come).
+    // never idle (a confirm changes neither store's figures; its tally must still come).
     assert_eq!(t.reserve("u", "qe", "o1", 2).await.status, 202);
     assert_eq!(t.deliver_reservations(10).await, 1);
     let app = &t.stack.app;
@@ -381,16 +381,16 @@ async fn quiet_collections_are_skipped_and_any_change_wakes_them() {
     loop {
         let r = app.reconcile(now).await.unwrap();
         runs += 1;
-        if r.collections_quiet == 4 {
+        if r.collections_idle == 4 {
             assert_eq!((r.collections_checked, r.errors), (1, 0), "{r:?}");
             assert!(r.collections.contains_key("qe"), "{r:?}");
             break;
         }
-        assert!(runs < 5, "never all quiet: {r:?}");
+        assert!(runs < 5, "never all idle: {r:?}");
         now += 20_000;
     }
     // Changes of every kind: a Try whose message is lost (qa), a lost stock key (qb), a stray
-    // write to the stock (qc), a confirm in DynamoDB only (qe); qd stays quiet.
+    // write to the stock (qc), a confirm in DynamoDB only (qe); qd stays idle.
     assert_eq!(t.reserve("u", "qa", "o1", 1).await.status, 202);
     let _ = t.take_reservation_message().await;
     let mut con = t.redis.clone();
@@ -398,10 +398,10 @@ async fn quiet_collections_are_skipped_and_any_change_wakes_them() {
     let _: () = redis::cmd("INCRBY").arg(t.keys("qc").stock()).arg(3).query_async(&mut con).await.unwrap();
     assert_eq!(t.confirm("qe", "u", "o1").await.str("status"), "CONFIRMED");
     let r = app.reconcile(flashstock::now_ms() + 20_000).await.unwrap();
-    assert_eq!((r.collections_quiet, r.collections_checked), (1, 4), "{r:?}");
+    assert_eq!((r.collections_idle, r.collections_checked), (1, 4), "{r:?}");
     assert!(!r.collections.contains_key("qd"));
-    assert_eq!(r.collections["qa"].republished, 1, "the lost Try healed forward: {r:?}");
-    assert_eq!(t.deliver_reservations(10).await, 1, "its message, re-published");
+    assert_eq!(r.collections["qa"].resent, 1, "the lost Try healed forward: {r:?}");
+    assert_eq!(t.deliver_reservations(10).await, 1, "its message, re-sent");
     assert!(r.collections["qb"].rebuilt, "{r:?}");
     assert_eq!(r.collections["qc"].repaired_drift, Some(3), "{r:?}");
     assert_eq!(r.collections["qe"].tallied, 1, "the confirm tallied at once: {r:?}");
@@ -427,7 +427,7 @@ async fn a_run_past_its_budget_leaves_the_rest_for_the_next() {
     for k in 1..12 {
         let r = app.reconcile(now + k * 60_000).await.unwrap();
         seen.extend(r.collections.keys().cloned());
-        if r.collections_quiet == 3 {
+        if r.collections_idle == 3 {
             break;
         }
     }

@@ -1,4 +1,4 @@
-//! Try: idempotency, limits, concurrency, cache loss and publish failure, through the front door.
+//! Try: idempotency, limits, concurrency, cache loss and send failure, through the front door.
 
 use std::time::Duration;
 
@@ -149,15 +149,15 @@ async fn lost_cache_answers_503_until_warm_up_never_sold_out() {
 }
 
 #[tokio::test]
-async fn publish_failure_keeps_the_deduction_and_answers_unconfirmed() {
-    // The API's queue URL points at a queue that does not exist: every publish fails for real.
+async fn send_failure_keeps_the_deduction_and_answers_unconfirmed() {
+    // The API's queue URL points at a queue that does not exist: every send fails for real.
     // A failed send may still have reached SQS, so the deduction stays: the answer says the
     // reservation is unconfirmed, a retry with the same id is a replay (no second deduction), and
     // reconciliation settles what no message ever reached.
     let t = TestApp::start_with(TestApp::fast_options(), |c| {
         c.reservation_queue_url = format!("{}-missing", c.reservation_queue_url);
         c.reconcile_threshold_ms = 0;
-        // Re-publishing fails too (the same missing queue): only giving up settles this one.
+        // Re-sending fails too (the same missing queue): only giving up settles this one.
         c.reconcile_give_up_ms = 0;
     })
     .await;
@@ -168,7 +168,7 @@ async fn publish_failure_keeps_the_deduction_and_answers_unconfirmed() {
     let s = t.stores("pf").await;
     assert_eq!((s.redis_stock, s.redis_pending, s.redis_open_slices), (Some(3), 2, 1), "the deduction stays: {s:?}");
     assert_eq!(t.status("u", "pf", "o1").await.str("status"), "PENDING", "the order is found, not 404");
-    // The retry is a replay: it tries to publish again and takes nothing more.
+    // The retry is a replay: it tries to send again and takes nothing more.
     t.reserve("u", "pf", "o1", 2).await.assert_problem(503, "RESERVATION_UNCONFIRMED");
     assert_eq!(t.stores("pf").await.redis_stock, Some(3));
     let r = t.stack.app.reconcile(flashstock::now_ms() + 1).await.unwrap();
@@ -187,9 +187,9 @@ async fn unknown_collection_is_404() {
 
 #[tokio::test]
 async fn a_replay_is_promised_until_the_give_up_nears() {
-    // The first message is lost; the client retries. Reconciliation only re-publishes an order
-    // that young, so the replay re-publishes and answers 202 again; near the give-up (here: a
-    // give-up of zero) a run may be cancelling it, so the replay re-publishes but promises
+    // The first message is lost; the client retries. Reconciliation only re-sends an order
+    // that young, so the replay re-sends and answers 202 again; near the give-up (here: a
+    // give-up of zero) a run may be cancelling it, so the replay re-sends but promises
     // nothing.
     for (give_up_ms, want) in [(1_200_000, 202), (0, 503)] {
         let t = TestApp::start_with(TestApp::manual_options(), |c| {
@@ -207,7 +207,7 @@ async fn a_replay_is_promised_until_the_give_up_nears() {
             again.assert_problem(503, "RESERVATION_UNCONFIRMED");
         }
         let resent = t.take_reservation_message().await;
-        assert!(resent.contains("\"orderId\":\"o1\""), "re-published either way: {resent}");
+        assert!(resent.contains("\"orderId\":\"o1\""), "re-sent either way: {resent}");
         assert_eq!(t.stores("late").await.redis_stock, Some(4), "taken once");
     }
 }

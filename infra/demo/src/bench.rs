@@ -529,9 +529,9 @@ pub struct HistoryRun {
 pub enum HistoryPass {
     /// Listing, probing and batch-reading every collection, nothing more: the least a run can do.
     Probe,
-    /// Every collection reconciled, none skipped (the run before quiet collections were skipped).
+    /// Every collection reconciled, none skipped (the run before idle collections were skipped).
     Everything,
-    /// The scheduled run: quiet collections skipped.
+    /// The scheduled run: idle collections skipped.
     Run,
 }
 
@@ -589,7 +589,7 @@ pub async fn history_pass(
         }
         HistoryPass::Run => {
             let r = b.app.reconcile(flashstock::now_ms()).await?;
-            (r.collections_checked, r.collections_quiet)
+            (r.collections_checked, r.collections_idle)
         }
     };
     let wall_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -623,9 +623,9 @@ pub struct HotRun {
     /// FAILED while DynamoDB had the stock for them (the collection holds every order's unit).
     pub lost: i64,
     pub failed: i64,
-    /// Messages reconciliation re-published (orders with no durable record past its threshold),
+    /// Messages reconciliation re-sent (orders with no durable record past its threshold),
     /// and the runs it made.
-    pub republished: u32,
+    pub resent: u32,
     pub reconcile_runs: u32,
 }
 
@@ -679,7 +679,7 @@ pub async fn hot_collection(
         loop {
             tick.tick().await;
             if let Ok(r) = app.reconcile(flashstock::now_ms()).await {
-                seen[0].fetch_add(r.republished, Ordering::Relaxed);
+                seen[0].fetch_add(r.resent, Ordering::Relaxed);
                 seen[1].fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -712,7 +712,7 @@ pub async fn hot_collection(
         conflicts: c1 - c0,
         lost: figures.by_status.get("CANCELLED").copied().unwrap_or(0),
         failed: figures.by_status.get("FAILED").copied().unwrap_or(0),
-        republished: counts[0].load(Ordering::Relaxed),
+        resent: counts[0].load(Ordering::Relaxed),
         reconcile_runs: counts[1].load(Ordering::Relaxed),
     })
 }

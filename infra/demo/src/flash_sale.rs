@@ -72,7 +72,7 @@ pub struct FlashReport {
     pub by_code: BTreeMap<String, u64>,
     pub try_seconds: f64,
     pub latencies_ms: Vec<f64>,
-    /// The latencies of the accepted Tries alone (script, SQS publish).
+    /// The latencies of the accepted Tries alone (script, SQS send).
     pub accepted_ms: Vec<f64>,
     /// Burst start → every accepted reservation RESERVED in DynamoDB (to the sampling interval).
     pub all_reserved_seconds: Option<f64>,
@@ -296,7 +296,7 @@ fn layout<'a, 'b, DB: plotters::prelude::DrawingBackend>(
 }
 
 /// A histogram of Try latencies on a log scale (60 log-spaced bins), accepted and refused apart:
-/// the two have different paths (an accepted Try also publishes to SQS).
+/// the two have different paths (an accepted Try also sends to SQS).
 pub fn plot_latency(report: &FlashReport, out: &Path) -> anyhow::Result<()> {
     use plotters::prelude::*;
     let lo = report.latencies_ms.iter().copied().fold(f64::INFINITY, f64::min).max(0.01);
@@ -346,7 +346,7 @@ pub fn plot_latency(report: &FlashReport, out: &Path) -> anyhow::Result<()> {
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], BLUE.mix(0.7).filled()));
     chart
         .draw_series(bars(&accepted, &refused, RED))?
-        .label("accepted (202: script, SQS publish)")
+        .label("accepted (202: script, SQS send)")
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], RED.mix(0.7).filled()));
     chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
     root.present()?;

@@ -78,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let mut report = demo::run(&base, &secret, &opts).await?;
-    report.resent = stack.as_ref().map(|s| s.republished.load(std::sync::atomic::Ordering::Relaxed));
+    report.resent = stack.as_ref().map(|s| s.resent.load(std::sync::atomic::Ordering::Relaxed));
     println!("{}", report.verdict());
     anyhow::ensure!(report.drift == 0, "drift is {}, expected 0", report.drift);
     anyhow::ensure!(report.errors == 0, "{} requests failed", report.errors);

@@ -6,7 +6,7 @@ use futures::future::try_join_all;
 use redis::aio::MultiplexedConnection;
 
 use flashstock::adapters::redis_cache::{
-    Keys, bucket_of, buckets_for, buyer_bytes, release_call, release_script, deduct_call, deduct_script, stored_stock,
+    Keys, bucket_of, buckets_for, buyer_bytes, deduct_call, deduct_script, release_call, release_script, stored_stock,
 };
 use flashstock::domain::{CollectionId, OrderId, OrderKey, UserId};
 use flashstock::ports::DeductRequest;

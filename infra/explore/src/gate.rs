@@ -20,7 +20,7 @@ pub enum Fault {
     /// The request takes effect, then the answer is lost; the caller sees an error.
     FailAfter,
     /// The request is sent twice (the second answer is the one the caller sees).
-    Resend,
+    SentTwice,
 }
 
 /// What an operation tells the controller.

@@ -9,9 +9,9 @@ use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
 use flashstock::domain::{CancelReason, CollectionId, CollectionSpec, OrderKey, UserId};
 use flashstock::ports::prelude::*;
 use flashstock::ports::{
-    CacheEntry, CacheProbe, CacheSnapshot, CollectionRecord, CreateOutcome, InfraError, InfraResult, Landing,
-    OrderRecord, Rebuild, Released, ReservationMessage, DeductOutcome, DeductRequest, SettleAs, TimeoutMessage,
-    Tombstone, Trimmed, Untallied, WriteError,
+    CacheEntry, CacheProbe, CacheSnapshot, CollectionRecord, CreateOutcome, DeductOutcome, DeductRequest, InfraError,
+    InfraResult, Landing, OrderRecord, Rebuild, Released, ReservationMessage, SettleAs, TimeoutMessage, Tombstone,
+    Trimmed, Untallied, WriteError,
 };
 
 use crate::gate::{Fault, Gate};
@@ -47,7 +47,7 @@ impl<T> Gated<T> {
                 let _ = call().await;
                 Err(InfraError::new(label, "injected: the request took effect, its answer was lost").into())
             }
-            Some(Fault::Resend) => {
+            Some(Fault::SentTwice) => {
                 let _ = call().await;
                 call().await
             }
@@ -84,7 +84,7 @@ gated!(OrderCache for RedisCache {
 gated!(Settling for RedisCache {
     fn settle(collection: &CollectionId, orders: &[OrderKey], as_: SettleAs, clear_intents_before: Option<i64>, now_ms: i64)
         -> InfraResult<u32> = "redis settle.lua", empty(orders);
-    fn mark_intent(order: &OrderRecord, now_ms: i64) -> InfraResult<()> = "redis intent.lua";
+    fn log_intent(order: &OrderRecord, now_ms: i64) -> InfraResult<()> = "redis intent.lua";
     fn release(order: &OrderKey, tombstone: bool, now_ms: i64) -> InfraResult<Released> = "redis release.lua";
 });
 
@@ -189,7 +189,7 @@ gated!(Tallies for DynamoLedger {
 });
 
 gated!(Queue for SqsQueue {
-    fn publish_reservation(msg: &ReservationMessage) -> InfraResult<()> = "sqs send reservation";
-    fn publish_reservations(msgs: &[ReservationMessage]) -> InfraResult<()> = "sqs resend reservations";
+    fn send_reservation(msg: &ReservationMessage) -> InfraResult<()> = "sqs send reservation";
+    fn resend_reservations(msgs: &[ReservationMessage]) -> InfraResult<()> = "sqs resend reservations";
     fn schedule_timeouts(timers: &[TimeoutMessage], now_ms: i64) -> InfraResult<()> = "sqs send timers", empty(timers);
 });

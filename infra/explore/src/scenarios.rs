@@ -147,7 +147,7 @@ pub fn pairs() -> Vec<Scenario> {
         shared_id(sc("foreign-cancel-try", &[], &[Cancel(1), Try(0)])),
         sc("failing-publish-try-replay", &[], &[TryFault(0, SEND, Fault::FailBefore), Try(0)]),
         sc("ambiguous-publish-try-replay", &[], &[TryFault(0, SEND, Fault::FailAfter), Try(0)]),
-        sc("resent-script-try-replay", &[], &[TryFault(0, DEDUCT_SCRIPT, Fault::Resend), Try(0)]),
+        sc("resent-script-try-replay", &[], &[TryFault(0, DEDUCT_SCRIPT, Fault::SentTwice), Try(0)]),
         sold_out("refused-try-replay", &[Try(0), Try(0)]),
         sold_out("refused-try-stock-returns", &[Try(0), Cancel(1)]),
         sc("try-cancel", &[], &[Try(0), Cancel(0)]),
@@ -278,7 +278,7 @@ pub fn regressions() -> Vec<Regression> {
         },
         Regression {
             name: "healed-forward-order-gets-no-window",
-            what: "reconciliation re-published an order past its threshold and persist made it RESERVED then; \
+            what: "reconciliation re-sent an order past its threshold and persist made it RESERVED then; \
                    its payment deadline counted from acceptance, so it was already near (later, past) and a \
                    timer or the sweep cancelled it TIMEOUT though the buyer never had a window to pay. \
                    The window counts from durability (I8)",
@@ -311,7 +311,7 @@ pub fn regressions() -> Vec<Regression> {
             what: "the client library re-sends deduct.lua after a dropped connection; the second answer is a \
                    replay, and the Try answered 202 without publishing: the order ended LOST",
             scenario: Scenario {
-                ops: vec![TryFault(0, DEDUCT_SCRIPT, Fault::Resend)],
+                ops: vec![TryFault(0, DEDUCT_SCRIPT, Fault::SentTwice)],
                 ..pair("resent-script-try-replay")
             },
             script: vec![Finish(0)],
@@ -350,14 +350,14 @@ pub fn regressions() -> Vec<Regression> {
         },
         Regression {
             name: "lost-message-given-up-though-stock-existed",
-            what: "the order's message was lost; reconciliation cancelled it (LOST) instead of re-publishing \
+            what: "the order's message was lost; reconciliation cancelled it (LOST) instead of re-sending \
                    it, though DynamoDB had the stock for it",
             scenario: Scenario { ops: vec![Reconcile], ..pair("reconcile-cancel-lost") },
             script: vec![Finish(0)],
         },
         Regression {
             name: "runs-either-side-of-the-give-up",
-            what: "a run whose clock was a minute behind re-published (and re-logged) an order while a run \
+            what: "a run whose clock was a minute behind re-sent (and re-logged) an order while a run \
                    past the give-up deadline was tombstoning it; the client's replay then looked fresh and \
                    answered 202 for an order that ended LOST (two fixes, each enough: no run heals forward \
                    in the band before the give-up, and a replay is judged stale by its acceptance, not by \
@@ -377,7 +377,7 @@ pub fn regressions() -> Vec<Regression> {
         Regression {
             name: "replay-accepted-while-reconcile-tombstones",
             what: "reconciliation wrote the LOST tombstone of an old pending order, then the client's replay \
-                   re-published it and answered 202: an accepted order ended LOST",
+                   re-sent it and answered 202: an accepted order ended LOST",
             scenario: pair("failed-send-give-up-replay"),
             script: vec![Until(0, "redis release.lua"), Finish(1), Finish(0)],
         },

@@ -151,7 +151,7 @@ pub enum Setup {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum When {
     /// Past reconciliation's threshold for what the set-up did: what it finds with no durable
-    /// record it heals forward (re-publishes).
+    /// record it heals forward (re-sends).
     AfterThreshold,
     /// Past reconciliation's give-up deadline: a message still undelivered (or lost) by then is
     /// given up, and its order may end LOST.
@@ -257,7 +257,7 @@ struct Sched {
     /// Operations to run again (their trigger's retry).
     retry: Mutex<Vec<OpKind>>,
     /// The warm instance that runs set-up and quiescence (ungated).
-    quiet: GatedApp,
+    ungated: GatedApp,
     /// Reconciliation's threshold, give-up and examination limit, and whether turns are held, in
     /// this schedule's operations.
     limits: Limits,
@@ -358,7 +358,7 @@ impl World {
                 sold_out_flag: std::time::Duration::from_millis(500),
                 reconcile_threshold_ms: THRESHOLD_MS,
                 reconcile_give_up_ms: GIVE_UP_MS,
-                republish_interval_ms: 180_000,
+                resend_interval_ms: 180_000,
                 reconcile_quiet_ms: 906_000,
                 fault_drop_message_percent: 0,
                 order_retention_ms: RETENTION_MS,
@@ -415,7 +415,7 @@ impl World {
             answers: Mutex::new(Vec::new()),
             inflight: Mutex::new(Vec::new()),
             retry: Mutex::new(Vec::new()),
-            quiet: self.app(None, &Limits::of(sc)),
+            ungated: self.app(None, &Limits::of(sc)),
             limits: Limits::of(sc),
         };
         s.ops_at = s.op_time(sc.when);
@@ -427,8 +427,8 @@ impl World {
             Some(i64::from(WINDOW_S)),
             Some(i64::from(sc.buckets)),
         )?;
-        s.quiet.create_collection(&s.collection, &spec, s.t0).await?;
-        s.quiet.warm_up(&s.collection).await?;
+        s.ungated.create_collection(&s.collection, &spec, s.t0).await?;
+        s.ungated.warm_up(&s.collection).await?;
 
         for step in &sc.setup {
             self.setup(&s, *step).await?;
@@ -458,8 +458,8 @@ impl World {
         let mut con = self.con.clone();
         match step {
             Setup::Op(OpKind::Persist | OpKind::PersistBatch) => self.drain(s, s.t0).await?,
-            Setup::Op(kind) => self.op(&s.quiet, s, kind, s.t0, None, None).await,
-            Setup::OpAt(at, kind) => self.op(&s.quiet, s, kind, s.t0 + i64::from(at) * 1000, None, None).await,
+            Setup::Op(kind) => self.op(&s.ungated, s, kind, s.t0, None, None).await,
+            Setup::OpAt(at, kind) => self.op(&s.ungated, s, kind, s.t0 + i64::from(at) * 1000, None, None).await,
             Setup::DiesAt(kind, label) => {
                 let mut script = Script::new(&[Dir::Until(0, label), Dir::Kill(0)]);
                 self.drive(s, &[kind], s.t0, &mut script).await;
@@ -471,14 +471,14 @@ impl World {
             Setup::LoseMessages => self.discard_reservations().await?,
             Setup::Trim => {
                 let at = s.op_time(When::AfterRetention) - 500;
-                s.quiet.reconcile_collections(std::slice::from_ref(&s.collection), at).await;
+                s.ungated.reconcile_collections(std::slice::from_ref(&s.collection), at).await;
             }
             Setup::Redeliver(i) => {
                 let rec = self.ledger.order(&s.orders[i]).await?;
                 // As the set-up's Try published it (Redis keeps whole seconds).
                 let accepted_at_ms = rec.map_or(s.t0.div_euclid(1000) * 1000, |r| r.accepted_at_ms);
                 let msg = flashstock::ports::ReservationMessage::new(&s.orders[i], s.quantities[i], accepted_at_ms);
-                flashstock::ports::Queue::publish_reservation(&self.queue, &msg).await?;
+                flashstock::ports::Queue::send_reservation(&self.queue, &msg).await?;
             }
         }
         Ok(())
@@ -731,7 +731,7 @@ impl World {
     /// Delivers the reservation queue to persist until it is empty (failed messages come back).
     async fn drain(&self, s: &Sched, now: i64) -> anyhow::Result<()> {
         for _ in 0..20 {
-            let v = self.persist_once(&s.quiet, s, now, None, 10).await?;
+            let v = self.persist_once(&s.ungated, s, now, None, 10).await?;
             self.release_inflight(s).await;
             if v["received"] == 0 {
                 return Ok(());
@@ -740,11 +740,11 @@ impl World {
         anyhow::bail!("the reservation queue did not drain")
     }
 
-    /// Lets the system go quiet and checks the invariants, twice: after retries, deliveries and
+    /// Lets the system come to rest and checks the invariants, twice: after retries, deliveries and
     /// two reconciliations; then after every payment window ran out and reconciliation ran again.
     async fn quiesce(&self, s: &Sched, now: i64) -> anyhow::Result<Vec<Violation>> {
         let mut v = Vec::new();
-        let app = &s.quiet;
+        let app = &s.ungated;
         let retries: Vec<OpKind> = s.retry.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
         for kind in retries {
             match kind {
@@ -755,7 +755,7 @@ impl World {
         self.release_inflight(s).await;
         let q1 = now + THRESHOLD_MS + 5_000;
         self.drain(s, q1).await?;
-        // Reconciliation re-publishes what has no durable record (or gives it up): deliver what it
+        // Reconciliation re-sends what has no durable record (or gives it up): deliver what it
         // sent, then reconcile again.
         for k in 0..2 {
             let r = app.reconcile_collections(std::slice::from_ref(&s.collection), q1 + k).await;
@@ -836,12 +836,12 @@ impl World {
         }
         // I2
         let snap = self.redis.snapshot(&s.collection).await?;
-        if snap.stock != Some(l.saleable) || snap.pending != 0 || snap.unsettled != 0 {
+        if snap.stock != Some(l.saleable) || snap.pending != 0 || snap.open_slices != 0 {
             bad(
                 "I2",
                 format!(
                     "redis stock {:?} (pending {}, open time slices {}) but DynamoDB saleable {}",
-                    snap.stock, snap.pending, snap.unsettled, l.saleable
+                    snap.stock, snap.pending, snap.open_slices, l.saleable
                 ),
             );
         }
@@ -870,7 +870,7 @@ impl World {
         // I4 – I6, per order
         let answers: Vec<Answer> =
             s.answers.lock().map(|a| a.iter().map(|(_, a)| a.clone()).collect()).unwrap_or_default();
-        let app = &s.quiet;
+        let app = &s.ungated;
         for i in s.touched() {
             let order = &s.orders[i];
             let mine: Vec<&Answer> = answers.iter().filter(|a| a.order == Some(i)).collect();
@@ -948,7 +948,7 @@ fn with_false((a, b, c): (u16, String, Value)) -> (u16, String, Value, bool) {
 }
 
 fn problem(e: &AppError) -> (u16, String, Value) {
-    (e.status().as_u16(), e.code().to_owned(), json!(e.to_string()))
+    (e.status().as_u16(), e.code().as_str().to_owned(), json!(e.to_string()))
 }
 
 fn reconcile_violations(r: &flashstock::app::reconcile::ReconcileReport, skewed: bool) -> Vec<Violation> {

@@ -68,8 +68,8 @@ pub struct Stack {
     pub dynamo: aws_sdk_dynamodb::Client,
     /// A plain connection to this stack's Redis, for reading its keys directly.
     pub redis: Conn,
-    /// Messages the scheduled reconciliation runs re-published (heal forward), summed.
-    pub republished: Arc<std::sync::atomic::AtomicU64>,
+    /// Messages the scheduled reconciliation runs re-sent (heal forward), summed.
+    pub resent: Arc<std::sync::atomic::AtomicU64>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -157,9 +157,9 @@ impl Stack {
                 }
             })));
         }
-        let republished = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let resent = Arc::new(std::sync::atomic::AtomicU64::new(0));
         if let Some(interval) = opts.schedule_interval {
-            let (app, sum) = (app.clone(), republished.clone());
+            let (app, sum) = (app.clone(), resent.clone());
             tasks.push(tokio::spawn(schedule::run(interval, move |ev| {
                 let (app, sum) = (app.clone(), sum.clone());
                 async move {
@@ -168,7 +168,7 @@ impl Stack {
                         tracing::error!(error = %e, "scheduled sweep failed");
                     }
                     match flashstock::lambda::reconcile_event(&*app, flashstock::now_ms()).await {
-                        Ok(r) => _ = sum.fetch_add(u64::from(r.republished), std::sync::atomic::Ordering::Relaxed),
+                        Ok(r) => _ = sum.fetch_add(u64::from(r.resent), std::sync::atomic::Ordering::Relaxed),
                         Err(e) => tracing::error!(error = %e, "scheduled reconciliation failed"),
                     }
                 }
@@ -184,7 +184,7 @@ impl Stack {
             sqs,
             dynamo,
             redis,
-            republished,
+            resent,
             tasks,
         })
     }
@@ -227,7 +227,7 @@ impl Stack {
         let snap = flashstock::ports::CacheWarmup::snapshot(&self.app.cache, &id).await?;
         out.redis_stock = snap.stock;
         out.redis_pending = snap.pending;
-        out.redis_open_slices = snap.unsettled;
+        out.redis_open_slices = snap.open_slices;
         out.redis_pending_entries = self.app.cache.pending_units_everywhere(&id).await?;
         Ok(out)
     }
@@ -269,8 +269,8 @@ impl StoreFigures {
     /// Σ CONFIRMED` from the order records themselves, each bucket's own identity and their
     /// quantities summing to the collection's, the counters agree with the records,
     /// `0 ≤ saleable ≤ quantity`, Redis stock never negative, its pending sum covers every P entry,
-    /// and (when `quiet`) Redis stock = saleable − pending. Every failure, by name.
-    pub fn identity_failures(&self, quiet: bool) -> Vec<String> {
+    /// and (when `at_rest`) Redis stock = saleable − pending. Every failure, by name.
+    pub fn identity_failures(&self, at_rest: bool) -> Vec<String> {
         let reserved = self.by_status.get("RESERVED").copied().unwrap_or(0);
         let confirmed = self.by_status.get("CONFIRMED").copied().unwrap_or(0);
         let mut out = Vec::new();
@@ -309,7 +309,7 @@ impl StoreFigures {
             format!("a P entry is missing from the log: {} ≠ {}", self.redis_pending, self.redis_pending_entries),
         );
         check(self.redis_stock.is_none_or(|s| s >= 0), format!("Redis stock {:?} negative", self.redis_stock));
-        if quiet {
+        if at_rest {
             check(
                 self.redis_stock == Some(self.saleable - self.redis_pending),
                 format!("Redis {:?} ≠ saleable {} − pending {}", self.redis_stock, self.saleable, self.redis_pending),

@@ -32,7 +32,7 @@ pub fn timer_delay(due_at: i64, now_ms: i64) -> i32 {
 }
 
 impl Queue for SqsQueue {
-    async fn publish_reservation(&self, msg: &ReservationMessage) -> InfraResult<()> {
+    async fn send_reservation(&self, msg: &ReservationMessage) -> InfraResult<()> {
         let body = serde_json::to_string(msg).map_err(|e| InfraError::new("encode reservation message", e))?;
         self.client
             .send_message()
@@ -41,16 +41,16 @@ impl Queue for SqsQueue {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| InfraError::new("sqs publish reservation", aws_sdk_sqs::error::DisplayErrorContext(e)))
+            .map_err(|e| InfraError::new("sqs send reservation", aws_sdk_sqs::error::DisplayErrorContext(e)))
     }
 
-    async fn publish_reservations(&self, msgs: &[ReservationMessage]) -> InfraResult<()> {
+    async fn resend_reservations(&self, msgs: &[ReservationMessage]) -> InfraResult<()> {
         let bodies = msgs
             .iter()
             .map(|m| serde_json::to_string(m).map(|b| (b, 0)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| InfraError::new("encode reservation message", e))?;
-        self.send_batches(&self.reservations_url, bodies, "sqs publish reservations").await
+        self.send_batches(&self.reservations_url, bodies, "sqs resend reservations").await
     }
 
     async fn schedule_timeouts(&self, timers: &[TimeoutMessage], now_ms: i64) -> InfraResult<()> {
@@ -65,7 +65,7 @@ impl Queue for SqsQueue {
 
 impl SqsQueue {
     /// Sends (body, delay seconds) pairs, ten per request, a few requests at once (reconciliation
-    /// may re-publish thousands); any entry SQS refuses fails the call.
+    /// may re-send thousands); any entry SQS refuses fails the call.
     async fn send_batches(&self, url: &str, bodies: Vec<(String, i32)>, op: &'static str) -> InfraResult<()> {
         let chunks: Vec<Vec<(String, i32)>> = bodies.chunks(10).map(<[_]>::to_vec).collect();
         let results: Vec<InfraResult<()>> = futures::stream::iter(chunks)

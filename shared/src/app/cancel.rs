@@ -68,7 +68,7 @@ impl<C: OrderCache + Settling + CacheWarmup + WriteTurns, L: Catalog + OrderBook
                             return Ok(Cancelled::before(rec.into()));
                         }
                         Transition::To(_) => {
-                            self.cache.mark_intent(&rec, now_ms).await?;
+                            self.cache.log_intent(&rec, now_ms).await?;
                             let turn = self.take_turn(collection, rec.bucket, self.turn_wait(started)).await;
                             let done = self.ledger.cancel_reserved(std::slice::from_ref(&rec), reason, now_ms).await;
                             self.end_turn(collection, rec.bucket, turn).await;

@@ -28,26 +28,14 @@ use crate::domain::Timing;
 use crate::domain::{CollectionId, CollectionSpec, IdentityViolation, PendingWindow, Refusal};
 use crate::ports::{BuyerBudgets, Catalog, Clock, InfraError, WriteTurns};
 
-/// Every failure a use case reports. Mapped to HTTP status and problem code in one place
-/// (`crate::http::problem`).
+/// Every failure a use case reports (the HTTP edge's own are `crate::http::ApiError`). Mapped to
+/// its problem code in one place (`crate::http::problem`).
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{field}: {detail}")]
     InvalidField { field: &'static str, detail: String },
-    #[error("request body is not valid JSON: {0}")]
-    MalformedBody(String),
-    #[error("authentication required")]
-    Unauthenticated,
-    #[error("this route needs the {0} scope")]
-    Forbidden(&'static str),
-    #[error("request bodies are limited to {limit} bytes")]
-    BodyTooLarge { limit: usize },
     #[error("too many requests from this buyer; retry after {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
-    #[error("no route for {0}")]
-    NoRoute(String),
-    #[error("method not allowed")]
-    MethodNotAllowed,
     #[error("collection not found")]
     CollectionNotFound,
     #[error("reservation not found")]
@@ -83,12 +71,12 @@ pub enum AppError {
 pub struct Settings {
     pub sold_out_flag: Duration,
     pub reconcile_threshold_ms: i64,
-    /// Reconciliation re-publishes an order with no durable record until it is this old, then
+    /// Reconciliation re-sends an order with no durable record until it is this old, then
     /// gives it up.
     pub reconcile_give_up_ms: i64,
-    /// Reconciliation re-publishes an order at most this often.
-    pub republish_interval_ms: i64,
-    /// The stretch before the give-up in which nothing is re-published and no replay promised.
+    /// Reconciliation re-sends an order at most this often.
+    pub resend_interval_ms: i64,
+    /// The stretch before the give-up in which nothing is re-sent and no replay promised.
     pub reconcile_quiet_ms: i64,
     pub fault_drop_message_percent: u8,
     /// How long settled per-order entries stay in Redis for replays.
@@ -121,7 +109,7 @@ impl From<&Config> for Settings {
             sold_out_flag: c.sold_out_flag,
             reconcile_threshold_ms: c.reconcile_threshold_ms,
             reconcile_give_up_ms: c.reconcile_give_up_ms,
-            republish_interval_ms: c.republish_interval_ms,
+            resend_interval_ms: c.resend_interval_ms,
             reconcile_quiet_ms: c.reconcile_quiet_ms,
             fault_drop_message_percent: c.fault_drop_message_percent,
             order_retention_ms: (c.order_retention_seconds as i64).saturating_mul(1000),

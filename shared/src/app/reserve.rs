@@ -3,14 +3,14 @@
 //! A deduction is never undone here: once `deduct.lua` took stock, the order's message may have
 //! reached SQS even when the send reports a failure (the answer can be lost on its way back), so
 //! "nothing was taken" cannot be known. The Try answers `RESERVATION_UNCONFIRMED` instead; a
-//! replay of a still-pending order publishes its message again (persist is idempotent), and
+//! replay of a still-pending order sends its message again (persist is idempotent), and
 //! reconciliation settles whatever no message ever reached.
 
 use serde::Serialize;
 
 use super::{App, AppError};
 use crate::domain::{CollectionId, OrderId, OrderKey, Quantity, Status, UserId};
-use crate::ports::{CacheState, Catalog, OrderCache, Queue, ReservationMessage, DeductOutcome, DeductRequest};
+use crate::ports::{CacheState, Catalog, DeductOutcome, DeductRequest, OrderCache, Queue, ReservationMessage};
 
 /// Clock skew allowed between a Try and a reconciliation run deciding the same entry.
 const STALE_MARGIN_MS: i64 = crate::domain::CLOCK_SKEW.as_millis() as i64;
@@ -71,7 +71,7 @@ impl<C: OrderCache, L: Catalog, Q: Queue> App<C, L, Q> {
             quantity,
             now_ms,
             per_user_limit: spec.per_user_limit,
-            // Reconciliation re-publishes an order younger than the quiet stretch before its
+            // Reconciliation re-sends an order younger than the quiet stretch before its
             // give-up, and gives up only an older one: promise a replay only where it would still
             // heal forward (so this replay's message, too, is redelivered before the give-up).
             stale_before_ms: self.settings.pending_window().heal_forward_from(now_ms) + STALE_MARGIN_MS,
@@ -82,19 +82,19 @@ impl<C: OrderCache, L: Catalog, Q: Queue> App<C, L, Q> {
                 if stock_left <= 0 {
                     self.sold_out.raise(&input.collection, self.clock.instant());
                 }
-                self.publish(message(accepted_at_ms)).await.map(|()| accepted)
+                self.send(message(accepted_at_ms)).await.map(|()| accepted)
             }
             // A replay of an order still pending may be the retry of a Try whose message never
-            // left (it died, its send failed, or its client library re-sent the script): publish
+            // left (it died, its send failed, or its client library re-sent the script): send
             // it again so that a 202 always has a message behind it.
             DeductOutcome::Replay { state: CacheState::Pending, accepted_at_ms } => {
-                self.publish(message(accepted_at_ms)).await.map(|()| accepted)
+                self.send(message(accepted_at_ms)).await.map(|()| accepted)
             }
             // Old enough for reconciliation to be giving it up (in the quiet stretch before its
-            // deadline, or past it): publish all the same (if the message wins, the order becomes
-            // RESERVED), but promise nothing. Younger, reconciliation only re-publishes.
+            // deadline, or past it): send all the same (if the message wins, the order becomes
+            // RESERVED), but promise nothing. Younger, reconciliation only re-sends.
             DeductOutcome::ReplayStale { accepted_at_ms } => {
-                self.publish(message(accepted_at_ms)).await?;
+                self.send(message(accepted_at_ms)).await?;
                 Err(AppError::Unconfirmed)
             }
             DeductOutcome::Replay { .. } => Ok(accepted),
@@ -112,14 +112,14 @@ impl<C: OrderCache, L: Catalog, Q: Queue> App<C, L, Q> {
 
     /// Publishes the reservation message (the SDK retries transient failures). When it still
     /// fails the deduction stays: the message may have arrived all the same.
-    async fn publish(&self, msg: ReservationMessage) -> Result<(), AppError> {
+    async fn send(&self, msg: ReservationMessage) -> Result<(), AppError> {
         let pct = self.settings.fault_drop_message_percent;
         if pct > 0 && rand::random_range(0..100u8) < pct {
             tracing::warn!(order = %msg.order_id, "fault injection: reservation message dropped");
             return Ok(());
         }
-        self.queue.publish_reservation(&msg).await.map_err(|e| {
-            tracing::error!(order = %msg.order_id, error = %e, "publish failed; the deduction stays until a replay or reconciliation");
+        self.queue.send_reservation(&msg).await.map_err(|e| {
+            tracing::error!(order = %msg.order_id, error = %e, "send failed; the deduction stays until a replay or reconciliation");
             AppError::Unconfirmed
         })
     }

@@ -126,7 +126,7 @@ impl<C: OrderCache + Settling + CacheWarmup + WriteTurns, L: Catalog + OrderBook
         let mut aside = Vec::new();
         let mut batch = Vec::with_capacity(recs.len());
         for r in recs {
-            match self.cache.mark_intent(r, now_ms).await {
+            match self.cache.log_intent(r, now_ms).await {
                 Ok(()) => batch.push(r.clone()),
                 Err(_) => aside.push(r.key()),
             }

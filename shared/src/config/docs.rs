@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::domain::{CLOCK_SKEW, timing::GIVE_UP_BAND};
+use crate::domain::{CLOCK_SKEW, timing::QUIET_STRETCH_FLOOR};
 
 /// Each variable and what it means (its default is read from the parsed config).
 pub const MEANINGS: [(&str, &str); 27] = [
@@ -155,7 +155,7 @@ fn secs(d: Duration) -> String {
 /// The figures the timing defaults imply.
 pub fn derived_table() -> Result<String, ConfigError> {
     let t = defaults()?.timing;
-    let quiet = t.quiet_before_give_up();
+    let quiet = t.quiet_stretch();
     let rows = [
         (
             "first re-send of a lost message, after it was logged",
@@ -170,7 +170,7 @@ pub fn derived_table() -> Result<String, ConfigError> {
         (
             "quiet stretch before the give-up",
             secs(quiet),
-            &*format!("max({}, last delivery + `CLOCK_SKEW` {})", secs(GIVE_UP_BAND), secs(CLOCK_SKEW)),
+            &*format!("max({}, last delivery + `CLOCK_SKEW` {})", secs(QUIET_STRETCH_FLOOR), secs(CLOCK_SKEW)),
         ),
         ("re-sends stop, after acceptance", secs(t.give_up.saturating_sub(quiet)), "give-up − quiet stretch"),
         (

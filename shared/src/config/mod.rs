@@ -138,15 +138,15 @@ pub struct Config {
     /// Age at which reconciliation checks an unsettled Redis deduction against DynamoDB (default
     /// 45 s: with the one-minute schedule a lost deduction is healed within ~105 s, inside the 2-minute healing bound of docs/DESIGN.md#guarantees).
     pub reconcile_threshold_ms: i64,
-    /// Age (since accepted) after which reconciliation stops re-publishing an order DynamoDB has
+    /// Age (since accepted) after which reconciliation stops re-sending an order DynamoDB has
     /// no record of and gives it up: tombstone, stock back, CANCELLED/LOST (default 25 min; the
     /// start-up check makes it outlast every redelivery of the message, see [`Timing`]).
     pub reconcile_give_up_ms: i64,
-    /// Reconciliation re-publishes an order at most this often (the reservation queue's
+    /// Reconciliation re-sends an order at most this often (the reservation queue's
     /// visibility timeout: a message still being retried comes back no sooner).
-    pub republish_interval_ms: i64,
-    /// The stretch before the give-up in which reconciliation re-publishes nothing and a replay is
-    /// not promised ([`Timing::quiet_before_give_up`]).
+    pub resend_interval_ms: i64,
+    /// The stretch before the give-up in which reconciliation re-sends nothing and a replay is
+    /// not promised ([`Timing::quiet_stretch`]).
     pub reconcile_quiet_ms: i64,
     /// Fault injection for tests and the demo: this share (0–100) of accepted Tries "lose" their
     /// message after the Redis deduction. Only settable from the environment, never from a request.
@@ -266,8 +266,8 @@ impl Config {
             sold_out_flag: Duration::from_millis(num(SOLD_OUT_FLAG_MS, get(SOLD_OUT_FLAG_MS), 500)?),
             reconcile_threshold_ms: timing.threshold.as_millis() as i64,
             reconcile_give_up_ms: timing.give_up.as_millis() as i64,
-            republish_interval_ms: timing.visibility_timeout.as_millis() as i64,
-            reconcile_quiet_ms: timing.quiet_before_give_up().as_millis() as i64,
+            resend_interval_ms: timing.visibility_timeout.as_millis() as i64,
+            reconcile_quiet_ms: timing.quiet_stretch().as_millis() as i64,
             fault_drop_message_percent: fault,
             emit_emf: !matches!(get(EMIT_EMF).as_deref(), Some("0" | "false" | "off")),
             buyer_budget: (budget > 0).then(|| BuyerBudget { requests: budget, window: Duration::from_secs(window) }),

@@ -8,7 +8,7 @@
 //! ```
 
 /// The window, from the settings: the give-up age and the quiet stretch before it
-/// ([`crate::domain::Timing::quiet_before_give_up`]).
+/// ([`crate::domain::Timing::quiet_stretch`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PendingWindow {
     /// Age after which the order is given up (tombstone, stock back, CANCELLED/LOST).

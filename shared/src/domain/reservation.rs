@@ -101,7 +101,7 @@ pub enum Transition {
     Already(Status),
 }
 
-/// A refused step, each with its stable API code.
+/// A refused step (its API problem code is mapped in `crate::http::problem`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("the reservation is already confirmed")]
@@ -116,19 +116,6 @@ pub enum Refusal {
     Tombstoned,
     #[error("no such reservation")]
     Unknown,
-}
-
-impl Refusal {
-    pub fn code(self) -> &'static str {
-        match self {
-            Refusal::AlreadyConfirmed => "ALREADY_CONFIRMED",
-            Refusal::AlreadyCancelled => "ALREADY_CANCELLED",
-            Refusal::NotYetReserved => "NOT_YET_RESERVED",
-            Refusal::OrderFailed => "ORDER_FAILED",
-            Refusal::Tombstoned => "ORDER_CANCELLED",
-            Refusal::Unknown => "RESERVATION_NOT_FOUND",
-        }
-    }
 }
 
 /// The whole state machine: what `event` does to a reservation observed in `from`

@@ -23,16 +23,17 @@ pub enum Settlement {
     FailReturning,
     /// The order is cancelled (or tombstoned) in DynamoDB: give its units back, once.
     Release,
-    /// DynamoDB has nothing for it: the deduction was lost on its way (reconciliation writes a
-    /// tombstone first, and only gives the units back if that write wins).
-    Lost,
+    /// DynamoDB has nothing for it (yet): its message may still be on its way, or lost.
+    /// Reconciliation heals it forward, or past its give-up writes a tombstone first and only
+    /// gives the units back if that write wins.
+    Missing,
 }
 
 /// `durable`: the status of DynamoDB's record for the order (`None`: no record).
 /// `same_deduction`: the record was written from this very deduction (equal `acceptedAt`).
 pub fn settlement(durable: Option<Status>, same_deduction: bool) -> Settlement {
     match (durable, same_deduction) {
-        (None, _) => Settlement::Lost,
+        (None, _) => Settlement::Missing,
         (Some(Status::Cancelled), _) => Settlement::Release,
         (Some(Status::Failed), true) => Settlement::Fail,
         (Some(Status::Failed), false) => Settlement::FailReturning,
@@ -50,8 +51,8 @@ mod tests {
     #[test]
     fn the_whole_table() {
         let table = [
-            (None, true, X::Lost),
-            (None, false, X::Lost),
+            (None, true, X::Missing),
+            (None, false, X::Missing),
             (Some(S::Reserved), true, X::Settle),
             (Some(S::Confirmed), true, X::Settle),
             (Some(S::Pending), true, X::Settle),

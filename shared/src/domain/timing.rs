@@ -1,13 +1,13 @@
 //! The durable path's timing knobs, checked against each other: reconciliation must never give an
-//! order up while SQS may still deliver its message, and must not re-publish one before a healthy
+//! order up while SQS may still deliver its message, and must not re-send one before a healthy
 //! first delivery had its chance. Checked at start-up (config) and against `template.yaml`.
 
 use std::time::Duration;
 
-/// The least stretch before an order's give-up deadline in which reconciliation re-publishes
-/// nothing (see [`Timing::quiet_before_give_up`]): two runs alive at once (each decides on its own
+/// The least stretch before an order's give-up deadline in which reconciliation re-sends
+/// nothing (see [`Timing::quiet_stretch`]): two runs alive at once (each decides on its own
 /// start clock) can then never decide the same order both ways.
-pub const GIVE_UP_BAND: Duration = Duration::from_secs(120);
+pub const QUIET_STRETCH_FLOOR: Duration = Duration::from_secs(120);
 
 /// Clock skew allowed between the functions (a Try and a run deciding the same order).
 pub const CLOCK_SKEW: Duration = Duration::from_secs(5);
@@ -16,9 +16,9 @@ pub const CLOCK_SKEW: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
     /// Age (since last logged) at which reconciliation looks at an unsettled deduction and, with
-    /// no durable record, re-publishes its message.
+    /// no durable record, re-sends its message.
     pub threshold: Duration,
-    /// Age (since accepted) after which reconciliation stops re-publishing and gives the order up
+    /// Age (since accepted) after which reconciliation stops re-sending and gives the order up
     /// (tombstone, stock back, CANCELLED/LOST).
     pub give_up: Duration,
     /// The reservation queue's visibility timeout: a received message not deleted comes back
@@ -68,11 +68,11 @@ impl Timing {
         self.batch_window + self.visibility_timeout * self.max_receive_count
     }
 
-    /// The stretch before an order's give-up deadline in which reconciliation re-publishes nothing
-    /// and a replay is not promised: at least [`GIVE_UP_BAND`], and long enough that every
+    /// The stretch before an order's give-up deadline in which reconciliation re-sends nothing
+    /// and a replay is not promised: at least [`QUIET_STRETCH_FLOOR`], and long enough that every
     /// redelivery of the last message sent before it ends before the deadline.
-    pub fn quiet_before_give_up(&self) -> Duration {
-        GIVE_UP_BAND.max(self.last_delivery() + CLOCK_SKEW)
+    pub fn quiet_stretch(&self) -> Duration {
+        QUIET_STRETCH_FLOOR.max(self.last_delivery() + CLOCK_SKEW)
     }
 
     /// How long one persist invocation waits for write turns in all: two fifths of its timeout
@@ -115,7 +115,7 @@ impl Timing {
                 Knob::Threshold,
                 format!(
                     "{} s is shorter than persist's timeout + batching window ({} s): reconciliation would \
-                     re-publish orders whose first delivery is still running",
+                     re-send orders whose first delivery is still running",
                     s(self.threshold),
                     s(self.persist_timeout + self.batch_window)
                 ),
@@ -133,14 +133,14 @@ impl Timing {
                 ),
             );
         }
-        let quiet = self.quiet_before_give_up();
+        let quiet = self.quiet_stretch();
         if self.give_up < self.second_resend_by() + quiet {
             bad(
                 Knob::GiveUp,
                 format!(
                     "{} s is shorter than the latest second re-send of a lost message ({} s: the {} s threshold, \
                      two runs {} s apart each up to {} s long, and the {} s visibility timeout before the second \
-                     look) + the {} s before the give-up in which nothing is re-published, so that the last \
+                     look) + the {} s before the give-up in which nothing is re-sent, so that the last \
                      message's redeliveries (batching window + {} receives × {} s visibility = {} s) end before \
                      it: one failed send could end an order LOST, or reconciliation cancel an order SQS is still \
                      delivering",
@@ -157,15 +157,15 @@ impl Timing {
                 ),
             );
         }
-        if self.reconcile_timeout + CLOCK_SKEW >= GIVE_UP_BAND {
+        if self.reconcile_timeout + CLOCK_SKEW >= QUIET_STRETCH_FLOOR {
             bad(
                 Knob::ReconcileTimeout,
                 format!(
-                    "{} s (+ {} s clock skew) is not inside the {} s band before the give-up: a run re-publishing an \
+                    "{} s (+ {} s clock skew) is not inside the {} s band before the give-up: a run re-sending an \
                      order could still be alive when another gives it up",
                     s(self.reconcile_timeout),
                     s(CLOCK_SKEW),
-                    s(GIVE_UP_BAND)
+                    s(QUIET_STRETCH_FLOOR)
                 ),
             );
         }
@@ -223,7 +223,7 @@ mod tests {
         assert!(t.conflicts()[0].why.contains("1501 s"), "{:?}", t.conflicts());
         assert_eq!(knobs(Timing { max_receive_count: 7, ..deployed() }), vec![Knob::GiveUp]);
         // The second re-send by 45 + 2 × (60 + 55) + 180 = 455 s, then (901 s + 5 s skew) quiet.
-        assert_eq!(deployed().quiet_before_give_up(), S(906));
+        assert_eq!(deployed().quiet_stretch(), S(906));
         assert_eq!(deployed().second_resend_by(), S(455));
         assert_eq!(knobs(Timing { give_up: S(1_361), ..deployed() }), vec![]);
         assert_eq!(knobs(Timing { give_up: S(1_360), ..deployed() }), vec![Knob::GiveUp]);

@@ -10,7 +10,7 @@
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 
-use crate::app::AppError;
+use super::ApiError;
 use crate::domain::UserId;
 
 /// Creating, warming and inspecting collections.
@@ -31,8 +31,8 @@ impl Identity {
 
     /// # Errors
     /// `Forbidden` unless the token carries exactly this scope.
-    pub fn require(&self, scope: &'static str) -> Result<(), AppError> {
-        if self.has_scope(scope) { Ok(()) } else { Err(AppError::Forbidden(scope)) }
+    pub fn require(&self, scope: &'static str) -> Result<(), ApiError> {
+        if self.has_scope(scope) { Ok(()) } else { Err(ApiError::Forbidden(scope)) }
     }
 }
 
@@ -43,15 +43,15 @@ pub fn scopes(claim: &str) -> Vec<String> {
 
 /// # Errors
 /// `Unauthenticated` without authorizer claims or with an unusable `sub`.
-pub fn identity(req: &Request) -> Result<Identity, AppError> {
+pub fn identity(req: &Request) -> Result<Identity, ApiError> {
     let claims = match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => {
             ctx.authorizer.as_ref().and_then(|a| a.jwt.as_ref()).map(|j| &j.claims)
         }
         _ => None,
     }
-    .ok_or(AppError::Unauthenticated)?;
-    let user = claims.get("sub").and_then(|s| UserId::parse(s).ok()).ok_or(AppError::Unauthenticated)?;
+    .ok_or(ApiError::Unauthenticated)?;
+    let user = claims.get("sub").and_then(|s| UserId::parse(s).ok()).ok_or(ApiError::Unauthenticated)?;
     let scopes = claims.get("scope").map(|s| scopes(s)).unwrap_or_default();
     Ok(Identity { user, scopes })
 }
@@ -74,7 +74,7 @@ mod tests {
 
     #[test]
     fn no_scope_implies_another_and_near_misses_grant_nothing() {
-        assert!(matches!(who(ADMIN_SCOPE).require(CONFIRM_SCOPE), Err(AppError::Forbidden(CONFIRM_SCOPE))));
+        assert!(matches!(who(ADMIN_SCOPE).require(CONFIRM_SCOPE), Err(ApiError::Forbidden(CONFIRM_SCOPE))));
         assert!(who(CONFIRM_SCOPE).require(ADMIN_SCOPE).is_err());
         for near in
             ["admin", "store admin", "flashstock/admin:read", "FLASHSTOCK/ADMIN", "[flashstock/admin]", "flashstock"]

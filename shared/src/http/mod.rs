@@ -3,17 +3,22 @@
 //! `Err` (which Lambda would count as a failed invocation) and never panics on input.
 
 pub mod auth;
+pub mod bodies;
+mod error;
 pub mod problem;
+
+pub use error::ApiError;
 
 use http::{Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::app::cancel::Canceller;
-use crate::app::{App, AppError, reserve::ReserveInput};
+use crate::app::{App, reserve::ReserveInput};
 use crate::domain::{CollectionId, CollectionSpec, OrderId, OrderKey, UserId};
 use crate::ports::{CreateOutcome, Ledger, Queue, StockCache};
+use bodies::{CollectionBody, ConfirmBody, TryBody, parse, required};
 use problem::response;
 
 /// Largest request body a handler reads (its bodies are a few small fields). API Gateway passes
@@ -101,10 +106,9 @@ impl Route<'_> {
 
 /// The route API Gateway matched, from its route key and path parameters: the raw path may carry
 /// a stage name (`/prod/v1/...`) and is not looked at.
-pub fn route_by_key<'a>(key: &str, param: impl Fn(&str) -> Option<&'a str>) -> Result<Route<'a>, AppError> {
-    let template = Route::ALL.iter().find(|r| r.key() == key).ok_or_else(|| AppError::NoRoute(key.to_owned()))?;
-    let p =
-        |name: &'static str| param(name).ok_or(AppError::InvalidField { field: name, detail: "is required".into() });
+pub fn route_by_key<'a>(key: &str, param: impl Fn(&str) -> Option<&'a str>) -> Result<Route<'a>, ApiError> {
+    let template = Route::ALL.iter().find(|r| r.key() == key).ok_or_else(|| ApiError::NoRoute(key.to_owned()))?;
+    let p = |name: &'static str| param(name).ok_or_else(|| ApiError::field(name, "is required"));
     Ok(match template {
         Route::PutCollection(_) => Route::PutCollection(p("collectionId")?),
         Route::GetCollection(_) => Route::GetCollection(p("collectionId")?),
@@ -119,7 +123,7 @@ pub fn route_by_key<'a>(key: &str, param: impl Fn(&str) -> Option<&'a str>) -> R
 /// Matches method and path, for an event without a route key (a `$default` route, a direct
 /// invocation, the local front door before it fills one in). `Err(MethodNotAllowed)` for a known
 /// path with another method.
-pub fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, AppError> {
+pub fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let (route, allowed) = match segs.as_slice() {
         ["v1", "admin", "collections", id] => match *method {
@@ -146,8 +150,8 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, AppError> 
     };
     match (route, allowed) {
         (Some(r), _) => Ok(r),
-        (None, true) => Err(AppError::MethodNotAllowed),
-        (None, false) => Err(AppError::NoRoute(path.to_owned())),
+        (None, true) => Err(ApiError::MethodNotAllowed),
+        (None, false) => Err(ApiError::NoRoute(path.to_owned())),
     }
 }
 
@@ -159,53 +163,17 @@ fn route_key(req: &Request) -> Option<String> {
     }
 }
 
-fn collection_id(raw: &str) -> Result<CollectionId, AppError> {
-    CollectionId::parse(raw).map_err(|e| AppError::InvalidField { field: "collectionId", detail: e.to_string() })
+fn collection_id(raw: &str) -> Result<CollectionId, ApiError> {
+    CollectionId::parse(raw).map_err(|e| ApiError::field("collectionId", e.to_string()))
 }
 
-fn order_id(raw: &str, field: &'static str) -> Result<OrderId, AppError> {
-    OrderId::parse(raw).map_err(|e| AppError::InvalidField { field, detail: e.to_string() })
+fn order_id(raw: &str, field: &'static str) -> Result<OrderId, ApiError> {
+    OrderId::parse(raw).map_err(|e| ApiError::field(field, e.to_string()))
 }
 
 /// The reservation a path names, scoped to `user`.
-fn order_key(collection: &str, order: &str, user: UserId) -> Result<OrderKey, AppError> {
+fn order_key(collection: &str, order: &str, user: UserId) -> Result<OrderKey, ApiError> {
     Ok(OrderKey::new(collection_id(collection)?, user, order_id(order, "orderId")?))
-}
-
-/// A required string field of the body.
-fn str_field<'a>(m: &'a Map<String, Value>, field: &'static str) -> Result<&'a str, AppError> {
-    match m.get(field) {
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(AppError::InvalidField { field, detail: "must be a string".into() }),
-        None => Err(AppError::InvalidField { field, detail: "is required".into() }),
-    }
-}
-
-/// The body as a JSON object.
-fn json_object(req: &Request) -> Result<Map<String, Value>, AppError> {
-    let bytes: &[u8] = req.body().as_ref();
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(AppError::MalformedBody("a JSON object is required".into()));
-    }
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(AppError::MalformedBody("the body must be a JSON object".into())),
-        Err(e) => Err(AppError::MalformedBody(e.to_string())),
-    }
-}
-
-/// An optional integer field; present but not an integer is an error naming the field.
-fn int_field(m: &Map<String, Value>, field: &'static str) -> Result<Option<i64>, AppError> {
-    match m.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) if n.as_i64().is_some() => Ok(n.as_i64()),
-        Some(Value::Number(n)) if n.as_u64().is_some() => Ok(Some(i64::MAX)), // out of any range
-        Some(_) => Err(AppError::InvalidField { field, detail: "must be an integer".into() }),
-    }
-}
-
-fn required<T>(v: Option<T>, field: &'static str) -> Result<T, AppError> {
-    v.ok_or(AppError::InvalidField { field, detail: "is required".into() })
 }
 
 fn ok_json(status: StatusCode, v: &impl serde::Serialize) -> Response<Body> {
@@ -218,7 +186,7 @@ pub async fn handle<C: StockCache, L: Ledger, Q: Queue>(app: &App<C, L, Q>, req:
         Ok(resp) => resp,
         Err(e) => {
             if e.status().is_server_error() {
-                tracing::warn!(path = %req.uri().path(), code = e.code(), error = %e, "request failed");
+                tracing::warn!(path = %req.uri().path(), code = e.code().as_str(), error = %e, "request failed");
             }
             e.into_response()
         }
@@ -228,7 +196,7 @@ pub async fn handle<C: StockCache, L: Ledger, Q: Queue>(app: &App<C, L, Q>, req:
 async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
     app: &App<C, L, Q>,
     req: &Request,
-) -> Result<Response<Body>, AppError> {
+) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_owned();
     let params = req.path_parameters();
     let route = match route_key(req) {
@@ -236,7 +204,7 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
         None => route(req.method(), &path)?,
     };
     if req.body().len() > MAX_BODY_BYTES {
-        return Err(AppError::BodyTooLarge { limit: MAX_BODY_BYTES });
+        return Err(ApiError::BodyTooLarge { limit: MAX_BODY_BYTES });
     }
     let who = auth::identity(req)?;
     if let Some(scope) = route.scope() {
@@ -249,16 +217,13 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
     match route {
         Route::PutCollection(id) => {
             let id = collection_id(id)?;
-            let body = json_object(req)?;
+            let body: CollectionBody = parse(req.body().as_ref())?;
+            let int = |f: Option<bodies::Int>| f.map(|i| i.0);
             // A collection created without a per-user limit gets the deployment's default.
-            let limit = int_field(&body, "perUserLimit")?.or(app.settings.default_per_user_limit.map(i64::from));
-            let spec = CollectionSpec::parse(
-                int_field(&body, "quantity")?,
-                limit,
-                int_field(&body, "paymentWindowSeconds")?,
-                int_field(&body, "buckets")?,
-            )
-            .map_err(|e| AppError::InvalidField { field: e.field, detail: e.rule.to_owned() })?;
+            let limit = int(body.per_user_limit).or(app.settings.default_per_user_limit.map(i64::from));
+            let spec =
+                CollectionSpec::parse(int(body.quantity), limit, int(body.payment_window_seconds), int(body.buckets))
+                    .map_err(|e| ApiError::field(e.field, e.rule))?;
             let status = match app.create_collection(&id, &spec, now).await? {
                 CreateOutcome::Created => StatusCode::CREATED,
                 _ => StatusCode::OK,
@@ -272,9 +237,9 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
         Route::GetCollection(id) => Ok(ok_json(StatusCode::OK, &app.inspect(&collection_id(id)?).await?)),
         Route::Reserve(id) => {
             let collection = collection_id(id)?;
-            let body = json_object(req)?;
-            let order = order_id(str_field(&body, "orderId")?, "orderId")?;
-            let quantity = required(int_field(&body, "quantity")?, "quantity")?;
+            let body: TryBody = parse(req.body().as_ref())?;
+            let order = order_id(&required(body.order_id, "orderId")?.0, "orderId")?;
+            let quantity = required(body.quantity, "quantity")?.0;
             let input = ReserveInput { collection, order, user: who.user, quantity };
             Ok(ok_json(StatusCode::ACCEPTED, &app.reserve(input, now).await?))
         }
@@ -284,9 +249,9 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
             Ok(ok_json(StatusCode::OK, &app.cancel(&key, Canceller::Buyer, now).await?.view))
         }
         Route::Confirm(c, o) => {
-            let body = json_object(req)?;
-            let buyer = UserId::parse(str_field(&body, "buyerId")?)
-                .map_err(|e| AppError::InvalidField { field: "buyerId", detail: e.to_string() })?;
+            let body: ConfirmBody = parse(req.body().as_ref())?;
+            let buyer = UserId::parse(&required(body.buyer_id, "buyerId")?.0)
+                .map_err(|e| ApiError::field("buyerId", e.to_string()))?;
             Ok(ok_json(StatusCode::OK, &app.confirm(&order_key(c, o, buyer)?, now).await?))
         }
     }
@@ -295,6 +260,12 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl PartialEq for ApiError {
+        fn eq(&self, other: &Self) -> bool {
+            self.code() == other.code()
+        }
+    }
 
     #[test]
     fn routes_match_the_contract() {
@@ -306,9 +277,9 @@ mod tests {
         assert_eq!(route(&Method::GET, r), Ok(Route::Status("c1", "o1")));
         assert_eq!(route(&Method::POST, &format!("{r}/cancel")), Ok(Route::Cancel("c1", "o1")));
         assert_eq!(route(&Method::POST, &format!("{r}/confirm")), Ok(Route::Confirm("c1", "o1")));
-        assert!(matches!(route(&Method::DELETE, r), Err(AppError::MethodNotAllowed)));
-        assert!(matches!(route(&Method::GET, "/v1/reservations/o1"), Err(AppError::NoRoute(_))), "the old addressing");
-        assert!(matches!(route(&Method::GET, "/v2/nothing"), Err(AppError::NoRoute(_))));
+        assert!(matches!(route(&Method::DELETE, r), Err(ApiError::MethodNotAllowed)));
+        assert!(matches!(route(&Method::GET, "/v1/reservations/o1"), Err(ApiError::NoRoute(_))), "the old addressing");
+        assert!(matches!(route(&Method::GET, "/v2/nothing"), Err(ApiError::NoRoute(_))));
     }
 
     #[test]
@@ -323,10 +294,10 @@ mod tests {
             assert_eq!(by_key, by_path);
             assert_eq!(by_key.key(), r.key());
         }
-        assert!(matches!(route_by_key("GET /v1/nothing", |_| None), Err(AppError::NoRoute(_))));
+        assert!(matches!(route_by_key("GET /v1/nothing", |_| None), Err(ApiError::NoRoute(_))));
         assert!(matches!(
             route_by_key("POST /v1/collections/{collectionId}/reservations", |_| None),
-            Err(AppError::InvalidField { field: "collectionId", .. })
+            Err(ApiError::App(crate::app::AppError::InvalidField { field: "collectionId", .. }))
         ));
     }
 
@@ -339,23 +310,5 @@ mod tests {
         assert_eq!(Route::Reserve("c").scope(), None);
         assert!(Route::Reserve("c").budgeted() && Route::Cancel("c", "o").budgeted());
         assert!(!Route::Status("c", "o").budgeted());
-    }
-
-    impl PartialEq for AppError {
-        fn eq(&self, other: &Self) -> bool {
-            self.code() == other.code()
-        }
-    }
-
-    #[test]
-    fn integer_fields_reject_other_types() {
-        let m: Map<String, Value> =
-            serde_json::from_str(r#"{"a": 3, "b": "3", "c": 1.5, "d": null, "e": 1e30}"#).unwrap();
-        assert_eq!(int_field(&m, "a").unwrap(), Some(3));
-        assert!(int_field(&m, "b").is_err());
-        assert!(int_field(&m, "c").is_err());
-        assert_eq!(int_field(&m, "d").unwrap(), None);
-        assert!(int_field(&m, "e").is_err());
-        assert_eq!(int_field(&m, "missing").unwrap(), None);
     }
 }

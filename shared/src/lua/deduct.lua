@@ -15,12 +15,12 @@
 -- ARGV[1], packed by the adapter: a byte ul - 1, a byte rl, the bucket's number (2 bytes), the
 --   buyer (ul bytes: up to 256, a 255-character subject and its length byte), this order's new record (rl bytes: state P, qty, acceptedAt = loggedAt = now),
 --   then "<limit>,<staleBefore s>,<slice>" (limit 0 = none; a pending order accepted before
---   staleBefore may be under reconciliation's give-up; a younger one it only re-publishes).
+--   staleBefore may be under reconciliation's give-up; a younger one it only re-sends).
 -- Returns stockLeft (an integer) when taken now, or else {code, a, 0}:
 --   {"REPLAY_<P|S|F>", acceptedAt s, 0} this buyer's order id with the same qty, seen before
 --   {"REPLAY_STALE", acceptedAt s, 0}   a replay of a pending order reconciliation may be giving
---                                       up: the caller re-publishes but must not promise the order
---   A fresh replay of a pending order is logged again now (its re-published message gets a
+--                                       up: the caller re-sends but must not promise the order
+--   A fresh replay of a pending order is logged again now (its re-sent message gets a
 --   whole threshold before reconciliation looks at it); a stale one is left as it is.
 --   {"CANCELLED", 0, 0}                 this buyer's order id has a cancel tombstone
 --   {"MISMATCH", 0, 0}                  this buyer's order id seen with another qty

@@ -5,15 +5,15 @@
 -- DynamoDB before Redis), so no stock computed from it is right. While the stock key is missing
 -- only replays and cancels add to the index, so it empties within a reconciliation pass or two.
 --
--- The caller's snapshot read the registered time slices and found some of them quiet (nothing in
+-- The caller's snapshot read the registered time slices and found some of them drained (nothing in
 -- flight logged there): those, unchanged, are all that may be registered now. Anything logged
 -- since grew a slice or registered a new one.
 --
 -- KEYS: [1] stock (units + STOCK_BIAS, see deduct.lua) [2] meta (HASH: ver, nb = the collection's
---       bucket count) [3] slices [4..] the quiet slices
+--       bucket count) [3] slices [4..] the drained slices
 -- ARGV: [1] expected ver [2] stock to set (negative counts as 0) [3] mode: "missing" (warm-up:
 --       leave a live stock key alone) or "force" (repair drift) [4] bucket count
---       [5..] for each quiet slice: "<number>:<length as read>"
+--       [5..] for each drained slice: "<number>:<length as read>"
 -- Returns {code, stock, 0}: {"SET", stock, 0} | {"LIVE", stock, 0} | {"RACE", 0, 0} | {"BUSY", 0, 0}
 redis.call('HSETNX', KEYS[2], 'nb', ARGV[4])
 if (redis.call('HGET', KEYS[2], 'ver') or '0') ~= ARGV[1] then return {'RACE', 0, 0} end

@@ -1,7 +1,7 @@
--- relog.lua: reconciliation is re-publishing the messages of pending orders DynamoDB has no
+-- relog.lua: reconciliation is re-sending the messages of pending orders DynamoDB has no
 -- record of. Each is logged again at logAt (now, or later to defer the next look at it: that
 -- comes a whole threshold after logAt); an order a concurrent run or a replay re-logged
--- meanwhile, or that settled, is left alone (and not re-published twice).
+-- meanwhile, or that settled, is left alone (and not re-sent twice).
 --
 -- KEYS: [1] the time slice of logAt [2] slices [3..] the bucket of each order, in ARGV's order
 -- ARGV: [1] logAt s [2] cutoff s: only an order last logged before it is re-logged

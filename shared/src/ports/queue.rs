@@ -5,9 +5,9 @@ use std::future::Future;
 use super::{InfraResult, ReservationMessage, TimeoutMessage};
 
 pub trait Queue: Send + Sync + 'static {
-    fn publish_reservation(&self, msg: &ReservationMessage) -> impl Future<Output = InfraResult<()>> + Send;
-    /// Publishes several at once (reconciliation re-publishing, ten per request).
-    fn publish_reservations(&self, msgs: &[ReservationMessage]) -> impl Future<Output = InfraResult<()>> + Send;
+    fn send_reservation(&self, msg: &ReservationMessage) -> impl Future<Output = InfraResult<()>> + Send;
+    /// Publishes several at once (reconciliation re-sending, ten per request).
+    fn resend_reservations(&self, msgs: &[ReservationMessage]) -> impl Future<Output = InfraResult<()>> + Send;
     /// Sends each timer with a delay of `min(900, due_at - now)` seconds.
     fn schedule_timeouts(&self, timers: &[TimeoutMessage], now_ms: i64)
     -> impl Future<Output = InfraResult<()>> + Send;

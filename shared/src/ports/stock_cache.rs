@@ -48,7 +48,7 @@ pub struct DeductRequest<'a> {
     pub now_ms: i64,
     pub per_user_limit: Option<u32>,
     /// A pending order accepted before this may be under reconciliation's give-up (it is inside
-    /// the quiet stretch before its deadline, or past it): a replay re-publishes it but promises
+    /// the quiet stretch before its deadline, or past it): a replay re-sends it but promises
     /// nothing.
     pub stale_before_ms: i64,
 }
@@ -103,7 +103,7 @@ impl SettleAs {
             Settlement::SettleReturning => Some(SettleAs::DurableReturning),
             Settlement::Fail => Some(SettleAs::Failed),
             Settlement::FailReturning => Some(SettleAs::FailedReturning),
-            Settlement::Release | Settlement::Lost => None,
+            Settlement::Release | Settlement::Missing => None,
         }
     }
 }
@@ -136,13 +136,13 @@ pub struct CacheSnapshot {
     /// only adds to the time index, which a rebuild checks is empty).
     pub version: i64,
     /// Time slices still holding a deduction or cancel not yet known durable.
-    pub unsettled: i64,
+    pub open_slices: i64,
     /// The other registered time slices, as read: (number, length). A rebuild goes ahead only if
     /// these are still all there is, unchanged (nothing was logged since).
-    pub quiet_slices: Vec<(i64, u64)>,
+    pub drained_slices: Vec<(i64, u64)>,
 }
 
-/// What reconciliation reads of a collection to tell quiet from active without running its
+/// What reconciliation reads of a collection to tell idle from active without running its
 /// scripts: the stock, how many time slices are registered, and the mark its last clean run
 /// left (see `crate::app::reconcile`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -202,7 +202,7 @@ pub trait Settling: Send + Sync + 'static {
     /// Records that a cancel of this durable order is about to change DynamoDB: the entry is
     /// settled (written again from the record if Redis forgot it) and indexed as an intent, so the
     /// release that follows returns its share once, whatever settles in between.
-    fn mark_intent(&self, order: &OrderRecord, now_ms: i64) -> impl Future<Output = InfraResult<()>> + Send;
+    fn log_intent(&self, order: &OrderRecord, now_ms: i64) -> impl Future<Output = InfraResult<()>> + Send;
     /// Returns the order's share to Redis at most once. With `tombstone`, an absent entry becomes a
     /// cancelled one so a late Try is refused.
     fn release(
@@ -243,7 +243,7 @@ pub trait TimeIndex: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = InfraResult<Vec<OrderKey>>> + Send;
     /// Logs these pending orders again at `log_at_ms`, each only if still pending and last
-    /// logged before `logged_before_ms` (reconciliation re-publishing their messages): true where
+    /// logged before `logged_before_ms` (reconciliation re-sending their messages): true where
     /// it did. A re-logged order is due again a whole threshold after `log_at_ms`.
     fn relog(
         &self,
@@ -262,7 +262,7 @@ pub trait TimeIndex: Send + Sync + 'static {
         keep_durable: bool,
     ) -> impl Future<Output = InfraResult<Trimmed>> + Send;
     /// [`CacheProbe`]s of many collections (in order), a few reads each, pipelined; a collection
-    /// that cannot be read gets an empty probe (so it is not taken for quiet).
+    /// that cannot be read gets an empty probe (so it is not taken for idle).
     fn probe(&self, ids: &[CollectionId]) -> impl Future<Output = InfraResult<Vec<CacheProbe>>> + Send;
     /// Records a reconciliation visit, with the mark of a collection it found clean.
     fn note_reconciled(
@@ -336,6 +336,6 @@ mod tests {
             assert!(SettleAs::of(s).is_some(), "{s:?}");
         }
         assert_eq!(SettleAs::of(Settlement::Release), None);
-        assert_eq!(SettleAs::of(Settlement::Lost), None);
+        assert_eq!(SettleAs::of(Settlement::Missing), None);
     }
 }

@@ -503,7 +503,7 @@ async fn reconcile(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String) ->
     writeln!(md, "## 6. Cost of one reconciliation run\n")?;
     writeln!(
         md,
-        "A fresh collection per case; the unsettled entries are real Tries whose messages were dropped by the fault switch, and the give-up is set to zero, so the run must tombstone and give back every one (its costliest path; before the give-up it re-publishes instead: one script call per 256 entries and one SQS request per 10). DynamoDB requests are counted by an SDK interceptor; Redis calls and CPU from `INFO` deltas around the run. Wall time is against the local emulators (moto), which are far slower per request than DynamoDB. Three runs per case.\n"
+        "A fresh collection per case; the unsettled entries are real Tries whose messages were dropped by the fault switch, and the give-up is set to zero, so the run must tombstone and give back every one (its costliest path; before the give-up it re-sends instead: one script call per 256 entries and one SQS request per 10). DynamoDB requests are counted by an SDK interceptor; Redis calls and CPU from `INFO` deltas around the run. Wall time is against the local emulators (moto), which are far slower per request than DynamoDB. Three runs per case.\n"
     )?;
     writeln!(
         md,
@@ -555,7 +555,7 @@ async fn history(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String) -> a
     )?;
     writeln!(
         md,
-        "One table of {collections} warmed collections, marked clean by two runs. Before each measured pass, {active} of them get {tries} Tries each whose messages are lost (so each active collection has entries to heal); then one pass is measured: **probe**, the floor (list the collections, read each one's stock, slice count and mark, and batch-read the DynamoDB records, nothing more); **everything**, the reference (every collection reconciled, none skipped, as runs were before); **run**, the subject (the scheduled run: quiet collections skipped, the active ones reconciled 8 at a time). Counts as in section 6; wall time against the local emulators. {} passes each, interleaved.\n",
+        "One table of {collections} warmed collections, marked clean by two runs. Before each measured pass, {active} of them get {tries} Tries each whose messages are lost (so each active collection has entries to heal); then one pass is measured: **probe**, the floor (list the collections, read each one's stock, slice count and mark, and batch-read the DynamoDB records, nothing more); **everything**, the reference (every collection reconciled, none skipped, as runs were before); **run**, the subject (the scheduled run: idle collections skipped, the active ones reconciled 8 at a time). Counts as in section 6; wall time against the local emulators. {} passes each, interleaved.\n",
         cli.runs.min(5)
     )?;
     writeln!(
@@ -591,7 +591,7 @@ async fn history(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String) -> a
     }
     writeln!(
         md,
-        "\nA quiet collection costs four Redis reads (one pipeline on its slot: stock, slice count, mark, last visit) and a hundredth of a BatchGetItem per run; an active one costs what section 6 measures. On AWS the run's length is set by the active collections (8 at a time) and the probe (Redis pipelines 64 deep, 10 BatchGetItems per 1,000 collections), and a run starts no collection after its 40 s budget: the rest wait for the next minute's run, which takes the longest unvisited first.\n"
+        "\nAn idle collection costs four Redis reads (one pipeline on its slot: stock, slice count, mark, last visit) and a hundredth of a BatchGetItem per run; an active one costs what section 6 measures. On AWS the run's length is set by the active collections (8 at a time) and the probe (Redis pipelines 64 deep, 10 BatchGetItems per 1,000 collections), and a run starts no collection after its 40 s budget: the rest wait for the next minute's run, which takes the longest unvisited first.\n"
     )?;
     Ok(())
 }
@@ -618,7 +618,7 @@ async fn hot(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String) -> anyho
     )?;
     writeln!(
         md,
-        "| persist | orders | consumers | runs | every order durable after, s | durable orders/s | transactions | cancelled for conflicts (retried) | re-published by reconciliation | ended LOST (all runs) | ended FAILED (all runs) |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| persist | orders | consumers | runs | every order durable after, s | durable orders/s | transactions | cancelled for conflicts (retried) | re-sent by reconciliation | ended LOST (all runs) | ended FAILED (all runs) |\n|---|---|---|---|---|---|---|---|---|---|---|"
     )?;
     let modes = [("at once (no write turns)", false), ("taking write turns", true)];
     let mut runs: Vec<Vec<bench::HotRun>> = vec![Vec::new(), Vec::new()];
@@ -663,7 +663,7 @@ async fn hot(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String) -> anyho
             cell(col(&|r| r.durable_per_s)),
             cell(col(&|r| r.transactions as f64)),
             cell(col(&|r| r.conflicts as f64)),
-            cell(col(&|r| f64::from(r.republished))),
+            cell(col(&|r| f64::from(r.resent))),
             rs.iter().map(|r| r.lost).sum::<i64>(),
             rs.iter().map(|r| r.failed).sum::<i64>(),
         )?;

@@ -25,7 +25,7 @@ use redis::{Script, Value};
 pub use codec::{buyer_bytes, order_bytes};
 pub use conn::{Conn, RESPONSE_TIMEOUT, connect};
 pub use keys::{BUYERS_PER_BUCKET, Keys, SLICE_SECONDS, bucket_of, buckets_for};
-pub use scripts::{STOCK_BIAS, release_call, release_script, deduct_call, deduct_script, stored_stock};
+pub use scripts::{STOCK_BIAS, deduct_call, deduct_script, release_call, release_script, stored_stock};
 
 use crate::domain::{CollectionId, OrderKey};
 use crate::ports::{InfraError, InfraResult};

@@ -6,7 +6,7 @@ use super::keys::bucket_of;
 use super::scripts::deduct_call;
 use super::{RedisCache, err, replies};
 use crate::domain::{CollectionId, OrderKey};
-use crate::ports::{CacheEntry, InfraResult, OrderCache, DeductOutcome, DeductRequest};
+use crate::ports::{CacheEntry, DeductOutcome, DeductRequest, InfraResult, OrderCache};
 
 impl RedisCache {
     /// Each buyer's value, in order (`None` where the buyer has nothing).

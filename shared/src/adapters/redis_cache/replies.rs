@@ -7,7 +7,7 @@
 use redis::Value;
 
 use super::codec::state_of;
-use crate::ports::{InfraError, InfraResult, Rebuild, Released, DeductOutcome};
+use crate::ports::{DeductOutcome, InfraError, InfraResult, Rebuild, Released};
 
 fn unexpected(script: &'static str, v: &Value) -> InfraError {
     InfraError::new(script, format!("unexpected reply {v:?}"))

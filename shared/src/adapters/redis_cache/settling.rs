@@ -42,7 +42,7 @@ impl Settling for RedisCache {
         replies::count(S, "SETTLED", self.invoke(S, &self.scripts.settle, keys, args).await?)
     }
 
-    async fn mark_intent(&self, order: &OrderRecord, now_ms: i64) -> InfraResult<()> {
+    async fn log_intent(&self, order: &OrderRecord, now_ms: i64) -> InfraResult<()> {
         let key = order.key();
         let Some(nb) = self.bucket_count(&key.collection).await? else { return Ok(()) };
         let k = self.keys(&key.collection);

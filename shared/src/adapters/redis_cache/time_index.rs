@@ -23,7 +23,7 @@ pub(super) struct Scan {
     /// Slices read that still hold something in flight.
     pub open: i64,
     /// Slices read that hold nothing in flight: (number, length as read).
-    pub quiet: Vec<(i64, u64)>,
+    pub drained: Vec<(i64, u64)>,
 }
 
 /// A probe's reads: stock, registered slices, mark, last visit.
@@ -59,7 +59,7 @@ impl RedisCache {
         // Only reconciliation prunes (a scan with a cutoff), and only slices that ended a whole
         // slice before its cutoff: no writer logs there any more, so a slice cannot be dropped,
         // re-created at the same length by a Try and dropped again by a concurrent scanner that
-        // read it before. Any other quiet slice is listed, with its length as read.
+        // read it before. Any other drained slice is listed, with its length as read.
         let prune_upto = before_ms.map(|ms| slice_of(ms) - 2);
         for slice in slices {
             let body: Vec<u8> =
@@ -105,7 +105,7 @@ impl RedisCache {
                 let reply = self.invoke(S, &self.scripts.prune, vec![k.slices(), k.slice(slice)], args).await?;
                 replies::count(S, "PRUNED", reply)?;
             } else {
-                out.quiet.push((slice, body.len() as u64));
+                out.drained.push((slice, body.len() as u64));
             }
         }
         due_logged.sort_by_key(|(logged_s, _)| *logged_s);

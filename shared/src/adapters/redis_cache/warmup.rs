@@ -28,13 +28,13 @@ impl CacheWarmup for RedisCache {
         let (stock, version, open, nb) = replies::snapshot(reply)?;
         // The slices with nothing left in flight are listed, so that a rebuild after this
         // snapshot is not refused for slices only waiting to be dropped.
-        let (pending, open, quiet) = if open > 0 && nb > 0 {
+        let (pending, open, drained) = if open > 0 && nb > 0 {
             let scan = self.scan(collection, nb, None, 0).await?;
-            (scan.pending, scan.open, scan.quiet)
+            (scan.pending, scan.open, scan.drained)
         } else {
             (0, open, Vec::new())
         };
-        Ok(CacheSnapshot { stock, pending, version, unsettled: open, quiet_slices: quiet })
+        Ok(CacheSnapshot { stock, pending, version, open_slices: open, drained_slices: drained })
     }
 
     async fn rebuild(
@@ -55,8 +55,8 @@ impl CacheWarmup for RedisCache {
             mode.to_owned(),
             nb.to_string(),
         ];
-        // The quiet slices the snapshot read: unchanged, they are all that may be registered.
-        for (n, len) in &snapshot.quiet_slices {
+        // The drained slices the snapshot read: unchanged, they are all that may be registered.
+        for (n, len) in &snapshot.drained_slices {
             keys.push(k.slice(*n));
             args.push(format!("{n}:{len}"));
         }

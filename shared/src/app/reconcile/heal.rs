@@ -47,7 +47,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             let pending = entry.filter(|e| e.state == CacheState::Pending);
             match settle_as(rec, pending.as_ref()) {
                 Ok(as_) => settle.entry(as_).or_default().push(order.clone()),
-                Err(Settlement::Lost) if pending.is_some() => missing.extend(pending.map(|e| (order.clone(), e))),
+                Err(Settlement::Missing) if pending.is_some() => missing.extend(pending.map(|e| (order.clone(), e))),
                 // Cancelled in DynamoDB, or only a cancel intent is left: give back what is owed.
                 Err(_) => to_release.push(order.clone()),
             }
@@ -56,14 +56,14 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             cr.settled += self.cache.settle(id, orders, *as_, Some(cutoff), now_ms).await?;
         }
         // Give up what is past the give-up deadline; heal forward the rest, but for what is in the
-        // quiet stretch before it (`republish` leaves that: its last message may still be
-        // redelivered, and a run still re-publishing it may be alive).
+        // quiet stretch before it (`resend` leaves that: its last message may still be
+        // redelivered, and a run still re-sending it may be alive).
         let window = self.settings.pending_window();
         let (missing, forward): (Vec<_>, Vec<_>) =
             missing.into_iter().partition(|(_, e)| window.fate(e.accepted_at_ms, now_ms) == PendingFate::GiveUp);
         for chunk in forward.chunks(RELOG_PER_CALL) {
-            if let Err(e) = self.republish(id, chunk, cutoff, now_ms, cr).await {
-                tracing::error!(collection = %id, error = %e, "re-publishing failed; the next run tries again");
+            if let Err(e) = self.resend(id, chunk, cutoff, now_ms, cr).await {
+                tracing::error!(collection = %id, error = %e, "re-sending failed; the next run tries again");
                 cr.errors.push(e.to_string());
             }
         }
@@ -92,7 +92,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                             self.cache.settle(id, std::slice::from_ref(&order), as_, Some(cutoff), now_ms).await?;
                             Ok(Heal::Settled)
                         }
-                        Err(Settlement::Lost) => Ok(Heal::Nothing),
+                        Err(Settlement::Missing) => Ok(Heal::Nothing),
                         Err(_) => self.release_share(&order, now_ms).await,
                     }
                 }
@@ -119,10 +119,10 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         Ok(())
     }
 
-    /// Logs these pending orders again and re-publishes their messages: each only if it is still
+    /// Logs these pending orders again and re-sends their messages: each only if it is still
     /// outside the quiet stretch before its give-up, still pending, and no concurrent run or
     /// replay re-logged it meanwhile.
-    async fn republish(
+    async fn resend(
         &self,
         id: &CollectionId,
         orders: &[(OrderKey, CacheEntry)],
@@ -152,7 +152,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         // Logged on the clock of this call (a run may reach it long after it started), and ahead
         // of it so that the next look comes a visibility timeout later: a message SQS is still
         // retrying comes back no sooner, and a backlog is not flooded with copies every run.
-        let ahead = (self.settings.republish_interval_ms - self.settings.reconcile_threshold_ms).max(0);
+        let ahead = (self.settings.resend_interval_ms - self.settings.reconcile_threshold_ms).max(0);
         let relogged = self.cache.relog(id, &keys, cutoff, now_call + ahead).await?;
         let msgs: Vec<ReservationMessage> = orders
             .iter()
@@ -169,9 +169,9 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         if msgs.is_empty() {
             return Ok(());
         }
-        self.queue.publish_reservations(&msgs).await?;
-        cr.republished += msgs.len() as u32;
-        tracing::warn!(collection = %id, count = msgs.len(), "no durable record past the threshold: messages re-published");
+        self.queue.resend_reservations(&msgs).await?;
+        cr.resent += msgs.len() as u32;
+        tracing::warn!(collection = %id, count = msgs.len(), "no durable record past the threshold: messages re-sent");
         Ok(())
     }
 

@@ -4,8 +4,8 @@
 //! A run lists the collections, then reads a few figures of each, batched (the stock, the
 //! registered time slices, the mark its last clean run left; DynamoDB's levels, 100 per
 //! request): a collection whose figures are exactly the ones its mark records, with no time
-//! slice registered and nothing reserved, is quiet and skipped (nothing happened to it since,
-//! see [`is_quiet`]).
+//! slice registered and nothing reserved, is idle and skipped (nothing happened to it since,
+//! see [`is_idle`]).
 //! The others are reconciled a few at a time, longest unvisited first, started while the run is
 //! inside its time budget; the rest wait for the next run, which takes them first.
 //!
@@ -14,15 +14,15 @@
 //!    deductions and cancels not yet known durable were logged, so the cost grows with those,
 //!    not with history):
 //!    DynamoDB has the reservation → settle; it is CANCELLED → return the Redis share once; it has
-//!    nothing → **heal forward**: log the entry again and re-publish its message (persist is
+//!    nothing → **heal forward**: log the entry again and re-send its message (persist is
 //!    idempotent), so a lost message still becomes a RESERVED order when stock allows, and a
 //!    slow one is never cancelled; the entry's next look comes a visibility timeout later. Only
 //!    an order older than the give-up deadline (which outlasts every redelivery SQS can make,
 //!    see [`crate::domain::Timing`]) is given up: a tombstone (conditional), and only if that
 //!    write wins the stock back (order CANCELLED, reason LOST). A message arriving later meets
 //!    the tombstone. In the quiet stretch before the deadline
-//!    ([`crate::domain::Timing::quiet_before_give_up`]) neither happens (the entry is re-logged to
-//!    come due at its give-up): every redelivery of the last message re-published ends before it,
+//!    ([`crate::domain::Timing::quiet_stretch`]) neither happens (the entry is re-logged to
+//!    come due at its give-up): every redelivery of the last message re-sent ends before it,
 //!    and two runs alive at once never decide one order both ways.
 //! 2. **Drift and identities**: compare Redis with `saleable − pending`; rebuild a lost stock key,
 //!    and repair drift only while nothing is in flight, compare-and-set on the cache version read
@@ -72,11 +72,11 @@ fn figures(stock: i64, l: &StockLevels) -> String {
 /// once they ended a slice before its cutoff),
 /// and Redis's stock and DynamoDB's levels exactly as the mark records them (a confirm, cancel,
 /// timeout, repair, cache loss or stray write changes one of them), no drift last seen, and the
-/// mark younger than `max_age_ms` (so a quiet collection is still trimmed once that often). And
+/// mark younger than `max_age_ms` (so an idle collection is still trimmed once that often). And
 /// nothing reserved: a confirm changes neither store's figures (its units stay counted as reserved
 /// until the tally), so a collection holding reserved units is visited until they are tallied,
 /// given back or timed out.
-pub fn is_quiet(probe: &CacheProbe, rec: &CollectionRecord, now_ms: i64, max_age_ms: i64) -> bool {
+pub fn is_idle(probe: &CacheProbe, rec: &CollectionRecord, now_ms: i64, max_age_ms: i64) -> bool {
     let (Some(stock), Some(mark)) = (probe.stock, probe.mark.as_deref()) else { return false };
     let Some((marked, at)) = mark.rsplit_once('@') else { return false };
     let fresh = at.parse::<i64>().is_ok_and(|at| now_ms.div_euclid(1000) - at < max_age_ms.div_euclid(1000));
@@ -95,8 +95,8 @@ pub struct CollectionReport {
     pub unsettled_examined: u32,
     pub settled: u32,
     pub returned: u32,
-    /// Orders with no durable record past the threshold whose message was re-published.
-    pub republished: u32,
+    /// Orders with no durable record past the threshold whose message was re-sent.
+    pub resent: u32,
     pub tombstones_written: u32,
     /// `cached − (saleable − pending)` seen this run (`None`: no stock key).
     pub drift: Option<i64>,
@@ -115,13 +115,13 @@ pub struct CollectionReport {
 pub struct ReconcileReport {
     /// Collections reconciled this run.
     pub collections_checked: u32,
-    /// Collections found quiet and skipped.
-    pub collections_quiet: u32,
+    /// Collections found idle and skipped.
+    pub collections_idle: u32,
     /// Active collections left for the next run (the time budget ran out).
     pub collections_deferred: u32,
     pub entries_healed: u32,
-    /// Messages re-published for orders with no durable record past the threshold.
-    pub republished: u32,
+    /// Messages re-sent for orders with no durable record past the threshold.
+    pub resent: u32,
     pub tombstones_written: u32,
     /// Confirmed orders tallied into their buckets.
     pub tallied: u32,
@@ -139,7 +139,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         let started = self.clock.instant();
         let ids = self.ledger.collections().await?;
         let (probes, records) = futures::join!(self.cache.probe(&ids), self.ledger.collection_records(&ids));
-        // What cannot be read is not quiet: it is reconciled, and reports its own failure.
+        // What cannot be read is not idle: it is reconciled, and reports its own failure.
         let probes = probes.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "probe failed: every collection reconciled");
             vec![CacheProbe::default(); ids.len()]
@@ -153,7 +153,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         let mut active: Vec<(Option<i64>, CollectionId)> = ids
             .iter()
             .zip(&probes)
-            .filter(|(id, probe)| !records.get(id).is_some_and(|rec| is_quiet(probe, rec, now_ms, retention)))
+            .filter(|(id, probe)| !records.get(id).is_some_and(|rec| is_idle(probe, rec, now_ms, retention)))
             .map(|(id, probe)| (probe.visited_s, id.clone()))
             .collect();
         // The longest unvisited first (never visited before all): when the budget runs out, the
@@ -161,13 +161,13 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         active.sort();
         let active: Vec<CollectionId> = active.into_iter().map(|(_, id)| id).collect();
         let mut report = self.reconcile_some(&active, now_ms, Some(started + self.settings.reconcile_budget)).await;
-        report.collections_quiet = (ids.len() - active.len()) as u32;
+        report.collections_idle = (ids.len() - active.len()) as u32;
         report.collections_deferred = (active.len() as u32).saturating_sub(report.collections_checked);
         tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "reconciliation run");
         Ok(report)
     }
 
-    /// Reconciles these collections, quiet or not (tests and the explorer run it on theirs).
+    /// Reconciles these collections, idle or not (tests and the explorer run it on theirs).
     pub async fn reconcile_collections(&self, ids: &[CollectionId], now_ms: i64) -> ReconcileReport {
         self.reconcile_some(ids, now_ms, None).await
     }
@@ -197,7 +197,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         for (id, cr) in done {
             report.collections_checked += 1;
             report.entries_healed += cr.settled + cr.returned;
-            report.republished += cr.republished;
+            report.resent += cr.resent;
             report.tombstones_written += cr.tombstones_written;
             report.tallied += cr.tallied;
             report.identity_violations += cr.identity_violations.len() as u32;
@@ -254,7 +254,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             Some(cached) => {
                 let d = drift(cached, saleable, snap.pending);
                 cr.drift = Some(d);
-                if d != 0 && snap.pending == 0 && snap.unsettled == 0 {
+                if d != 0 && snap.pending == 0 && snap.open_slices == 0 {
                     match self.cache.rebuild(id, &snap, saleable, false, rec.levels.quantity).await? {
                         Rebuild::Set(s) => {
                             tracing::warn!(collection = %id, drift = d, stock = s, "drift repaired from DynamoDB");
@@ -284,8 +284,8 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             && cr.tallied == 0
             && cr.drift == Some(0)
             && cr.identity_violations.is_empty()
-            && snap.unsettled == 0
-            && snap.quiet_slices.is_empty();
+            && snap.open_slices == 0
+            && snap.drained_slices.is_empty();
         let mut mark = None;
         if let (true, Some(stock)) = (clean, snap.stock) {
             for _ in 0..MAX_TRIM_CALLS {
@@ -321,25 +321,25 @@ mod tests {
     }
 
     #[test]
-    fn quiet_only_when_both_stores_are_as_the_mark_left_them() {
+    fn idle_only_when_both_stores_are_as_the_mark_left_them() {
         let now = 1_700_000_000_000;
         let r = rec(6, 0, Some(0));
         let mark = reconcile_mark(6, &r.levels, now - MIN);
         // Reserved units (some perhaps confirmed, untallied) keep it visited, mark or not.
         let held = rec(6, 2, Some(0));
-        assert!(!is_quiet(&probe(Some(6), 0, Some(reconcile_mark(6, &held.levels, now - MIN))), &held, now, DAY));
-        assert!(is_quiet(&probe(Some(6), 0, Some(mark.clone())), &r, now, DAY));
+        assert!(!is_idle(&probe(Some(6), 0, Some(reconcile_mark(6, &held.levels, now - MIN))), &held, now, DAY));
+        assert!(is_idle(&probe(Some(6), 0, Some(mark.clone())), &r, now, DAY));
         // Anything since: a Try (a slice, and the stock), a cancel or confirm (DynamoDB's levels),
         // a lost or overwritten stock key, drift last seen, no mark, an old mark.
-        assert!(!is_quiet(&probe(Some(6), 1, Some(mark.clone())), &r, now, DAY));
-        assert!(!is_quiet(&probe(Some(5), 0, Some(mark.clone())), &r, now, DAY));
-        assert!(!is_quiet(&probe(Some(6), 0, Some(mark.clone())), &rec(6, 1, Some(0)), now, DAY));
-        assert!(!is_quiet(&probe(Some(6), 0, Some(mark.clone())), &rec(7, 1, Some(0)), now, DAY));
-        assert!(!is_quiet(&probe(None, 0, Some(mark.clone())), &r, now, DAY));
-        assert!(!is_quiet(&probe(Some(6), 0, Some(mark.clone())), &rec(6, 2, Some(1)), now, DAY));
-        assert!(!is_quiet(&probe(Some(6), 0, Some(mark.clone())), &rec(6, 2, None), now, DAY));
-        assert!(!is_quiet(&probe(Some(6), 0, None), &r, now, DAY));
-        assert!(!is_quiet(&probe(Some(6), 0, Some(mark)), &r, now + DAY, DAY), "trimmed once a retention");
-        assert!(!is_quiet(&probe(Some(6), 0, Some("garbage".into())), &r, now, DAY));
+        assert!(!is_idle(&probe(Some(6), 1, Some(mark.clone())), &r, now, DAY));
+        assert!(!is_idle(&probe(Some(5), 0, Some(mark.clone())), &r, now, DAY));
+        assert!(!is_idle(&probe(Some(6), 0, Some(mark.clone())), &rec(6, 1, Some(0)), now, DAY));
+        assert!(!is_idle(&probe(Some(6), 0, Some(mark.clone())), &rec(7, 1, Some(0)), now, DAY));
+        assert!(!is_idle(&probe(None, 0, Some(mark.clone())), &r, now, DAY));
+        assert!(!is_idle(&probe(Some(6), 0, Some(mark.clone())), &rec(6, 2, Some(1)), now, DAY));
+        assert!(!is_idle(&probe(Some(6), 0, Some(mark.clone())), &rec(6, 2, None), now, DAY));
+        assert!(!is_idle(&probe(Some(6), 0, None), &r, now, DAY));
+        assert!(!is_idle(&probe(Some(6), 0, Some(mark)), &r, now + DAY, DAY), "trimmed once a retention");
+        assert!(!is_idle(&probe(Some(6), 0, Some("garbage".into())), &r, now, DAY));
     }
 }
