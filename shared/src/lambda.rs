@@ -1,15 +1,17 @@
 //! Lambda glue: the only place that knows Lambda's event types. It boots a function, turns SQS
 //! batches into typed messages for the use cases and their unresolved orders into partial batch
-//! failures, tells the cancel function's three triggers apart, and emits the metrics. Use cases
+//! failures, tells the cancel function's three triggers apart by type, and emits the metrics. Use cases
 //! take domain types and return reports.
 
 use std::future::Future;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body as EventBody;
+use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Body, Response};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -31,24 +33,15 @@ pub async fn boot() -> Result<crate::app::LiveApp, lambda_runtime::Error> {
 /// Orders cancelled per sweep run at most (the next run takes the rest).
 pub const SWEEP_LIMIT: usize = 1_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    Http,
-    Sqs,
-    Schedule,
-}
-
-/// Which trigger sent this event.
-pub fn classify(event: &Value) -> Option<EventKind> {
-    if event.get("Records").is_some() {
-        Some(EventKind::Sqs)
-    } else if event.get("requestContext").is_some() {
-        Some(EventKind::Http)
-    } else if event.get("detail-type").is_some() {
-        Some(EventKind::Schedule)
-    } else {
-        None
-    }
+/// The cancel function's three triggers, told apart by their types: an SQS batch of timers
+/// (`Records`), an API Gateway HTTP API request (`requestContext`), or EventBridge's schedule of
+/// the expiry sweep (`detail-type`, `source`, `detail`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum CancelEvent {
+    Timers(SqsEvent),
+    Http(Box<ApiGatewayV2httpRequest>),
+    Sweep(EventBridgeEvent<Value>),
 }
 
 /// An API Gateway HTTP API (payload 2.0) event as the `http::Request` the handlers take.
@@ -74,7 +67,7 @@ pub fn http_response(resp: Response<Body>) -> ApiGatewayV2httpResponse {
 /// An SQS batch for a use case: each body decoded as `T` (an unreadable one is poison: reported
 /// failed, so the queue's redrive policy moves it to the DLQ); `run` answers which orders stay
 /// unresolved, and every message that carried one of them is reported failed (SQS delivers it
-/// again). A span per message ties its logs to its message id.
+/// again). An unreadable message is logged with its message id.
 pub async fn sqs_batch<T, F, Fut>(event: SqsEvent, order_of: fn(&T) -> OrderKey, run: F) -> SqsBatchResponse
 where
     T: DeserializeOwned,
@@ -86,14 +79,13 @@ where
     let mut msgs = Vec::new();
     for record in event.records {
         let id = record.message_id.unwrap_or_default();
-        let _span = tracing::info_span!("sqs message", message_id = %id).entered();
         match record.body.as_deref().map(serde_json::from_str::<T>) {
             Some(Ok(msg)) => {
                 carried.push((id, order_of(&msg)));
                 msgs.push(msg);
             }
             other => {
-                tracing::error!(error = ?other.map(|r| r.err()), "unreadable message: reported failed (DLQ after the redrive limit)");
+                tracing::error!(message_id = %id, error = ?other.map(|r| r.err()), "unreadable message: reported failed (DLQ after the redrive limit)");
                 failed.push(id);
             }
         }
@@ -183,24 +175,24 @@ pub async fn cancel_event<C: StockCache, L: Ledger, Q: Queue>(
     event: Value,
 ) -> Result<Value, lambda_runtime::Error> {
     let now = app.clock.now_ms();
-    match classify(&event) {
-        Some(EventKind::Http) => {
-            let req: ApiGatewayV2httpRequest = serde_json::from_value(event)?;
-            let resp = crate::http::handle(app, http_request(req)).await;
+    let event: CancelEvent = serde_json::from_value(event).map_err(|e| {
+        format!("unrecognised event: expected an HTTP API request, an SQS batch or a scheduled event ({e})")
+    })?;
+    match event {
+        CancelEvent::Http(req) => {
+            let resp = crate::http::handle(app, http_request(*req)).await;
             Ok(serde_json::to_value(http_response(resp))?)
         }
-        Some(EventKind::Sqs) => {
-            let ev: SqsEvent = serde_json::from_value(event)?;
+        CancelEvent::Timers(ev) => {
             let (resp, report) = timers_event(app, ev, now).await;
             tracing::info!(report = ?report, "timers handled");
             Ok(serde_json::to_value(resp)?)
         }
-        Some(EventKind::Schedule) => {
+        CancelEvent::Sweep(_) => {
             let report = app.sweep_expired(now, SWEEP_LIMIT).await?;
             tracing::info!(report = ?report, "expiry sweep");
             Ok(serde_json::to_value(report)?)
         }
-        None => Err("unrecognised event: expected an HTTP API request, an SQS batch or a scheduled event".into()),
     }
 }
 
@@ -210,13 +202,18 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn events_are_told_apart_by_shape() {
-        assert_eq!(classify(&json!({"Records": []})), Some(EventKind::Sqs));
-        assert_eq!(classify(&json!({"version": "2.0", "requestContext": {}})), Some(EventKind::Http));
-        assert_eq!(
-            classify(&json!({"detail-type": "Scheduled Event", "source": "aws.events"})),
-            Some(EventKind::Schedule)
-        );
-        assert_eq!(classify(&json!({})), None);
+    fn events_are_told_apart_by_type() {
+        let kind = |v: Value| match serde_json::from_value::<CancelEvent>(v) {
+            Ok(CancelEvent::Timers(_)) => "timers",
+            Ok(CancelEvent::Http(_)) => "http",
+            Ok(CancelEvent::Sweep(_)) => "sweep",
+            Err(_) => "none",
+        };
+        assert_eq!(kind(json!({"Records": []})), "timers");
+        assert_eq!(kind(json!({"version": "2.0", "requestContext": {"http": {"method": "GET"}}})), "http");
+        let schedule = json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
+        assert_eq!(kind(schedule), "sweep");
+        assert_eq!(kind(json!({})), "none");
+        assert_eq!(kind(json!({"detail-type": "Scheduled Event"})), "none", "an EventBridge event has a source");
     }
 }

@@ -21,6 +21,7 @@ pub mod http;
 pub mod lambda;
 pub mod metrics;
 pub mod ports;
+pub mod retry;
 pub mod telemetry;
 
 /// Milliseconds since the Unix epoch, the one clock every component uses.

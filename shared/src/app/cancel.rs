@@ -102,10 +102,9 @@ impl<C: OrderCache + Settling + CacheWarmup + WriteTurns, L: Catalog + OrderBook
                     }
                     // Not durable yet: the tombstone decides between this cancel and the persist.
                     let t = Tombstone { key: order, quantity, accepted_at_ms, reason };
-                    if !self.ledger.put_tombstone(&t, now_ms).await? {
+                    if !self.tombstone(&t, now_ms).await? {
                         continue; // persist (or another cancel) wrote first: decide again
                     }
-                    self.cache.release(order, true, now_ms).await?;
                     self.sold_out.clear(collection);
                     tracing::info!(%order, reason = reason.as_str(), "cancelled before persist; tombstone written");
                     return Ok(Cancelled::now(ReservationView::cancelled(order, quantity, Some(reason.as_str()))));
@@ -123,15 +122,28 @@ impl<C: OrderCache + Settling + CacheWarmup + WriteTurns, L: Catalog + OrderBook
                     self.cache.prepare(collection, spec.quantity as i64).await?;
                     let reason = CancelReason::EmptyRollback;
                     let t = Tombstone { key: order, quantity: 0, accepted_at_ms: now_ms, reason };
-                    if !self.ledger.put_tombstone(&t, now_ms).await? {
+                    if !self.tombstone(&t, now_ms).await? {
                         continue;
                     }
-                    self.cache.release(order, true, now_ms).await?;
                     tracing::info!(%order, "empty rollback; tombstone written");
                     return Ok(Cancelled::now(ReservationView::cancelled(order, 0, Some(reason.as_str()))));
                 }
             }
         }
         Err(super::contention(order, contended))
+    }
+}
+
+impl<C: Settling, L: StockWrites, Q> App<C, L, Q> {
+    /// The one way a tombstone is written (a buyer's cancel before persist, an empty rollback,
+    /// reconciliation giving an order up): the CANCELLED record where none is, and only if that
+    /// write wins, the order's Redis entry cancelled and its share (if any) returned. `false`:
+    /// a record was there first (persist or another cancel), nothing else done.
+    pub(crate) async fn tombstone(&self, t: &Tombstone<'_>, now_ms: i64) -> Result<bool, AppError> {
+        if !self.ledger.put_tombstone(t, now_ms).await? {
+            return Ok(false);
+        }
+        self.cache.release(t.key, true, now_ms).await?;
+        Ok(true)
     }
 }

@@ -222,16 +222,14 @@ impl<C: WriteTurns, L, Q> App<C, L, Q> {
         }
         let holder = ulid::Ulid::new().to_string();
         let start = self.clock.instant();
-        // Polls the collection's slot (the Try path's too): every 2-8 ms at first, backing off to
-        // at most 32 ms, so a crowd of waiters stays a small load.
-        let mut polls = 0u32;
+        // Polls the collection's slot (the Try path's too), backing off (the retry policy's turn
+        // polls), so a crowd of waiters stays a small load.
+        let mut polls = crate::retry::turn_polls();
         loop {
             match self.cache.take_turn(collection, bucket, &holder, TURN_TTL).await {
                 Ok(true) => return Some(holder),
                 Ok(false) if self.clock.instant().duration_since(start) < wait => {
-                    let cap = 8u64 << (polls / 8).min(2);
-                    polls = polls.saturating_add(1);
-                    tokio::time::sleep(Duration::from_millis(rand::random_range(2..=cap))).await;
+                    tokio::time::sleep(polls.next().unwrap_or(Duration::from_millis(12))).await;
                 }
                 Ok(false) => return None,
                 Err(e) => {
@@ -287,9 +285,4 @@ pub(crate) fn contention(order: &crate::domain::OrderKey, bucket: Option<u32>) -
 /// one order settles long before this).
 pub(crate) const MAX_ROUNDS: u32 = 6;
 
-/// Exponential backoff with full jitter for retry `attempt` (1-based), capped at ~1.3 s.
-pub(crate) async fn backoff(attempt: u32) {
-    let cap = 20u64 << attempt.min(6);
-    let ms = rand::random_range(cap / 2..=cap);
-    tokio::time::sleep(Duration::from_millis(ms)).await;
-}
+pub(crate) use crate::retry::backoff;

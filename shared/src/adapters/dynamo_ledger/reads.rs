@@ -10,7 +10,7 @@ use super::{DynamoLedger, sdk_err};
 use crate::domain::OrderKey;
 use crate::ports::{InfraError, InfraResult, OrderBook, OrderRecord};
 
-/// Retries of a BatchGetItem's unprocessed keys before giving up (≈ 5 s of backoff).
+/// Retries of a BatchGetItem's unprocessed keys before giving up (≈ 4 s of backoff).
 const BATCH_GET_ATTEMPTS: u32 = 8;
 
 impl DynamoLedger {
@@ -44,7 +44,7 @@ impl DynamoLedger {
                     if attempt > BATCH_GET_ATTEMPTS {
                         return Err(InfraError::new(what, "keys still unprocessed after retries (throttled)"));
                     }
-                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(6))).await;
+                    crate::retry::backoff(attempt).await;
                 }
             }
         }

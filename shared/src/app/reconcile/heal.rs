@@ -80,8 +80,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                         accepted_at_ms: e.accepted_at_ms,
                         reason: CancelReason::Lost,
                     };
-                    if self.ledger.put_tombstone(&t, now_ms).await? {
-                        self.cache.release(&order, true, now_ms).await?;
+                    if self.tombstone(&t, now_ms).await? {
                         tracing::warn!(collection = %id, order = %order, "lost deduction: tombstone written, stock returned");
                         return Ok(Heal::Tombstoned);
                     }
