@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use flashstock_e2e::TestApp;
+use flashstock_local::stack::StackOptions;
 use futures::StreamExt;
 use serde_json::json;
 
@@ -102,7 +103,8 @@ async fn five_hundred_concurrent_buyers_for_one_hundred_units() {
 
 #[tokio::test]
 async fn insufficient_stock_names_what_is_left_and_sold_out_clears_after_a_cancel() {
-    let t = TestApp::start().await;
+    let clock = std::sync::Arc::new(flashstock::ports::ShiftedClock::default());
+    let t = TestApp::start_with(StackOptions { clock: Some(clock.clone()), ..TestApp::fast_options() }, |_| {}).await;
     t.collection("small", json!({ "quantity": 3 })).await;
     assert_eq!(t.reserve("a", "small", "o1", 2).await.status, 202);
     let short = t.reserve("b", "small", "o2", 2).await;
@@ -118,8 +120,9 @@ async fn insufficient_stock_names_what_is_left_and_sold_out_clears_after_a_cance
     t.reserve("c", "small", "o3", 1).await.assert_problem(409, "SOLD_OUT");
     t.wait_status("a", "small", "o1", "RESERVED", 10 * SECOND).await;
     assert_eq!(t.cancel("a", "small", "o1").await.status, 200);
-    // The per-instance sold-out flag must not outlive the returned stock by more than ~1 s.
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // The per-instance sold-out flag must not outlive the returned stock by more than ~1 s: the
+    // app's clock passes its lifetime (no real sleep).
+    clock.advance(Duration::from_millis(1_100));
     assert_eq!(t.reserve("c", "small", "o5", 2).await.status, 202, "stock came back");
     t.wait_status("c", "small", "o5", "RESERVED", 10 * SECOND).await;
     t.assert_settled("small").await;

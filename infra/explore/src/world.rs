@@ -760,7 +760,7 @@ impl World {
         // As scheduled runs do: an idle collection is skipped (a skip taken wrongly leaves
         // something unhealed or untallied, and the checks below see it).
         for k in 0..2 {
-            let r = app.reconcile_scheduled(std::slice::from_ref(&s.collection), q1 + k).await;
+            let r = app.reconcile_scheduled(std::slice::from_ref(&s.collection), q1 + k, app.clock.instant()).await;
             v.extend(reconcile_violations(&r, s.skewed));
             self.drain(s, q1 + k).await?;
         }
@@ -775,7 +775,7 @@ impl World {
             }
         }
         let qr = qt + THRESHOLD_MS + 5_000;
-        let r = app.reconcile_scheduled(std::slice::from_ref(&s.collection), qr).await;
+        let r = app.reconcile_scheduled(std::slice::from_ref(&s.collection), qr, app.clock.instant()).await;
         v.extend(reconcile_violations(&r, s.skewed));
         v.extend(self.check(s, "after every payment window").await?);
         // Every confirm is tallied by now (a run that skipped the collection as idle while a

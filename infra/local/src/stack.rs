@@ -31,6 +31,8 @@ pub struct StackOptions {
     pub visibility_seconds: u32,
     /// API Gateway stage name the front door serves under (`/<stage>/v1/...`); None = `$default`.
     pub stage: Option<String>,
+    /// The clock the app reads (tests move it); None = the system's.
+    pub clock: Option<Arc<flashstock::ports::ShiftedClock>>,
 }
 
 impl Default for StackOptions {
@@ -45,6 +47,7 @@ impl Default for StackOptions {
             schedule_interval: Some(Duration::from_secs(60)),
             visibility_seconds: 30,
             stage: None,
+            clock: None,
         }
     }
 }
@@ -110,7 +113,11 @@ impl Stack {
             other => std::env::var(other).ok(),
         })?;
         tweak(&mut config);
-        let app = Arc::new(LiveApp::from_config(&config).await?);
+        let app = LiveApp::from_config(&config).await?;
+        let app = Arc::new(match &opts.clock {
+            Some(clock) => app.with_clock(clock.clone()),
+            None => app,
+        });
         let url = config.redis_url().map(|u| u.expose().to_owned()).unwrap_or_else(|| redis_url.to_owned());
         let redis = flashstock::adapters::redis_cache::connect(&url, config.redis_cluster).await?;
         let secret = jwt::secret_from_env();
@@ -128,7 +135,7 @@ impl Stack {
                 let app = app.clone();
                 tasks.push(tokio::spawn(poller::run(sqs.clone(), cfg, move |ev| {
                     let app = app.clone();
-                    async move { flashstock::lambda::persist_event(&*app, ev, flashstock::now_ms()).await }
+                    async move { flashstock::lambda::persist_event(&*app, ev, app.clock.now_ms()).await }
                 })));
             }
         }
@@ -167,7 +174,7 @@ impl Stack {
                     if let Err(e) = cancel_event(&app, ev).await {
                         tracing::error!(error = %e, "scheduled sweep failed");
                     }
-                    match flashstock::lambda::reconcile_event(&*app, flashstock::now_ms()).await {
+                    match flashstock::lambda::reconcile_event(&*app, app.clock.now_ms()).await {
                         Ok(r) => _ = sum.fetch_add(u64::from(r.resent), std::sync::atomic::Ordering::Relaxed),
                         Err(e) => tracing::error!(error = %e, "scheduled reconciliation failed"),
                     }

@@ -110,7 +110,7 @@ impl<C: OrderCache, L: Catalog, Q: Queue> App<C, L, Q> {
         }
     }
 
-    /// Publishes the reservation message (the SDK retries transient failures). When it still
+    /// Sends the reservation message (the SDK retries transient failures). When it still
     /// fails the deduction stays: the message may have arrived all the same.
     async fn send(&self, msg: ReservationMessage) -> Result<(), AppError> {
         let pct = self.settings.fault_drop_message_percent;

@@ -22,7 +22,7 @@ pub const MEANINGS: [(&str, &str); 27] = [
     (REDIS_ENDPOINT, "`host:port` of that Redis (required when the secret holds credentials, not a `url`)"),
     (
         ALLOW_INSECURE_REDIS,
-        "`1`: accept plaintext and `#insecure` Redis URLs. Local only: the local stack sets it, a deployment never does (the template test checks). Unverified TLS also needs the shared crate's cargo feature `insecure-tls-for-tests`, which only `infra/local` enables; the Lambda bootstraps are built without it",
+        "`1`: accept plaintext and `#insecure` Redis URLs. Local only: the local stack sets it, a deployment never does (the template test checks). Unverified TLS also needs the `flashstock` crate's cargo feature `insecure-tls-for-tests`, which only `infra/local` enables; the Lambda bootstraps are built without it",
     ),
     (TABLE, "DynamoDB table"),
     (RESERVATION_QUEUE_URL, "reservation queue"),

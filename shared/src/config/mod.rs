@@ -32,6 +32,9 @@ pub const BUYER_BUDGET_WINDOW_SECONDS: &str = "FLASHSTOCK_BUYER_BUDGET_WINDOW_SE
 pub const DEFAULT_PER_USER_LIMIT: &str = "FLASHSTOCK_DEFAULT_PER_USER_LIMIT";
 pub const RECONCILE_BUDGET_MS: &str = "FLASHSTOCK_RECONCILE_BUDGET_MS";
 pub const WRITE_TURNS: &str = "FLASHSTOCK_WRITE_TURNS";
+/// The write turns' old name: refused at start-up, so a deployment that still sets it learns the
+/// new name instead of silently running with the default.
+pub const RENAMED_WRITE_TURNS: &str = "FLASHSTOCK_PERSIST_LEASE";
 /// Age (since accepted) after which reconciliation gives an order with no durable record up.
 pub const RECONCILE_GIVE_UP_MS: &str = "FLASHSTOCK_RECONCILE_GIVE_UP_MS";
 // The deployment's queue, function and schedule settings, for the timing check only (the template
@@ -202,6 +205,9 @@ impl Config {
                 None => Ok(default),
                 Some(s) => s.parse().map_err(|_| ConfigError::Invalid { name, why: format!("not a number: {s:?}") }),
             }
+        }
+        if get(RENAMED_WRITE_TURNS).is_some() {
+            return Err(ConfigError::Invalid { name: RENAMED_WRITE_TURNS, why: format!("renamed {WRITE_TURNS}") });
         }
         let key_prefix = get(KEY_PREFIX).unwrap_or_else(|| "fs".to_owned());
         if key_prefix.is_empty()

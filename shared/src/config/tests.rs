@@ -103,6 +103,15 @@ fn the_buyer_budget_and_default_limit_can_be_turned_off() {
 }
 
 #[test]
+fn the_old_name_of_write_turns_is_refused_naming_the_new_one() {
+    let mut pairs = BASE.to_vec();
+    pairs.push((RENAMED_WRITE_TURNS, "off"));
+    let Err(ConfigError::Invalid { name, why }) = Config::from_lookup(env(&pairs)) else { panic!("accepted") };
+    assert_eq!(name, RENAMED_WRITE_TURNS);
+    assert!(why.contains(WRITE_TURNS), "{why}");
+}
+
+#[test]
 fn missing_and_invalid_are_named() {
     for name in REQUIRED {
         let pairs: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != name).collect();

@@ -18,7 +18,7 @@ use crate::app::cancel::Canceller;
 use crate::app::{App, reserve::ReserveInput};
 use crate::domain::{CollectionId, CollectionSpec, OrderId, OrderKey, UserId};
 use crate::ports::{CreateOutcome, Ledger, Queue, StockCache};
-use bodies::{CollectionBody, ConfirmBody, TryBody, parse, required};
+use bodies::{CollectionBody, ConfirmBody, Field, Int, TryBody, parse};
 use problem::response;
 
 /// Largest request body a handler reads (its bodies are a few small fields). API Gateway passes
@@ -218,12 +218,17 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
         Route::PutCollection(id) => {
             let id = collection_id(id)?;
             let body: CollectionBody = parse(req.body().as_ref())?;
-            let int = |f: Option<bodies::Int>| f.map(|i| i.0);
+            let int = |f: Field<Int>, name| f.optional(name).map(|v| v.map(|i| i.0));
             // A collection created without a per-user limit gets the deployment's default.
-            let limit = int(body.per_user_limit).or(app.settings.default_per_user_limit.map(i64::from));
-            let spec =
-                CollectionSpec::parse(int(body.quantity), limit, int(body.payment_window_seconds), int(body.buckets))
-                    .map_err(|e| ApiError::field(e.field, e.rule))?;
+            let limit =
+                int(body.per_user_limit, "perUserLimit")?.or(app.settings.default_per_user_limit.map(i64::from));
+            let spec = CollectionSpec::parse(
+                int(body.quantity, "quantity")?,
+                limit,
+                int(body.payment_window_seconds, "paymentWindowSeconds")?,
+                int(body.buckets, "buckets")?,
+            )
+            .map_err(|e| ApiError::field(e.field, e.rule))?;
             let status = match app.create_collection(&id, &spec, now).await? {
                 CreateOutcome::Created => StatusCode::CREATED,
                 _ => StatusCode::OK,
@@ -238,8 +243,8 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
         Route::Reserve(id) => {
             let collection = collection_id(id)?;
             let body: TryBody = parse(req.body().as_ref())?;
-            let order = order_id(&required(body.order_id, "orderId")?.0, "orderId")?;
-            let quantity = required(body.quantity, "quantity")?.0;
+            let order = order_id(&body.order_id.required("orderId")?, "orderId")?;
+            let quantity = body.quantity.required("quantity")?.0;
             let input = ReserveInput { collection, order, user: who.user, quantity };
             Ok(ok_json(StatusCode::ACCEPTED, &app.reserve(input, now).await?))
         }
@@ -250,7 +255,7 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
         }
         Route::Confirm(c, o) => {
             let body: ConfirmBody = parse(req.body().as_ref())?;
-            let buyer = UserId::parse(&required(body.buyer_id, "buyerId")?.0)
+            let buyer = UserId::parse(&body.buyer_id.required("buyerId")?)
                 .map_err(|e| ApiError::field("buyerId", e.to_string()))?;
             Ok(ok_json(StatusCode::OK, &app.confirm(&order_key(c, o, buyer)?, now).await?))
         }

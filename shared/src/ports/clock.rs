@@ -2,6 +2,10 @@
 //! functions (acceptance, deadlines, the time index), and a monotonic instant for the budgets
 //! and waits of one invocation. Tests drive both with tokio's paused time ([`TokioClock`]).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 pub trait Clock: Send + Sync + 'static {
@@ -9,6 +13,41 @@ pub trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> i64;
     /// A monotonic instant (tokio's: paused time in tests moves it).
     fn instant(&self) -> Instant;
+}
+
+impl<T: Clock + ?Sized> Clock for Arc<T> {
+    fn now_ms(&self) -> i64 {
+        (**self).now_ms()
+    }
+    fn instant(&self) -> Instant {
+        (**self).instant()
+    }
+}
+
+/// The system's clocks moved forward by an offset a test sets ([`ShiftedClock::advance`]): a
+/// window of the app's own (the sold-out flag, a budget) passes without a real sleep. Redis,
+/// DynamoDB and SQS keep their own time, so it only moves what the app decides by its clock.
+#[derive(Debug, Default)]
+pub struct ShiftedClock {
+    offset_ms: AtomicI64,
+}
+
+impl ShiftedClock {
+    pub fn advance(&self, by: Duration) {
+        self.offset_ms.fetch_add(by.as_millis() as i64, Ordering::Relaxed);
+    }
+    fn offset(&self) -> i64 {
+        self.offset_ms.load(Ordering::Relaxed)
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now_ms(&self) -> i64 {
+        crate::now_ms() + self.offset()
+    }
+    fn instant(&self) -> Instant {
+        Instant::now() + Duration::from_millis(self.offset().max(0) as u64)
+    }
 }
 
 /// A clock whose wall time is a fixed start plus tokio's monotonic time since: with paused time
@@ -37,7 +76,6 @@ impl Clock for TokioClock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
     async fn paused_time_moves_both_readings() {
@@ -46,5 +84,14 @@ mod tests {
         tokio::time::advance(Duration::from_millis(1_500)).await;
         assert_eq!(c.now_ms(), 2_500);
         assert_eq!(c.instant() - i, Duration::from_millis(1_500));
+    }
+
+    #[test]
+    fn a_shifted_clock_moves_both_readings_by_its_offset() {
+        let c = ShiftedClock::default();
+        let (w, i) = (crate::now_ms(), Instant::now());
+        c.advance(Duration::from_secs(60));
+        assert!(c.now_ms() >= w + 60_000 && c.now_ms() < w + 70_000);
+        assert!(c.instant() >= i + Duration::from_secs(60));
     }
 }

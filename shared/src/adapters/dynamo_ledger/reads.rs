@@ -10,8 +10,8 @@ use super::{DynamoLedger, sdk_err};
 use crate::domain::OrderKey;
 use crate::ports::{InfraError, InfraResult, OrderBook, OrderRecord};
 
-/// Retries of a BatchGetItem's unprocessed keys before giving up (≈ 4 s of backoff).
-const BATCH_GET_ATTEMPTS: u32 = 8;
+/// Retries of a BatchGetItem's unprocessed keys before giving up (≈ 5 s of backoff on average).
+const BATCH_GET_ATTEMPTS: u32 = 9;
 
 impl DynamoLedger {
     /// Strongly consistent reads of these keys, 100 per BatchGetItem, unprocessed keys retried

@@ -33,8 +33,8 @@ impl OrderCache for RedisCache {
     async fn deduct(&self, r: &DeductRequest<'_>) -> InfraResult<DeductOutcome> {
         let Some(nb) = self.bucket_count(&r.key.collection).await? else { return Ok(DeductOutcome::NoCache) };
         let (keys, arg) = deduct_call(&self.prefix, nb, r);
-        let reply = self.invoke("redis deduct.lua", &self.scripts.reserve, keys, vec![arg]).await?;
-        replies::reserve(reply, r.now_ms)
+        let reply = self.invoke("redis deduct.lua", &self.scripts.deduct, keys, vec![arg]).await?;
+        replies::deduct(reply, r.now_ms)
     }
 
     async fn entry(&self, order: &OrderKey) -> InfraResult<Option<CacheEntry>> {

@@ -27,7 +27,7 @@ pub(super) fn count(script: &'static str, code: &str, v: Value) -> InfraResult<u
 }
 
 /// `deduct.lua`: the stock left when taken now (a whole second of acceptance), or a refusal.
-pub(super) fn reserve(v: Value, now_ms: i64) -> InfraResult<DeductOutcome> {
+pub(super) fn deduct(v: Value, now_ms: i64) -> InfraResult<DeductOutcome> {
     const S: &str = "redis deduct.lua";
     if let Value::Int(left) = v {
         return Ok(DeductOutcome::Accepted { stock_left: left, accepted_at_ms: now_ms.div_euclid(1000) * 1000 });
@@ -133,14 +133,14 @@ mod tests {
     #[test]
     fn every_known_reply_decodes() {
         assert_eq!(
-            reserve(Value::Int(7), 12_345).unwrap(),
+            deduct(Value::Int(7), 12_345).unwrap(),
             DeductOutcome::Accepted { stock_left: 7, accepted_at_ms: 12_000 }
         );
         assert_eq!(
-            reserve(t("REPLAY_P", 9), 0).unwrap(),
+            deduct(t("REPLAY_P", 9), 0).unwrap(),
             DeductOutcome::Replay { state: CacheState::Pending, accepted_at_ms: 9_000 }
         );
-        assert_eq!(reserve(t("INSUFFICIENT", 2), 0).unwrap(), DeductOutcome::Insufficient { available: 2 });
+        assert_eq!(deduct(t("INSUFFICIENT", 2), 0).unwrap(), DeductOutcome::Insufficient { available: 2 });
         assert_eq!(release(t("RETURNED", 3)).unwrap(), Released::Returned(3));
         assert_eq!(release(t("ABSENT", 0)).unwrap(), Released::Absent);
         assert_eq!(rebuild(t("RACE", 0)).unwrap(), Rebuild::Race);
@@ -156,8 +156,8 @@ mod tests {
     #[test]
     fn an_unexpected_reply_is_an_error_naming_the_script() {
         for e in [
-            reserve(t("WHAT", 0), 0).unwrap_err(),
-            reserve(t("REPLAY_X", 0), 0).unwrap_err(),
+            deduct(t("WHAT", 0), 0).unwrap_err(),
+            deduct(t("REPLAY_X", 0), 0).unwrap_err(),
             release(t("RETURNED", -1)).unwrap_err(),
             release(t("GONE", 0)).unwrap_err(),
             rebuild(Value::Int(1)).unwrap_err(),

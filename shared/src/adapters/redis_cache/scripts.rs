@@ -37,7 +37,7 @@ pub fn release_script() -> String {
 }
 
 pub(super) struct Scripts {
-    pub reserve: Script,
+    pub deduct: Script,
     pub settle: Script,
     pub relog: Script,
     pub intent: Script,
@@ -54,7 +54,7 @@ impl Scripts {
     pub fn new() -> Self {
         let s = |body: &str, with_records: bool| Script::new(&source(body, with_records));
         Self {
-            reserve: Script::new(&deduct_script()),
+            deduct: Script::new(&deduct_script()),
             settle: s(include_str!("../../lua/settle.lua"), true),
             relog: s(include_str!("../../lua/relog.lua"), true),
             intent: s(include_str!("../../lua/intent.lua"), true),

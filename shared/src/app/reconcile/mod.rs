@@ -136,17 +136,18 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// One reconciliation run over every collection. Safe to overlap with another run and with
     /// live traffic; idempotent.
     pub async fn reconcile(&self, now_ms: i64) -> Result<ReconcileReport, AppError> {
+        let started = self.clock.instant();
         let ids = self.ledger.collections().await?;
-        let report = self.reconcile_scheduled(&ids, now_ms).await;
+        let report = self.reconcile_scheduled(&ids, now_ms, started).await;
         tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "reconciliation run");
         Ok(report)
     }
 
     /// A scheduled run's work over these collections: the idle ones skipped, the rest reconciled
-    /// longest unvisited first while the run's budget lasts. (The explorer's quiescence runs it
-    /// on its collection, so a skip taken wrongly breaks its invariants.)
-    pub async fn reconcile_scheduled(&self, ids: &[CollectionId], now_ms: i64) -> ReconcileReport {
-        let started = self.clock.instant();
+    /// longest unvisited first while the run's budget (counted from `started`) lasts. (The
+    /// explorer's quiescence runs it on its collection, so a skip taken wrongly breaks its
+    /// invariants.)
+    pub async fn reconcile_scheduled(&self, ids: &[CollectionId], now_ms: i64, started: Instant) -> ReconcileReport {
         let (probes, records) = futures::join!(self.cache.probe(ids), self.ledger.collection_records(ids));
         // What cannot be read is not idle: it is reconciled, and reports its own failure.
         let probes = probes.unwrap_or_else(|e| {
