@@ -60,6 +60,14 @@ mod tests {
         }
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn backoff_waits_its_delay() {
+        let start = tokio::time::Instant::now();
+        backoff(2).await;
+        let waited = start.elapsed();
+        assert!(waited >= MS(40) && waited < MS(80), "{waited:?}");
+    }
+
     #[test]
     fn turn_polls_start_near_2_ms_and_stay_under_24() {
         let polls: Vec<Duration> = turn_polls().take(40).collect();

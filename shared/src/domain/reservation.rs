@@ -167,6 +167,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cancel_reasons_keep_their_stored_names() {
+        let names = [CancelReason::User, CancelReason::Timeout, CancelReason::EmptyRollback, CancelReason::Lost]
+            .map(CancelReason::as_str);
+        assert_eq!(names, ["USER", "TIMEOUT", "EMPTY_ROLLBACK", "LOST"]);
+    }
+
+    #[test]
     fn persist_lands_reserved_or_failed() {
         assert_eq!(landing(Event::Persist), Some(Status::Reserved));
         assert_eq!(landing(Event::PersistRefused), Some(Status::Failed));

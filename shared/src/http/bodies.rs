@@ -159,6 +159,8 @@ mod tests {
         }
         let b: CollectionBody = parse(br#"{"quantity": 18446744073709551615}"#).unwrap();
         assert_eq!(b.quantity.optional("quantity").unwrap(), Some(Int(i64::MAX)), "beyond i64: out of range");
+        let e = serde_json::from_str::<Int>("\"3\"").unwrap_err().to_string();
+        assert!(e.contains(Int::WRONG_TYPE), "{e}");
         let b: CollectionBody = parse(br#"{"quantity": 1, "quantity": 2}"#).unwrap();
         assert_eq!(b.quantity.optional("quantity").unwrap(), Some(Int(2)), "the last of a repeated key");
     }

@@ -309,6 +309,15 @@ mod tests {
     }
 
     #[test]
+    fn stock_refusals_say_what_is_left_or_held() {
+        let v = body(&ApiError::from(AppError::InsufficientStock { available: 3 }).into_response());
+        assert_eq!((v["code"].as_str(), v["available"].as_i64()), (Some("INSUFFICIENT_STOCK"), Some(3)));
+        let v = body(&ApiError::from(AppError::LimitExceeded { held: 2 }).into_response());
+        assert_eq!((v["code"].as_str(), v["held"].as_i64()), (Some("LIMIT_EXCEEDED"), Some(2)));
+        assert_eq!(Code::SoldOut.to_string(), "SOLD_OUT");
+    }
+
+    #[test]
     fn codes_are_listed_once_each() {
         let mut names: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
         names.sort_unstable();

@@ -172,6 +172,35 @@ mod tests {
     }
 
     #[test]
+    fn a_buyers_records_follow_each_other_and_read_as_entries() {
+        let mut v = Vec::new();
+        for (order, state, q) in [("o-1", b'P', 1u8), ("01JDZQ7X8KQ3V5M2N4P6R8T0W1", b'S', 2), ("o-3", b'C', 3)] {
+            v.extend(order_bytes(&OrderId::parse(order).unwrap()));
+            v.extend([state, q]);
+            v.extend(e4(1_700_000_000 + i64::from(q)));
+            v.extend(e4(1_700_000_100));
+        }
+        let r = records(&v);
+        assert_eq!(r.iter().map(|r| (r.state, r.quantity)).collect::<Vec<_>>(), vec![(b'P', 1), (b'S', 2), (b'C', 3)]);
+        assert_eq!(r[1].order.len(), 17, "a canonical ULID as 16 bytes");
+        let user = UserId::parse("bob").unwrap();
+        let e = entry_of(&r[1], &user).unwrap();
+        assert_eq!((e.state, e.quantity, e.accepted_at_ms), (CacheState::Durable, 2, 1_700_000_002_000));
+        let states = [b'P', b'S', b'I', b'C', b'F', b'X'].map(state_of);
+        assert_eq!(
+            states,
+            [
+                Some(CacheState::Pending),
+                Some(CacheState::Durable),
+                Some(CacheState::Durable),
+                Some(CacheState::Cancelled),
+                Some(CacheState::Failed),
+                None
+            ]
+        );
+    }
+
+    #[test]
     fn the_order_argument_carries_the_buyers_length_minus_one() {
         let key = OrderKey::new(
             crate::domain::CollectionId::parse("c").unwrap(),

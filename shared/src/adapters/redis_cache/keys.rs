@@ -80,6 +80,9 @@ mod tests {
         assert_eq!(buckets_for(17), 2);
         assert!(bucket_of(b"alice", 7) < 7);
         assert_eq!(bucket_of(b"alice", 0), 0);
+        let used: std::collections::BTreeSet<u32> =
+            (0..64).map(|i| bucket_of(format!("u{i}").as_bytes(), 16)).collect();
+        assert!(used.len() > 8, "buyers spread over the buckets: {used:?}");
         assert_eq!((secs(-1), secs(1_999)), (-1, 1));
         assert_eq!((slice_of(19_999), slice_of(20_000)), (1, 2));
     }
