@@ -154,6 +154,39 @@ mod tests {
     }
 
     #[test]
+    fn every_code_of_every_script_decodes_to_its_outcome() {
+        assert_eq!(deduct(t("REPLAY_STALE", 7), 0).unwrap(), DeductOutcome::ReplayStale { accepted_at_ms: 7_000 });
+        assert_eq!(
+            deduct(t("REPLAY_S", 8), 0).unwrap(),
+            DeductOutcome::Replay { state: CacheState::Durable, accepted_at_ms: 8_000 }
+        );
+        for (code, want) in [
+            ("CANCELLED", DeductOutcome::Cancelled),
+            ("MISMATCH", DeductOutcome::Mismatch),
+            ("NOCACHE", DeductOutcome::NoCache),
+            ("SOLDOUT", DeductOutcome::SoldOut),
+            ("LIMIT", DeductOutcome::LimitExceeded { held: 4 }),
+        ] {
+            assert_eq!(deduct(t(code, 4), 0).unwrap(), want, "{code}");
+        }
+        for (code, want) in [
+            ("ALREADY", Released::Already),
+            ("FAILED", Released::WasFailed),
+            ("UNLOGGED", Released::Unlogged),
+            ("ABSENT", Released::Absent),
+        ] {
+            assert_eq!(release(t(code, 0)).unwrap(), want, "{code}");
+        }
+        for (code, want) in
+            [("SET", Rebuild::Set(5)), ("LIVE", Rebuild::Live(5)), ("BUSY", Rebuild::Busy), ("RACE", Rebuild::Race)]
+        {
+            assert_eq!(rebuild(t(code, 5)).unwrap(), want, "{code}");
+        }
+        assert!(!intent(t("INTENT", 0)).unwrap());
+        assert_eq!(snapshot(Value::Array([0, 0, 3, 1, 0].map(Value::Int).to_vec())).unwrap(), (None, 3, 1, 0));
+    }
+
+    #[test]
     fn an_unexpected_reply_is_an_error_naming_the_script() {
         for e in [
             deduct(t("WHAT", 0), 0).unwrap_err(),
