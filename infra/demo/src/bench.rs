@@ -521,7 +521,7 @@ pub struct HistoryRun {
     pub redis_scripts: i64,
     pub dynamo: BTreeMap<String, u64>,
     pub reconciled: u32,
-    pub quiet: u32,
+    pub idle: u32,
 }
 
 /// Which pass to measure over the history.
@@ -576,7 +576,7 @@ pub async fn history_pass(
     b.dynamo_requests.take();
     let before = redis_stats(&mut con).await?;
     let t = Instant::now();
-    let (reconciled, quiet) = match pass {
+    let (reconciled, idle) = match pass {
         HistoryPass::Probe => {
             let ids = b.app.ledger.collections().await?;
             let (probes, _) = futures::try_join!(b.app.cache.probe(&ids), b.app.ledger.collection_records(&ids))?;
@@ -600,7 +600,7 @@ pub async fn history_pass(
         redis_scripts: after.evalsha - before.evalsha,
         dynamo: b.dynamo_requests.take(),
         reconciled,
-        quiet,
+        idle,
     })
 }
 

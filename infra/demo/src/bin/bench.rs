@@ -583,7 +583,7 @@ async fn history(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String) -> a
             md,
             "| {name} | {w:.0} \\| {wmin:.0} \\| {wmax:.0} | {} / {} | {} | {} | {} |",
             r.reconciled,
-            r.quiet,
+            r.idle,
             r.redis_calls,
             r.redis_scripts,
             dynamo.join(", ")
