@@ -51,6 +51,11 @@ pub fn bucket_of(buyer: &[u8], nb: u32) -> u32 {
     (xxhash_rust::xxh3::xxh3_64(buyer) % u64::from(nb.max(1))) as u32
 }
 
+/// The buyer bucket a buyer's entries live in, of a collection of `nb` buckets.
+pub fn user_bucket(user: &crate::domain::UserId, nb: u32) -> u32 {
+    bucket_of(&super::codec::buyer_bytes(user), nb)
+}
+
 /// Whole seconds of an epoch-milliseconds instant (what the scripts store).
 pub fn secs(ms: i64) -> i64 {
     ms.div_euclid(1000)

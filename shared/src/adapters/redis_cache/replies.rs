@@ -7,6 +7,7 @@
 use redis::Value;
 
 use super::codec::state_of;
+use super::keys::secs;
 use crate::ports::{DeductOutcome, InfraError, InfraResult, Rebuild, Released};
 
 fn unexpected(script: &'static str, v: &Value) -> InfraError {
@@ -30,7 +31,7 @@ pub(super) fn count(script: &'static str, code: &str, v: Value) -> InfraResult<u
 pub(super) fn deduct(v: Value, now_ms: i64) -> InfraResult<DeductOutcome> {
     const S: &str = "redis deduct.lua";
     if let Value::Int(left) = v {
-        return Ok(DeductOutcome::Accepted { stock_left: left, accepted_at_ms: now_ms.div_euclid(1000) * 1000 });
+        return Ok(DeductOutcome::Accepted { stock_left: left, accepted_at_ms: secs(now_ms) * 1000 });
     }
     let (code, a, _) = triple(S, v.clone())?;
     Ok(match code.as_str() {

@@ -5,7 +5,7 @@
 use redis::Script;
 
 use super::codec::{buyer_bytes, e4, ident, order_bytes};
-use super::keys::{Keys, bucket_of, secs, slice_of};
+use super::keys::{Keys, bucket_of, secs, slice_of, user_bucket};
 use crate::domain::OrderKey;
 use crate::ports::DeductRequest;
 
@@ -100,7 +100,7 @@ pub fn release_call(
     now_ms: i64,
 ) -> (Vec<String>, Vec<Vec<u8>>) {
     let k = Keys::new(prefix, &order.collection);
-    let bucket = k.bucket(bucket_of(&buyer_bytes(&order.user), nb));
+    let bucket = k.bucket(user_bucket(&order.user, nb));
     let args =
         vec![ident(order), secs(now_ms).to_string().into_bytes(), if tombstone { b"1".to_vec() } else { vec![] }];
     (vec![k.stock(), k.meta(), bucket], args)

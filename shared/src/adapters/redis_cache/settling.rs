@@ -1,8 +1,8 @@
 //! [`Settling`]: what DynamoDB decided, told to Redis: entries settled, cancel intents logged,
 //! shares returned at most once.
 
-use super::codec::{buyer_bytes, ident};
-use super::keys::{bucket_of, secs, slice_of};
+use super::codec::ident;
+use super::keys::{secs, slice_of, user_bucket};
 use super::scripts::release_call;
 use super::{RedisCache, replies};
 use crate::domain::{CollectionId, OrderKey};
@@ -35,7 +35,7 @@ impl Settling for RedisCache {
             clear_intents_before.map_or(0, secs).to_string().into_bytes(),
         ];
         for o in orders {
-            keys.push(k.bucket(bucket_of(&buyer_bytes(&o.user), nb)));
+            keys.push(k.bucket(user_bucket(&o.user, nb)));
             args.push(ident(o));
         }
         const S: &str = "redis settle.lua";
@@ -47,7 +47,7 @@ impl Settling for RedisCache {
         let Some(nb) = self.bucket_count(&key.collection).await? else { return Ok(()) };
         let k = self.keys(&key.collection);
         let slice = slice_of(now_ms);
-        let bucket = bucket_of(&buyer_bytes(&key.user), nb);
+        let bucket = user_bucket(&key.user, nb);
         let keys = vec![k.stock(), k.meta(), k.bucket(bucket), k.slice(slice), k.slices()];
         let args = vec![
             ident(&key),

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use futures::StreamExt;
 
-use super::codec::{buyer_bytes, ident, read_id, records, slice_buckets, ulid_text, uuid_text};
-use super::keys::{BUYERS_PER_BUCKET, Keys, SLICE_SECONDS, bucket_of, secs, slice_of};
+use super::codec::{ident, read_id, records, slice_buckets, ulid_text, uuid_text};
+use super::keys::{BUYERS_PER_BUCKET, Keys, SLICE_SECONDS, secs, slice_of, user_bucket};
 use super::scripts::STOCK_BIAS;
 use super::{Conn, RedisCache, err, replies};
 use crate::domain::{CollectionId, OrderId, OrderKey, UserId};
@@ -146,7 +146,7 @@ impl TimeIndex for RedisCache {
             slice.to_string().into_bytes(),
         ];
         for o in orders {
-            let bucket = bucket_of(&buyer_bytes(&o.user), nb);
+            let bucket = user_bucket(&o.user, nb);
             keys.push(k.bucket(bucket));
             let mut a = (bucket as u16).to_be_bytes().to_vec();
             a.extend(ident(o));
