@@ -16,15 +16,16 @@
 --   buyer (ul bytes: up to 256, a 255-character subject and its length byte), this order's new record (rl bytes: state P, qty, acceptedAt = loggedAt = now),
 --   then "<limit>,<staleBefore s>,<slice>" (limit 0 = none; a pending order accepted before
 --   staleBefore may be under reconciliation's give-up; a younger one it only re-sends).
--- Returns stockLeft (an integer) when taken now, or else {code, a, 0}:
---   {"REPLAY_<P|S|F>", acceptedAt s, 0} this buyer's order id with the same qty, seen before
---   {"REPLAY_STALE", acceptedAt s, 0}   a replay of a pending order reconciliation may be giving
+-- Returns (the reply convention is in replies.rs): stockLeft, a bare integer, when taken now (the
+-- hot path's cheapest reply, the one exception to {code, values...}); or else
+--   {"REPLAY_<P|S|F>", acceptedAt s}    this buyer's order id with the same qty, seen before
+--   {"REPLAY_STALE", acceptedAt s}      a replay of a pending order reconciliation may be giving
 --                                       up: the caller re-sends but must not promise the order
 --   A fresh replay of a pending order is logged again now (its re-sent message gets a
 --   whole threshold before reconciliation looks at it); a stale one is left as it is.
---   {"CANCELLED", 0, 0}                 this buyer's order id has a cancel tombstone
---   {"MISMATCH", 0, 0}                  this buyer's order id seen with another qty
---   {"NOCACHE", 0, 0} | {"SOLDOUT", 0, 0} | {"INSUFFICIENT", stock, 0} | {"LIMIT", held, 0}
+--   {"CANCELLED"}                       this buyer's order id has a cancel tombstone
+--   {"MISMATCH"}                        this buyer's order id seen with another qty
+--   {"NOCACHE"} | {"SOLDOUT"} | {"INSUFFICIENT", stock} | {"LIMIT", held}
 -- The accepting path for a buyer's first order is DECRBY, HSETNX, APPEND: stock is taken first
 -- and given back on the rare refusal, and the per-user limit needs no call there (the caller
 -- refuses qty > limit before calling; held is otherwise counted from the buyer's records). An
@@ -54,9 +55,9 @@ end
 local v = redis.call('HGET', KEYS[2], u)
 if not v then
   -- An unknown buyer here was refused for stock (with enough, HSETNX above took it).
-  if not s then return {'NOCACHE', 0, 0} end
-  if s <= 0 then return {'SOLDOUT', 0, 0} end
-  return {'INSUFFICIENT', s, 0}
+  if not s then return {'NOCACHE'} end
+  if s <= 0 then return {'SOLDOUT'} end
+  return {'INSUFFICIENT', s}
 end
 local lim, stale, slice = string.match(string.sub(a, 5 + ul + rl), '^(%d+),(%d+),(%d+)$')
 local b = string.sub(a, 3, 4)
@@ -74,28 +75,28 @@ do
     local st = string.sub(v, i + n, i + n)
     local rq = string.byte(v, i + n + 1)
     if n == #okey and string.sub(v, i, i + n - 1) == okey then
-      if st == 'C' then return {'CANCELLED', 0, 0} end
-      if rq ~= q then return {'MISMATCH', 0, 0} end
+      if st == 'C' then return {'CANCELLED'} end
+      if rq ~= q then return {'MISMATCH'} end
       local at = d4(v, i + n + 2)
       if st == 'P' then
-        if at < tonumber(stale) then return {'REPLAY_STALE', at, 0} end
+        if at < tonumber(stale) then return {'REPLAY_STALE', at} end
         -- log it again now: the new record's loggedAt is now
         redis.call('HSET', KEYS[2], u, string.sub(v, 1, i + n + 5) .. string.sub(r, rl - 3) .. string.sub(v, i + n + 10))
         if redis.call('APPEND', KEYS[3], b) == 2 then redis.call('ZADD', KEYS[4], slice, slice) end
-        return {'REPLAY_P', at, 0}
+        return {'REPLAY_P', at}
       end
       if st == 'I' then st = 'S' end
-      return {'REPLAY_' .. st, at, 0}
+      return {'REPLAY_' .. st, at}
     end
     if st == 'P' or st == 'S' or st == 'I' then held = held + rq end
     i = i + n + 10
   end
 end
-if not s then return {'NOCACHE', 0, 0} end
-if s <= 0 then return {'SOLDOUT', 0, 0} end
-if s < q then return {'INSUFFICIENT', s, 0} end
+if not s then return {'NOCACHE'} end
+if s <= 0 then return {'SOLDOUT'} end
+if s < q then return {'INSUFFICIENT', s} end
 lim = tonumber(lim)
-if lim > 0 and held + q > lim then return {'LIMIT', held, 0} end
+if lim > 0 and held + q > lim then return {'LIMIT', held} end
 redis.call('HSET', KEYS[2], u, v .. r)
 redis.call('DECRBY', KEYS[1], q)
 if redis.call('APPEND', KEYS[3], b) == 2 then redis.call('ZADD', KEYS[4], slice, slice) end

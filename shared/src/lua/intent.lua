@@ -6,8 +6,8 @@
 -- ARGV: [1] order (a byte with the stored buyer's length minus one, the buyer, the order) [2] nowS and, from
 --       DynamoDB's record of the order, [3] qty [4] acceptedAt s; [5] the current slice number
 --       [6] the bucket's number (2 bytes)
--- Returns {"INTENT", 1, 0} when logged, {"INTENT", 0, 0} when there is nothing to give back
--- (the order is cancelled or failed).
+-- Returns {"LOGGED"}, or {"CLOSED"} when there is nothing to give back (the order is cancelled
+-- or failed).
 --
 -- The record is written (again) from DynamoDB's: the caller read the durable record, so the
 -- deduction is durable. A settle that arrives later (persist finishing, reconciliation) then
@@ -23,7 +23,7 @@ local i, ol = find(v, okey)
 local r = rec(okey, 'I', q, at, now)
 if i then
   local st = string.sub(v, i + ol, i + ol)
-  if st == 'C' or st == 'F' then return {'INTENT', 0, 0} end
+  if st == 'C' or st == 'F' then return {'CLOSED'} end
   if st == 'P' and d4(v, i + ol + 2) ~= at and redis.call('EXISTS', KEYS[1]) == 1 then
     redis.call('INCRBY', KEYS[1], string.byte(v, i + ol + 1))
   end
@@ -33,4 +33,4 @@ else
 end
 logged(KEYS[4], KEYS[5], ARGV[5], ARGV[6])
 redis.call('HINCRBY', KEYS[2], 'ver', 1)
-return {'INTENT', 1, 0}
+return {'LOGGED'}

@@ -6,8 +6,8 @@
 --
 -- KEYS: [1] slices [2] the slice
 -- ARGV: [1] slice number [2] its length when read
--- Returns {"PRUNED", 1, 0} when dropped, {"PRUNED", 0, 0} when it grew.
-if redis.call('STRLEN', KEYS[2]) ~= tonumber(ARGV[2]) then return {'PRUNED', 0, 0} end
+-- Returns {"PRUNED"} when dropped, {"GREW"} when it grew since it was read (left alone).
+if redis.call('STRLEN', KEYS[2]) ~= tonumber(ARGV[2]) then return {'GREW'} end
 redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[1], ARGV[1])
-return {'PRUNED', 1, 0}
+return {'PRUNED'}

@@ -14,20 +14,20 @@
 -- ARGV: [1] expected ver [2] stock to set (negative counts as 0) [3] mode: "missing" (warm-up:
 --       leave a live stock key alone) or "force" (repair drift) [4] bucket count
 --       [5..] for each drained slice: "<number>:<length as read>"
--- Returns {code, stock, 0}: {"SET", stock, 0} | {"LIVE", stock, 0} | {"RACE", 0, 0} | {"BUSY", 0, 0}
+-- Returns {"SET", stock} | {"LIVE", stock} (a live key left alone) | {"RACE"} | {"BUSY"}
 redis.call('HSETNX', KEYS[2], 'nb', ARGV[4])
-if (redis.call('HGET', KEYS[2], 'ver') or '0') ~= ARGV[1] then return {'RACE', 0, 0} end
+if (redis.call('HGET', KEYS[2], 'ver') or '0') ~= ARGV[1] then return {'RACE'} end
 local live = redis.call('GET', KEYS[1])
-if ARGV[3] == 'missing' and live then return {'LIVE', tonumber(live) - STOCK_BIAS, 0} end
-if redis.call('ZCARD', KEYS[3]) ~= #KEYS - 3 then return {'BUSY', 0, 0} end
+if ARGV[3] == 'missing' and live then return {'LIVE', tonumber(live) - STOCK_BIAS} end
+if redis.call('ZCARD', KEYS[3]) ~= #KEYS - 3 then return {'BUSY'} end
 for j = 4, #KEYS do
   local n, len = string.match(ARGV[j + 1], '^(%-?%d+):(%d+)$')
   if not redis.call('ZSCORE', KEYS[3], n) or redis.call('STRLEN', KEYS[j]) ~= tonumber(len) then
-    return {'BUSY', 0, 0}
+    return {'BUSY'}
   end
 end
 local s = tonumber(ARGV[2])
 if s < 0 then s = 0 end
 redis.call('SET', KEYS[1], s + STOCK_BIAS)
 redis.call('HINCRBY', KEYS[2], 'ver', 1)
-return {'SET', s, 0}
+return {'SET', s}

@@ -6,11 +6,11 @@
 -- ARGV: [1] order (a byte with the stored buyer's length minus one, the buyer, the order) [2] nowS
 --       [3] "1" to write a tombstone where there is no record (a late Try of this buyer's order
 --       is then refused), or ""
--- Returns {code, qty, 0}:
---   {"RETURNED", qty, 0}  given back now     {"ALREADY", 0, 0}  given back before
---   {"FAILED", 0, 0}      a FAILED order: its deduction is not returned blindly
---   {"ABSENT", 0, 0}      no record (one was written as a tombstone when asked)
---   {"UNLOGGED", 0, 0}    a settled order with no cancel intent: not returned here. Every return
+-- Returns one of:
+--   {"RETURNED", qty}  given back now     {"ALREADY"}  given back before
+--   {"FAILED"}         a FAILED order: its deduction is not returned blindly
+--   {"ABSENT"}         no record (one was written as a tombstone when asked)
+--   {"UNLOGGED"}       a settled order with no cancel intent: not returned here. Every return
 --                         goes through the time index, and drift repair only runs while it is
 --                         empty, so the two can never both count the same units.
 local u, okey = ident(ARGV[1])
@@ -19,14 +19,14 @@ local v = redis.call('HGET', KEYS[3], u)
 local i, ol = find(v, okey)
 if not i then
   if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], u, (v or '') .. rec(okey, 'C', 0, now, now)) end
-  return {'ABSENT', 0, 0}
+  return {'ABSENT'}
 end
 local st = string.sub(v, i + ol, i + ol)
-if st == 'C' then return {'ALREADY', 0, 0} end
-if st == 'F' then return {'FAILED', 0, 0} end
-if st == 'S' then return {'UNLOGGED', 0, 0} end
+if st == 'C' then return {'ALREADY'} end
+if st == 'F' then return {'FAILED'} end
+if st == 'S' then return {'UNLOGGED'} end
 local q = string.byte(v, i + ol + 1)
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], q) end
 redis.call('HSET', KEYS[3], u, put(v, i, ol, rec(okey, 'C', q, d4(v, i + ol + 2), now)))
 redis.call('HINCRBY', KEYS[2], 'ver', 1)
-return {'RETURNED', q, 0}
+return {'RETURNED', q}

@@ -8,7 +8,7 @@
 --       [3] logAt's slice number
 --       [4..] per order: its bucket's number (2 bytes), then a byte with the stored buyer's length minus one, the
 --             buyer, the order
--- Returns a string with a byte per order: "1" re-logged (pending, logged before the cutoff),
+-- Returns {"RELOGGED", flags}: flags is a string of a byte per order, "1" re-logged (pending, logged before the cutoff),
 -- "0" not (settled, cancelled, unknown, or logged since).
 local now, cutoff = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out = {}
@@ -25,4 +25,4 @@ for j = 4, #ARGV do
   end
   out[#out + 1] = done
 end
-return table.concat(out)
+return {'RELOGGED', table.concat(out)}

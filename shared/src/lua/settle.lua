@@ -10,7 +10,7 @@
 --           before the cutoff (the intent of a cancel that died before DynamoDB; a live
 --           cancel's intent is younger than reconciliation's threshold and stays)
 --       [4..] orders: a byte with the stored buyer's length minus one, the buyer, the order
--- Returns {"SETTLED", n, 0}: how many pending orders changed state.
+-- Returns {"SETTLED", n}: how many pending orders changed state.
 local now = tonumber(ARGV[1])
 local state = string.sub(ARGV[2], 1, 1)
 local giveback = string.sub(ARGV[2], 2, 2) == 'R'
@@ -37,4 +37,4 @@ for j = 4, #ARGV do
   end
 end
 if changed then redis.call('HINCRBY', KEYS[2], 'ver', 1) end
-return {'SETTLED', n, 0}
+return {'SETTLED', n}

@@ -5,7 +5,7 @@
 --
 -- KEYS: [1..] buckets
 -- ARGV: [1] changed-before s [2] "1" to keep durable (S) records, or ""
--- Returns {"TRIMMED", n, 0}.
+-- Returns {"TRIMMED", n}: how many records were dropped.
 local cutoff, keep = tonumber(ARGV[1]), ARGV[2] == '1'
 local n = 0
 for _, bucket in ipairs(KEYS) do
@@ -31,4 +31,4 @@ for _, bucket in ipairs(KEYS) do
     end
   end
 end
-return {'TRIMMED', n, 0}
+return {'TRIMMED', n}

@@ -8,18 +8,19 @@
 -- ARGV[1] "take" (take it if free, or renew it if ours) | "give" (drop it if ours)
 -- ARGV[2] the holder's id
 -- ARGV[3] the turn's time, ms (take)
--- Returns 1 when the caller holds (take) or dropped (give) the turn, else 0.
+-- Returns, for take, {"TAKEN"} (the caller holds it) or {"HELD"} (another does); for give,
+-- {"GIVEN"} or {"NOT_HELD"} (it was not the caller's).
 local h = redis.call('GET', KEYS[1])
 if ARGV[1] == 'give' then
-  if h == ARGV[2] then redis.call('DEL', KEYS[1]); return 1 end
-  return 0
+  if h == ARGV[2] then redis.call('DEL', KEYS[1]); return {'GIVEN'} end
+  return {'NOT_HELD'}
 end
 if not h then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  return 1
+  return {'TAKEN'}
 end
 if h == ARGV[2] then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  return 1
+  return {'TAKEN'}
 end
-return 0
+return {'HELD'}

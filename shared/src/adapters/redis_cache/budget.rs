@@ -12,6 +12,6 @@ impl BuyerBudgets for RedisCache {
         let keys = vec![format!("{}:b:{}", self.prefix, user)];
         let args = vec![requests.to_string().into_bytes(), (window.as_millis() as u64).to_string().into_bytes()];
         let wait_ms = replies::budget(self.invoke("redis budget.lua", &self.scripts.budget, keys, args).await?)?;
-        Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
+        Ok(wait_ms.map(Duration::from_millis))
     }
 }

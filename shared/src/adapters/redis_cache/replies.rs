@@ -1,8 +1,10 @@
 //! Every script's reply, decoded strictly in one place: a reply of an unexpected shape or code is
-//! an error naming the script and what came back, never a default. Most scripts answer
-//! `{code, a, b}`; the Try answers its stock left as a plain integer when it takes (the hot path's
-//! cheapest reply), the budget and the write turn a number, relog a string of flags, snapshot its
-//! five counters.
+//! an error naming the script and what came back, never a default.
+//!
+//! The one reply convention: a script answers `{code, values…}`, a code naming the outcome and
+//! then that outcome's values, as many as its header lists for that code (integers; relog's flags
+//! are a string). The one exception is the Try's accepting path: `deduct.lua` answers the stock
+//! left as a bare integer, the hot path's cheapest reply.
 
 use redis::Value;
 
@@ -14,15 +16,42 @@ fn unexpected(script: &'static str, v: &Value) -> InfraError {
     InfraError::new(script, format!("unexpected reply {v:?}"))
 }
 
-/// A `{code, a, b}` reply.
-pub(super) fn triple(script: &'static str, v: Value) -> InfraResult<(String, i64, i64)> {
-    redis::from_redis_value::<(String, i64, i64)>(v.clone()).map_err(|_| unexpected(script, &v))
+/// A `{code, values…}` reply: its code and its values as they came.
+fn parts<'a>(script: &'static str, v: &'a Value) -> InfraResult<(&'a str, &'a [Value])> {
+    let Value::Array(items) = v else { return Err(unexpected(script, v)) };
+    let code = match items.first() {
+        Some(Value::BulkString(b)) => std::str::from_utf8(b).ok(),
+        Some(Value::SimpleString(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    code.map(|c| (c, &items[1..])).ok_or_else(|| unexpected(script, v))
 }
 
-/// `{code, n, 0}` with this code: the count.
+/// A `{code, n…}` reply whose values are all integers.
+fn coded<'a>(script: &'static str, v: &'a Value) -> InfraResult<(&'a str, Vec<i64>)> {
+    let (code, values) = parts(script, v)?;
+    let ints = values.iter().map(|x| if let Value::Int(n) = x { Some(*n) } else { None }).collect::<Option<Vec<_>>>();
+    ints.map(|n| (code, n)).ok_or_else(|| unexpected(script, v))
+}
+
+/// `{code, n}` with this code: the count (settle, trim).
 pub(super) fn count(script: &'static str, code: &str, v: Value) -> InfraResult<u32> {
-    match triple(script, v.clone())? {
-        (c, n, 0) if c == code => u32::try_from(n).map_err(|_| unexpected(script, &v)),
+    match coded(script, &v)? {
+        (c, n)
+            if c == code
+                && let [n] = n[..] =>
+        {
+            u32::try_from(n).map_err(|_| unexpected(script, &v))
+        }
+        _ => Err(unexpected(script, &v)),
+    }
+}
+
+/// `{yes}` or `{no}`: which of two outcomes (intent, prune, turn).
+pub(super) fn either(script: &'static str, yes: &str, no: &str, v: Value) -> InfraResult<bool> {
+    match coded(script, &v)? {
+        (c, n) if n.is_empty() && c == yes => Ok(true),
+        (c, n) if n.is_empty() && c == no => Ok(false),
         _ => Err(unexpected(script, &v)),
     }
 }
@@ -33,32 +62,33 @@ pub(super) fn deduct(v: Value, now_ms: i64) -> InfraResult<DeductOutcome> {
     if let Value::Int(left) = v {
         return Ok(DeductOutcome::Accepted { stock_left: left, accepted_at_ms: secs(now_ms) * 1000 });
     }
-    let (code, a, _) = triple(S, v.clone())?;
-    Ok(match code.as_str() {
-        "CANCELLED" => DeductOutcome::Cancelled,
-        "MISMATCH" => DeductOutcome::Mismatch,
-        "NOCACHE" => DeductOutcome::NoCache,
-        "SOLDOUT" => DeductOutcome::SoldOut,
-        "INSUFFICIENT" => DeductOutcome::Insufficient { available: a },
-        "LIMIT" => DeductOutcome::LimitExceeded { held: a },
-        "REPLAY_STALE" => DeductOutcome::ReplayStale { accepted_at_ms: a * 1000 },
-        other => match other.strip_prefix("REPLAY_").map(str::as_bytes) {
-            Some(&[b]) if let Some(state) = state_of(b) => DeductOutcome::Replay { state, accepted_at_ms: a * 1000 },
+    let (code, n) = coded(S, &v)?;
+    Ok(match (code, &n[..]) {
+        ("CANCELLED", []) => DeductOutcome::Cancelled,
+        ("MISMATCH", []) => DeductOutcome::Mismatch,
+        ("NOCACHE", []) => DeductOutcome::NoCache,
+        ("SOLDOUT", []) => DeductOutcome::SoldOut,
+        ("INSUFFICIENT", &[a]) => DeductOutcome::Insufficient { available: a },
+        ("LIMIT", &[held]) => DeductOutcome::LimitExceeded { held },
+        ("REPLAY_STALE", &[at]) => DeductOutcome::ReplayStale { accepted_at_ms: at * 1000 },
+        (other, &[at]) => match other.strip_prefix("REPLAY_").map(str::as_bytes) {
+            Some(&[b]) if let Some(state) = state_of(b) => DeductOutcome::Replay { state, accepted_at_ms: at * 1000 },
             _ => return Err(unexpected(S, &v)),
         },
+        _ => return Err(unexpected(S, &v)),
     })
 }
 
 /// `release.lua`.
 pub(super) fn release(v: Value) -> InfraResult<Released> {
     const S: &str = "redis release.lua";
-    let (code, q, _) = triple(S, v.clone())?;
-    Ok(match code.as_str() {
-        "RETURNED" => Released::Returned(u32::try_from(q).map_err(|_| unexpected(S, &v))?),
-        "ALREADY" => Released::Already,
-        "FAILED" => Released::WasFailed,
-        "UNLOGGED" => Released::Unlogged,
-        "ABSENT" => Released::Absent,
+    let (code, n) = coded(S, &v)?;
+    Ok(match (code, &n[..]) {
+        ("RETURNED", &[q]) => Released::Returned(u32::try_from(q).map_err(|_| unexpected(S, &v))?),
+        ("ALREADY", []) => Released::Already,
+        ("FAILED", []) => Released::WasFailed,
+        ("UNLOGGED", []) => Released::Unlogged,
+        ("ABSENT", []) => Released::Absent,
         _ => return Err(unexpected(S, &v)),
     })
 }
@@ -66,59 +96,55 @@ pub(super) fn release(v: Value) -> InfraResult<Released> {
 /// `rebuild.lua`.
 pub(super) fn rebuild(v: Value) -> InfraResult<Rebuild> {
     const S: &str = "redis rebuild.lua";
-    let (code, s, _) = triple(S, v.clone())?;
-    Ok(match code.as_str() {
-        "SET" => Rebuild::Set(s),
-        "LIVE" => Rebuild::Live(s),
-        "BUSY" => Rebuild::Busy,
-        "RACE" => Rebuild::Race,
+    let (code, n) = coded(S, &v)?;
+    Ok(match (code, &n[..]) {
+        ("SET", &[s]) => Rebuild::Set(s),
+        ("LIVE", &[s]) => Rebuild::Live(s),
+        ("BUSY", []) => Rebuild::Busy,
+        ("RACE", []) => Rebuild::Race,
         _ => return Err(unexpected(S, &v)),
     })
 }
 
 /// `intent.lua`: whether the intent was logged (false: nothing to give back).
 pub(super) fn intent(v: Value) -> InfraResult<bool> {
-    const S: &str = "redis intent.lua";
-    match count(S, "INTENT", v.clone())? {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => Err(unexpected(S, &v)),
-    }
+    either("redis intent.lua", "LOGGED", "CLOSED", v)
 }
 
 /// `relog.lua`: a flag per order, exactly `n` of them.
 pub(super) fn relog(v: Value, n: usize) -> InfraResult<Vec<bool>> {
     const S: &str = "redis relog.lua";
-    let flags: Vec<u8> = redis::from_redis_value(v.clone()).map_err(|_| unexpected(S, &v))?;
-    if flags.len() != n || flags.iter().any(|f| !matches!(f, b'0' | b'1')) {
-        return Err(unexpected(S, &v));
-    }
-    Ok(flags.into_iter().map(|f| f == b'1').collect())
+    let flags = match parts(S, &v)? {
+        ("RELOGGED", [Value::BulkString(f)]) if f.len() == n && f.iter().all(|b| matches!(b, b'0' | b'1')) => f,
+        _ => return Err(unexpected(S, &v)),
+    };
+    Ok(flags.iter().map(|&f| f == b'1').collect())
 }
 
 /// `snapshot.lua`: (stock if any, version, open slices, bucket count).
 pub(super) fn snapshot(v: Value) -> InfraResult<(Option<i64>, i64, i64, u32)> {
     const S: &str = "redis snapshot.lua";
-    match redis::from_redis_value::<(i64, i64, i64, i64, u32)>(v.clone()) {
-        Ok((has @ (0 | 1), stock, version, open, nb)) => Ok(((has == 1).then_some(stock), version, open, nb)),
+    let (code, n) = coded(S, &v)?;
+    let (stock, version, open, nb) = match (code, &n[..]) {
+        ("CACHED", &[stock, version, open, nb]) => (Some(stock), version, open, nb),
+        ("MISSING", &[version, open, nb]) => (None, version, open, nb),
+        _ => return Err(unexpected(S, &v)),
+    };
+    Ok((stock, version, open, u32::try_from(nb).map_err(|_| unexpected(S, &v))?))
+}
+
+/// `budget.lua`: `None` within the budget, else the milliseconds to wait (at least 1).
+pub(super) fn budget(v: Value) -> InfraResult<Option<u64>> {
+    const S: &str = "redis budget.lua";
+    match coded(S, &v)? {
+        ("WITHIN", n) if n.is_empty() => Ok(None),
+        ("SPENT", n)
+            if let [ms] = n[..]
+                && ms >= 0 =>
+        {
+            Ok(Some(ms.max(1) as u64))
+        }
         _ => Err(unexpected(S, &v)),
-    }
-}
-
-/// `turn.lua`'s 0/1 answer.
-pub(super) fn flag(script: &'static str, v: Value) -> InfraResult<bool> {
-    match v {
-        Value::Int(0) => Ok(false),
-        Value::Int(1) => Ok(true),
-        other => Err(unexpected(script, &other)),
-    }
-}
-
-/// `budget.lua`: milliseconds to wait (0 = within the budget).
-pub(super) fn budget(v: Value) -> InfraResult<u64> {
-    match v {
-        Value::Int(ms) if ms >= 0 => Ok(ms as u64),
-        other => Err(unexpected("redis budget.lua", &other)),
     }
 }
 
@@ -127,84 +153,105 @@ mod tests {
     use super::*;
     use crate::ports::CacheState;
 
-    fn t(code: &str, a: i64) -> Value {
-        Value::Array(vec![Value::BulkString(code.as_bytes().to_vec()), Value::Int(a), Value::Int(0)])
+    /// `{code, values…}` with integer values.
+    fn r(code: &str, values: &[i64]) -> Value {
+        let mut items = vec![Value::BulkString(code.as_bytes().to_vec())];
+        items.extend(values.iter().copied().map(Value::Int));
+        Value::Array(items)
+    }
+
+    fn relogged(flags: &[u8]) -> Value {
+        Value::Array(vec![Value::BulkString(b"RELOGGED".to_vec()), Value::BulkString(flags.to_vec())])
     }
 
     #[test]
-    fn every_known_reply_decodes() {
+    fn every_code_of_every_script_decodes_to_its_outcome() {
         assert_eq!(
             deduct(Value::Int(7), 12_345).unwrap(),
             DeductOutcome::Accepted { stock_left: 7, accepted_at_ms: 12_000 }
         );
         assert_eq!(
-            deduct(t("REPLAY_P", 9), 0).unwrap(),
+            deduct(r("REPLAY_P", &[9]), 0).unwrap(),
             DeductOutcome::Replay { state: CacheState::Pending, accepted_at_ms: 9_000 }
         );
-        assert_eq!(deduct(t("INSUFFICIENT", 2), 0).unwrap(), DeductOutcome::Insufficient { available: 2 });
-        assert_eq!(release(t("RETURNED", 3)).unwrap(), Released::Returned(3));
-        assert_eq!(release(t("ABSENT", 0)).unwrap(), Released::Absent);
-        assert_eq!(rebuild(t("RACE", 0)).unwrap(), Rebuild::Race);
-        assert_eq!(count("s", "SETTLED", t("SETTLED", 4)).unwrap(), 4);
-        assert!(intent(t("INTENT", 1)).unwrap());
-        assert_eq!(relog(Value::BulkString(b"101".to_vec()), 3).unwrap(), vec![true, false, true]);
-        let snap = Value::Array([1, 5, 2, 0, 16].map(Value::Int).to_vec());
-        assert_eq!(snapshot(snap).unwrap(), (Some(5), 2, 0, 16));
-        assert!(flag("t", Value::Int(1)).unwrap());
-        assert_eq!(budget(Value::Int(250)).unwrap(), 250);
-    }
-
-    #[test]
-    fn every_code_of_every_script_decodes_to_its_outcome() {
-        assert_eq!(deduct(t("REPLAY_STALE", 7), 0).unwrap(), DeductOutcome::ReplayStale { accepted_at_ms: 7_000 });
         assert_eq!(
-            deduct(t("REPLAY_S", 8), 0).unwrap(),
+            deduct(r("REPLAY_S", &[8]), 0).unwrap(),
             DeductOutcome::Replay { state: CacheState::Durable, accepted_at_ms: 8_000 }
         );
+        assert_eq!(deduct(r("REPLAY_STALE", &[7]), 0).unwrap(), DeductOutcome::ReplayStale { accepted_at_ms: 7_000 });
+        assert_eq!(deduct(r("INSUFFICIENT", &[2]), 0).unwrap(), DeductOutcome::Insufficient { available: 2 });
+        assert_eq!(deduct(r("LIMIT", &[4]), 0).unwrap(), DeductOutcome::LimitExceeded { held: 4 });
         for (code, want) in [
             ("CANCELLED", DeductOutcome::Cancelled),
             ("MISMATCH", DeductOutcome::Mismatch),
             ("NOCACHE", DeductOutcome::NoCache),
             ("SOLDOUT", DeductOutcome::SoldOut),
-            ("LIMIT", DeductOutcome::LimitExceeded { held: 4 }),
         ] {
-            assert_eq!(deduct(t(code, 4), 0).unwrap(), want, "{code}");
+            assert_eq!(deduct(r(code, &[]), 0).unwrap(), want, "{code}");
         }
+        assert_eq!(release(r("RETURNED", &[3])).unwrap(), Released::Returned(3));
         for (code, want) in [
             ("ALREADY", Released::Already),
             ("FAILED", Released::WasFailed),
             ("UNLOGGED", Released::Unlogged),
             ("ABSENT", Released::Absent),
         ] {
-            assert_eq!(release(t(code, 0)).unwrap(), want, "{code}");
+            assert_eq!(release(r(code, &[])).unwrap(), want, "{code}");
         }
-        for (code, want) in
-            [("SET", Rebuild::Set(5)), ("LIVE", Rebuild::Live(5)), ("BUSY", Rebuild::Busy), ("RACE", Rebuild::Race)]
-        {
-            assert_eq!(rebuild(t(code, 5)).unwrap(), want, "{code}");
-        }
-        assert!(!intent(t("INTENT", 0)).unwrap());
-        assert_eq!(snapshot(Value::Array([0, 0, 3, 1, 0].map(Value::Int).to_vec())).unwrap(), (None, 3, 1, 0));
+        assert_eq!(rebuild(r("SET", &[5])).unwrap(), Rebuild::Set(5));
+        assert_eq!(rebuild(r("LIVE", &[5])).unwrap(), Rebuild::Live(5));
+        assert_eq!(rebuild(r("BUSY", &[])).unwrap(), Rebuild::Busy);
+        assert_eq!(rebuild(r("RACE", &[])).unwrap(), Rebuild::Race);
+        assert_eq!(count("s", "SETTLED", r("SETTLED", &[4])).unwrap(), 4);
+        assert!(intent(r("LOGGED", &[])).unwrap());
+        assert!(!intent(r("CLOSED", &[])).unwrap());
+        assert!(either("t", "TAKEN", "HELD", r("TAKEN", &[])).unwrap());
+        assert!(!either("t", "TAKEN", "HELD", r("HELD", &[])).unwrap());
+        assert_eq!(relog(relogged(b"101"), 3).unwrap(), vec![true, false, true]);
+        assert_eq!(snapshot(r("CACHED", &[5, 2, 0, 16])).unwrap(), (Some(5), 2, 0, 16));
+        assert_eq!(snapshot(r("MISSING", &[3, 1, 0])).unwrap(), (None, 3, 1, 0));
+        assert_eq!(budget(r("WITHIN", &[])).unwrap(), None);
+        assert_eq!(budget(r("SPENT", &[250])).unwrap(), Some(250));
+        assert_eq!(budget(r("SPENT", &[0])).unwrap(), Some(1), "a window ending now still waits");
     }
 
     #[test]
     fn an_unexpected_reply_is_an_error_naming_the_script() {
         for e in [
-            deduct(t("WHAT", 0), 0).unwrap_err(),
-            deduct(t("REPLAY_X", 0), 0).unwrap_err(),
-            release(t("RETURNED", -1)).unwrap_err(),
-            release(t("GONE", 0)).unwrap_err(),
+            deduct(r("WHAT", &[]), 0).unwrap_err(),
+            deduct(r("REPLAY_X", &[0]), 0).unwrap_err(),
+            deduct(r("REPLAY_P", &[]), 0).unwrap_err(),
+            deduct(r("SOLDOUT", &[0]), 0).unwrap_err(),
+            deduct(Value::Array(vec![]), 0).unwrap_err(),
+            deduct(Value::Array(vec![Value::Int(1)]), 0).unwrap_err(),
+            deduct(Value::Nil, 0).unwrap_err(),
+            release(r("RETURNED", &[-1])).unwrap_err(),
+            release(r("GONE", &[])).unwrap_err(),
+            release(r("ALREADY", &[0])).unwrap_err(),
             rebuild(Value::Int(1)).unwrap_err(),
-            count("redis settle.lua", "SETTLED", t("TRIMMED", 1)).unwrap_err(),
-            intent(t("INTENT", 2)).unwrap_err(),
-            relog(Value::BulkString(b"10".to_vec()), 3).unwrap_err(),
-            relog(Value::BulkString(b"1x1".to_vec()), 3).unwrap_err(),
-            snapshot(Value::Array([2, 5, 2, 0, 16].map(Value::Int).to_vec())).unwrap_err(),
-            flag("redis turn.lua", Value::Int(2)).unwrap_err(),
-            budget(Value::Int(-1)).unwrap_err(),
+            rebuild(r("SET", &[])).unwrap_err(),
+            count("redis settle.lua", "SETTLED", r("TRIMMED", &[1])).unwrap_err(),
+            count("redis settle.lua", "SETTLED", r("SETTLED", &[1, 0])).unwrap_err(),
+            count("redis settle.lua", "SETTLED", r("SETTLED", &[-1])).unwrap_err(),
+            intent(r("INTENT", &[1])).unwrap_err(),
+            intent(r("LOGGED", &[1])).unwrap_err(),
+            either("redis turn.lua", "TAKEN", "HELD", r("GIVEN", &[])).unwrap_err(),
+            either("redis turn.lua", "TAKEN", "HELD", r("HELD", &[0])).unwrap_err(),
+            relog(relogged(b"10"), 3).unwrap_err(),
+            relog(relogged(b"1x1"), 3).unwrap_err(),
+            relog(Value::BulkString(b"101".to_vec()), 3).unwrap_err(),
+            relog(r("RELOGGED", &[1]), 1).unwrap_err(),
+            snapshot(r("CACHED", &[5, 2, 0])).unwrap_err(),
+            snapshot(r("MISSING", &[5, 2, 0, 16])).unwrap_err(),
+            snapshot(r("MISSING", &[5, 2, -1])).unwrap_err(),
+            budget(r("SPENT", &[-1])).unwrap_err(),
+            budget(r("SPENT", &[])).unwrap_err(),
+            budget(r("WITHIN", &[0])).unwrap_err(),
+            budget(Value::Int(0)).unwrap_err(),
         ] {
             let text = e.to_string();
-            assert!(text.contains("redis") && text.contains("unexpected reply"), "{text}");
+            assert!(text.contains("redis"), "{text}");
+            assert!(text.contains("unexpected reply"), "{text}");
         }
     }
 }

@@ -103,7 +103,7 @@ impl RedisCache {
                 const S: &str = "redis prune.lua";
                 let args = vec![slice.to_string().into_bytes(), body.len().to_string().into_bytes()];
                 let reply = self.invoke(S, &self.scripts.prune, vec![k.slices(), k.slice(slice)], args).await?;
-                replies::count(S, "PRUNED", reply)?;
+                replies::either(S, "PRUNED", "GREW", reply)?;
             } else {
                 out.drained.push((slice, body.len() as u64));
             }

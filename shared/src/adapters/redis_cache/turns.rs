@@ -20,12 +20,12 @@ impl WriteTurns for RedisCache {
         let keys = vec![self.keys(collection).turn(bucket)];
         let args =
             vec![b"take".to_vec(), holder.as_bytes().to_vec(), (ttl.as_millis() as u64).to_string().into_bytes()];
-        replies::flag(S, self.invoke(S, &self.scripts.turn, keys, args).await?)
+        replies::either(S, "TAKEN", "HELD", self.invoke(S, &self.scripts.turn, keys, args).await?)
     }
 
     async fn give_turn(&self, collection: &CollectionId, bucket: u32, holder: &str) -> InfraResult<()> {
         let keys = vec![self.keys(collection).turn(bucket)];
         let args = vec![b"give".to_vec(), holder.as_bytes().to_vec()];
-        replies::flag(S, self.invoke(S, &self.scripts.turn, keys, args).await?).map(|_| ())
+        replies::either(S, "GIVEN", "NOT_HELD", self.invoke(S, &self.scripts.turn, keys, args).await?).map(|_| ())
     }
 }
