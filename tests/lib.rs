@@ -128,7 +128,12 @@ impl TestApp {
         let redis_url = std::env::var(var).unwrap_or_else(|_| {
             panic!("{var} unset: run the tests with infra/test.sh (it starts redis-server and moto)")
         });
-        let stack = Stack::launch(&unique_name(), &redis_url, opts, tweak).await.expect("local stack starts");
+        Self::start_on_url(&redis_url, opts, tweak).await
+    }
+
+    /// A deployment on the Redis at `redis_url` (a test's own server).
+    pub async fn start_on_url(redis_url: &str, opts: StackOptions, tweak: impl FnOnce(&mut Config)) -> Self {
+        let stack = Stack::launch(&unique_name(), redis_url, opts, tweak).await.expect("local stack starts");
         let redis = stack.redis.clone();
         Self { stack, redis, http: reqwest::Client::new() }
     }

@@ -435,3 +435,36 @@ async fn a_run_past_its_budget_leaves_the_rest_for_the_next() {
     }
     assert_eq!(seen.len(), 3, "every collection had its turn: {seen:?}");
 }
+
+#[tokio::test]
+async fn trim_forgets_old_settled_orders_and_spent_budget_windows_never_a_pending_one() {
+    let t = TestApp::start_with(TestApp::manual_options(), |_| {}).await;
+    t.collection("trim", json!({ "quantity": 10 })).await;
+    assert_eq!(t.reserve("gone", "trim", "g1", 1).await.status, 202);
+    assert_eq!(t.reserve("kept", "trim", "k1", 1).await.status, 202);
+    assert_eq!(t.cancel("gone", "trim", "g1").await.status, 200);
+    let id = CollectionId::parse("trim").unwrap();
+    let key = |u: &str, o: &str| OrderKey::new(id.clone(), UserId::parse(u).unwrap(), OrderId::parse(o).unwrap());
+    let cache = &t.stack.app.cache;
+    let nb = cache.bucket_count(&id).await.unwrap().expect("a bucket count");
+    let value = |u: &str| {
+        let u = flashstock::adapters::redis_cache::buyer_bytes(&UserId::parse(u).unwrap());
+        let bucket = t.keys("trim").bucket(flashstock::adapters::redis_cache::bucket_of(&u, nb));
+        let mut con = t.redis.clone();
+        async move { redis::cmd("HGET").arg(bucket).arg(u).query_async::<Option<Vec<u8>>>(&mut con).await.unwrap() }
+    };
+    let gone = value("gone").await.expect("a value");
+    assert_eq!(&gone[..3], b"\x01\x00B", "the budget record opens the value: {gone:?}");
+    // Two hours on: past the retention (one hour), and past the budget's window.
+    let later = t.stack.app.clock.now_ms() + 2 * 3_600_000;
+    let trimmed = cache.trim_settled(&id, later, 20_000, false).await.unwrap();
+    assert_eq!(trimmed.removed, 1, "the cancelled order, not the budget records: {trimmed:?}");
+    assert_eq!(value("gone").await, None, "nothing left of the buyer");
+    let kept = value("kept").await.expect("the pending order stays");
+    assert_ne!(&kept[..2], b"\x01\x00", "its spent window's budget record went: {kept:?}");
+    assert_eq!(
+        cache.entry(&key("kept", "k1")).await.unwrap().map(|e| e.state),
+        Some(flashstock::ports::CacheState::Pending)
+    );
+    assert_eq!(cache.entry(&key("gone", "g1")).await.unwrap(), None);
+}

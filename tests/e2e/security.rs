@@ -389,3 +389,33 @@ async fn redis_credentials_come_from_secrets_manager() {
         assert!(launched.is_err(), "{arn}");
     }
 }
+
+#[tokio::test]
+async fn a_buyers_budget_is_per_collection_and_starts_again_with_the_next_window() {
+    let clock = std::sync::Arc::new(flashstock::ports::ShiftedClock::default());
+    let opts = flashstock_local::stack::StackOptions { clock: Some(clock.clone()), ..TestApp::fast_options() };
+    let t = TestApp::start_with(opts, |c| {
+        c.buyer_budget = Some(flashstock::domain::BuyerBudget { requests: 2, window: Duration::from_secs(60) });
+    })
+    .await;
+    // Right after a window starts, so that both requests below fall in it.
+    let now = clock.now_ms();
+    clock.advance(Duration::from_millis((60_000 - now.rem_euclid(60_000)) as u64 + 10));
+    for c in ["win-a", "win-b"] {
+        t.collection(c, json!({ "quantity": 50, "perUserLimit": 50 })).await;
+    }
+    assert_eq!(t.reserve("pat", "win-a", "p1", 1).await.status, 202);
+    assert_eq!(t.reserve("pat", "win-a", "p1", 1).await.status, 202, "a replay spends one too");
+    let over = t.reserve("pat", "win-a", "p2", 1).await;
+    over.assert_problem(429, "RATE_LIMITED");
+    let after: u64 = over.retry_after.as_deref().and_then(|v| v.parse().ok()).expect("Retry-After");
+    assert!((59..=60).contains(&after), "until the window ends: {after}");
+    t.cancel("pat", "win-a", "p1").await.assert_problem(429, "RATE_LIMITED");
+    // Another collection counts on its own.
+    assert_eq!(t.reserve("pat", "win-b", "p1", 1).await.status, 202);
+    // The next window.
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(t.reserve("pat", "win-a", "p2", 1).await.status, 202);
+    assert_eq!(t.cancel("pat", "win-a", "p2").await.status, 200);
+    t.reserve("pat", "win-a", "p3", 1).await.assert_problem(429, "RATE_LIMITED");
+}

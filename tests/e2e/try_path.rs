@@ -214,3 +214,101 @@ async fn a_replay_is_promised_until_the_give_up_nears() {
         assert_eq!(t.stores("late").await.redis_stock, Some(4), "taken once");
     }
 }
+
+/// A redis-server of one test's own (its command counts are the test's alone), on a free port,
+/// stopped when dropped.
+struct OwnRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl OwnRedis {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(std::env::temp_dir())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let me = Self { child, port };
+        for _ in 0..100 {
+            if me.connection().await.is_some() {
+                return me;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server on {port} did not answer");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn connection(&self) -> Option<redis::aio::MultiplexedConnection> {
+        let c = redis::Client::open(self.url()).ok()?;
+        c.get_multiplexed_async_connection().await.ok()
+    }
+
+    /// Calls per command since the last reset (scripts' own commands included), reset after.
+    async fn commands(&self) -> std::collections::BTreeMap<String, i64> {
+        let mut con = self.connection().await.expect("connected");
+        let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut con).await.expect("INFO");
+        let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut con).await.expect("RESETSTAT");
+        info.lines()
+            .filter_map(|l| {
+                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
+                Some((name.to_owned(), rest.split(',').next()?.parse().ok()?))
+            })
+            .filter(|(name, _)| {
+                !matches!(name.split('|').next(), Some("info" | "config" | "hello" | "client" | "ping"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_try_is_one_redis_call_budget_included_and_one_read_once_sold_out() {
+    let redis = OwnRedis::start().await;
+    // No persist consumer: nothing but the Tries talks to this Redis while they are counted.
+    // The sold-out flag lasts a minute here, so that a slow machine does not see it lapse.
+    let t = TestApp::start_on_url(&redis.url(), TestApp::manual_options(), |c| {
+        c.sold_out_flag = Duration::from_secs(60);
+    })
+    .await;
+    t.collection("one-call", json!({ "quantity": 4, "perUserLimit": 2 })).await;
+    // The instance learns the collection (its spec and bucket count) once.
+    assert_eq!(t.reserve("early", "one-call", "e1", 1).await.status, 202);
+    // What the script itself may run; any other command is a second call.
+    let script = ["evalsha", "decrby", "incrby", "hsetnx", "hget", "hset", "append", "zadd", "del"];
+    let outside = |c: &std::collections::BTreeMap<String, i64>| {
+        c.iter().filter(|(n, _)| !script.contains(&n.as_str())).map(|(n, k)| format!("{n}={k}")).collect::<Vec<_>>()
+    };
+    let cases = [("alice", "a1", 202), ("alice", "a2", 202), ("alice", "a3", 409), ("alice", "a1", 202)];
+    for (buyer, order, want) in cases {
+        redis.commands().await;
+        let a = t.reserve(buyer, "one-call", order, 1).await;
+        assert_eq!(a.status, want, "{a:?}");
+        let c = redis.commands().await;
+        assert_eq!(c.get("evalsha"), Some(&1), "{buyer}/{order}: one script call, budget included: {c:?}");
+        assert!(outside(&c).is_empty(), "{buyer}/{order}: nothing outside the script: {c:?}");
+    }
+    // The last unit: the instance's sold-out flag goes up.
+    assert_eq!(t.reserve("bob", "one-call", "b1", 1).await.status, 202);
+    assert_eq!(t.deliver_reservations(10).await, 5, "four orders, a1 sent again by its replay");
+    t.wait_status("alice", "one-call", "a1", "RESERVED", 10 * SECOND).await;
+    redis.commands().await;
+    t.reserve("carol", "one-call", "c1", 1).await.assert_problem(409, "SOLD_OUT");
+    let replay = t.reserve("alice", "one-call", "a1", 1).await;
+    assert_eq!(replay.status, 202, "a replay still answers what it answered: {replay:?}");
+    let c = redis.commands().await;
+    assert_eq!(c, [("hget".to_owned(), 2)].into(), "one read each, of the buyer's records: {c:?}");
+}

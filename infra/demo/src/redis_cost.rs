@@ -8,7 +8,7 @@ use redis::aio::MultiplexedConnection;
 use flashstock::adapters::redis_cache::{
     Keys, bucket_of, buckets_for, buyer_bytes, deduct_call, deduct_script, release_call, release_script, stored_stock,
 };
-use flashstock::domain::{CollectionId, OrderId, OrderKey, UserId};
+use flashstock::domain::{BuyerBudget, CollectionId, OrderId, OrderKey, UserId};
 use flashstock::ports::DeductRequest;
 
 use crate::bench::{redis_stats, usec_per_call};
@@ -27,6 +27,8 @@ pub struct Shape {
     pub pipeline: usize,
     /// The collection's per-user limit (the targets are for a limit that is on).
     pub per_user_limit: Option<u32>,
+    /// The buyer budget each Try spends a request of (the deployment's default).
+    pub budget: Option<BuyerBudget>,
 }
 
 /// One run's figures: µs are Redis's `usec_per_call` of EVALSHA; bytes are per reservation.
@@ -39,8 +41,12 @@ pub struct RedisCost {
     /// The seed design's decrease.
     pub reference: f64,
     pub reference_bytes: f64,
-    /// The Try, every call accepted.
+    /// The Try, every call accepted (each a buyer's first order: the budget record is written
+    /// with it).
     pub try_accepted: f64,
+    /// The Try of a buyer's second order, every call accepted: the records are read and the
+    /// budget counted.
+    pub try_second: f64,
     /// The Try script on a sold-out collection (new buyers): what a refusal costs before the
     /// instance's sold-out flag is up.
     pub try_refused: f64,
@@ -173,6 +179,7 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
             quantity: 1,
             now_ms: t0 + i as i64,
             per_user_limit: shape.per_user_limit,
+            budget: shape.budget,
             stale_before_ms: t0 - 1_080_000,
         };
         let (keys, arg) = deduct_call(prefix, nb, &req);
@@ -238,6 +245,18 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
             (k, enc.into_iter().collect::<Vec<_>>().join("/"), count, bytes as f64 / n as f64)
         })
         .collect();
+
+    // The same buyers' second orders: records read, the budget counted (not in the bytes above).
+    let seconds: Vec<Call> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let again =
+                OrderKey::new(k.collection.clone(), k.user.clone(), OrderId::parse(&ulid::Ulid::new().to_string())?);
+            Ok(try_call(&again, i))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    cost.try_second = phase(&mut admin, &conns, &reserve, &seconds, shape.pipeline).await?;
 
     // Refused: the collection sold out, new buyers keep trying.
     let _: () = redis::cmd("SET").arg(&stock).arg(stored_stock(0)).query_async(&mut admin).await?;

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
-use flashstock::domain::{CancelReason, CollectionId, CollectionSpec, OrderKey, UserId};
+use flashstock::domain::{BuyerBudget, CancelReason, CollectionId, CollectionSpec, OrderKey};
 use flashstock::ports::prelude::*;
 use flashstock::ports::{
     CacheEntry, CacheProbe, CacheSnapshot, CollectionRecord, CreateOutcome, DeductOutcome, DeductRequest, InfraError,
@@ -148,10 +148,11 @@ impl WriteTurns for Gated<RedisCache> {
     }
 }
 
-/// Not a scheduling point: the HTTP layer spends budgets, not the use cases.
+/// Not a scheduling point: the HTTP layer spends a cancel's budget, not the use case (a Try's
+/// is in its deduction, a step).
 impl BuyerBudgets for Gated<RedisCache> {
-    async fn spend_request(&self, user: &UserId, requests: u32, window: Duration) -> InfraResult<Option<Duration>> {
-        self.inner.spend_request(user, requests, window).await
+    async fn spend_request(&self, order: &OrderKey, budget: BuyerBudget, now_ms: i64) -> InfraResult<Option<Duration>> {
+        self.inner.spend_request(order, budget, now_ms).await
     }
 }
 

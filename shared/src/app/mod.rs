@@ -188,16 +188,24 @@ impl<C, L: Catalog, Q> App<C, L, Q> {
 }
 
 impl<C: BuyerBudgets, L, Q> App<C, L, Q> {
-    /// Spends one request of `user`'s budget (Try and cancel spend one each).
+    /// Spends one request of a cancel's buyer budget on its collection (a Try spends its own in
+    /// its deduction: [`Self::reserve`]).
     ///
     /// # Errors
     /// `RateLimited` with the seconds until the window ends once the budget is spent.
-    pub async fn spend_budget(&self, user: &crate::domain::UserId) -> Result<(), AppError> {
+    pub async fn spend_budget(&self, order: &crate::domain::OrderKey, now_ms: i64) -> Result<(), AppError> {
         let Some(budget) = self.settings.buyer_budget else { return Ok(()) };
-        match self.cache.spend_request(user, budget.requests, budget.window).await? {
+        match self.cache.spend_request(order, budget, now_ms).await? {
             None => Ok(()),
-            Some(wait) => Err(AppError::RateLimited { retry_after_s: wait.as_millis().div_ceil(1000).max(1) as u64 }),
+            Some(wait) => Err(AppError::rate_limited(wait)),
         }
+    }
+}
+
+impl AppError {
+    /// `RateLimited`, waiting whole seconds (at least 1) until the budget's window ends.
+    pub fn rate_limited(wait: Duration) -> Self {
+        AppError::RateLimited { retry_after_s: wait.as_millis().div_ceil(1000).max(1) as u64 }
     }
 }
 

@@ -35,8 +35,11 @@ pub struct Accepted {
 }
 
 impl<C: OrderCache, L: Catalog, Q: Queue> App<C, L, Q> {
+    /// Spends one request of the buyer budget in the same call, so a Try is one Redis call (and
+    /// one read once the instance knows the collection sold out: the budget is not spent then).
+    ///
     /// # Errors
-    /// `CollectionNotFound`, `InvalidField(quantity)`, `SoldOut`, `InsufficientStock`,
+    /// `RateLimited`, `CollectionNotFound`, `InvalidField(quantity)`, `SoldOut`, `InsufficientStock`,
     /// `LimitExceeded`, `IdempotencyMismatch` (this buyer's order id with another quantity),
     /// `Refused(Tombstoned)`, `CacheNotReady`,
     /// `Unconfirmed` (taken, but its message could not be confirmed queued: retry the same order
@@ -61,16 +64,24 @@ impl<C: OrderCache, L: Catalog, Q: Queue> App<C, L, Q> {
         }
         let key = OrderKey::new(input.collection.clone(), input.user.clone(), input.order.clone());
         // The sold-out flag keeps the horde off the collection's script; a retry of an order that
-        // was accepted must still get its original answer, so the flag is only trusted when this
-        // buyer's order id has no entry (a plain read on the collection's slot).
-        if self.sold_out.is_up(&input.collection, self.clock.instant()) && self.cache.entry(&key).await?.is_none() {
-            return Err(AppError::SoldOut);
+        // was accepted must still get its original answer, so with the flag up a Try reads this
+        // buyer's entry (a plain read on the collection's slot) and answers from it. Only a replay
+        // of a still-pending order goes on to the script, which logs it again before it is re-sent.
+        if self.sold_out.is_up(&input.collection, self.clock.instant()) {
+            match self.cache.entry(&key).await? {
+                None => return Err(AppError::SoldOut),
+                Some(e) if e.state == CacheState::Cancelled => return Err(crate::domain::Refusal::Tombstoned.into()),
+                Some(e) if e.quantity != quantity => return Err(AppError::IdempotencyMismatch),
+                Some(e) if e.state != CacheState::Pending => return Ok(accepted),
+                Some(_) => {}
+            }
         }
         let req = DeductRequest {
             key: &key,
             quantity,
             now_ms,
             per_user_limit: spec.per_user_limit,
+            budget: self.settings.buyer_budget,
             // Reconciliation re-sends an order younger than the quiet stretch before its
             // give-up, and gives up only an older one: promise a replay only where it would still
             // heal forward (so this replay's message, too, is redelivered before the give-up).
@@ -107,6 +118,7 @@ impl<C: OrderCache, L: Catalog, Q: Queue> App<C, L, Q> {
             }
             DeductOutcome::Insufficient { available } => Err(AppError::InsufficientStock { available }),
             DeductOutcome::LimitExceeded { held } => Err(AppError::LimitExceeded { held }),
+            DeductOutcome::OverBudget { wait } => Err(AppError::rate_limited(wait)),
         }
     }
 

@@ -71,7 +71,7 @@ pub const MEANINGS: [(&str, &str); 27] = [
     ),
     (
         BUYER_BUDGET,
-        "Tries and cancels one buyer may make per window, counted in Redis; past it 429 `RATE_LIMITED`. `0` = off",
+        "Tries and cancels one buyer may make on one collection per window (0…255), counted in Redis with the buyer's records; past it 429 `RATE_LIMITED`. `0` = off",
     ),
     (BUYER_BUDGET_WINDOW_SECONDS, "the budget's window (1…3600)"),
     (DEFAULT_PER_USER_LIMIT, "the per-user limit of a collection created without `perUserLimit`; `0` = none"),

@@ -84,12 +84,7 @@ pub enum RedisSource {
     SecretsManager { secret_arn: String, endpoint: String },
 }
 
-/// How many budgeted requests (Try and cancel) one buyer may make per window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BuyerBudget {
-    pub requests: u32,
-    pub window: Duration,
-}
+pub use crate::domain::BuyerBudget;
 
 /// A value that must never reach a log: its `Debug` is redacted; [`Secret::expose`] is the one
 /// way to read it (where the client is built).
@@ -242,8 +237,14 @@ impl Config {
                 RedisSource::Url(Secret(url))
             }
         };
-        let budget: u32 = num(BUYER_BUDGET, get(BUYER_BUDGET), 20)?;
-        let window: u64 = num(BUYER_BUDGET_WINDOW_SECONDS, get(BUYER_BUDGET_WINDOW_SECONDS), 60)?;
+        let default_budget = crate::domain::DEFAULT_BUYER_BUDGET;
+        let budget: u32 = num(BUYER_BUDGET, get(BUYER_BUDGET), default_budget.requests)?;
+        if budget > crate::domain::MAX_BUDGET_REQUESTS {
+            let why = format!("must be 0..={}", crate::domain::MAX_BUDGET_REQUESTS);
+            return Err(ConfigError::Invalid { name: BUYER_BUDGET, why });
+        }
+        let window: u64 =
+            num(BUYER_BUDGET_WINDOW_SECONDS, get(BUYER_BUDGET_WINDOW_SECONDS), default_budget.window.as_secs())?;
         if !(1..=3_600).contains(&window) {
             return Err(ConfigError::Invalid { name: BUYER_BUDGET_WINDOW_SECONDS, why: "must be 1..=3600".into() });
         }

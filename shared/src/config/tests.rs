@@ -100,6 +100,12 @@ fn the_buyer_budget_and_default_limit_can_be_turned_off() {
         Config::from_lookup(env(&pairs)),
         Err(ConfigError::Invalid { name: BUYER_BUDGET_WINDOW_SECONDS, .. })
     ));
+    // The count is stored in one byte.
+    let mut pairs = BASE.to_vec();
+    pairs.push((BUYER_BUDGET, "255"));
+    assert_eq!(Config::from_lookup(env(&pairs)).unwrap().buyer_budget.map(|b| b.requests), Some(255));
+    pairs.push((BUYER_BUDGET, "256"));
+    assert!(matches!(Config::from_lookup(env(&pairs)), Err(ConfigError::Invalid { name: BUYER_BUDGET, .. })));
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod buckets;
+pub mod budget;
 pub mod collection;
 pub mod ids;
 pub mod pending;
@@ -11,6 +12,7 @@ pub mod settlement;
 pub mod timing;
 
 pub use buckets::{DEFAULT_BUCKETS, MAX_BUCKETS, home_bucket};
+pub use budget::{BudgetWindow, BuyerBudget, DEFAULT_BUYER_BUDGET, MAX_BUDGET_REQUESTS};
 pub use collection::{CollectionSpec, IdentityViolation, SpecError, StockLevels, bucket_violations, drift};
 pub use ids::{CollectionId, IdError, OrderId, OrderKey, Quantity, UserId};
 pub use pending::{PendingFate, PendingWindow};

@@ -97,11 +97,6 @@ impl Route<'_> {
             }
         }
     }
-
-    /// A buyer's writes: each spends one request of the buyer's budget.
-    pub fn budgeted(&self) -> bool {
-        matches!(self, Route::Reserve(_) | Route::Cancel(..))
-    }
 }
 
 /// The route API Gateway matched, from its route key and path parameters: the raw path may carry
@@ -211,9 +206,6 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
         who.require(scope)?;
     }
     let now = app.clock.now_ms();
-    if route.budgeted() {
-        app.spend_budget(&who.user).await?;
-    }
     match route {
         Route::PutCollection(id) => {
             let id = collection_id(id)?;
@@ -251,6 +243,7 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
         Route::Status(c, o) => Ok(ok_json(StatusCode::OK, &app.status(&order_key(c, o, who.user)?).await?)),
         Route::Cancel(c, o) => {
             let key = order_key(c, o, who.user)?;
+            app.spend_budget(&key, now).await?;
             Ok(ok_json(StatusCode::OK, &app.cancel(&key, Canceller::Buyer, now).await?.view))
         }
         Route::Confirm(c, o) => {
@@ -313,7 +306,5 @@ mod tests {
         assert_eq!(Route::Confirm("c", "o").scope(), Some(auth::CONFIRM_SCOPE));
         assert_eq!(Route::WarmUp("c").scope(), Some(auth::ADMIN_SCOPE));
         assert_eq!(Route::Reserve("c").scope(), None);
-        assert!(Route::Reserve("c").budgeted() && Route::Cancel("c", "o").budgeted());
-        assert!(!Route::Status("c", "o").budgeted());
     }
 }

@@ -9,6 +9,10 @@
 --   at     4 bytes, big-endian: accepted, epoch seconds
 --   lg     4 bytes, big-endian: last change, epoch seconds (for P and I: when it entered the
 --          time index, so the time slice "{…}:t:<lg / 10>" lists its bucket)
+-- A value may open with the buyer's budget record, in the same layout (12 bytes) so that every
+-- walk over the records steps over it: order "\1\0" (no order id is a NUL byte), state B, qty =
+-- the requests made in the window (1-255), at = the window's number, lg = when it ends, epoch
+-- seconds. deduct.lua and budget.lua keep it first; trim.lua drops it once its window is old.
 local function d4(s, i)
   local a, b, c, d = string.byte(s, i, i + 3)
   return ((a * 256 + b) * 256 + c) * 256 + d

@@ -1,7 +1,8 @@
 -- trim.lua: forget orders settled long ago, so the records stay bounded. Replays of such old
 -- orders are then answered from DynamoDB's record (persist refuses a second deduction). Never
 -- forgets an order that is pending or has a cancel intent, nor, with `keep`, a durable one (its
--- units count toward the buyer's per-user limit).
+-- units count toward the buyer's per-user limit). A budget record whose window ended before the
+-- cutoff is dropped too (not counted: it is no order).
 --
 -- KEYS: [1..] buckets
 -- ARGV: [1] changed-before s [2] "1" to keep durable (S) records, or ""
@@ -17,7 +18,9 @@ for _, bucket in ipairs(KEYS) do
       local ol = (k == 0) and 17 or (1 + k)
       local st = string.sub(v, i + ol, i + ol)
       local old = d4(v, i + ol + 6) < cutoff
-      if old and (st == 'C' or st == 'F' or (st == 'S' and not keep)) then
+      if old and st == 'B' then
+        -- a spent window's count
+      elseif old and (st == 'C' or st == 'F' or (st == 'S' and not keep)) then
         n = n + 1
       else
         out[#out + 1] = string.sub(v, i, i + ol + 9)

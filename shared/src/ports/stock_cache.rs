@@ -1,13 +1,13 @@
 //! The stock cache port (Redis): per-collection stock, the per-order entries that make a Try
 //! idempotent, and the time index of deductions and cancel intents not yet known durable —
-//! all of an order in its collection's slot, keyed by the buyer-scoped [`OrderKey`]; and each
-//! buyer's request budget.
+//! all of an order in its collection's slot, keyed by the buyer-scoped [`OrderKey`], with each
+//! buyer's request budget on the collection.
 
 use std::future::Future;
 use std::time::Duration;
 
 use super::{InfraResult, OrderRecord};
-use crate::domain::{CollectionId, OrderKey, Settlement, Status, UserId};
+use crate::domain::{BuyerBudget, CollectionId, OrderKey, Settlement, Status, UserId};
 
 /// An order's state in its collection's Redis entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,8 @@ pub struct DeductRequest<'a> {
     pub quantity: u32,
     pub now_ms: i64,
     pub per_user_limit: Option<u32>,
+    /// The buyer budget this Try spends a request of (`None`: off).
+    pub budget: Option<BuyerBudget>,
     /// A pending order accepted before this may be under reconciliation's give-up (it is inside
     /// the quiet stretch before its deadline, or past it): a replay re-sends it but promises
     /// nothing.
@@ -79,6 +81,10 @@ pub enum DeductOutcome {
     },
     LimitExceeded {
         held: i64,
+    },
+    /// The buyer's budget for this window is spent: nothing was looked at or changed.
+    OverBudget {
+        wait: Duration,
     },
 }
 
@@ -295,15 +301,16 @@ pub trait WriteTurns: Send + Sync + 'static {
     ) -> impl Future<Output = InfraResult<()>> + Send;
 }
 
-/// The per-buyer request budget (the HTTP layer, before Try and cancel).
+/// The buyer budget of a cancel (a Try spends its request in [`OrderCache::deduct`]).
 pub trait BuyerBudgets: Send + Sync + 'static {
-    /// Spends one of `user`'s `requests` per `window`, counted in Redis so every function instance
-    /// shares it: `None` within the budget, else how long until the window ends.
+    /// Spends one request of `order`'s buyer on its collection, counted in Redis with the buyer's
+    /// records so every function instance shares it: `None` within the budget, else how long
+    /// until the window ends.
     fn spend_request(
         &self,
-        user: &UserId,
-        requests: u32,
-        window: Duration,
+        order: &OrderKey,
+        budget: BuyerBudget,
+        now_ms: i64,
     ) -> impl Future<Output = InfraResult<Option<Duration>>> + Send;
 }
 

@@ -171,6 +171,7 @@ async fn scripts(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String, m: &
         clients: if cli.tiny { 8 } else { 50 },
         pipeline: 32,
         per_user_limit: Some(4),
+        budget: Some(flashstock::domain::DEFAULT_BUYER_BUDGET),
     };
     let mut runs = Vec::new();
     for run in 0..cli.runs {
@@ -201,6 +202,12 @@ async fn scripts(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String, m: &
     m.try_usec = Some(t.0);
     writeln!(md, "| Try, accepted, µs/call | {} | |", fmt3(t))?;
     writeln!(md, "| Try ÷ reference (per run) | {} | ≤ 0.6 |", fmt3(col(&|c| c.try_accepted / c.reference)))?;
+    writeln!(
+        md,
+        "| Try, a buyer's second order (records read, budget counted), µs/call | {} | |",
+        fmt3(col(&|c| c.try_second))
+    )?;
+    writeln!(md, "| … ÷ reference (per run) | {} | |", fmt3(col(&|c| c.try_second / c.reference)))?;
     writeln!(
         md,
         "| Try script refused (sold out, before the instance's flag is up), µs/call | {} | |",

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::domain::{OrderId, OrderKey, UserId};
+use crate::domain::{BudgetWindow, OrderId, OrderKey, UserId};
 use crate::ports::{CacheEntry, CacheState};
 
 /// A buyer as stored: a byte k, then 16 bytes of a canonical UUID (k = 0) or k bytes as given.
@@ -63,6 +63,15 @@ pub(super) fn ident(key: &OrderKey) -> Vec<u8> {
     v.extend_from_slice(&u);
     v.extend_from_slice(&order_bytes(&key.order));
     v
+}
+
+/// The budget record of `window` counting 1 (its layout is in `records.lua`): the first request
+/// of a window, as a new buyer's value opens with it and as the scripts count from.
+pub(super) fn budget_record(window: &BudgetWindow) -> [u8; 12] {
+    let mut b = [1, 0, b'B', 1, 0, 0, 0, 0, 0, 0, 0, 0];
+    b[4..8].copy_from_slice(&window.number.to_be_bytes());
+    b[8..].copy_from_slice(&e4(window.ends_ms.div_euclid(1000)));
+    b
 }
 
 /// A 4-byte big-endian number (seconds), clamped to its range.

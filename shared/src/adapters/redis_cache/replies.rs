@@ -6,6 +6,8 @@
 //! are a string). The one exception is the Try's accepting path: `deduct.lua` answers the stock
 //! left as a bare integer, the hot path's cheapest reply.
 
+use std::time::Duration;
+
 use redis::Value;
 
 use super::codec::state_of;
@@ -70,6 +72,7 @@ pub(super) fn deduct(v: Value, now_ms: i64) -> InfraResult<DeductOutcome> {
         ("SOLDOUT", []) => DeductOutcome::SoldOut,
         ("INSUFFICIENT", &[a]) => DeductOutcome::Insufficient { available: a },
         ("LIMIT", &[held]) => DeductOutcome::LimitExceeded { held },
+        ("BUDGET", &[ms]) if ms >= 0 => DeductOutcome::OverBudget { wait: Duration::from_millis(ms.max(1) as u64) },
         ("REPLAY_STALE", &[at]) => DeductOutcome::ReplayStale { accepted_at_ms: at * 1000 },
         (other, &[at]) => match other.strip_prefix("REPLAY_").map(str::as_bytes) {
             Some(&[b]) if let Some(state) = state_of(b) => DeductOutcome::Replay { state, accepted_at_ms: at * 1000 },
@@ -181,6 +184,9 @@ mod tests {
         assert_eq!(deduct(r("REPLAY_STALE", &[7]), 0).unwrap(), DeductOutcome::ReplayStale { accepted_at_ms: 7_000 });
         assert_eq!(deduct(r("INSUFFICIENT", &[2]), 0).unwrap(), DeductOutcome::Insufficient { available: 2 });
         assert_eq!(deduct(r("LIMIT", &[4]), 0).unwrap(), DeductOutcome::LimitExceeded { held: 4 });
+        let over = |ms| DeductOutcome::OverBudget { wait: Duration::from_millis(ms) };
+        assert_eq!(deduct(r("BUDGET", &[1_500]), 0).unwrap(), over(1_500));
+        assert_eq!(deduct(r("BUDGET", &[0]), 0).unwrap(), over(1), "a window ending now still waits");
         for (code, want) in [
             ("CANCELLED", DeductOutcome::Cancelled),
             ("MISMATCH", DeductOutcome::Mismatch),
@@ -222,6 +228,8 @@ mod tests {
             deduct(r("REPLAY_X", &[0]), 0).unwrap_err(),
             deduct(r("REPLAY_P", &[]), 0).unwrap_err(),
             deduct(r("SOLDOUT", &[0]), 0).unwrap_err(),
+            deduct(r("BUDGET", &[-1]), 0).unwrap_err(),
+            deduct(r("BUDGET", &[]), 0).unwrap_err(),
             deduct(Value::Array(vec![]), 0).unwrap_err(),
             deduct(Value::Array(vec![Value::Int(1)]), 0).unwrap_err(),
             deduct(Value::Nil, 0).unwrap_err(),

@@ -4,7 +4,7 @@
 
 use redis::Script;
 
-use super::codec::{buyer_bytes, e4, ident, order_bytes};
+use super::codec::{budget_record, buyer_bytes, e4, ident, order_bytes};
 use super::keys::{Keys, bucket_of, secs, slice_of, user_bucket};
 use crate::domain::OrderKey;
 use crate::ports::DeductRequest;
@@ -82,11 +82,16 @@ pub fn deduct_call(prefix: &str, nb: u32, r: &DeductRequest<'_>) -> (Vec<String>
     rec.extend_from_slice(&e4(now));
     rec.extend_from_slice(&e4(now));
     let bucket = bucket_of(&u, nb);
-    let mut a = vec![(u.len() - 1) as u8, rec.len() as u8];
+    // A new buyer's value: with a budget, this window's budget record (the first request) first.
+    let window = r.budget.map(|b| (b, b.window_at(r.now_ms)));
+    let mut value = window.map_or_else(Vec::new, |(_, w)| budget_record(&w).to_vec());
+    value.extend_from_slice(&rec);
+    let mut a = vec![(u.len() - 1) as u8, value.len() as u8];
     a.extend_from_slice(&(bucket as u16).to_be_bytes());
     a.extend_from_slice(&u);
-    a.extend_from_slice(&rec);
-    let tail = format!("{},{},{slice}", r.per_user_limit.unwrap_or(0), secs(r.stale_before_ms));
+    a.extend_from_slice(&value);
+    let (budget, wait) = window.map_or((0, 0), |(b, w)| (b.requests, w.left(r.now_ms).as_millis()));
+    let tail = format!("{},{budget},{wait},{},{slice}", r.per_user_limit.unwrap_or(0), secs(r.stale_before_ms));
     a.extend_from_slice(tail.as_bytes());
     (vec![k.stock(), k.bucket(bucket), k.slice(slice), k.slices()], a)
 }
