@@ -418,4 +418,8 @@ async fn a_buyers_budget_is_per_collection_and_starts_again_with_the_next_window
     assert_eq!(t.reserve("pat", "win-a", "p2", 1).await.status, 202);
     assert_eq!(t.cancel("pat", "win-a", "p2").await.status, 200);
     t.reserve("pat", "win-a", "p3", 1).await.assert_problem(429, "RATE_LIMITED");
+    // An instance whose clock lags into the window before counts in the later one it finds.
+    clock.rewind(Duration::from_secs(30));
+    t.reserve("pat", "win-a", "p4", 1).await.assert_problem(429, "RATE_LIMITED");
+    t.cancel("pat", "win-a", "p2").await.assert_problem(429, "RATE_LIMITED");
 }

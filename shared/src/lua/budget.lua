@@ -11,11 +11,17 @@
 -- Returns {"WITHIN"} when the request is within the budget (counted), else {"SPENT", ms until
 -- the window ends} (nothing changed).
 local v = redis.call('HGET', KEYS[1], ARGV[1]) or ''
-local nb, n = ARGV[2], 1
+local function d4(x, i)
+  local b1, b2, b3, b4 = string.byte(x, i, i + 3)
+  return ((b1 * 256 + b2) * 256 + b3) * 256 + b4
+end
+-- The stored window, when it is this one or a later one (this instance's clock lags behind the
+-- one that wrote it), counts on; an earlier one is over.
+local nb, n, w = ARGV[2], 1, string.sub(ARGV[2], 5)
 if string.sub(v, 1, 2) == '\1\0' then
-  if string.sub(v, 5, 8) == string.sub(nb, 5, 8) then n = string.byte(v, 4) + 1 end
+  if d4(v, 5) >= d4(nb, 5) then n, w = string.byte(v, 4) + 1, string.sub(v, 5, 12) end
   v = string.sub(v, 13)
 end
 if n > tonumber(ARGV[3]) then return {'SPENT', tonumber(ARGV[4])} end
-redis.call('HSET', KEYS[1], ARGV[1], string.sub(nb, 1, 3) .. string.char(n) .. string.sub(nb, 5) .. v)
+redis.call('HSET', KEYS[1], ARGV[1], '\1\0B' .. string.char(n) .. w .. v)
 return {'WITHIN'}

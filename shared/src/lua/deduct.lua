@@ -77,22 +77,24 @@ local head, nb = '', ''
 if string.sub(r, 1, 2) == '\1\0' then nb = string.sub(r, 1, 12); r = string.sub(r, 13) end
 if string.sub(v, 1, 2) == '\1\0' then head = string.sub(v, 1, 12); v = string.sub(v, 13) end
 local rl = #r
+local function d4(x, i)
+  local b1, b2, b3, b4 = string.byte(x, i, i + 3)
+  return ((b1 * 256 + b2) * 256 + b3) * 256 + b4
+end
 local spent = false
 if tonumber(budget) > 0 then
-  local n = 1
-  if head ~= '' and string.sub(head, 5, 8) == string.sub(nb, 5, 8) then n = string.byte(head, 4) + 1 end
+  -- The stored window, when it is this one or a later one (this instance's clock lags behind the
+  -- one that wrote it), counts on; an earlier one is over.
+  local n, w = 1, string.sub(nb, 5)
+  if head ~= '' and d4(head, 5) >= d4(nb, 5) then n, w = string.byte(head, 4) + 1, string.sub(head, 5) end
   if n > tonumber(budget) then return {'BUDGET', tonumber(wait)} end
-  head = string.sub(nb, 1, 3) .. string.char(n) .. string.sub(nb, 5)
+  head = '\1\0B' .. string.char(n) .. w
   spent = true
 end
 -- Answers, writing the buyer's value back: nv when it changed, else the spent budget alone.
 local function answer(reply, nv)
   if nv or spent then redis.call('HSET', KEYS[2], u, head .. (nv or v)) end
   return reply
-end
-local function d4(x, i)
-  local b1, b2, b3, b4 = string.byte(x, i, i + 3)
-  return ((b1 * 256 + b2) * 256 + b3) * 256 + b4
 end
 local okey = string.sub(r, 1, rl - 10)
 local held = 0

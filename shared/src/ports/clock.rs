@@ -36,6 +36,10 @@ impl ShiftedClock {
     pub fn advance(&self, by: Duration) {
         self.offset_ms.fetch_add(by.as_millis() as i64, Ordering::Relaxed);
     }
+    /// Moves it back: an instance whose clock lags behind the others'.
+    pub fn rewind(&self, by: Duration) {
+        self.offset_ms.fetch_sub(by.as_millis() as i64, Ordering::Relaxed);
+    }
     fn offset(&self) -> i64 {
         self.offset_ms.load(Ordering::Relaxed)
     }
@@ -93,5 +97,7 @@ mod tests {
         c.advance(Duration::from_secs(60));
         assert!(c.now_ms() >= w + 60_000 && c.now_ms() < w + 70_000);
         assert!(c.instant() >= i + Duration::from_secs(60));
+        c.rewind(Duration::from_secs(45));
+        assert!(c.now_ms() >= w + 15_000 && c.now_ms() < w + 25_000);
     }
 }

@@ -75,7 +75,9 @@ pub(super) fn deduct(v: Value, now_ms: i64) -> InfraResult<DeductOutcome> {
         ("BUDGET", &[ms]) if ms >= 0 => DeductOutcome::OverBudget { wait: Duration::from_millis(ms.max(1) as u64) },
         ("REPLAY_STALE", &[at]) => DeductOutcome::ReplayStale { accepted_at_ms: at * 1000 },
         (other, &[at]) => match other.strip_prefix("REPLAY_").map(str::as_bytes) {
-            Some(&[b]) if let Some(state) = state_of(b) => DeductOutcome::Replay { state, accepted_at_ms: at * 1000 },
+            Some(&[b @ (b'P' | b'S' | b'F')]) if let Some(state) = state_of(b) => {
+                DeductOutcome::Replay { state, accepted_at_ms: at * 1000 }
+            }
             _ => return Err(unexpected(S, &v)),
         },
         _ => return Err(unexpected(S, &v)),
@@ -226,6 +228,7 @@ mod tests {
         for e in [
             deduct(r("WHAT", &[]), 0).unwrap_err(),
             deduct(r("REPLAY_X", &[0]), 0).unwrap_err(),
+            deduct(r("REPLAY_C", &[0]), 0).unwrap_err(),
             deduct(r("REPLAY_P", &[]), 0).unwrap_err(),
             deduct(r("SOLDOUT", &[0]), 0).unwrap_err(),
             deduct(r("BUDGET", &[-1]), 0).unwrap_err(),
