@@ -152,6 +152,32 @@ async fn lost_cache_answers_503_until_warm_up_never_sold_out() {
 }
 
 #[tokio::test]
+async fn a_lost_stock_key_is_rebuilt_at_once_with_orders_in_flight_held_back() {
+    // No persist consumer: the orders stay in flight until the test delivers them.
+    let t = TestApp::start_with(TestApp::manual_options(), |_| {}).await;
+    t.collection("inflight", json!({ "quantity": 10 })).await;
+    assert_eq!(t.reserve("a", "inflight", "a1", 2).await.status, 202);
+    assert_eq!(t.reserve("b", "inflight", "b1", 1).await.status, 202);
+    // a1 and b1 durable; c1 then stays in flight.
+    assert_eq!(t.deliver_reservations(10).await, 2);
+    t.wait_status("b", "inflight", "b1", "RESERVED", 10 * SECOND).await;
+    assert_eq!(t.reserve("c", "inflight", "c1", 3).await.status, 202);
+    // Redis loses the stock key while c1's message is in flight.
+    let stock = t.keys("inflight").stock();
+    let mut con = t.redis.clone();
+    let _: () = redis::cmd("DEL").arg(&stock).query_async(&mut con).await.unwrap();
+    t.reserve("d", "inflight", "d1", 1).await.assert_problem(503, "CACHE_NOT_READY");
+    // Rebuilt at once: DynamoDB's 7 saleable less c1's 3 units, still to be taken.
+    assert_eq!(t.warmup("inflight").await.int("cached"), 4, "the deduction in flight held back");
+    assert_eq!(t.reserve("d", "inflight", "d1", 1).await.status, 202);
+    assert_eq!(t.deliver_reservations(10).await, 2);
+    t.wait_status("c", "inflight", "c1", "RESERVED", 10 * SECOND).await;
+    t.wait_status("d", "inflight", "d1", "RESERVED", 10 * SECOND).await;
+    let s = t.assert_settled("inflight").await;
+    assert_eq!((s.saleable, s.redis_stock), (3, Some(3)), "no drift once everything settled: {s:?}");
+}
+
+#[tokio::test]
 async fn send_failure_keeps_the_deduction_and_answers_unconfirmed() {
     // The API's queue URL points at a queue that does not exist: every send fails for real.
     // A failed send may still have reached SQS, so the deduction stays: the answer says the

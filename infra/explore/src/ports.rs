@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
-use flashstock::domain::{BuyerBudget, CancelReason, CollectionId, CollectionSpec, OrderKey};
+use flashstock::domain::{BuyerBudget, CancelReason, CollectionId, CollectionSpec, OrderKey, StockLevels};
 use flashstock::ports::prelude::*;
 use flashstock::ports::{
     CacheEntry, CacheProbe, CacheSnapshot, CollectionRecord, CreateOutcome, DeductOutcome, DeductRequest, InfraError,
@@ -93,6 +93,8 @@ gated!(CacheWarmup for RedisCache {
     fn snapshot(collection: &CollectionId) -> InfraResult<CacheSnapshot> = "redis snapshot.lua";
     fn rebuild(collection: &CollectionId, snapshot: &CacheSnapshot, saleable: i64, only_if_missing: bool, quantity: i64)
         -> InfraResult<Rebuild> = "redis rebuild.lua";
+    fn rebuild_in_flight(collection: &CollectionId, snapshot: &CacheSnapshot, stock: i64, quantity: i64)
+        -> InfraResult<Rebuild> = "redis rebuild.lua in flight";
 });
 
 impl TimeIndex for Gated<RedisCache> {
@@ -163,6 +165,8 @@ gated!(Catalog for DynamoLedger {
     fn collections() -> InfraResult<Vec<CollectionId>> = "dynamodb list-collections";
     fn collection_records(ids: &[CollectionId]) -> InfraResult<Vec<CollectionRecord>> = "dynamodb batch get collections";
     fn record_drift(id: &CollectionId, drift: i64) -> InfraResult<()> = "dynamodb record-drift";
+    fn levels_with_orders(id: &CollectionId, orders: &[OrderKey]) -> InfraResult<Option<(StockLevels, Vec<Option<OrderRecord>>)>>
+        = "dynamodb get-collection with orders";
 });
 
 gated!(OrderBook for DynamoLedger {

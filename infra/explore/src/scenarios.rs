@@ -417,6 +417,22 @@ pub fn regressions() -> Vec<Regression> {
             scenario: pair("warmup-persist"),
             script: vec![Until(0, "dynamodb get-collection"), Until(1, "redis settle.lua"), Finish(0), Finish(1)],
         },
+        Regression {
+            name: "lost-stock-waits-for-a-deduction-in-flight",
+            what: "the stock key was lost while an order's message was still in flight: warm-up (and \
+                   reconciliation) refused to rebuild until it settled, and every Try of the collection \
+                   answered 503 meanwhile (up to the give-up, when the message was lost too)",
+            scenario: pair("warmup-persist"),
+            script: vec![Finish(0), Finish(1)],
+        },
+        Regression {
+            name: "lost-stock-with-a-cancel-committed-not-released",
+            what: "the stock key was lost while a cancel had committed in DynamoDB but not yet given its \
+                   unit back in Redis: a rebuild from the saleable (which has the unit) must hold it back, \
+                   or the release adds it a second time",
+            scenario: pair("warmup-cancel"),
+            script: vec![Until(1, "redis release.lua"), Finish(0), Finish(1)],
+        },
     ]
 }
 

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::{App, AppError};
 use crate::domain::{CollectionId, CollectionSpec, IdentityViolation, StockLevels, drift};
-use crate::ports::{CacheWarmup, Catalog, CreateOutcome, Rebuild, Tallies};
+use crate::ports::{CacheWarmup, Catalog, CreateOutcome, MAX_ORDERS_WITH_LEVELS, Rebuild, Tallies};
 
 /// What `GET /v1/admin/collections/{id}` answers.
 #[derive(Debug, Clone, Serialize)]
@@ -54,7 +54,8 @@ impl<C: CacheWarmup, L: Catalog + Tallies, Q> App<C, L, Q> {
     }
 
     /// Loads Redis from DynamoDB, atomically and without overwriting a live stock key: the stock
-    /// is set to `saleable - pending` only if no Redis change happened since it was read.
+    /// is set from DynamoDB's saleable only if no Redis change happened since it was read, entries
+    /// in flight held back ([`Self::rebuild_missing`]).
     pub async fn warm_up(&self, id: &CollectionId) -> Result<i64, AppError> {
         for attempt in 1..=WARMUP_ATTEMPTS {
             let snap = self.cache.snapshot(id).await?;
@@ -62,18 +63,17 @@ impl<C: CacheWarmup, L: Catalog + Tallies, Q> App<C, L, Q> {
                 return Ok(s);
             }
             let rec = self.ledger.collection(id).await?.ok_or(AppError::CollectionNotFound)?;
-            match self.cache.rebuild(id, &snap, rec.levels.saleable, true, rec.levels.quantity).await? {
+            match self.rebuild_missing(id, &snap, rec.levels).await? {
                 Rebuild::Set(s) | Rebuild::Live(s) => {
                     self.sold_out.clear(id);
                     tracing::info!(collection = %id, cached = s, "warmed up");
                     return Ok(s);
                 }
                 Rebuild::Busy => {
-                    return Err(AppError::Unavailable(
-                        "deductions or cancels are in flight: warm-up waits until they settle (reconciliation \
-                         rebuilds the stock by itself once they have); retry shortly"
-                            .into(),
-                    ));
+                    return Err(AppError::Unavailable(format!(
+                        "more than {MAX_ORDERS_WITH_LEVELS} deductions or cancels are in flight: warm-up waits until \
+                         fewer are (reconciliation rebuilds the stock by itself once they have); retry shortly"
+                    )));
                 }
                 Rebuild::Race => super::backoff(attempt).await,
             }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod cancel;
 pub mod confirm;
 pub mod persist;
+mod rebuild;
 pub mod reconcile;
 pub mod reserve;
 pub mod sold_out;

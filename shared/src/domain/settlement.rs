@@ -42,6 +42,42 @@ pub fn settlement(durable: Option<Status>, same_deduction: bool) -> Settlement {
     }
 }
 
+/// An entry in flight in the time index: a deduction not yet known durable, or a cancel intent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InFlightKind {
+    Deduction,
+    Intent,
+}
+
+/// The units of one in-flight entry that a rebuild holds back from DynamoDB's saleable, given the
+/// entry's record read in one transaction with that saleable: what DynamoDB will still take for
+/// it, or Redis will still give back (so that once it settles, Redis's stock is DynamoDB's
+/// saleable exactly). `same_deduction` as for [`settlement`].
+///
+/// - A deduction DynamoDB decided from this very deduction (settle, or fail: Redis keeps those
+///   units taken) holds back nothing: saleable already says what it will say.
+/// - Any other deduction holds back its units: DynamoDB has not taken them yet (missing: taken
+///   when its message lands, or given back in Redis at its give-up), or Redis will give them
+///   back (returning, released).
+/// - A cancel intent holds back its units once DynamoDB's cancel committed (saleable has them and
+///   the release will add them again), nothing before (both sides add them when it commits).
+pub fn held_back(kind: InFlightKind, quantity: u32, durable: Option<Status>, same_deduction: bool) -> i64 {
+    let q = i64::from(quantity);
+    match kind {
+        InFlightKind::Deduction => match settlement(durable, same_deduction) {
+            Settlement::Settle | Settlement::Fail => 0,
+            Settlement::SettleReturning | Settlement::FailReturning | Settlement::Release | Settlement::Missing => q,
+        },
+        InFlightKind::Intent => {
+            if durable == Some(Status::Cancelled) {
+                q
+            } else {
+                0
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +101,27 @@ mod tests {
         ];
         for (status, same, want) in table {
             assert_eq!(settlement(status, same), want, "{status:?} same={same}");
+        }
+    }
+
+    #[test]
+    fn a_rebuild_holds_back_what_is_still_to_move() {
+        use InFlightKind::{Deduction, Intent};
+        let table = [
+            (Deduction, None, true, 3),
+            (Deduction, Some(S::Reserved), true, 0),
+            (Deduction, Some(S::Confirmed), true, 0),
+            (Deduction, Some(S::Failed), true, 0),
+            (Deduction, Some(S::Reserved), false, 3),
+            (Deduction, Some(S::Failed), false, 3),
+            (Deduction, Some(S::Cancelled), true, 3),
+            (Intent, Some(S::Reserved), true, 0),
+            (Intent, Some(S::Confirmed), true, 0),
+            (Intent, Some(S::Cancelled), true, 3),
+            (Intent, None, true, 0),
+        ];
+        for (kind, status, same, want) in table {
+            assert_eq!(held_back(kind, 3, status, same), want, "{kind:?} {status:?} same={same}");
         }
     }
 

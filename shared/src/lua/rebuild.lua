@@ -9,21 +9,29 @@
 -- flight logged there): those, unchanged, are all that may be registered now. Anything logged
 -- since grew a slice or registered a new one.
 --
+-- Mode "inflight" sets a missing stock key with entries in flight: the caller read DynamoDB in one
+-- transaction with their records and held back what each still moves, so the slices are not
+-- checked, only ver (a settle, intent or release bumps it; while the key is missing a Try adds
+-- nothing, and a replay or relog.lua re-logging an entry changes no units).
+--
 -- KEYS: [1] stock (units + STOCK_BIAS, see deduct.lua) [2] meta (HASH: ver, nb = the collection's
 --       bucket count) [3] slices [4..] the drained slices
 -- ARGV: [1] expected ver [2] stock to set (negative counts as 0) [3] mode: "missing" (warm-up:
---       leave a live stock key alone) or "force" (repair drift) [4] bucket count
+--       leave a live stock key alone), "inflight" (the same, entries in flight held back by the
+--       caller: slices not checked) or "force" (repair drift) [4] bucket count
 --       [5..] for each drained slice: "<number>:<length as read>"
 -- Returns {"SET", stock} | {"LIVE", stock} (a live key left alone) | {"RACE"} | {"BUSY"}
 redis.call('HSETNX', KEYS[2], 'nb', ARGV[4])
 if (redis.call('HGET', KEYS[2], 'ver') or '0') ~= ARGV[1] then return {'RACE'} end
 local live = redis.call('GET', KEYS[1])
-if ARGV[3] == 'missing' and live then return {'LIVE', tonumber(live) - STOCK_BIAS} end
-if redis.call('ZCARD', KEYS[3]) ~= #KEYS - 3 then return {'BUSY'} end
-for j = 4, #KEYS do
-  local n, len = string.match(ARGV[j + 1], '^(%-?%d+):(%d+)$')
-  if not redis.call('ZSCORE', KEYS[3], n) or redis.call('STRLEN', KEYS[j]) ~= tonumber(len) then
-    return {'BUSY'}
+if ARGV[3] ~= 'force' and live then return {'LIVE', tonumber(live) - STOCK_BIAS} end
+if ARGV[3] ~= 'inflight' then
+  if redis.call('ZCARD', KEYS[3]) ~= #KEYS - 3 then return {'BUSY'} end
+  for j = 4, #KEYS do
+    local n, len = string.match(ARGV[j + 1], '^(%-?%d+):(%d+)$')
+    if not redis.call('ZSCORE', KEYS[3], n) or redis.call('STRLEN', KEYS[j]) ~= tonumber(len) then
+      return {'BUSY'}
+    end
   end
 end
 local s = tonumber(ARGV[2])

@@ -121,7 +121,19 @@ pub trait Catalog: Send + Sync + 'static {
         ids: &[CollectionId],
     ) -> impl Future<Output = InfraResult<Vec<CollectionRecord>>> + Send;
     fn record_drift(&self, id: &CollectionId, drift: i64) -> impl Future<Output = InfraResult<()>> + Send;
+    /// The collection's stock levels and these orders' records (`None`: no record), read in one
+    /// transaction (serialisable against the write transactions): at most
+    /// [`MAX_ORDERS_WITH_LEVELS`] orders. `None` for an unknown collection.
+    fn levels_with_orders(
+        &self,
+        id: &CollectionId,
+        orders: &[OrderKey],
+    ) -> impl Future<Output = InfraResult<Option<(StockLevels, Vec<Option<OrderRecord>>)>>> + Send;
 }
+
+/// Most orders [`Catalog::levels_with_orders`] reads with a collection's levels: a transaction
+/// reads at most 100 items, its buckets (up to 64) among them.
+pub const MAX_ORDERS_WITH_LEVELS: usize = 100 - crate::domain::MAX_BUCKETS as usize;
 
 /// Orders read back: one, many, or those past their payment deadline.
 pub trait OrderBook: Send + Sync + 'static {

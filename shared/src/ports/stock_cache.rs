@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::{InfraResult, OrderRecord};
-use crate::domain::{BuyerBudget, CollectionId, OrderKey, Settlement, Status, UserId};
+use crate::domain::{BuyerBudget, CollectionId, InFlightKind, OrderKey, Settlement, Status, UserId};
 
 /// An order's state in its collection's Redis entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +146,17 @@ pub struct CacheSnapshot {
     /// The other registered time slices, as read: (number, length). A rebuild goes ahead only if
     /// these are still all there is, unchanged (nothing was logged since).
     pub drained_slices: Vec<(i64, u64)>,
+    /// The entries in flight in the open slices (each order once).
+    pub in_flight: Vec<InFlight>,
+}
+
+/// One entry in flight in the time index, as a snapshot read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    pub order: OrderKey,
+    pub kind: InFlightKind,
+    pub quantity: u32,
+    pub accepted_at_ms: i64,
 }
 
 /// What reconciliation reads of a collection to tell idle from active without running its
@@ -235,6 +246,18 @@ pub trait CacheWarmup: Send + Sync + 'static {
         snapshot: &CacheSnapshot,
         saleable: i64,
         only_if_missing: bool,
+        quantity: i64,
+    ) -> impl Future<Output = InfraResult<Rebuild>> + Send;
+    /// Sets a missing stock key to `stock` with entries in flight: the caller computed it from
+    /// DynamoDB read in one transaction with their records (after the snapshot), holding back
+    /// what each still moves ([`crate::domain::held_back`]). Only if the version is still the
+    /// snapshot's: a settle, intent or release since moves it; a Try adds nothing while the
+    /// stock key is missing. `Live` if the key came back meanwhile.
+    fn rebuild_in_flight(
+        &self,
+        collection: &CollectionId,
+        snapshot: &CacheSnapshot,
+        stock: i64,
         quantity: i64,
     ) -> impl Future<Output = InfraResult<Rebuild>> + Send;
 }

@@ -5,12 +5,63 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Get, TransactGetItem};
 
-use super::items::{BucketItem, COLLECTIONS, CollectionItem, bucket_pk, col_pk, n, s};
+use super::items::{BucketItem, COLLECTIONS, CollectionItem, OrderItem, bucket_pk, col_pk, n, ord_pk, s};
 use super::{DynamoLedger, KIND_INDEX, sdk_err};
-use crate::domain::{CollectionId, CollectionSpec, StockLevels};
-use crate::ports::{Catalog, CollectionRecord, CreateOutcome, InfraError, InfraResult, ItemFailure, WriteError};
+use crate::domain::{CollectionId, CollectionSpec, OrderKey, StockLevels};
+use crate::ports::{
+    Catalog, CollectionRecord, CreateOutcome, InfraError, InfraResult, ItemFailure, MAX_ORDERS_WITH_LEVELS,
+    OrderRecord, WriteError,
+};
 
 impl DynamoLedger {
+    /// Every bucket of a collection and these orders' records, in one snapshot (TransactGetItems
+    /// is serialisable against the write transactions): a BatchGetItem could see one half of a
+    /// move, or a persist's bucket but not its order, and a decision on it (a short bucket's
+    /// refusals, an identity check, drift, a rebuild) would be wrong.
+    async fn read_together(
+        &self,
+        id: &CollectionId,
+        buckets: u32,
+        orders: &[OrderKey],
+    ) -> InfraResult<(Vec<StockLevels>, Vec<Option<OrderRecord>>)> {
+        let op = "dynamodb read buckets";
+        if orders.len() > MAX_ORDERS_WITH_LEVELS {
+            return Err(InfraError::new(op, format!("{} orders, at most {MAX_ORDERS_WITH_LEVELS}", orders.len())));
+        }
+        let keys = (0..buckets).map(|k| bucket_pk(id, k)).chain(orders.iter().map(ord_pk));
+        let mut gets = Vec::with_capacity(buckets as usize + orders.len());
+        for key in keys {
+            let get =
+                Get::builder().table_name(&self.table).key("pk", key).build().map_err(|e| InfraError::new(op, e))?;
+            gets.push(TransactGetItem::builder().get(get).build());
+        }
+        let out = self.client.transact_get_items().set_transact_items(Some(gets)).send().await.map_err(sdk_err(op))?;
+        let mut items = out.responses.unwrap_or_default().into_iter().map(|r| r.item);
+        let levels = items
+            .by_ref()
+            .take(buckets as usize)
+            .enumerate()
+            .map(|(k, item)| {
+                let item = item.ok_or_else(|| InfraError::new(op, format!("{id} has no bucket {k}")))?;
+                serde_dynamo::from_item::<_, BucketItem>(item).map(|b| b.levels()).map_err(|e| InfraError::new(op, e))
+            })
+            .collect::<InfraResult<Vec<StockLevels>>>()?;
+        let records = items
+            .map(|item| {
+                item.map(|i| serde_dynamo::from_item::<_, OrderItem>(i).map(OrderItem::into_record))
+                    .transpose()
+                    .map_err(|e| InfraError::new(op, e))
+            })
+            .collect::<InfraResult<Vec<_>>>()?;
+        if levels.len() != buckets as usize || records.len() != orders.len() {
+            return Err(InfraError::new(
+                op,
+                format!("{id}: {} of {} items read", levels.len() + records.len(), buckets as usize + orders.len()),
+            ));
+        }
+        Ok((levels, records))
+    }
+
     /// The records of these headers, each with its buckets read in one batch (per item
     /// consistent, not a snapshot across items: for listing many collections at once, where a
     /// torn read only makes a collection look changed).
@@ -71,34 +122,20 @@ impl Catalog for DynamoLedger {
         let Some(header) = self.get::<CollectionItem>(col_pk(id), "dynamodb get collection").await? else {
             return Ok(None);
         };
-        // One snapshot of every bucket (TransactGetItems is serialisable against the write
-        // transactions): a BatchGetItem could see one half of a move, and a decision on it (a
-        // short bucket's refusals, an identity check, drift) would be wrong.
-        let op = "dynamodb read buckets";
-        let mut gets = Vec::with_capacity(header.buckets as usize);
-        for k in 0..header.buckets {
-            let get = Get::builder()
-                .table_name(&self.table)
-                .key("pk", bucket_pk(id, k))
-                .build()
-                .map_err(|e| InfraError::new(op, e))?;
-            gets.push(TransactGetItem::builder().get(get).build());
-        }
-        let out = self.client.transact_get_items().set_transact_items(Some(gets)).send().await.map_err(sdk_err(op))?;
-        let buckets = out
-            .responses
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-            .map(|(k, r)| {
-                let item = r.item.ok_or_else(|| InfraError::new(op, format!("{id} has no bucket {k}")))?;
-                serde_dynamo::from_item::<_, BucketItem>(item).map(|b| b.levels()).map_err(|e| InfraError::new(op, e))
-            })
-            .collect::<InfraResult<Vec<StockLevels>>>()?;
-        if buckets.len() != header.buckets as usize {
-            return Err(InfraError::new(op, format!("{id}: {} of {} buckets read", buckets.len(), header.buckets)));
-        }
+        let (buckets, _) = self.read_together(id, header.buckets, &[]).await?;
         Ok(Some(header.into_record(buckets)))
+    }
+
+    async fn levels_with_orders(
+        &self,
+        id: &CollectionId,
+        orders: &[OrderKey],
+    ) -> InfraResult<Option<(StockLevels, Vec<Option<OrderRecord>>)>> {
+        let Some(header) = self.get::<CollectionItem>(col_pk(id), "dynamodb get collection").await? else {
+            return Ok(None);
+        };
+        let (buckets, records) = self.read_together(id, header.buckets, orders).await?;
+        Ok(Some((buckets.into_iter().sum(), records)))
     }
 
     async fn collections(&self) -> InfraResult<Vec<CollectionId>> {

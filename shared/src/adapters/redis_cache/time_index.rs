@@ -10,8 +10,8 @@ use super::codec::{ident, read_id, records, slice_buckets, ulid_text, uuid_text}
 use super::keys::{BUYERS_PER_BUCKET, Keys, SLICE_SECONDS, secs, slice_of, user_bucket};
 use super::scripts::STOCK_BIAS;
 use super::{Conn, RedisCache, err, replies};
-use crate::domain::{CollectionId, OrderId, OrderKey, UserId};
-use crate::ports::{CacheProbe, InfraResult, TimeIndex, Trimmed};
+use crate::domain::{CollectionId, InFlightKind, OrderId, OrderKey, UserId};
+use crate::ports::{CacheProbe, InFlight, InfraResult, TimeIndex, Trimmed};
 
 /// What a scan of open time slices found.
 #[derive(Default)]
@@ -24,6 +24,8 @@ pub(super) struct Scan {
     pub open: i64,
     /// Slices read that hold nothing in flight: (number, length as read).
     pub drained: Vec<(i64, u64)>,
+    /// Every entry in flight in the slices read, each order once.
+    pub in_flight: Vec<InFlight>,
 }
 
 /// A probe's reads: stock, registered slices, mark, last visit.
@@ -90,11 +92,20 @@ impl RedisCache {
                     if r.state == b'P' {
                         out.pending += i64::from(r.quantity);
                     }
-                    let due = before_ms.is_some_and(|ms| r.logged_s * 1000 < ms);
-                    if due && let Some(order) = read_id(&r.order, ulid_text).and_then(|(s, _)| OrderId::parse(&s).ok())
-                    {
-                        due_logged.push((r.logged_s, OrderKey::new(collection.clone(), user.clone(), order)));
+                    let Some(order) = read_id(&r.order, ulid_text).and_then(|(s, _)| OrderId::parse(&s).ok()) else {
+                        continue;
+                    };
+                    let key = OrderKey::new(collection.clone(), user.clone(), order);
+                    if before_ms.is_some_and(|ms| r.logged_s * 1000 < ms) {
+                        due_logged.push((r.logged_s, key.clone()));
                     }
+                    let kind = if r.state == b'P' { InFlightKind::Deduction } else { InFlightKind::Intent };
+                    out.in_flight.push(InFlight {
+                        order: key,
+                        kind,
+                        quantity: r.quantity,
+                        accepted_at_ms: r.accepted_s * 1000,
+                    });
                 }
             }
             if busy {

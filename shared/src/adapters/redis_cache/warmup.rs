@@ -28,13 +28,19 @@ impl CacheWarmup for RedisCache {
         let (stock, version, open, nb) = replies::snapshot(reply)?;
         // The slices with nothing left in flight are listed, so that a rebuild after this
         // snapshot is not refused for slices only waiting to be dropped.
-        let (pending, open, drained) = if open > 0 && nb > 0 {
-            let scan = self.scan(collection, nb, None, 0).await?;
-            (scan.pending, scan.open, scan.drained)
+        let scan = if open > 0 && nb > 0 {
+            self.scan(collection, nb, None, 0).await?
         } else {
-            (0, open, Vec::new())
+            super::time_index::Scan { open, ..Default::default() }
         };
-        Ok(CacheSnapshot { stock, pending, version, open_slices: open, drained_slices: drained })
+        Ok(CacheSnapshot {
+            stock,
+            pending: scan.pending,
+            version,
+            open_slices: scan.open,
+            drained_slices: scan.drained,
+            in_flight: scan.in_flight,
+        })
     }
 
     async fn rebuild(
@@ -46,15 +52,35 @@ impl CacheWarmup for RedisCache {
         quantity: i64,
     ) -> InfraResult<Rebuild> {
         let mode = if only_if_missing { "missing" } else { "force" };
+        self.set_stock(collection, snapshot, saleable - snapshot.pending, mode, quantity).await
+    }
+
+    async fn rebuild_in_flight(
+        &self,
+        collection: &CollectionId,
+        snapshot: &CacheSnapshot,
+        stock: i64,
+        quantity: i64,
+    ) -> InfraResult<Rebuild> {
+        self.set_stock(collection, snapshot, stock, "inflight", quantity).await
+    }
+}
+
+impl RedisCache {
+    /// `rebuild.lua` in `mode`, guarded by the snapshot's version and (but for "inflight") its
+    /// drained slices.
+    async fn set_stock(
+        &self,
+        collection: &CollectionId,
+        snapshot: &CacheSnapshot,
+        stock: i64,
+        mode: &str,
+        quantity: i64,
+    ) -> InfraResult<Rebuild> {
         let k = self.keys(collection);
         let nb = buckets_for(quantity);
         let mut keys = vec![k.stock(), k.meta(), k.slices()];
-        let mut args = vec![
-            snapshot.version.to_string(),
-            (saleable - snapshot.pending).to_string(),
-            mode.to_owned(),
-            nb.to_string(),
-        ];
+        let mut args = vec![snapshot.version.to_string(), stock.to_string(), mode.to_owned(), nb.to_string()];
         // The drained slices the snapshot read: unchanged, they are all that may be registered.
         for (n, len) in &snapshot.drained_slices {
             keys.push(k.slice(*n));

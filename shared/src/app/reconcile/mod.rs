@@ -254,7 +254,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         let saleable = rec.levels.saleable;
         match snap.stock {
             None => {
-                if let Rebuild::Set(s) = self.cache.rebuild(id, &snap, saleable, true, rec.levels.quantity).await? {
+                if let Rebuild::Set(s) = self.rebuild_missing(id, &snap, rec.levels).await? {
                     tracing::warn!(collection = %id, stock = s, "Redis stock was missing; rebuilt from DynamoDB");
                     cr.rebuilt = true;
                     self.sold_out.clear(id);
