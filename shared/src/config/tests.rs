@@ -64,7 +64,33 @@ fn secrets_never_show_in_debug() {
     all.extend(pairs);
     let c = Config::from_lookup(env(&all)).unwrap();
     assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
+    assert!(format!("{c:?}").contains("Secret([redacted])"), "{c:?}");
     assert_eq!(c.redis, RedisSource::Url(Secret::new("rediss://:hunter2@cache:6379")));
+    assert_eq!(c.redis_url(), Some(&Secret::new("rediss://:hunter2@cache:6379")));
+}
+
+#[test]
+fn bounds_are_inclusive_where_the_docs_say_so() {
+    let with = |k, v: String| {
+        let mut pairs: Vec<(&str, String)> = BASE.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        pairs.push((k, v));
+        let m: HashMap<String, String> = pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        Config::from_lookup(move |k| m.get(k).cloned())
+    };
+    assert!(with(FAULT_DROP_MESSAGE_PERCENT, "100".into()).is_ok());
+    assert!(matches!(
+        with(FAULT_DROP_MESSAGE_PERCENT, "101".into()),
+        Err(ConfigError::Invalid { name: FAULT_DROP_MESSAGE_PERCENT, .. })
+    ));
+    assert!(with(ORDER_RETENTION_SECONDS, MIN_ORDER_RETENTION_SECONDS.to_string()).is_ok());
+    assert!(matches!(
+        with(ORDER_RETENTION_SECONDS, (MIN_ORDER_RETENTION_SECONDS - 1).to_string()),
+        Err(ConfigError::Invalid { name: ORDER_RETENTION_SECONDS, .. })
+    ));
+    // A week bounds every timing knob: a week is in range (whatever else it conflicts with).
+    let range = |r: Result<Config, ConfigError>| matches!(r, Err(ConfigError::Invalid { why, .. }) if why.contains("out of range"));
+    assert!(!range(with(RECONCILE_GIVE_UP_MS, "604800000".into())));
+    assert!(range(with(RECONCILE_GIVE_UP_MS, "604800001".into())));
 }
 
 #[test]
@@ -86,6 +112,7 @@ fn a_secret_replaces_the_url() {
     pairs.push((REDIS_ENDPOINT, "cache.internal:6379"));
     let c = Config::from_lookup(env(&pairs)).unwrap();
     assert!(matches!(c.redis, RedisSource::SecretsManager { ref endpoint, .. } if endpoint == "cache.internal:6379"));
+    assert_eq!(c.redis_url(), None);
 }
 
 #[test]

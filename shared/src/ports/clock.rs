@@ -99,5 +99,8 @@ mod tests {
         assert!(c.instant() >= i + Duration::from_secs(60));
         c.rewind(Duration::from_secs(45));
         assert!(c.now_ms() >= w + 15_000 && c.now_ms() < w + 25_000);
+        // Shared, it reads the same.
+        let shared: &dyn Clock = &std::sync::Arc::new(c);
+        assert!(shared.now_ms() >= w + 15_000 && shared.now_ms() < w + 25_000);
     }
 }

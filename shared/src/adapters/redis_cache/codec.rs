@@ -143,6 +143,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_budget_record_is_laid_out_as_a_record_of_its_own() {
+        let w = BudgetWindow { number: 0x0102_0304, ends_ms: 1_765_000_000_999 };
+        let b = budget_record(&w);
+        assert_eq!(&b[..4], &[1, 0, b'B', 1], "order \\x01\\x00, state B, a count of 1");
+        assert_eq!(&b[4..8], &[1, 2, 3, 4], "the window's number");
+        assert_eq!(d4(&b[8..]), 1_765_000_000, "when it ends, whole seconds");
+        let r = records(&b);
+        assert_eq!((r.len(), r[0].state, r[0].quantity), (1, b'B', 1), "walks as one record");
+    }
+
+    #[test]
     fn canonical_ids_are_stored_as_16_bytes_and_read_back() {
         let uuid = "0b6f3c2e-8f0a-4d1e-9c3b-2a7e5f1d4c6b";
         let ulid = "01JDZQ7X8KQ3V5M2N4P6R8T0W1";

@@ -219,6 +219,8 @@ mod tests {
         assert_eq!(snapshot(r("CACHED", &[5, 2, 0, 16])).unwrap(), (Some(5), 2, 0, 16));
         assert_eq!(snapshot(r("MISSING", &[3, 1, 0])).unwrap(), (None, 3, 1, 0));
         assert_eq!(budget(r("WITHIN", &[])).unwrap(), None);
+        let simple = Value::Array(vec![Value::SimpleString("WITHIN".into())]);
+        assert_eq!(budget(simple).unwrap(), None, "a status reply's code too (RESP3)");
         assert_eq!(budget(r("SPENT", &[250])).unwrap(), Some(250));
         assert_eq!(budget(r("SPENT", &[0])).unwrap(), Some(1), "a window ending now still waits");
     }
