@@ -10,8 +10,9 @@ use crate::ports::{CacheSnapshot, CacheWarmup, Catalog, MAX_ORDERS_WITH_LEVELS, 
 
 impl<C: CacheWarmup, L: Catalog, Q> App<C, L, Q> {
     /// Sets the missing stock key `snap` (taken before any DynamoDB read) found; `levels` were
-    /// read after it and serve when nothing is in flight. `Busy` only with more entries in flight
-    /// than one transaction reads with the levels.
+    /// read after it and serve when nothing is in flight. `Busy` with more entries in flight than
+    /// one transaction reads with the levels, or one whose ids cannot be read back, or when a
+    /// drained slice the snapshot read changed meanwhile (`rebuild.lua`).
     ///
     /// # Errors
     /// `CollectionNotFound`, `Infra`.
@@ -24,7 +25,7 @@ impl<C: CacheWarmup, L: Catalog, Q> App<C, L, Q> {
         if snap.in_flight.is_empty() {
             return Ok(self.cache.rebuild(id, snap, levels.saleable, true, levels.quantity).await?);
         }
-        if snap.in_flight.len() > MAX_ORDERS_WITH_LEVELS {
+        if snap.in_flight.len() > MAX_ORDERS_WITH_LEVELS || snap.unreadable_in_flight > 0 {
             return Ok(Rebuild::Busy);
         }
         let orders: Vec<OrderKey> = snap.in_flight.iter().map(|e| e.order.clone()).collect();

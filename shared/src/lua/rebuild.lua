@@ -10,9 +10,13 @@
 -- since grew a slice or registered a new one.
 --
 -- Mode "inflight" sets a missing stock key with entries in flight: the caller read DynamoDB in one
--- transaction with their records and held back what each still moves, so the slices are not
--- checked, only ver (a settle, intent or release bumps it; while the key is missing a Try adds
--- nothing, and a replay or relog.lua re-logging an entry changes no units).
+-- transaction with their records and held back what each still moves. New slices may have been
+-- registered since (a replay or relog.lua re-logging an entry changes no units; while the key is
+-- missing a Try adds nothing; a settle, intent or release bumps ver), but every drained slice the
+-- snapshot read must still be there, unchanged: one pruned under the snapshot's scan may have
+-- hidden an entry in flight that was re-logged elsewhere meanwhile. Its stock may be set below 0
+-- (saleable less what is held back, when Redis had drifted high before the key was lost): the
+-- give-backs to come then land exactly.
 --
 -- KEYS: [1] stock (units + STOCK_BIAS, see deduct.lua) [2] meta (HASH: ver, nb = the collection's
 --       bucket count) [3] slices [4..] the drained slices
@@ -25,17 +29,15 @@ redis.call('HSETNX', KEYS[2], 'nb', ARGV[4])
 if (redis.call('HGET', KEYS[2], 'ver') or '0') ~= ARGV[1] then return {'RACE'} end
 local live = redis.call('GET', KEYS[1])
 if ARGV[3] ~= 'force' and live then return {'LIVE', tonumber(live) - STOCK_BIAS} end
-if ARGV[3] ~= 'inflight' then
-  if redis.call('ZCARD', KEYS[3]) ~= #KEYS - 3 then return {'BUSY'} end
-  for j = 4, #KEYS do
-    local n, len = string.match(ARGV[j + 1], '^(%-?%d+):(%d+)$')
-    if not redis.call('ZSCORE', KEYS[3], n) or redis.call('STRLEN', KEYS[j]) ~= tonumber(len) then
-      return {'BUSY'}
-    end
+if ARGV[3] ~= 'inflight' and redis.call('ZCARD', KEYS[3]) ~= #KEYS - 3 then return {'BUSY'} end
+for j = 4, #KEYS do
+  local n, len = string.match(ARGV[j + 1], '^(%-?%d+):(%d+)$')
+  if not redis.call('ZSCORE', KEYS[3], n) or redis.call('STRLEN', KEYS[j]) ~= tonumber(len) then
+    return {'BUSY'}
   end
 end
 local s = tonumber(ARGV[2])
-if s < 0 then s = 0 end
+if s < 0 and ARGV[3] ~= 'inflight' then s = 0 end
 redis.call('SET', KEYS[1], s + STOCK_BIAS)
 redis.call('HINCRBY', KEYS[2], 'ver', 1)
 return {'SET', s}

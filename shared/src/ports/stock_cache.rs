@@ -148,6 +148,9 @@ pub struct CacheSnapshot {
     pub drained_slices: Vec<(i64, u64)>,
     /// The entries in flight in the open slices (each order once).
     pub in_flight: Vec<InFlight>,
+    /// Entries in flight whose ids could not be read back (none in practice): a rebuild in flight
+    /// cannot hold them back, and waits.
+    pub unreadable_in_flight: u32,
 }
 
 /// One entry in flight in the time index, as a snapshot read it.

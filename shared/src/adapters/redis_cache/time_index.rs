@@ -26,6 +26,8 @@ pub(super) struct Scan {
     pub drained: Vec<(i64, u64)>,
     /// Every entry in flight in the slices read, each order once.
     pub in_flight: Vec<InFlight>,
+    /// Entries in flight whose buyer or order id could not be read back (none in practice).
+    pub unreadable: u32,
 }
 
 /// A probe's reads: stock, registered slices, mark, last visit.
@@ -78,7 +80,10 @@ impl RedisCache {
             };
             let mut busy = false;
             for (u, v) in all.into_iter().flatten() {
-                let Some(user) = read_id(&u, uuid_text).and_then(|(s, _)| UserId::parse(&s).ok()) else { continue };
+                let Some(user) = read_id(&u, uuid_text).and_then(|(s, _)| UserId::parse(&s).ok()) else {
+                    out.unreadable += records(&v).iter().filter(|r| matches!(r.state, b'P' | b'I')).count() as u32;
+                    continue;
+                };
                 for r in records(&v) {
                     if r.state != b'P' && r.state != b'I' {
                         continue;
@@ -93,6 +98,7 @@ impl RedisCache {
                         out.pending += i64::from(r.quantity);
                     }
                     let Some(order) = read_id(&r.order, ulid_text).and_then(|(s, _)| OrderId::parse(&s).ok()) else {
+                        out.unreadable += 1;
                         continue;
                     };
                     let key = OrderKey::new(collection.clone(), user.clone(), order);

@@ -40,6 +40,7 @@ impl CacheWarmup for RedisCache {
             open_slices: scan.open,
             drained_slices: scan.drained,
             in_flight: scan.in_flight,
+            unreadable_in_flight: scan.unreadable,
         })
     }
 
