@@ -173,6 +173,8 @@ pub fn pairs() -> Vec<Scenario> {
         sc("failed-send-reconcile-replay", &[DiesAt(Try(0), SEND)], &[Reconcile, Try(0)]),
         after_give_up(sc("failed-send-give-up-replay", &[DiesAt(Try(0), SEND)], &[Reconcile, Try(0)])),
         sc("rebuild-try", &[LoseStock], &[Reconcile, Try(0)]),
+        sc("rebuild-persist", &[Op(Try(0)), LoseStock], &[Reconcile, Persist]),
+        sc("rebuild-cancel", &[Op(Try(0)), Op(Persist), LoseStock], &[Reconcile, Cancel(0)]),
         sc("drift-repair-try", &[SkewStock(1)], &[Reconcile, Try(0)]),
         sc("drift-repair-cancel", &[Op(Try(0)), Op(Persist), SkewStock(-1)], &[Reconcile, Cancel(0)]),
         after_retention(sc("trim-late-replay", &[Op(Try(0)), Op(Persist)], &[Reconcile, Try(0)])),
