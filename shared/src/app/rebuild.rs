@@ -1,8 +1,8 @@
 //! Rebuilding a lost stock key from DynamoDB (warm-up and reconciliation). With nothing in flight
-//! in the time index the stock is the saleable less nothing, set only while the index stays
-//! drained. With entries in flight it is the saleable read in one transaction with their records,
-//! less what each still moves ([`held_back`]): a handful of orders in flight when a key is lost no
-//! longer keeps the whole collection at 503 until they settle (docs/DESIGN.md#lost-cache).
+//! in the time index the stock is the saleable, set only while the index stays drained. With
+//! entries in flight it is the saleable read in one transaction with their records, less what
+//! each still moves ([`held_back`]): a handful of orders in flight when a key is lost no longer
+//! keeps the whole collection at 503 until they settle (docs/DESIGN.md#a-lost-stock-key).
 
 use super::{App, AppError};
 use crate::domain::{CollectionId, OrderKey, StockLevels, held_back};
