@@ -65,16 +65,21 @@ impl<C: OrderCache, L: Catalog, Q: Queue> App<C, L, Q> {
         let key = OrderKey::new(input.collection.clone(), input.user.clone(), input.order.clone());
         // The sold-out flag keeps the horde off the collection's script; a retry of an order that
         // was accepted must still get its original answer, so with the flag up a Try reads this
-        // buyer's entry (a plain read on the collection's slot) and answers from it. Only a replay
-        // of a still-pending order goes on to the script, which logs it again before it is re-sent.
+        // buyer's entry (a plain read on the collection's slot) and answers from it as the script
+        // would. Only a replay of a still-pending order goes on to the script, which logs it again
+        // before it is re-sent.
+        let mut answered = None;
         if self.sold_out.is_up(&input.collection, self.clock.instant()) {
-            match self.cache.entry(&key).await? {
+            answered = match self.cache.entry(&key).await? {
+                // Not re-raised: the flag must lapse soon after stock comes back.
                 None => return Err(AppError::SoldOut),
-                Some(e) if e.state == CacheState::Cancelled => return Err(crate::domain::Refusal::Tombstoned.into()),
-                Some(e) if e.quantity != quantity => return Err(AppError::IdempotencyMismatch),
-                Some(e) if e.state != CacheState::Pending => return Ok(accepted),
-                Some(_) => {}
-            }
+                Some(e) if e.state == CacheState::Cancelled => Some(DeductOutcome::Cancelled),
+                Some(e) if e.quantity != quantity => Some(DeductOutcome::Mismatch),
+                Some(e) if e.state != CacheState::Pending => {
+                    Some(DeductOutcome::Replay { state: e.state, accepted_at_ms: e.accepted_at_ms })
+                }
+                Some(_) => None,
+            };
         }
         let req = DeductRequest {
             key: &key,
@@ -88,7 +93,11 @@ impl<C: OrderCache, L: Catalog, Q: Queue> App<C, L, Q> {
             stale_before_ms: self.settings.pending_window().heal_forward_from(now_ms) + STALE_MARGIN_MS,
         };
         let message = |accepted_at_ms| ReservationMessage::new(&key, quantity, accepted_at_ms);
-        match self.cache.deduct(&req).await? {
+        let outcome = match answered {
+            Some(o) => o,
+            None => self.cache.deduct(&req).await?,
+        };
+        match outcome {
             DeductOutcome::Accepted { stock_left, accepted_at_ms } => {
                 if stock_left <= 0 {
                     self.sold_out.raise(&input.collection, self.clock.instant());
