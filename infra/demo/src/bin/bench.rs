@@ -157,7 +157,7 @@ async fn main() -> anyhow::Result<()> {
     }
     writeln!(
         md,
-        "## Reproduce\n\n```\ninfra/bench.sh            # everything at full size (release builds, the Lambda bootstraps for both arches), writes BENCHMARKS.md and the plots\ninfra/bench.sh --only flash-sale --buyers 50000 --units 5000 --out /tmp/b.md   # one section, other sizes\ninfra/bench.sh --only hot --out /tmp/hot.md   # section 8: starts a DynamoDB with transaction conflicts\ninfra/bench.sh --only buckets --out /tmp/buckets.md   # section 9: one hot drop over 1, 16 and 64 stock buckets\ninfra/bench.sh --tiny     # seconds; what CI runs\n```"
+        "## Reproduce\n\n```\ninfra/bench.sh            # everything at full size (release builds, the Lambda bootstraps for both arches), writes BENCHMARKS.md and the plots\ninfra/bench.sh --only flash-sale --buyers 50000 --units 5000 --out /tmp/b.md   # one section, other sizes\ninfra/bench.sh --only hot --out /tmp/hot.md   # section 8: starts a DynamoDB with transaction conflicts\ninfra/bench.sh --only buckets --out /tmp/buckets.md   # section 9: one hot drop over 1, 16 and 64 stock buckets\ninfra/bench.sh --tiny     # seconds; what CI runs\ninfra/bench-compare.sh eb72764 0d7a583 --only scripts --rounds 3   # two revisions in turn, in one run (section 10)\n```"
     )?;
     std::fs::write(&cli.out, &md)?;
     println!("{md}");
