@@ -129,6 +129,34 @@ async fn insufficient_stock_names_what_is_left_and_sold_out_clears_after_a_cance
 }
 
 #[tokio::test]
+async fn a_known_buyers_refused_or_replayed_order_leaves_the_stock_as_it_was() {
+    // deduct.lua keeps a known buyer's take while it reads the buyer's records: every answer but
+    // a new order taken must give it back, and a new order must be taken once.
+    let t = TestApp::start().await;
+    t.collection("known", json!({ "quantity": 10, "perUserLimit": 3 })).await;
+    let cached = || async { t.inspect("known").await.int("cached") };
+    assert_eq!(t.reserve("k", "known", "o1", 2).await.status, 202);
+    assert_eq!(cached().await, 8);
+    let replay = t.reserve("k", "known", "o1", 2).await;
+    assert_eq!((replay.status, replay.str("orderId")), (202, "o1"), "a replay: {replay:?}");
+    t.reserve("k", "known", "o1", 1).await.assert_problem(409, "IDEMPOTENCY_MISMATCH");
+    t.reserve("k", "known", "o2", 2).await.assert_problem(409, "LIMIT_EXCEEDED");
+    assert_eq!(cached().await, 8, "a replay, a mismatch and a refusal for the limit take nothing");
+    assert_eq!(t.reserve("k", "known", "o2", 1).await.status, 202, "a known buyer's new order");
+    assert_eq!(cached().await, 7, "taken once");
+    t.wait_status("k", "known", "o1", "RESERVED", 10 * SECOND).await;
+    let replay = t.reserve("k", "known", "o1", 2).await;
+    assert_eq!((replay.status, replay.str("orderId")), (202, "o1"), "a replay of a durable order: {replay:?}");
+    assert_eq!(t.cancel("k", "known", "o1").await.status, 200);
+    assert_eq!(cached().await, 9);
+    t.reserve("k", "known", "o1", 2).await.assert_problem(409, "ORDER_CANCELLED");
+    assert_eq!(cached().await, 9, "a Try of a cancelled order takes nothing");
+    t.wait_status("k", "known", "o2", "RESERVED", 10 * SECOND).await;
+    let s = t.assert_settled("known").await;
+    assert_eq!((s.saleable, s.redis_stock), (9, Some(9)), "{s:?}");
+}
+
+#[tokio::test]
 async fn lost_cache_answers_503_until_warm_up_never_sold_out() {
     let t = TestApp::start().await;
     let a = t.create("cold", json!({ "quantity": 5 })).await;

@@ -35,7 +35,9 @@
 -- The accepting path for a buyer's first order is DECRBY, HSETNX, APPEND: stock is taken first
 -- and given back on the rare refusal, the budget record is written with the order (its first
 -- request), and the per-user limit needs no call there (the caller refuses qty > limit before
--- calling; held is otherwise counted from the buyer's records). A known buyer's Try spends a
+-- calling; held is otherwise counted from the buyer's records). A known buyer's is DECRBY,
+-- HSETNX, HGET, APPEND, HSET: a take that left enough stock is kept while the records are read
+-- and given back only if the order is refused. A known buyer's Try spends a
 -- request first, whatever it is answered; one of a buyer Redis holds nothing for and who is
 -- refused for stock (or no cache) writes nothing and spends nothing. An order seen before
 -- answers from its record, whatever the stock.
@@ -53,12 +55,16 @@ if t >= STOCK_BIAS and redis.call('HSETNX', KEYS[2], u, r) == 1 then
   end
   return t - STOCK_BIAS
 end
--- Give the take back: s is the stock before it (nil when the key was missing).
-local s
+-- s is the stock before the take (nil when the key was missing). A take that left enough (the
+-- buyer is known: HSETNX found the buyer) is kept until the answer is known; any other is given
+-- back now.
+local s, kept
 if t < 0 then
   redis.call('DEL', KEYS[1])
-else
+elseif t < STOCK_BIAS then
   s = redis.call('INCRBY', KEYS[1], q) - STOCK_BIAS
+else
+  s, kept = t - STOCK_BIAS + q, true
 end
 -- Not the first order of this buyer, or not enough stock: read the buyer's records.
 local v = redis.call('HGET', KEYS[2], u)
@@ -87,12 +93,17 @@ if tonumber(budget) > 0 then
   -- one that wrote it), counts on; an earlier one is over.
   local n, w = 1, string.sub(nb, 5)
   if head ~= '' and d4(head, 5) >= d4(nb, 5) then n, w = string.byte(head, 4) + 1, string.sub(head, 5) end
-  if n > tonumber(budget) then return {'BUDGET', tonumber(wait)} end
+  if n > tonumber(budget) then
+    if kept then redis.call('INCRBY', KEYS[1], q) end
+    return {'BUDGET', tonumber(wait)}
+  end
   head = '\1\0B' .. string.char(n) .. w
   spent = true
 end
--- Answers, writing the buyer's value back: nv when it changed, else the spent budget alone.
-local function answer(reply, nv)
+-- Answers, giving a kept take back unless the order is taken, and writing the buyer's value
+-- back: nv when it changed, else the spent budget alone.
+local function answer(reply, nv, taken)
+  if kept and not taken then redis.call('INCRBY', KEYS[1], q) end
   if nv or spent then redis.call('HSET', KEYS[2], u, head .. (nv or v)) end
   return reply
 end
@@ -127,6 +138,6 @@ if s <= 0 then return answer({'SOLDOUT'}) end
 if s < q then return answer({'INSUFFICIENT', s}) end
 lim = tonumber(lim)
 if lim > 0 and held + q > lim then return answer({'LIMIT', held}) end
-redis.call('DECRBY', KEYS[1], q)
+-- Taken, by the kept take: a take that left too little was given back and refused above.
 if redis.call('APPEND', KEYS[3], b) == 2 then redis.call('ZADD', KEYS[4], slice, slice) end
-return answer(s - q, v .. r)
+return answer(s - q, v .. r, true)
