@@ -327,7 +327,7 @@ async fn a_cancel_that_died_after_dynamodb_is_completed() {
     let r = app.reconcile(flashstock::now_ms()).await.unwrap();
     let c = &r.collections["half"];
     assert_eq!(c.returned, 1, "o1 completed from the log: {c:?}");
-    assert_eq!(c.repaired_drift, Some(-2), "o2 repaired as drift while nothing is in flight: {c:?}");
+    assert_eq!(c.repaired_drift, Some(-2), "o2 repaired as drift while nothing is unsettled: {c:?}");
     let s = t.assert_settled("half").await;
     assert_eq!((s.saleable, s.redis_stock), (10, Some(10)), "{s:?}");
     // The buyer's retry of the cancel answers the same and changes nothing.
@@ -342,7 +342,7 @@ async fn a_cancel_that_died_after_dynamodb_is_completed() {
 }
 
 #[tokio::test]
-async fn drift_is_reported_and_never_repaired_while_deductions_are_in_flight() {
+async fn drift_is_reported_and_never_repaired_while_deductions_are_unsettled() {
     let opts = Options { run_persist: false, schedule_interval: None, ..TestApp::fast_options() };
     let t = TestApp::start_with(opts, |c| c.reconcile_threshold_ms = 60_000).await;
     t.collection("busy", json!({ "quantity": 10 })).await;

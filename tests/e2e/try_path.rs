@@ -180,33 +180,33 @@ async fn lost_cache_answers_503_until_warm_up_never_sold_out() {
 }
 
 #[tokio::test]
-async fn a_lost_stock_key_is_rebuilt_at_once_with_orders_in_flight_held_back() {
-    // No persist consumer: the orders stay in flight until the test delivers them.
+async fn a_lost_stock_key_is_rebuilt_at_once_with_unsettled_entries_held_back() {
+    // No persist consumer: the orders stay unsettled until the test delivers them.
     let t = TestApp::start_with(TestApp::manual_options(), |_| {}).await;
-    t.collection("inflight", json!({ "quantity": 10 })).await;
-    assert_eq!(t.reserve("a", "inflight", "a1", 2).await.status, 202);
-    assert_eq!(t.reserve("b", "inflight", "b1", 1).await.status, 202);
-    // a1 and b1 durable; c1 then stays in flight.
+    t.collection("unsettled", json!({ "quantity": 10 })).await;
+    assert_eq!(t.reserve("a", "unsettled", "a1", 2).await.status, 202);
+    assert_eq!(t.reserve("b", "unsettled", "b1", 1).await.status, 202);
+    // a1 and b1 durable; c1 then stays unsettled.
     assert_eq!(t.deliver_reservations(10).await, 2);
-    t.wait_status("b", "inflight", "b1", "RESERVED", 10 * SECOND).await;
-    assert_eq!(t.reserve("c", "inflight", "c1", 3).await.status, 202);
+    t.wait_status("b", "unsettled", "b1", "RESERVED", 10 * SECOND).await;
+    assert_eq!(t.reserve("c", "unsettled", "c1", 3).await.status, 202);
     // Redis loses the stock key while c1's message is in flight.
-    let stock = t.keys("inflight").stock();
+    let stock = t.keys("unsettled").stock();
     let mut con = t.redis.clone();
     let _: () = redis::cmd("DEL").arg(&stock).query_async(&mut con).await.unwrap();
-    t.reserve("d", "inflight", "d1", 1).await.assert_problem(503, "CACHE_NOT_READY");
+    t.reserve("d", "unsettled", "d1", 1).await.assert_problem(503, "CACHE_NOT_READY");
     // Rebuilt at once: DynamoDB's 7 saleable less c1's 3 units, still to be taken.
-    assert_eq!(t.warmup("inflight").await.int("cached"), 4, "the deduction in flight held back");
-    assert_eq!(t.reserve("d", "inflight", "d1", 1).await.status, 202);
+    assert_eq!(t.warmup("unsettled").await.int("cached"), 4, "the unsettled deduction held back");
+    assert_eq!(t.reserve("d", "unsettled", "d1", 1).await.status, 202);
     assert_eq!(t.deliver_reservations(10).await, 2);
-    t.wait_status("c", "inflight", "c1", "RESERVED", 10 * SECOND).await;
-    t.wait_status("d", "inflight", "d1", "RESERVED", 10 * SECOND).await;
-    let s = t.assert_settled("inflight").await;
+    t.wait_status("c", "unsettled", "c1", "RESERVED", 10 * SECOND).await;
+    t.wait_status("d", "unsettled", "d1", "RESERVED", 10 * SECOND).await;
+    let s = t.assert_settled("unsettled").await;
     assert_eq!((s.saleable, s.redis_stock), (3, Some(3)), "no drift once everything settled: {s:?}");
 }
 
 #[tokio::test]
-async fn a_rebuild_in_flight_waits_for_a_drained_slice_that_changed_and_may_set_below_zero() {
+async fn a_rebuild_with_unsettled_waits_for_a_drained_slice_that_changed_and_may_set_below_zero() {
     use flashstock::ports::prelude::*;
     let t = TestApp::start_with(TestApp::manual_options(), |_| {}).await;
     t.collection("guard", json!({ "quantity": 10 })).await;
@@ -216,14 +216,14 @@ async fn a_rebuild_in_flight_waits_for_a_drained_slice_that_changed_and_may_set_
     let id = flashstock::domain::CollectionId::parse("guard").unwrap();
     let cache = &t.stack.app.cache;
     let snap = cache.snapshot(&id).await.unwrap();
-    assert_eq!((snap.stock, snap.in_flight.len()), (None, 1), "{snap:?}");
+    assert_eq!((snap.stock, snap.unsettled.len()), (None, 1), "{snap:?}");
     // A drained slice the snapshot read that is gone now (pruned under its scan): it may have
     // hidden an entry re-logged elsewhere, so the rebuild waits.
     let mut pruned = snap.clone();
     pruned.drained_slices.push((1, 4));
-    assert_eq!(cache.rebuild_in_flight(&id, &pruned, 8, 10).await.unwrap(), flashstock::ports::Rebuild::Busy);
+    assert_eq!(cache.rebuild_with_unsettled(&id, &pruned, 8, 10).await.unwrap(), flashstock::ports::Rebuild::Busy);
     // Below zero when asked (Redis had drifted high before the loss): kept, and sold out.
-    assert_eq!(cache.rebuild_in_flight(&id, &snap, -1, 10).await.unwrap(), flashstock::ports::Rebuild::Set(-1));
+    assert_eq!(cache.rebuild_with_unsettled(&id, &snap, -1, 10).await.unwrap(), flashstock::ports::Rebuild::Set(-1));
     assert_eq!(cache.snapshot(&id).await.unwrap().stock, Some(-1));
     t.reserve("b", "guard", "b1", 1).await.assert_problem(409, "SOLD_OUT");
 }

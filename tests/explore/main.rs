@@ -58,7 +58,7 @@ regressions! {
     replay_accepted_while_reconcile_tombstones => "replay-accepted-while-reconcile-tombstones",
     stale_replay_refreshes_a_tombstoned_entry => "stale-replay-refreshes-a-tombstoned-entry",
     slow_message_given_up_at_the_threshold => "slow-message-given-up-at-the-threshold",
-    lost_stock_waits_for_a_deduction_in_flight => "lost-stock-waits-for-a-deduction-in-flight",
+    lost_stock_waits_for_an_unsettled_deduction => "lost-stock-waits-for-an-unsettled-deduction",
     lost_stock_with_a_cancel_committed_not_released => "lost-stock-with-a-cancel-committed-not-released",
     lost_message_given_up_though_stock_existed => "lost-message-given-up-though-stock-existed",
     runs_either_side_of_the_give_up => "runs-either-side-of-the-give-up",

@@ -1,5 +1,5 @@
 //! Benchmarks on the real local stack (never timed tests): the Redis cost of the Lua scripts
-//! against a no-op floor, memory per in-flight reservation, and the cost of one reconciliation run
+//! against a no-op floor, memory per pending reservation, and the cost of one reconciliation run
 //! by number of unsettled entries. Figures are counted (requests, calls, bytes) or read from
 //! Redis's own accounting, and repeated runs report median, min and max.
 

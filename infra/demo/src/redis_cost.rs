@@ -55,7 +55,7 @@ pub struct RedisCost {
     pub refused_flagged: f64,
     /// The release of an accepted order (cancel), per call.
     pub release: f64,
-    /// `used_memory` delta ÷ reservations in flight, every key the Try touched.
+    /// `used_memory` delta ÷ pending reservations, every key the Try touched.
     pub bytes_per_reservation: f64,
     /// Per structure: (name, encodings seen, keys, bytes per reservation by `MEMORY USAGE`).
     pub profile: Vec<(String, String, usize, f64)>,
@@ -220,7 +220,7 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
     cost.reference_bytes = (redis_stats(&mut admin).await?.used_memory - before) as f64 / n as f64;
     let _: () = redis::cmd("DEL").arg(&ref_stock).arg(&ref_log).query_async(&mut admin).await?;
 
-    // The Try: every call accepted, all left in flight.
+    // The Try: every call accepted, all left pending.
     let reserve = load(&mut admin, &deduct_script()).await?;
     let stock = Keys::new(prefix, &collection).stock();
     let _: () = redis::cmd("SET").arg(&stock).arg(stored_stock(n as i64 * 10)).query_async(&mut admin).await?;

@@ -93,8 +93,8 @@ gated!(CacheWarmup for RedisCache {
     fn snapshot(collection: &CollectionId) -> InfraResult<CacheSnapshot> = "redis snapshot.lua";
     fn rebuild(collection: &CollectionId, snapshot: &CacheSnapshot, saleable: i64, only_if_missing: bool, quantity: i64)
         -> InfraResult<Rebuild> = "redis rebuild.lua";
-    fn rebuild_in_flight(collection: &CollectionId, snapshot: &CacheSnapshot, stock: i64, quantity: i64)
-        -> InfraResult<Rebuild> = "redis rebuild.lua in flight";
+    fn rebuild_with_unsettled(collection: &CollectionId, snapshot: &CacheSnapshot, stock: i64, quantity: i64)
+        -> InfraResult<Rebuild> = "redis rebuild.lua unsettled";
 });
 
 impl TimeIndex for Gated<RedisCache> {

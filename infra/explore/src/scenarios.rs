@@ -420,7 +420,7 @@ pub fn regressions() -> Vec<Regression> {
             script: vec![Until(0, "dynamodb get-collection"), Until(1, "redis settle.lua"), Finish(0), Finish(1)],
         },
         Regression {
-            name: "lost-stock-waits-for-a-deduction-in-flight",
+            name: "lost-stock-waits-for-an-unsettled-deduction",
             what: "the stock key was lost while an order's message was still in flight: warm-up (and \
                    reconciliation) refused to rebuild until it settled, and every Try of the collection \
                    answered 503 meanwhile (up to the give-up, when the message was lost too)",

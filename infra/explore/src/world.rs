@@ -881,8 +881,8 @@ impl World {
         // I4 – I6, per order
         let answers: Vec<Answer> =
             s.answers.lock().map(|a| a.iter().map(|(_, a)| a.clone()).collect()).unwrap_or_default();
-        // I10: a lost stock key is rebuilt with the few orders of a scenario in flight (their
-        // units held back): warm-up answers the stock, never 503 for what is in flight.
+        // I10: a lost stock key is rebuilt with the few unsettled orders of a scenario (their
+        // units held back): warm-up answers the stock, never 503 for what is unsettled.
         for a in answers.iter().filter(|a| a.op == "warm-up" && a.status != 200) {
             bad("I10", format!("warm-up answered {} {}: {}", a.status, a.code, a.body));
         }

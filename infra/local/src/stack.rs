@@ -267,7 +267,7 @@ pub struct StoreFigures {
     pub redis_pending: i64,
     /// Σ qty of all Redis entries in state P, read from every bucket (each must be indexed).
     pub redis_pending_entries: i64,
-    /// Time slices still holding something in flight.
+    /// Time slices still holding something unsettled.
     pub redis_open_slices: i64,
 }
 

@@ -55,7 +55,7 @@ impl<C: CacheWarmup, L: Catalog + Tallies, Q> App<C, L, Q> {
 
     /// Loads Redis from DynamoDB, atomically and without overwriting a live stock key: the stock
     /// is set from DynamoDB's saleable only if no Redis change happened since it was read, entries
-    /// in flight held back ([`Self::rebuild_missing`]).
+    /// unsettled held back ([`Self::rebuild_missing`]).
     pub async fn warm_up(&self, id: &CollectionId) -> Result<i64, AppError> {
         for attempt in 1..=WARMUP_ATTEMPTS {
             let snap = self.cache.snapshot(id).await?;
@@ -71,7 +71,7 @@ impl<C: CacheWarmup, L: Catalog + Tallies, Q> App<C, L, Q> {
                 }
                 Rebuild::Busy => {
                     return Err(AppError::Unavailable(format!(
-                        "more than {MAX_ORDERS_WITH_LEVELS} deductions or cancels are in flight: warm-up waits until \
+                        "more than {MAX_ORDERS_WITH_LEVELS} deductions or cancels are unsettled: warm-up waits until \
                          fewer are (reconciliation rebuilds the stock by itself once they have); retry shortly"
                     )));
                 }

@@ -1,7 +1,7 @@
-//! Rebuilding a lost stock key from DynamoDB (warm-up and reconciliation). With nothing in flight
+//! Rebuilding a lost stock key from DynamoDB (warm-up and reconciliation). With nothing unsettled
 //! in the time index the stock is the saleable, set only while the index stays drained. With
-//! entries in flight it is the saleable read in one transaction with their records, less what
-//! each still moves ([`held_back`]): a handful of orders in flight when a key is lost no longer
+//! unsettled entries it is the saleable read in one transaction with their records, less what
+//! each still moves ([`held_back`]): a handful of unsettled orders when a key is lost no longer
 //! keeps the whole collection at 503 until they settle (docs/DESIGN.md#a-lost-stock-key).
 
 use super::{App, AppError};
@@ -10,7 +10,7 @@ use crate::ports::{CacheSnapshot, CacheWarmup, Catalog, MAX_ORDERS_WITH_LEVELS, 
 
 impl<C: CacheWarmup, L: Catalog, Q> App<C, L, Q> {
     /// Sets the missing stock key `snap` (taken before any DynamoDB read) found; `levels` were
-    /// read after it and serve when nothing is in flight. `Busy` with more entries in flight than
+    /// read after it and serve when nothing is unsettled. `Busy` with more unsettled entries than
     /// one transaction reads with the levels, or one whose ids cannot be read back, or when a
     /// drained slice the snapshot read changed meanwhile (`rebuild.lua`).
     ///
@@ -22,17 +22,17 @@ impl<C: CacheWarmup, L: Catalog, Q> App<C, L, Q> {
         snap: &CacheSnapshot,
         levels: StockLevels,
     ) -> Result<Rebuild, AppError> {
-        if snap.in_flight.is_empty() {
+        if snap.unsettled.is_empty() {
             return Ok(self.cache.rebuild(id, snap, levels.saleable, true, levels.quantity).await?);
         }
-        if snap.in_flight.len() > MAX_ORDERS_WITH_LEVELS || snap.unreadable_in_flight > 0 {
+        if snap.unsettled.len() > MAX_ORDERS_WITH_LEVELS || snap.unreadable_unsettled > 0 {
             return Ok(Rebuild::Busy);
         }
-        let orders: Vec<OrderKey> = snap.in_flight.iter().map(|e| e.order.clone()).collect();
+        let orders: Vec<OrderKey> = snap.unsettled.iter().map(|e| e.order.clone()).collect();
         let (levels, records) =
             self.ledger.levels_with_orders(id, &orders).await?.ok_or(AppError::CollectionNotFound)?;
         let held: i64 = snap
-            .in_flight
+            .unsettled
             .iter()
             .zip(&records)
             .map(|(e, r)| {
@@ -40,7 +40,7 @@ impl<C: CacheWarmup, L: Catalog, Q> App<C, L, Q> {
                 held_back(e.kind, e.quantity, r.as_ref().map(|r| r.status), same)
             })
             .sum();
-        tracing::info!(collection = %id, in_flight = orders.len(), held_back = held, "rebuilding with orders in flight");
-        Ok(self.cache.rebuild_in_flight(id, snap, levels.saleable - held, levels.quantity).await?)
+        tracing::info!(collection = %id, unsettled = orders.len(), held_back = held, "rebuilding with unsettled entries held back");
+        Ok(self.cache.rebuild_with_unsettled(id, snap, levels.saleable - held, levels.quantity).await?)
     }
 }

@@ -157,7 +157,7 @@ impl StockLevels {
     }
 }
 
-/// How far Redis is from what DynamoDB says it should be: in flight,
+/// How far Redis is from what DynamoDB says it should be: while entries are unsettled,
 /// `cached = saleable - Σ qty(PENDING)`. Positive = Redis too high (risk of FAILED orders, never of
 /// oversell); negative = Redis too low (undersell until reconciled).
 pub fn drift(cached: i64, saleable: i64, pending: i64) -> i64 {

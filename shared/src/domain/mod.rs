@@ -17,5 +17,5 @@ pub use collection::{CollectionSpec, IdentityViolation, SpecError, StockLevels, 
 pub use ids::{CollectionId, IdError, OrderId, OrderKey, Quantity, UserId};
 pub use pending::{PendingFate, PendingWindow};
 pub use reservation::{CancelReason, Event, Refusal, Status, Transition, landing, payment_deadline, transition};
-pub use settlement::{InFlightKind, Settlement, held_back, settlement};
+pub use settlement::{Settlement, UnsettledKind, held_back, settlement};
 pub use timing::{CLOCK_SKEW, Knob, Timing};

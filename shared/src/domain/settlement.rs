@@ -42,14 +42,14 @@ pub fn settlement(durable: Option<Status>, same_deduction: bool) -> Settlement {
     }
 }
 
-/// An entry in flight in the time index: a deduction not yet known durable, or a cancel intent.
+/// An unsettled entry in the time index: a deduction not yet known durable, or a cancel intent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InFlightKind {
+pub enum UnsettledKind {
     Deduction,
     Intent,
 }
 
-/// The units of one in-flight entry that a rebuild holds back from DynamoDB's saleable, given the
+/// The units of one unsettled entry that a rebuild holds back from DynamoDB's saleable, given the
 /// entry's record read in one transaction with that saleable: what DynamoDB will still take for
 /// it, or Redis will still give back (so that once it settles, Redis's stock is DynamoDB's
 /// saleable exactly). `same_deduction` as for [`settlement`].
@@ -61,14 +61,14 @@ pub enum InFlightKind {
 ///   back (returning, released).
 /// - A cancel intent holds back its units once DynamoDB's cancel committed (saleable has them and
 ///   the release will add them again), nothing before (both sides add them when it commits).
-pub fn held_back(kind: InFlightKind, quantity: u32, durable: Option<Status>, same_deduction: bool) -> i64 {
+pub fn held_back(kind: UnsettledKind, quantity: u32, durable: Option<Status>, same_deduction: bool) -> i64 {
     let q = i64::from(quantity);
     match kind {
-        InFlightKind::Deduction => match settlement(durable, same_deduction) {
+        UnsettledKind::Deduction => match settlement(durable, same_deduction) {
             Settlement::Settle | Settlement::Fail => 0,
             Settlement::SettleReturning | Settlement::FailReturning | Settlement::Release | Settlement::Missing => q,
         },
-        InFlightKind::Intent => {
+        UnsettledKind::Intent => {
             if durable == Some(Status::Cancelled) {
                 q
             } else {
@@ -106,7 +106,7 @@ mod tests {
 
     #[test]
     fn a_rebuild_holds_back_what_is_still_to_move() {
-        use InFlightKind::{Deduction, Intent};
+        use UnsettledKind::{Deduction, Intent};
         let table = [
             (Deduction, None, true, 3),
             (Deduction, Some(S::Reserved), true, 0),

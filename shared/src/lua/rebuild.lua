@@ -1,6 +1,6 @@
 -- rebuild.lua: set a collection's stock from DynamoDB, compare-and-set on the version read in a
 -- snapshot taken before DynamoDB was read, so no concurrent settle or cancel is overwritten. Only
--- while the time index is empty: with a deduction or a cancel intent in flight, DynamoDB's
+-- while the time index is empty: with a deduction or a cancel intent unsettled, DynamoDB's
 -- saleable may or may not include it yet (persist commits before it settles, a cancel returns in
 -- DynamoDB before Redis), so no stock computed from it is right. While the stock key is missing
 -- only replays and cancels add to the index, so it empties within a reconciliation pass or two.
@@ -9,19 +9,19 @@
 -- flight logged there): those, unchanged, are all that may be registered now. Anything logged
 -- since grew a slice or registered a new one.
 --
--- Mode "inflight" sets a missing stock key with entries in flight: the caller read DynamoDB in one
+-- Mode "unsettled" sets a missing stock key with entries unsettled: the caller read DynamoDB in one
 -- transaction with their records and held back what each still moves. New slices may have been
 -- registered since (a replay or relog.lua re-logging an entry changes no units; while the key is
 -- missing a Try adds nothing; a settle, intent or release bumps ver), but every drained slice the
 -- snapshot read must still be there, unchanged: one pruned under the snapshot's scan may have
--- hidden an entry in flight that was re-logged elsewhere meanwhile. Its stock may be set below 0
+-- hidden an unsettled entry that was re-logged elsewhere meanwhile. Its stock may be set below 0
 -- (saleable less what is held back, when Redis had drifted high before the key was lost): the
 -- give-backs to come then land exactly.
 --
 -- KEYS: [1] stock (units + STOCK_BIAS, see deduct.lua) [2] meta (HASH: ver, nb = the collection's
 --       bucket count) [3] slices [4..] the drained slices
 -- ARGV: [1] expected ver [2] stock to set (negative counts as 0) [3] mode: "missing" (warm-up:
---       leave a live stock key alone), "inflight" (the same, entries in flight held back by the
+--       leave a live stock key alone), "unsettled" (the same, unsettled entries held back by the
 --       caller: slices not checked) or "force" (repair drift) [4] bucket count
 --       [5..] for each drained slice: "<number>:<length as read>"
 -- Returns {"SET", stock} | {"LIVE", stock} (a live key left alone) | {"RACE"} | {"BUSY"}
@@ -29,7 +29,7 @@ redis.call('HSETNX', KEYS[2], 'nb', ARGV[4])
 if (redis.call('HGET', KEYS[2], 'ver') or '0') ~= ARGV[1] then return {'RACE'} end
 local live = redis.call('GET', KEYS[1])
 if ARGV[3] ~= 'force' and live then return {'LIVE', tonumber(live) - STOCK_BIAS} end
-if ARGV[3] ~= 'inflight' and redis.call('ZCARD', KEYS[3]) ~= #KEYS - 3 then return {'BUSY'} end
+if ARGV[3] ~= 'unsettled' and redis.call('ZCARD', KEYS[3]) ~= #KEYS - 3 then return {'BUSY'} end
 for j = 4, #KEYS do
   local n, len = string.match(ARGV[j + 1], '^(%-?%d+):(%d+)$')
   if not redis.call('ZSCORE', KEYS[3], n) or redis.call('STRLEN', KEYS[j]) ~= tonumber(len) then
@@ -37,7 +37,7 @@ for j = 4, #KEYS do
   end
 end
 local s = tonumber(ARGV[2])
-if s < 0 and ARGV[3] ~= 'inflight' then s = 0 end
+if s < 0 and ARGV[3] ~= 'unsettled' then s = 0 end
 redis.call('SET', KEYS[1], s + STOCK_BIAS)
 redis.call('HINCRBY', KEYS[2], 'ver', 1)
 return {'SET', s}

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::{InfraResult, OrderRecord};
-use crate::domain::{BuyerBudget, CollectionId, InFlightKind, OrderKey, Settlement, Status, UserId};
+use crate::domain::{BuyerBudget, CollectionId, OrderKey, Settlement, Status, UnsettledKind, UserId};
 
 /// An order's state in its collection's Redis entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,18 +146,18 @@ pub struct CacheSnapshot {
     /// The other registered time slices, as read: (number, length). A rebuild goes ahead only if
     /// these are still all there is, unchanged (nothing was logged since).
     pub drained_slices: Vec<(i64, u64)>,
-    /// The entries in flight in the open slices (each order once).
-    pub in_flight: Vec<InFlight>,
-    /// Entries in flight whose ids could not be read back (none in practice): a rebuild in flight
+    /// The unsettled entries in the open slices (each order once).
+    pub unsettled: Vec<UnsettledEntry>,
+    /// Unsettled entries whose ids could not be read back (none in practice): a rebuild with them
     /// cannot hold them back, and waits.
-    pub unreadable_in_flight: u32,
+    pub unreadable_unsettled: u32,
 }
 
-/// One entry in flight in the time index, as a snapshot read it.
+/// One unsettled entry in the time index, as a snapshot read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InFlight {
+pub struct UnsettledEntry {
     pub order: OrderKey,
-    pub kind: InFlightKind,
+    pub kind: UnsettledKind,
     pub quantity: u32,
     pub accepted_at_ms: i64,
 }
@@ -189,7 +189,7 @@ pub enum Rebuild {
     Live(i64),
     /// Something changed since the snapshot; try again.
     Race,
-    /// Deductions in flight; a forced rebuild would be unsafe now.
+    /// Unsettled deductions; a forced rebuild would be unsafe now.
     Busy,
 }
 
@@ -251,12 +251,12 @@ pub trait CacheWarmup: Send + Sync + 'static {
         only_if_missing: bool,
         quantity: i64,
     ) -> impl Future<Output = InfraResult<Rebuild>> + Send;
-    /// Sets a missing stock key to `stock` with entries in flight: the caller computed it from
+    /// Sets a missing stock key to `stock` with entries unsettled: the caller computed it from
     /// DynamoDB read in one transaction with their records (after the snapshot), holding back
     /// what each still moves ([`crate::domain::held_back`]). Only if the version is still the
     /// snapshot's: a settle, intent or release since moves it; a Try adds nothing while the
     /// stock key is missing. `Live` if the key came back meanwhile.
-    fn rebuild_in_flight(
+    fn rebuild_with_unsettled(
         &self,
         collection: &CollectionId,
         snapshot: &CacheSnapshot,

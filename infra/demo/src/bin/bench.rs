@@ -186,7 +186,7 @@ async fn scripts(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String, m: &
     writeln!(md, "## 1. Redis cost of the Try, against the seed design's decrease\n")?;
     writeln!(
         md,
-        "One harness, one run, the same way for every script: {} distinct reservations on one collection (each a new buyer with a 36-character UUID and a 26-character ULID order id, per-user limit {}), EVALSHA from {} connections, {} calls per pipeline. CPU is Redis's own `usec_per_call` (`INFO commandstats`, reset before each script). The reference is the seed design's decrease as its description gives it (`HEXISTS` on a per-item log hash, `GET` stock, checks, `SET` stock, `TIME`, `HSET` of a `cjson`-encoded `{{action, from, to, change, by, timestamp}}` entry), kept in `infra/demo/src/lua/seed_decrease.lua`. The floors are `return 1` bare and `return 1` called with the Try's own {} keys and {} arguments. Memory is the `used_memory` delta ÷ reservations left in flight, every key the Try touches.\n",
+        "One harness, one run, the same way for every script: {} distinct reservations on one collection (each a new buyer with a 36-character UUID and a 26-character ULID order id, per-user limit {}), EVALSHA from {} connections, {} calls per pipeline. CPU is Redis's own `usec_per_call` (`INFO commandstats`, reset before each script). The reference is the seed design's decrease as its description gives it (`HEXISTS` on a per-item log hash, `GET` stock, checks, `SET` stock, `TIME`, `HSET` of a `cjson`-encoded `{{action, from, to, change, by, timestamp}}` entry), kept in `infra/demo/src/lua/seed_decrease.lua`. The floors are `return 1` bare and `return 1` called with the Try's own {} keys and {} arguments. Memory is the `used_memory` delta ÷ pending reservations, every key the Try touches.\n",
         shape.reservations,
         shape.per_user_limit.unwrap_or(0),
         shape.clients,
@@ -222,7 +222,7 @@ async fn scripts(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String, m: &
     writeln!(md, "| … ÷ bare floor (per run) | {} | ≤ 3 |", fmt3(col(&|c| c.refused_flagged / c.floor_bare)))?;
     writeln!(md, "| release (a cancel's Redis side), µs/call | {} | |", fmt3(col(&|c| c.release)))?;
     writeln!(md, "| reference, bytes per order | {} | |", fmt3(col(&|c| c.reference_bytes)))?;
-    writeln!(md, "| Try, bytes per in-flight reservation | {} | ≤ 80 |", fmt3(col(&|c| c.bytes_per_reservation)))?;
+    writeln!(md, "| Try, bytes per pending reservation | {} | ≤ 80 |", fmt3(col(&|c| c.bytes_per_reservation)))?;
     writeln!(
         md,
         "| DynamoDB item per reservation (RESERVED; collection id of 16 characters), bytes | {} | |\n",
@@ -545,7 +545,7 @@ async fn reconcile(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String) ->
     }
     writeln!(
         md,
-        "\nReconciliation reads only the time slices that started before its threshold: each slice once (a GET, then one pipeline of `HGETALL` for the buckets it lists), after which a slice with nothing left in flight is dropped. So settled history costs one read of its slices, in the first run past the threshold (the first case; per entry is per settled order there), and nothing after; the cost grows with the entries in flight (one BatchGetItem per 100, one conditional PutItem per lost entry, one Redis script per entry healed). Every run also reconciles the other collections of the table (the earlier cases'), which adds a small constant.\n"
+        "\nReconciliation reads only the time slices that started before its threshold: each slice once (a GET, then one pipeline of `HGETALL` for the buckets it lists), after which a slice with nothing left unsettled is dropped. So settled history costs one read of its slices, in the first run past the threshold (the first case; per entry is per settled order there), and nothing after; the cost grows with the unsettled entries (one BatchGetItem per 100, one conditional PutItem per lost entry, one Redis script per entry healed). Every run also reconciles the other collections of the table (the earlier cases'), which adds a small constant.\n"
     )?;
     Ok(())
 }

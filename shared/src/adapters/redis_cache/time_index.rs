@@ -10,8 +10,8 @@ use super::codec::{ident, read_id, records, slice_buckets, ulid_text, uuid_text}
 use super::keys::{BUYERS_PER_BUCKET, Keys, SLICE_SECONDS, secs, slice_of, user_bucket};
 use super::scripts::STOCK_BIAS;
 use super::{Conn, RedisCache, err, replies};
-use crate::domain::{CollectionId, InFlightKind, OrderId, OrderKey, UserId};
-use crate::ports::{CacheProbe, InFlight, InfraResult, TimeIndex, Trimmed};
+use crate::domain::{CollectionId, OrderId, OrderKey, UnsettledKind, UserId};
+use crate::ports::{CacheProbe, InfraResult, TimeIndex, Trimmed, UnsettledEntry};
 
 /// What a scan of open time slices found.
 #[derive(Default)]
@@ -20,13 +20,13 @@ pub(super) struct Scan {
     pub due: Vec<OrderKey>,
     /// Units of every pending order in the slices read.
     pub pending: i64,
-    /// Slices read that still hold something in flight.
+    /// Slices read that still hold something unsettled.
     pub open: i64,
-    /// Slices read that hold nothing in flight: (number, length as read).
+    /// Slices read that hold nothing unsettled: (number, length as read).
     pub drained: Vec<(i64, u64)>,
-    /// Every entry in flight in the slices read, each order once.
-    pub in_flight: Vec<InFlight>,
-    /// Entries in flight whose buyer or order id could not be read back (none in practice).
+    /// Every unsettled entry in the slices read, each order once.
+    pub unsettled: Vec<UnsettledEntry>,
+    /// Unsettled entries whose buyer or order id could not be read back (none in practice).
     pub unreadable: u32,
 }
 
@@ -36,7 +36,7 @@ type ProbeRead = (Option<i64>, u64, Option<String>, Option<i64>);
 impl RedisCache {
     /// Reads the open time slices starting before `before_ms` (all of them with `None`), finds
     /// the orders due (logged before `before_ms`), counts pending units, and drops the slices
-    /// left with nothing in flight.
+    /// left with nothing unsettled.
     pub(super) async fn scan(
         &self,
         collection: &CollectionId,
@@ -105,8 +105,8 @@ impl RedisCache {
                     if before_ms.is_some_and(|ms| r.logged_s * 1000 < ms) {
                         due_logged.push((r.logged_s, key.clone()));
                     }
-                    let kind = if r.state == b'P' { InFlightKind::Deduction } else { InFlightKind::Intent };
-                    out.in_flight.push(InFlight {
+                    let kind = if r.state == b'P' { UnsettledKind::Deduction } else { UnsettledKind::Intent };
+                    out.unsettled.push(UnsettledEntry {
                         order: key,
                         kind,
                         quantity: r.quantity,

@@ -26,7 +26,7 @@ impl CacheWarmup for RedisCache {
         const S: &str = "redis snapshot.lua";
         let reply = self.invoke(S, &self.scripts.snapshot, vec![k.stock(), k.meta(), k.slices()], vec![]).await?;
         let (stock, version, open, nb) = replies::snapshot(reply)?;
-        // The slices with nothing left in flight are listed, so that a rebuild after this
+        // The slices with nothing left unsettled are listed, so that a rebuild after this
         // snapshot is not refused for slices only waiting to be dropped.
         let scan = if open > 0 && nb > 0 {
             self.scan(collection, nb, None, 0).await?
@@ -39,8 +39,8 @@ impl CacheWarmup for RedisCache {
             version,
             open_slices: scan.open,
             drained_slices: scan.drained,
-            in_flight: scan.in_flight,
-            unreadable_in_flight: scan.unreadable,
+            unsettled: scan.unsettled,
+            unreadable_unsettled: scan.unreadable,
         })
     }
 
@@ -56,19 +56,19 @@ impl CacheWarmup for RedisCache {
         self.set_stock(collection, snapshot, saleable - snapshot.pending, mode, quantity).await
     }
 
-    async fn rebuild_in_flight(
+    async fn rebuild_with_unsettled(
         &self,
         collection: &CollectionId,
         snapshot: &CacheSnapshot,
         stock: i64,
         quantity: i64,
     ) -> InfraResult<Rebuild> {
-        self.set_stock(collection, snapshot, stock, "inflight", quantity).await
+        self.set_stock(collection, snapshot, stock, "unsettled", quantity).await
     }
 }
 
 impl RedisCache {
-    /// `rebuild.lua` in `mode`, guarded by the snapshot's version and (but for "inflight") its
+    /// `rebuild.lua` in `mode`, guarded by the snapshot's version and (but for "unsettled") its
     /// drained slices.
     async fn set_stock(
         &self,

@@ -25,12 +25,12 @@
 //!    come due at its give-up): every redelivery of the last message re-sent ends before it,
 //!    and two runs alive at once never decide one order both ways.
 //! 2. **Drift and identities**: compare Redis with `saleable − pending`; rebuild a lost stock key,
-//!    and repair drift only while nothing is in flight, compare-and-set on the cache version read
+//!    and repair drift only while nothing is unsettled, compare-and-set on the cache version read
 //!    before DynamoDB was (so a concurrent Try, settle or cancel makes the repair step aside).
 //!    Before that, the **tally** ([`super::tally`]): confirmed orders' units move from their
 //!    buckets' `reserved` to `confirmed`.
 //! 3. **Trim** per-order entries settled longer ago than the retention.
-//! 4. **Mark** a clean collection (nothing in flight, nothing tallied, no drift, a trim pass
+//! 4. **Mark** a clean collection (nothing unsettled, nothing tallied, no drift, a trim pass
 //!    finished) with the figures both stores agreed on, and note every visit.
 //!
 //! The run's summary is logged as JSON, emitted as CloudWatch embedded-metric-format lines, and
