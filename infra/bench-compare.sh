@@ -28,9 +28,18 @@ build() { # one revision's release binaries, once per commit
   local rev=$1 tree="$out/tree-$1" bin="$out/bin-$1"
   [ -x "$bin/flashstock-bench" ] && return
   [ -d "$tree" ] || git worktree add --detach --force "$tree" "$rev" >/dev/null
-  (cd "$tree" && CARGO_TARGET_DIR="$root/target" cargo build --quiet --release --workspace --bins)
+  # The worktrees share one target dir (dependencies built once), but cargo may take another
+  # worktree's build of the workspace's own crates as fresh: clean those first, every time.
+  local members
+  members=$(cd "$tree" && cargo metadata --no-deps --format-version 1 |
+    python3 -c 'import json,sys; print(" ".join("-p " + p["name"] for p in json.load(sys.stdin)["packages"]))')
+  # shellcheck disable=SC2086
+  (cd "$tree" && CARGO_TARGET_DIR="$root/target" cargo clean --quiet --release $members &&
+    CARGO_TARGET_DIR="$root/target" cargo build --quiet --release --workspace --bins)
   mkdir -p "$bin"
-  for f in "$root"/target/release/flashstock-*; do [ -f "$f" ] && [ -x "$f" ] && cp "$f" "$bin/"; done
+  for f in "$root"/target/release/flashstock-*; do
+    if [ -f "$f" ] && [ -x "$f" ]; then cp "$f" "$bin/"; fi
+  done
 }
 build "$rev_a"
 build "$rev_b"
