@@ -37,7 +37,10 @@
 -- request), and the per-user limit needs no call there (the caller refuses qty > limit before
 -- calling; held is otherwise counted from the buyer's records). A known buyer's is DECRBY,
 -- HSETNX, HGET, APPEND, HSET: a take that left enough stock is kept while the records are read
--- and given back only if the order is refused. A known buyer's Try spends a
+-- and given back unless a new order is taken (a replay gives it back too). Redis does not undo a
+-- script's writes on an error: a runtime error after a kept take (only a malformed stored value
+-- could cause one; no script writes one) would leave Redis low by qty, an undersell, never an
+-- oversell, until drift repair. A known buyer's Try spends a
 -- request first, whatever it is answered; one of a buyer Redis holds nothing for and who is
 -- refused for stock (or no cache) writes nothing and spends nothing. An order seen before
 -- answers from its record, whatever the stock.
