@@ -73,6 +73,18 @@ async fn a_batch_of_replays_new_orders_and_short_stock() {
     assert_eq!(s.saleable, 0);
     assert_eq!(s.by_status.get("FAILED").copied(), Some(3));
     assert_eq!(s.redis_pending, 0);
+    // A replay of the FAILED order answers as the first time and takes nothing (a known buyer's
+    // take, kept while deduct.lua reads the records, is given back), with stock enough to take.
+    let _: () = redis::cmd("SET")
+        .arg(&stock)
+        .arg(flashstock::adapters::redis_cache::stored_stock(5))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let replay = t.reserve("e", "mix", "n3", 3).await;
+    assert_eq!((replay.status, replay.str("orderId")), (202, "n3"), "{replay:?}");
+    assert_eq!(t.status("e", "mix", "n3").await.str("status"), "FAILED");
+    assert_eq!(t.stores("mix").await.redis_stock, Some(5), "nothing taken");
 }
 
 #[tokio::test]
