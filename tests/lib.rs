@@ -276,6 +276,14 @@ impl TestApp {
     }
 
     /// The collection's Redis keys.
+    /// Sets the collection's cached stock to `units`, as if Redis had drifted there.
+    pub async fn set_redis_stock(&self, collection: &str, units: i64) {
+        let mut con = self.redis.clone();
+        let stored = flashstock::adapters::redis_cache::stored_stock(units);
+        let _: () =
+            redis::cmd("SET").arg(self.keys(collection).stock()).arg(stored).query_async(&mut con).await.unwrap();
+    }
+
     pub fn keys(&self, collection: &str) -> Keys {
         let c = flashstock::domain::CollectionId::parse(collection).expect("collection id");
         Keys::new(&self.stack.config.key_prefix, &c)

@@ -126,13 +126,7 @@ async fn two_short_buckets_at_once_sell_exactly_the_stock_and_refuse_the_rest() 
     // the other; neither may trade the same units back and forth until the batch gives up.
     let t = TestApp::start_with(TestApp::manual_options(), |_| {}).await;
     t.collection("short2", json!({ "quantity": 4, "buckets": 2 })).await;
-    let mut con = t.redis.clone();
-    let _: () = redis::cmd("SET")
-        .arg(t.keys("short2").stock())
-        .arg(flashstock::adapters::redis_cache::stored_stock(10))
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    t.set_redis_stock("short2", 10).await;
     let buyers: Vec<String> = buyers_homed_on(0, 2, 5).into_iter().chain(buyers_homed_on(1, 2, 5)).collect();
     for u in &buyers {
         assert_eq!(t.reserve(u, "short2", "o", 1).await.status, 202, "{u}");

@@ -44,14 +44,7 @@ async fn a_batch_of_replays_new_orders_and_short_stock() {
     let r = persist_event(&*t.stack.app, sqs_event(&records), 0).await;
     assert!(r.batch_item_failures.is_empty());
     // Redis drifted high: DynamoDB only has 6 left but Redis is told 12.
-    let stock = t.keys("mix").stock();
-    let mut con = t.redis.clone();
-    let _: () = redis::cmd("SET")
-        .arg(&stock)
-        .arg(flashstock::adapters::redis_cache::stored_stock(12))
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    t.set_redis_stock("mix", 12).await;
     for (u, o, q) in [("c", "n1", 3), ("d", "n2", 2), ("e", "n3", 3), ("f", "n4", 1)] {
         assert_eq!(t.reserve(u, "mix", o, q).await.status, 202, "{o}");
     }
@@ -75,12 +68,7 @@ async fn a_batch_of_replays_new_orders_and_short_stock() {
     assert_eq!(s.redis_pending, 0);
     // A replay of the FAILED order answers as the first time and takes nothing (a known buyer's
     // take, kept while deduct.lua reads the records, is given back), with stock enough to take.
-    let _: () = redis::cmd("SET")
-        .arg(&stock)
-        .arg(flashstock::adapters::redis_cache::stored_stock(5))
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    t.set_redis_stock("mix", 5).await;
     let replay = t.reserve("e", "mix", "n3", 3).await;
     assert_eq!((replay.status, replay.str("orderId")), (202, "n3"), "{replay:?}");
     assert_eq!(t.status("e", "mix", "n3").await.str("status"), "FAILED");

@@ -91,24 +91,21 @@ local function d4(x, i)
   return ((b1 * 256 + b2) * 256 + b3) * 256 + b4
 end
 local spent = false
+-- Answers, giving a kept take back unless the order is taken, and writing the buyer's value
+-- back: nv when it changed, else the spent budget alone (head and spent as they are by then).
+local function answer(reply, nv, taken)
+  if kept and not taken then redis.call('INCRBY', KEYS[1], q) end
+  if nv or spent then redis.call('HSET', KEYS[2], u, head .. (nv or v)) end
+  return reply
+end
 if tonumber(budget) > 0 then
   -- The stored window, when it is this one or a later one (this instance's clock lags behind the
   -- one that wrote it), counts on; an earlier one is over.
   local n, w = 1, string.sub(nb, 5)
   if head ~= '' and d4(head, 5) >= d4(nb, 5) then n, w = string.byte(head, 4) + 1, string.sub(head, 5) end
-  if n > tonumber(budget) then
-    if kept then redis.call('INCRBY', KEYS[1], q) end
-    return {'BUDGET', tonumber(wait)}
-  end
+  if n > tonumber(budget) then return answer({'BUDGET', tonumber(wait)}) end
   head = '\1\0B' .. string.char(n) .. w
   spent = true
-end
--- Answers, giving a kept take back unless the order is taken, and writing the buyer's value
--- back: nv when it changed, else the spent budget alone.
-local function answer(reply, nv, taken)
-  if kept and not taken then redis.call('INCRBY', KEYS[1], q) end
-  if nv or spent then redis.call('HSET', KEYS[2], u, head .. (nv or v)) end
-  return reply
 end
 local okey = string.sub(r, 1, rl - 10)
 local held = 0
