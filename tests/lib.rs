@@ -275,7 +275,6 @@ impl TestApp {
             + get(&A::ApproximateNumberOfMessagesDelayed)
     }
 
-    /// The collection's Redis keys.
     /// Sets the collection's cached stock to `units`, as if Redis had drifted there.
     pub async fn set_redis_stock(&self, collection: &str, units: i64) {
         let mut con = self.redis.clone();
@@ -284,6 +283,7 @@ impl TestApp {
             redis::cmd("SET").arg(self.keys(collection).stock()).arg(stored).query_async(&mut con).await.unwrap();
     }
 
+    /// The collection's Redis keys.
     pub fn keys(&self, collection: &str) -> Keys {
         let c = flashstock::domain::CollectionId::parse(collection).expect("collection id");
         Keys::new(&self.stack.config.key_prefix, &c)

@@ -54,8 +54,8 @@ impl<C: CacheWarmup, L: Catalog + Tallies, Q> App<C, L, Q> {
     }
 
     /// Loads Redis from DynamoDB, atomically and without overwriting a live stock key: the stock
-    /// is set from DynamoDB's saleable only if no Redis change happened since it was read, entries
-    /// unsettled held back ([`Self::rebuild_missing`]).
+    /// is set from DynamoDB's saleable only if no Redis change happened since it was read,
+    /// unsettled entries held back ([`Self::rebuild_missing`]).
     pub async fn warm_up(&self, id: &CollectionId) -> Result<i64, AppError> {
         for attempt in 1..=WARMUP_ATTEMPTS {
             let snap = self.cache.snapshot(id).await?;

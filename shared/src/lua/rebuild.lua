@@ -5,11 +5,11 @@
 -- DynamoDB before Redis), so no stock computed from it is right. While the stock key is missing
 -- only replays and cancels add to the index, so it empties within a reconciliation pass or two.
 --
--- The caller's snapshot read the registered time slices and found some of them drained (nothing in
--- flight logged there): those, unchanged, are all that may be registered now. Anything logged
+-- The caller's snapshot read the registered time slices and found some of them drained (nothing
+-- unsettled logged there): those, unchanged, are all that may be registered now. Anything logged
 -- since grew a slice or registered a new one.
 --
--- Mode "unsettled" sets a missing stock key with entries unsettled: the caller read DynamoDB in one
+-- Mode "unsettled" sets a missing stock key with unsettled entries: the caller read DynamoDB in one
 -- transaction with their records and held back what each still moves. New slices may have been
 -- registered since (a replay or relog.lua re-logging an entry changes no units; while the key is
 -- missing a Try adds nothing; a settle, intent or release bumps ver), but every drained slice the
@@ -20,9 +20,10 @@
 --
 -- KEYS: [1] stock (units + STOCK_BIAS, see deduct.lua) [2] meta (HASH: ver, nb = the collection's
 --       bucket count) [3] slices [4..] the drained slices
--- ARGV: [1] expected ver [2] stock to set (negative counts as 0) [3] mode: "missing" (warm-up:
---       leave a live stock key alone), "unsettled" (the same, unsettled entries held back by the
---       caller: slices not checked) or "force" (repair drift) [4] bucket count
+-- ARGV: [1] expected ver [2] stock to set (negative counts as 0, but for "unsettled") [3] mode:
+--       "missing" (warm-up: leave a live stock key alone), "unsettled" (the same, unsettled
+--       entries held back by the caller: new slices allowed, the drained ones still checked) or
+--       "force" (repair drift) [4] bucket count
 --       [5..] for each drained slice: "<number>:<length as read>"
 -- Returns {"SET", stock} | {"LIVE", stock} (a live key left alone) | {"RACE"} | {"BUSY"}
 redis.call('HSETNX', KEYS[2], 'nb', ARGV[4])

@@ -251,7 +251,7 @@ pub trait CacheWarmup: Send + Sync + 'static {
         only_if_missing: bool,
         quantity: i64,
     ) -> impl Future<Output = InfraResult<Rebuild>> + Send;
-    /// Sets a missing stock key to `stock` with entries unsettled: the caller computed it from
+    /// Sets a missing stock key to `stock` with unsettled entries: the caller computed it from
     /// DynamoDB read in one transaction with their records (after the snapshot), holding back
     /// what each still moves ([`crate::domain::held_back`]). Only if the version is still the
     /// snapshot's: a settle, intent or release since moves it; a Try adds nothing while the
