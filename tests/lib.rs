@@ -283,10 +283,15 @@ impl TestApp {
             redis::cmd("SET").arg(self.keys(collection).stock()).arg(stored).query_async(&mut con).await.unwrap();
     }
 
-    /// The collection's Redis keys.
+    /// The Redis keys of the collection's cache shard 0 (its only one unless created with more).
     pub fn keys(&self, collection: &str) -> Keys {
+        self.shard_keys(collection, 0)
+    }
+
+    /// The Redis keys of one of the collection's cache shards.
+    pub fn shard_keys(&self, collection: &str, shard: u32) -> Keys {
         let c = flashstock::domain::CollectionId::parse(collection).expect("collection id");
-        Keys::new(&self.stack.config.key_prefix, &c)
+        Keys::new(&self.stack.config.key_prefix, &c, shard)
     }
 
     /// Reads both stores directly (a table scan of this test's own table, Redis keys).

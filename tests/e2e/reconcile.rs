@@ -317,7 +317,7 @@ async fn a_cancel_that_died_after_dynamodb_is_completed() {
     // o1: the cancel logged its intent and committed in DynamoDB, then died before Redis.
     let key = |o: &str| OrderKey::new(col.clone(), UserId::parse("u").unwrap(), OrderId::parse(o).unwrap());
     let rec = app.ledger.order(&key("o1")).await.unwrap().unwrap();
-    app.cache.log_intent(&rec, now).await.unwrap();
+    app.cache.log_intent(&rec, 1, now).await.unwrap();
     app.ledger.cancel_reserved(std::slice::from_ref(&rec), CancelReason::User, now).await.unwrap();
     // o2: the same, but it died even before its intent reached Redis (only drift shows it).
     let rec = app.ledger.order(&key("o2")).await.unwrap().unwrap();
@@ -446,7 +446,7 @@ async fn trim_forgets_old_settled_orders_and_spent_budget_windows_never_a_pendin
     let id = CollectionId::parse("trim").unwrap();
     let key = |u: &str, o: &str| OrderKey::new(id.clone(), UserId::parse(u).unwrap(), OrderId::parse(o).unwrap());
     let cache = &t.stack.app.cache;
-    let nb = cache.bucket_count(&id).await.unwrap().expect("a bucket count");
+    let nb = cache.bucket_count(&id, 0).await.unwrap().expect("a bucket count");
     let value = |u: &str| {
         let u = flashstock::adapters::redis_cache::buyer_bytes(&UserId::parse(u).unwrap());
         let bucket = t.keys("trim").bucket(flashstock::adapters::redis_cache::bucket_of(&u, nb));
@@ -457,14 +457,14 @@ async fn trim_forgets_old_settled_orders_and_spent_budget_windows_never_a_pendin
     assert_eq!(&gone[..3], b"\x01\x00B", "the budget record opens the value: {gone:?}");
     // Two hours on: past the retention (one hour), and past the budget's window.
     let later = t.stack.app.clock.now_ms() + 2 * 3_600_000;
-    let trimmed = cache.trim_settled(&id, later, 20_000, false).await.unwrap();
+    let trimmed = cache.trim_settled(&id, 0, later, 20_000, false).await.unwrap();
     assert_eq!(trimmed.removed, 1, "the cancelled order, not the budget records: {trimmed:?}");
     assert_eq!(value("gone").await, None, "nothing left of the buyer");
     let kept = value("kept").await.expect("the pending order stays");
     assert_ne!(&kept[..2], b"\x01\x00", "its spent window's budget record went: {kept:?}");
     assert_eq!(
-        cache.entry(&key("kept", "k1")).await.unwrap().map(|e| e.state),
+        cache.entry(&key("kept", "k1"), 1).await.unwrap().map(|e| e.state),
         Some(flashstock::ports::CacheState::Pending)
     );
-    assert_eq!(cache.entry(&key("gone", "g1")).await.unwrap(), None);
+    assert_eq!(cache.entry(&key("gone", "g1"), 1).await.unwrap(), None);
 }

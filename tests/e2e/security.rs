@@ -225,7 +225,7 @@ async fn subjects_from_every_identity_provider_work_end_to_end() {
             UserId::parse(sub).unwrap(),
             OrderId::parse("o1").unwrap(),
         );
-        let entry = t.stack.app.cache.entry(&key).await.unwrap().expect("an entry");
+        let entry = t.stack.app.cache.entry(&key, 1).await.unwrap().expect("an entry");
         assert_eq!(entry.state, CacheState::Durable, "{sub}");
         assert_eq!(entry.user.as_str(), sub);
     }

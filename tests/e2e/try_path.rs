@@ -215,16 +215,16 @@ async fn a_rebuild_with_unsettled_waits_for_a_drained_slice_that_changed_and_may
     let _: () = redis::cmd("DEL").arg(t.keys("guard").stock()).query_async(&mut con).await.unwrap();
     let id = flashstock::domain::CollectionId::parse("guard").unwrap();
     let cache = &t.stack.app.cache;
-    let snap = cache.snapshot(&id).await.unwrap();
+    let snap = cache.snapshot(&id, 0).await.unwrap();
     assert_eq!((snap.stock, snap.unsettled.len()), (None, 1), "{snap:?}");
     // A drained slice the snapshot read that is gone now (pruned under its scan): it may have
     // hidden an entry re-logged elsewhere, so the rebuild waits.
     let mut pruned = snap.clone();
     pruned.drained_slices.push((1, 4));
-    assert_eq!(cache.rebuild_with_unsettled(&id, &pruned, 8, 10).await.unwrap(), flashstock::ports::Rebuild::Busy);
+    assert_eq!(cache.rebuild_with_unsettled(&id, 0, &pruned, 8, 10).await.unwrap(), flashstock::ports::Rebuild::Busy);
     // Below zero when asked (Redis had drifted high before the loss): kept, and sold out.
-    assert_eq!(cache.rebuild_with_unsettled(&id, &snap, -1, 10).await.unwrap(), flashstock::ports::Rebuild::Set(-1));
-    assert_eq!(cache.snapshot(&id).await.unwrap().stock, Some(-1));
+    assert_eq!(cache.rebuild_with_unsettled(&id, 0, &snap, -1, 10).await.unwrap(), flashstock::ports::Rebuild::Set(-1));
+    assert_eq!(cache.snapshot(&id, 0).await.unwrap().stock, Some(-1));
     t.reserve("b", "guard", "b1", 1).await.assert_problem(409, "SOLD_OUT");
 }
 

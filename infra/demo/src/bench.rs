@@ -251,7 +251,7 @@ impl BenchApp {
     /// Creates and warms a collection of `quantity` units over `buckets` stock buckets.
     pub async fn collection_in(&self, id: &str, quantity: u64, buckets: Option<u32>) -> anyhow::Result<CollectionId> {
         let id = CollectionId::parse(id)?;
-        let spec = CollectionSpec::parse(Some(quantity as i64), None, None, buckets.map(i64::from))
+        let spec = CollectionSpec::parse(Some(quantity as i64), None, None, buckets.map(i64::from), None)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         self.app.create_collection(&id, &spec, flashstock::now_ms()).await?;
         self.app.warm_up(&id).await?;
@@ -315,7 +315,7 @@ pub async fn reconcile_cost(
     if settled > 0 {
         let done = b.tries(&id, &format!("{id}-s"), settled, 64).await?;
         for chunk in done.chunks(500) {
-            b.app.cache.settle(&id, chunk, SettleAs::Durable, Some(i64::MAX), flashstock::now_ms()).await?;
+            b.app.cache.settle(&id, 1, chunk, SettleAs::Durable, Some(i64::MAX), flashstock::now_ms()).await?;
         }
     }
     b.tries(&id, &format!("{id}-l"), unsettled, 64).await?;
@@ -579,7 +579,9 @@ pub async fn history_pass(
     let (reconciled, idle) = match pass {
         HistoryPass::Probe => {
             let ids = b.app.ledger.collections().await?;
-            let (probes, _) = futures::try_join!(b.app.cache.probe(&ids), b.app.ledger.collection_records(&ids))?;
+            let records = b.app.ledger.collection_records(&ids).await?;
+            let shards: Vec<_> = records.iter().map(|r| (r.id.clone(), r.spec.cache_shards)).collect();
+            let probes = b.app.cache.probe(&shards).await?;
             (0, probes.len() as u32)
         }
         HistoryPass::Everything => {

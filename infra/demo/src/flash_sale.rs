@@ -169,12 +169,14 @@ pub async fn run(redis_url: &str, name: &str, opts: &FlashOptions) -> anyhow::Re
         let (app, id, samples, every) = (stack.app.clone(), id.clone(), samples.clone(), opts.sample_every);
         tokio::spawn(async move {
             loop {
-                if let (Ok(snap), Ok(Some(rec))) = tokio::join!(app.cache.snapshot(&id), app.ledger.collection(&id)) {
+                if let (Ok((stock, pending)), Ok(Some(rec))) =
+                    tokio::join!(redis_levels(&app, &id), app.ledger.collection(&id))
+                {
                     let s = Sample {
                         t: start.elapsed().as_secs_f64(),
-                        redis_stock: snap.stock.unwrap_or(0),
+                        redis_stock: stock,
                         saleable: rec.levels.saleable,
-                        pending: snap.pending,
+                        pending,
                         reserved: rec.levels.reserved,
                     };
                     if let Ok(mut v) = samples.lock() {
@@ -245,7 +247,7 @@ pub async fn run(redis_url: &str, name: &str, opts: &FlashOptions) -> anyhow::Re
 
     // Wait for Redis to hear back from persist (pending 0), then read both stores and reconcile.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while stack.app.cache.snapshot(&id).await?.pending > 0 && Instant::now() < deadline {
+    while redis_levels(&stack.app, &id).await?.1 > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let run = stack.app.reconcile(flashstock::now_ms()).await?;
@@ -261,6 +263,19 @@ pub async fn run(redis_url: &str, name: &str, opts: &FlashOptions) -> anyhow::Re
 
 /// Registers DejaVu Sans (Debian's fonts-dejavu-core, which `infra/setup.sh` installs) as the
 /// plots' font: plotters draws text with ab_glyph, without system font libraries.
+/// Redis's stock and pending units over the collection's cache shards (stock 0 where a shard's
+/// key is missing).
+async fn redis_levels(app: &flashstock::app::LiveApp, id: &CollectionId) -> anyhow::Result<(i64, i64)> {
+    let shards = app.spec(id).await.map_err(|e| anyhow::anyhow!("{e}"))?.cache_shards;
+    let (mut stock, mut pending) = (0, 0);
+    for shard in 0..shards {
+        let snap = app.cache.snapshot(id, shard).await?;
+        stock += snap.stock.unwrap_or(0);
+        pending += snap.pending;
+    }
+    Ok((stock, pending))
+}
+
 fn register_font() -> anyhow::Result<()> {
     static DONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     if DONE.get().is_some() {

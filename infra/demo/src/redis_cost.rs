@@ -176,6 +176,7 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
     let try_call = |k: &OrderKey, i: usize| {
         let req = DeductRequest {
             key: k,
+            shards: 1,
             quantity: 1,
             now_ms: t0 + i as i64,
             per_user_limit: shape.per_user_limit,
@@ -222,7 +223,7 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
 
     // The Try: every call accepted, all left pending.
     let reserve = load(&mut admin, &deduct_script()).await?;
-    let stock = Keys::new(prefix, &collection).stock();
+    let stock = Keys::new(prefix, &collection, 0).stock();
     let _: () = redis::cmd("SET").arg(&stock).arg(stored_stock(n as i64 * 10)).query_async(&mut admin).await?;
     let before = redis_stats(&mut admin).await?.used_memory;
     cost.try_accepted = phase(&mut admin, &conns, &reserve, &tries, shape.pipeline).await?;
@@ -268,7 +269,7 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut admin).await?;
     spread(&conns, &late, shape.pipeline, |p, k| {
         let u = buyer_bytes(&k.user);
-        p.cmd("HGET").arg(Keys::new(prefix, &k.collection).bucket(bucket_of(&u, nb))).arg(u);
+        p.cmd("HGET").arg(Keys::new(prefix, &k.collection, 0).bucket(bucket_of(&u, nb))).arg(u);
     })
     .await?;
     cost.refused_flagged = usec_per_call(&mut admin, "hget").await?;
@@ -279,7 +280,7 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
         .iter()
         .take(n.min(20_000))
         .map(|k| {
-            let (keys, args) = release_call(prefix, nb, k, false, t0 + 60_000);
+            let (keys, args) = release_call(prefix, 0, nb, k, false, t0 + 60_000);
             Call { keys, args }
         })
         .collect();

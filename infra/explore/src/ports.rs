@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
-use flashstock::domain::{BuyerBudget, CancelReason, CollectionId, CollectionSpec, OrderKey, StockLevels};
+use flashstock::domain::{BuyerBudget, CancelReason, CollectionId, CollectionSpec, OrderKey};
 use flashstock::ports::prelude::*;
 use flashstock::ports::{
     CacheEntry, CacheProbe, CacheSnapshot, CollectionRecord, CreateOutcome, DeductOutcome, DeductRequest, InfraError,
@@ -76,24 +76,24 @@ macro_rules! gated {
 
 gated!(OrderCache for RedisCache {
     fn deduct(req: &DeductRequest<'_>) -> InfraResult<DeductOutcome> = "redis deduct.lua";
-    fn entry(order: &OrderKey) -> InfraResult<Option<CacheEntry>> = "redis entry";
-    fn entries(collection: &CollectionId, orders: &[OrderKey]) -> InfraResult<Vec<Option<CacheEntry>>>
+    fn entry(order: &OrderKey, shards: u32) -> InfraResult<Option<CacheEntry>> = "redis entry";
+    fn entries(collection: &CollectionId, shards: u32, orders: &[OrderKey]) -> InfraResult<Vec<Option<CacheEntry>>>
         = "redis entries", empty(orders);
 });
 
 gated!(Settling for RedisCache {
-    fn settle(collection: &CollectionId, orders: &[OrderKey], as_: SettleAs, clear_intents_before: Option<i64>, now_ms: i64)
+    fn settle(collection: &CollectionId, shards: u32, orders: &[OrderKey], as_: SettleAs, clear_intents_before: Option<i64>, now_ms: i64)
         -> InfraResult<u32> = "redis settle.lua", empty(orders);
-    fn log_intent(order: &OrderRecord, now_ms: i64) -> InfraResult<()> = "redis intent.lua";
-    fn release(order: &OrderKey, tombstone: bool, now_ms: i64) -> InfraResult<Released> = "redis release.lua";
+    fn log_intent(order: &OrderRecord, shards: u32, now_ms: i64) -> InfraResult<()> = "redis intent.lua";
+    fn release(order: &OrderKey, shards: u32, tombstone: bool, now_ms: i64) -> InfraResult<Released> = "redis release.lua";
 });
 
 gated!(CacheWarmup for RedisCache {
-    fn prepare(collection: &CollectionId, quantity: i64) -> InfraResult<()> = "redis prepare";
-    fn snapshot(collection: &CollectionId) -> InfraResult<CacheSnapshot> = "redis snapshot.lua";
-    fn rebuild(collection: &CollectionId, snapshot: &CacheSnapshot, saleable: i64, only_if_missing: bool, quantity: i64)
+    fn prepare(collection: &CollectionId, shard: u32, quantity: i64) -> InfraResult<()> = "redis prepare";
+    fn snapshot(collection: &CollectionId, shard: u32) -> InfraResult<CacheSnapshot> = "redis snapshot.lua";
+    fn rebuild(collection: &CollectionId, shard: u32, snapshot: &CacheSnapshot, saleable: i64, only_if_missing: bool, quantity: i64)
         -> InfraResult<Rebuild> = "redis rebuild.lua";
-    fn rebuild_with_unsettled(collection: &CollectionId, snapshot: &CacheSnapshot, stock: i64, quantity: i64)
+    fn rebuild_with_unsettled(collection: &CollectionId, shard: u32, snapshot: &CacheSnapshot, stock: i64, quantity: i64)
         -> InfraResult<Rebuild> = "redis rebuild.lua unsettled";
 });
 
@@ -101,33 +101,38 @@ impl TimeIndex for Gated<RedisCache> {
     async fn unsettled_before(
         &self,
         collection: &CollectionId,
+        shard: u32,
         before_ms: i64,
         limit: usize,
     ) -> InfraResult<Vec<OrderKey>> {
-        self.step("redis unsettled", move || self.inner.unsettled_before(collection, before_ms, limit)).await
+        self.step("redis unsettled", move || self.inner.unsettled_before(collection, shard, before_ms, limit)).await
     }
     async fn relog(
         &self,
         collection: &CollectionId,
+        shards: u32,
         orders: &[OrderKey],
         logged_before_ms: i64,
         log_at_ms: i64,
     ) -> InfraResult<Vec<bool>> {
-        self.step("redis relog.lua", move || self.inner.relog(collection, orders, logged_before_ms, log_at_ms)).await
+        self.step("redis relog.lua", move || self.inner.relog(collection, shards, orders, logged_before_ms, log_at_ms))
+            .await
     }
     async fn trim_settled(
         &self,
         collection: &CollectionId,
+        shard: u32,
         before_ms: i64,
         limit: usize,
         keep_durable: bool,
     ) -> InfraResult<Trimmed> {
-        self.step("redis trim.lua", move || self.inner.trim_settled(collection, before_ms, limit, keep_durable)).await
+        self.step("redis trim.lua", move || self.inner.trim_settled(collection, shard, before_ms, limit, keep_durable))
+            .await
     }
     /// Not scheduling points: only `reconcile`'s skip decision reads the probe and the mark
     /// (the scenarios reconcile their collection unconditionally, and the e2e suite tests the
     /// skip).
-    async fn probe(&self, ids: &[CollectionId]) -> InfraResult<Vec<CacheProbe>> {
+    async fn probe(&self, ids: &[(CollectionId, u32)]) -> InfraResult<Vec<CacheProbe>> {
         self.inner.probe(ids).await
     }
     async fn note_reconciled(&self, id: &CollectionId, now_ms: i64, mark: Option<&str>) -> InfraResult<()> {
@@ -153,8 +158,14 @@ impl WriteTurns for Gated<RedisCache> {
 /// Not a scheduling point: the HTTP layer spends a cancel's budget, not the use case (a Try's
 /// is in its deduction, a step).
 impl BuyerBudgets for Gated<RedisCache> {
-    async fn spend_request(&self, order: &OrderKey, budget: BuyerBudget, now_ms: i64) -> InfraResult<Option<Duration>> {
-        self.inner.spend_request(order, budget, now_ms).await
+    async fn spend_request(
+        &self,
+        order: &OrderKey,
+        shards: u32,
+        budget: BuyerBudget,
+        now_ms: i64,
+    ) -> InfraResult<Option<Duration>> {
+        self.inner.spend_request(order, shards, budget, now_ms).await
     }
 }
 
@@ -165,7 +176,7 @@ gated!(Catalog for DynamoLedger {
     fn collections() -> InfraResult<Vec<CollectionId>> = "dynamodb list-collections";
     fn collection_records(ids: &[CollectionId]) -> InfraResult<Vec<CollectionRecord>> = "dynamodb batch get collections";
     fn record_drift(id: &CollectionId, drift: i64) -> InfraResult<()> = "dynamodb record-drift";
-    fn levels_with_orders(id: &CollectionId, orders: &[OrderKey]) -> InfraResult<Option<(StockLevels, Vec<Option<OrderRecord>>)>>
+    fn levels_with_orders(id: &CollectionId, orders: &[OrderKey]) -> InfraResult<Option<flashstock::ports::LevelsWithOrders>>
         = "dynamodb get-collection with orders";
 });
 

@@ -21,6 +21,7 @@ fn sc(name: &'static str, setup: &[Setup], ops: &[OpKind]) -> Scenario {
         quantity: 5,
         per_user_limit: Some(4),
         buckets: 1,
+        shards: 1,
         threshold_ms: THRESHOLD_MS,
         give_up_ms: GIVE_UP_MS,
         entries_per_run: flashstock::config::ENTRIES_PER_RUN,

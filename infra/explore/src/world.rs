@@ -169,6 +169,9 @@ pub struct Scenario {
     /// Stock buckets of the collection (1: no moves; more: buyers homed on a bucket that holds
     /// none make persist move units first).
     pub buckets: u32,
+    /// Cache shards of the collection (dividing `buckets`): 1, or more to run each buyer's Redis
+    /// state on the shard of their home bucket.
+    pub shards: u32,
     /// Reconciliation's threshold in this scenario's operations ([`THRESHOLD_MS`] but for the
     /// schedules that check a timing rule at its floor).
     pub threshold_ms: i64,
@@ -250,6 +253,8 @@ struct Sched {
     isolated: bool,
     /// The collection has a per-user limit (what Redis holds per buyer matters only then).
     limited: bool,
+    /// Its cache shards.
+    shards: u32,
     clock: Arc<AtomicU64>,
     answers: Mutex<Vec<(Option<usize>, Answer)>>,
     /// Receipt handles of reservation messages received and not deleted.
@@ -411,6 +416,7 @@ impl World {
             skewed: sc.setup.iter().any(|s| matches!(s, Setup::SkewStock(_))),
             isolated: sc.shared_order_id,
             limited: sc.per_user_limit.is_some(),
+            shards: sc.shards,
             clock: Arc::new(AtomicU64::new(1)),
             answers: Mutex::new(Vec::new()),
             inflight: Mutex::new(Vec::new()),
@@ -426,6 +432,7 @@ impl World {
             sc.per_user_limit.map(i64::from),
             Some(i64::from(WINDOW_S)),
             Some(i64::from(sc.buckets)),
+            Some(i64::from(sc.shards)),
         )?;
         s.ungated.create_collection(&s.collection, &spec, s.t0).await?;
         s.ungated.warm_up(&s.collection).await?;
@@ -454,7 +461,8 @@ impl World {
     }
 
     async fn setup(self: &Arc<Self>, s: &Arc<Sched>, step: Setup) -> anyhow::Result<()> {
-        let stock = self.redis.keys(&s.collection).stock();
+        // A set-up that loses or skews stock does it on shard 0.
+        let stock = self.redis.keys(&s.collection, 0).stock();
         let mut con = self.con.clone();
         match step {
             Setup::Op(OpKind::Persist | OpKind::PersistBatch) => self.drain(s, s.t0).await?,
@@ -845,21 +853,24 @@ impl World {
                 );
             }
         }
-        // I2
-        let snap = self.redis.snapshot(&s.collection).await?;
-        if snap.stock != Some(l.saleable) || snap.pending != 0 || snap.open_slices != 0 {
-            bad(
-                "I2",
-                format!(
-                    "redis stock {:?} (pending {}, open time slices {}) but DynamoDB saleable {}",
-                    snap.stock, snap.pending, snap.open_slices, l.saleable
-                ),
-            );
+        // I2, on every cache shard against its stock buckets.
+        for shard in 0..s.shards {
+            let snap = self.redis.snapshot(&s.collection, shard).await?;
+            let saleable = col.shard_levels(shard).saleable;
+            if snap.stock != Some(saleable) || snap.pending != 0 || snap.open_slices != 0 {
+                bad(
+                    "I2",
+                    format!(
+                        "shard {shard}: redis stock {:?} (pending {}, open time slices {}) but DynamoDB saleable {}",
+                        snap.stock, snap.pending, snap.open_slices, saleable
+                    ),
+                );
+            }
         }
         // I3
         // What each buyer holds by Redis's records (the per-user limit counts these).
         let mut counters: HashMap<String, i64> = HashMap::new();
-        let entries = OrderCache::entries(&self.redis, &s.collection, &s.orders).await?;
+        let entries = OrderCache::entries(&self.redis, &s.collection, s.shards, &s.orders).await?;
         for (o, e) in s.orders.iter().zip(entries) {
             if let Some(e) = e.filter(|e| matches!(e.state, CacheState::Pending | CacheState::Durable)) {
                 *counters.entry(o.user.to_string()).or_default() += i64::from(e.quantity);

@@ -215,6 +215,12 @@ impl Stack {
             } else if pk.starts_with(&format!("COL#{collection}#B")) {
                 // A stock bucket: the collection's counters are their sums.
                 let (q, s, r, c) = (num("quantity"), num("saleable"), num("reserved"), num("confirmed"));
+                if let Some(k) = pk.rsplit_once("#B").and_then(|(_, k)| k.parse::<usize>().ok()) {
+                    if out.bucket_saleable.len() <= k {
+                        out.bucket_saleable.resize(k + 1, 0);
+                    }
+                    out.bucket_saleable[k] = s;
+                }
                 out.buckets_quantity += q;
                 out.saleable += s;
                 out.reserved_counter += r;
@@ -230,12 +236,18 @@ impl Stack {
             }
         }
         let id = flashstock::domain::CollectionId::parse(collection)?;
-        // The pending sum as production reads it (the snapshot counts it from the time index).
-        let snap = flashstock::ports::CacheWarmup::snapshot(&self.app.cache, &id).await?;
-        out.redis_stock = snap.stock;
-        out.redis_pending = snap.pending;
-        out.redis_open_slices = snap.open_slices;
-        out.redis_pending_entries = self.app.cache.pending_units_everywhere(&id).await?;
+        let shards = self.app.spec(&id).await.map_err(|e| anyhow::anyhow!("{e}"))?.cache_shards;
+        // The pending sum as production reads it (the snapshot counts it from the time index),
+        // shard by shard.
+        out.redis_stock = Some(0);
+        for shard in 0..shards {
+            let snap = flashstock::ports::CacheWarmup::snapshot(&self.app.cache, &id, shard).await?;
+            out.redis_stock = out.redis_stock.zip(snap.stock).map(|(a, b)| a + b);
+            out.redis_pending += snap.pending;
+            out.redis_open_slices += snap.open_slices;
+            out.redis_pending_entries += self.app.cache.pending_units_everywhere(&id, shard).await?;
+            out.redis_shards.push((snap.stock, snap.pending));
+        }
         Ok(out)
     }
 
@@ -269,6 +281,10 @@ pub struct StoreFigures {
     pub redis_pending_entries: i64,
     /// Time slices still holding something unsettled.
     pub redis_open_slices: i64,
+    /// Each stock bucket's saleable, bucket 0 first.
+    pub bucket_saleable: Vec<i64>,
+    /// Each cache shard's (stock, pending), shard 0 first (the sums are above).
+    pub redis_shards: Vec<(Option<i64>, i64)>,
 }
 
 impl StoreFigures {
@@ -321,6 +337,15 @@ impl StoreFigures {
                 self.redis_stock == Some(self.saleable - self.redis_pending),
                 format!("Redis {:?} ≠ saleable {} − pending {}", self.redis_stock, self.saleable, self.redis_pending),
             );
+            // And each cache shard against its own stock buckets.
+            let shards = self.redis_shards.len() as u32;
+            for (r, (stock, pending)) in self.redis_shards.iter().enumerate() {
+                let saleable = flashstock::domain::buckets::shard_sum(&self.bucket_saleable, r as u32, shards);
+                check(
+                    *stock == Some(saleable - pending),
+                    format!("shard {r}: Redis {stock:?} ≠ saleable {saleable} − pending {pending}"),
+                );
+            }
         }
         out
     }

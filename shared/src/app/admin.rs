@@ -29,6 +29,22 @@ pub struct CollectionView {
     pub identity_violations: Vec<IdentityViolation>,
     /// Each stock bucket's durable levels, bucket 0 first (the fields above are their sums).
     pub buckets: Vec<StockLevels>,
+    /// Each cache shard's Redis levels, shard 0 first (`cached`, `pending` and `drift` above are
+    /// their sums).
+    pub cache_shards: Vec<ShardView>,
+}
+
+/// One cache shard in the admin view.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardView {
+    /// Redis stock; `null` when lost or not warmed.
+    pub cached: Option<i64>,
+    pub pending: i64,
+    /// Its stock buckets' saleable.
+    pub saleable: i64,
+    /// `cached - (saleable - pending)`; `null` without a stock key.
+    pub drift: Option<i64>,
 }
 
 /// Compare-and-set attempts for a warm-up racing live traffic.
@@ -47,26 +63,38 @@ impl<C: CacheWarmup, L: Catalog + Tallies, Q> App<C, L, Q> {
             CreateOutcome::QuantityDiffers => Err(AppError::QuantityImmutable),
             CreateOutcome::SettingsDiffer => Err(AppError::SettingsImmutable),
             ok => {
-                self.cache.prepare(id, spec.quantity as i64).await?;
+                for shard in 0..spec.cache_shards {
+                    self.cache.prepare(id, shard, spec.shard_quantity(shard)).await?;
+                }
                 Ok(ok)
             }
         }
     }
 
-    /// Loads Redis from DynamoDB, atomically and without overwriting a live stock key: the stock
-    /// is set from DynamoDB's saleable only if no Redis change happened since it was read,
-    /// unsettled entries held back ([`Self::rebuild_missing`]).
+    /// Loads Redis from DynamoDB, each cache shard atomically and without overwriting a live
+    /// stock key: a shard's stock is set from its stock buckets' saleable only if no Redis change
+    /// happened there since it was read, unsettled entries held back
+    /// ([`Self::rebuild_missing`]). Returns the stock over every shard.
     pub async fn warm_up(&self, id: &CollectionId) -> Result<i64, AppError> {
+        let spec = self.spec(id).await?;
+        let mut cached = 0;
+        for shard in 0..spec.cache_shards {
+            cached += self.warm_up_shard(id, shard).await?;
+        }
+        Ok(cached)
+    }
+
+    async fn warm_up_shard(&self, id: &CollectionId, shard: u32) -> Result<i64, AppError> {
         for attempt in 1..=WARMUP_ATTEMPTS {
-            let snap = self.cache.snapshot(id).await?;
+            let snap = self.cache.snapshot(id, shard).await?;
             if let Some(s) = snap.stock {
                 return Ok(s);
             }
             let rec = self.ledger.collection(id).await?.ok_or(AppError::CollectionNotFound)?;
-            match self.rebuild_missing(id, &snap, rec.levels).await? {
+            match self.rebuild_missing(id, shard, &snap, &rec).await? {
                 Rebuild::Set(s) | Rebuild::Live(s) => {
                     self.sold_out.clear(id);
-                    tracing::info!(collection = %id, cached = s, "warmed up");
+                    tracing::info!(collection = %id, shard, cached = s, "warmed up");
                     return Ok(s);
                 }
                 Rebuild::Busy => {
@@ -82,8 +110,25 @@ impl<C: CacheWarmup, L: Catalog + Tallies, Q> App<C, L, Q> {
     }
 
     pub async fn inspect(&self, id: &CollectionId) -> Result<CollectionView, AppError> {
-        let snap = self.cache.snapshot(id).await?;
+        let spec = self.spec(id).await?;
+        let snaps =
+            futures::future::try_join_all((0..spec.cache_shards).map(|shard| self.cache.snapshot(id, shard))).await?;
         let rec = self.ledger.collection(id).await?.ok_or(AppError::CollectionNotFound)?;
+        let cache_shards: Vec<ShardView> = snaps
+            .iter()
+            .enumerate()
+            .map(|(shard, snap)| {
+                let saleable = rec.shard_levels(shard as u32).saleable;
+                ShardView {
+                    cached: snap.stock,
+                    pending: snap.pending,
+                    saleable,
+                    drift: snap.stock.map(|c| drift(c, saleable, snap.pending)),
+                }
+            })
+            .collect();
+        let cached = cache_shards.iter().map(|s| s.cached).sum::<Option<i64>>();
+        let pending = cache_shards.iter().map(|s| s.pending).sum::<i64>();
         let identity_violations = rec.violations();
         // Confirms not tallied yet count as confirmed (`app::tally`).
         let untallied =
@@ -102,17 +147,18 @@ impl<C: CacheWarmup, L: Catalog + Tallies, Q> App<C, L, Q> {
             collection_id: rec.id,
             quantity: l.quantity,
             saleable: l.saleable,
-            cached: snap.stock,
-            pending: snap.pending,
+            cached,
+            pending,
             reserved: l.reserved,
             confirmed: l.confirmed,
-            drift: snap.stock.map(|c| drift(c, l.saleable, snap.pending)),
+            drift: cached.map(|c| drift(c, l.saleable, pending)),
             last_reconciled_drift: rec.last_drift,
             per_user_limit: rec.spec.per_user_limit,
             payment_window_seconds: rec.spec.payment_window_seconds,
             max_per_order: rec.spec.max_per_order,
             identity_violations,
             buckets,
+            cache_shards,
         })
     }
 }

@@ -59,22 +59,23 @@ impl<C: OrderCache + Settling + CacheWarmup + WriteTurns, L: Catalog + OrderBook
         for round in 1..=MAX_ROUNDS {
             match self.locate(order).await? {
                 Located::Durable(mut rec) => {
+                    let shards = self.spec(collection).await?.cache_shards;
                     match transition(Some(rec.status), crate::domain::Event::Cancel)? {
                         Transition::Already(_) => {
                             // Finish a cancel that died between DynamoDB and Redis (the entry is
                             // given back once, or written as a cancelled one if Redis has none).
-                            self.cache.release(order, true, now_ms).await?;
+                            self.cache.release(order, shards, true, now_ms).await?;
                             self.sold_out.clear(collection);
                             return Ok(Cancelled::before(rec.into()));
                         }
                         Transition::To(_) => {
-                            self.cache.log_intent(&rec, now_ms).await?;
+                            self.cache.log_intent(&rec, shards, now_ms).await?;
                             let turn = self.take_turn(collection, rec.bucket, self.turn_wait(started)).await;
                             let done = self.ledger.cancel_reserved(std::slice::from_ref(&rec), reason, now_ms).await;
                             self.end_turn(collection, rec.bucket, turn).await;
                             match done {
                                 Ok(()) => {
-                                    self.cache.release(order, false, now_ms).await?;
+                                    self.cache.release(order, shards, false, now_ms).await?;
                                     self.sold_out.clear(collection);
                                     tracing::info!(%order, reason = reason.as_str(), "cancelled; stock returned");
                                     rec.status = Status::Cancelled;
@@ -102,7 +103,8 @@ impl<C: OrderCache + Settling + CacheWarmup + WriteTurns, L: Catalog + OrderBook
                     }
                     // Not durable yet: the tombstone decides between this cancel and the persist.
                     let t = Tombstone { key: order, quantity, accepted_at_ms, reason };
-                    if !self.tombstone(&t, now_ms).await? {
+                    let shards = self.spec(collection).await?.cache_shards;
+                    if !self.tombstone(&t, shards, now_ms).await? {
                         continue; // persist (or another cancel) wrote first: decide again
                     }
                     self.sold_out.clear(collection);
@@ -119,10 +121,11 @@ impl<C: OrderCache + Settling + CacheWarmup + WriteTurns, L: Catalog + OrderBook
                     // No tombstones on collections that do not exist; Redis can hold this one's
                     // even before the collection's first warm-up.
                     let spec = self.spec(collection).await?;
-                    self.cache.prepare(collection, spec.quantity as i64).await?;
+                    let shard = crate::domain::buckets::home_shard(&order.user, spec.cache_shards);
+                    self.cache.prepare(collection, shard, spec.shard_quantity(shard)).await?;
                     let reason = CancelReason::EmptyRollback;
                     let t = Tombstone { key: order, quantity: 0, accepted_at_ms: now_ms, reason };
-                    if !self.tombstone(&t, now_ms).await? {
+                    if !self.tombstone(&t, spec.cache_shards, now_ms).await? {
                         continue;
                     }
                     tracing::info!(%order, "empty rollback; tombstone written");
@@ -139,11 +142,11 @@ impl<C: Settling, L: StockWrites, Q> App<C, L, Q> {
     /// reconciliation giving an order up): the CANCELLED record where none is, and only if that
     /// write wins, the order's Redis entry cancelled and its share (if any) returned. `false`:
     /// a record was there first (persist or another cancel), nothing else done.
-    pub(crate) async fn tombstone(&self, t: &Tombstone<'_>, now_ms: i64) -> Result<bool, AppError> {
+    pub(crate) async fn tombstone(&self, t: &Tombstone<'_>, shards: u32, now_ms: i64) -> Result<bool, AppError> {
         if !self.ledger.put_tombstone(t, now_ms).await? {
             return Ok(false);
         }
-        self.cache.release(t.key, true, now_ms).await?;
+        self.cache.release(t.key, shards, true, now_ms).await?;
         Ok(true)
     }
 }

@@ -6,9 +6,9 @@
 use super::status::{Located, ReservationView};
 use super::{App, AppError, MAX_ROUNDS};
 use crate::domain::{OrderKey, Refusal, Status, Transition, transition};
-use crate::ports::{OrderBook, OrderCache, StockWrites, WriteError};
+use crate::ports::{Catalog, OrderBook, OrderCache, StockWrites, WriteError};
 
-impl<C: OrderCache, L: OrderBook + StockWrites, Q> App<C, L, Q> {
+impl<C: OrderCache, L: Catalog + OrderBook + StockWrites, Q> App<C, L, Q> {
     /// RESERVED → CONFIRMED.
     ///
     /// # Errors

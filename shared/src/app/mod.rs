@@ -188,7 +188,7 @@ impl<C, L: Catalog, Q> App<C, L, Q> {
     }
 }
 
-impl<C: BuyerBudgets, L, Q> App<C, L, Q> {
+impl<C: BuyerBudgets, L: Catalog, Q> App<C, L, Q> {
     /// Spends one request of a cancel's buyer budget on its collection (a Try spends its own in
     /// its deduction: [`Self::reserve`]).
     ///
@@ -196,7 +196,8 @@ impl<C: BuyerBudgets, L, Q> App<C, L, Q> {
     /// `RateLimited` with the seconds until the window ends once the budget is spent.
     pub async fn spend_budget(&self, order: &crate::domain::OrderKey, now_ms: i64) -> Result<(), AppError> {
         let Some(budget) = self.settings.buyer_budget else { return Ok(()) };
-        match self.cache.spend_request(order, budget, now_ms).await? {
+        let shards = self.spec(&order.collection).await?.cache_shards;
+        match self.cache.spend_request(order, shards, budget, now_ms).await? {
             None => Ok(()),
             Some(wait) => Err(AppError::rate_limited(wait)),
         }

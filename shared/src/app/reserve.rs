@@ -70,7 +70,7 @@ impl<C: OrderCache, L: Catalog, Q: Queue> App<C, L, Q> {
         // before it is re-sent.
         let mut answered = None;
         if self.sold_out.is_up(&input.collection, self.clock.instant()) {
-            answered = match self.cache.entry(&key).await? {
+            answered = match self.cache.entry(&key, spec.cache_shards).await? {
                 // Not re-raised: the flag must lapse soon after stock comes back.
                 None => return Err(AppError::SoldOut),
                 Some(e) if e.state == CacheState::Cancelled => Some(DeductOutcome::Cancelled),
@@ -83,6 +83,7 @@ impl<C: OrderCache, L: Catalog, Q: Queue> App<C, L, Q> {
         }
         let req = DeductRequest {
             key: &key,
+            shards: spec.cache_shards,
             quantity,
             now_ms,
             per_user_limit: spec.per_user_limit,

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::{App, AppError};
 use crate::domain::{CollectionId, OrderId, OrderKey, Status};
-use crate::ports::{CacheState, OrderBook, OrderCache, OrderRecord};
+use crate::ports::{CacheState, Catalog, OrderBook, OrderCache, OrderRecord};
 
 /// The reservation as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -73,14 +73,20 @@ impl Located {
     }
 }
 
-impl<C: OrderCache, L: OrderBook, Q> App<C, L, Q> {
+impl<C: OrderCache, L: Catalog + OrderBook, Q> App<C, L, Q> {
     /// DynamoDB first (the truth), then the collection's Redis entry for orders not durable yet.
     /// The key is the buyer's own: another buyer's order with the same id is never found.
     pub(crate) async fn locate(&self, key: &OrderKey) -> Result<Located, AppError> {
         if let Some(r) = self.ledger.order(key).await? {
             return Ok(Located::Durable(r));
         }
-        match self.cache.entry(key).await? {
+        // An order of a collection that does not exist is unknown, not a missing collection.
+        let shards = match self.spec(&key.collection).await {
+            Ok(spec) => spec.cache_shards,
+            Err(AppError::CollectionNotFound) => return Ok(Located::Unknown),
+            Err(e) => return Err(e),
+        };
+        match self.cache.entry(key, shards).await? {
             // Persist settled it between our two reads: DynamoDB has it now.
             Some(e) if e.state == CacheState::Durable => match self.ledger.order(key).await? {
                 Some(r) => Ok(Located::Durable(r)),

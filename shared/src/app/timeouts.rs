@@ -88,9 +88,14 @@ impl<C: OrderCache + Settling + CacheWarmup + WriteTurns, L: Catalog + OrderBook
         }
         let mut failed = Vec::new();
         for ((collection, bucket), recs) in batches {
+            // Without the collection's settings (a failed read), each order takes the one-by-one path.
+            let Ok(spec) = self.spec(&collection).await else {
+                one_by_one.extend(recs.iter().map(OrderRecord::key));
+                continue;
+            };
+            let at = (&collection, spec.cache_shards, bucket);
             for chunk in recs.chunks(ORDERS_PER_TRANSACTION) {
-                let (aside, unreleased) =
-                    self.give_back(&collection, bucket, chunk, CancelReason::Timeout, now_ms, report).await;
+                let (aside, unreleased) = self.give_back(at, chunk, CancelReason::Timeout, now_ms, report).await;
                 one_by_one.extend(aside);
                 report.errors += unreleased.len() as u32;
                 failed.extend(unreleased);
@@ -116,8 +121,7 @@ impl<C: OrderCache + Settling + CacheWarmup + WriteTurns, L: Catalog + OrderBook
     /// reconciliation from the intent, finishes them).
     async fn give_back(
         &self,
-        collection: &CollectionId,
-        bucket: u32,
+        (collection, shards, bucket): (&CollectionId, u32, u32),
         recs: &[OrderRecord],
         reason: CancelReason,
         now_ms: i64,
@@ -126,7 +130,7 @@ impl<C: OrderCache + Settling + CacheWarmup + WriteTurns, L: Catalog + OrderBook
         let mut aside = Vec::new();
         let mut batch = Vec::with_capacity(recs.len());
         for r in recs {
-            match self.cache.log_intent(r, now_ms).await {
+            match self.cache.log_intent(r, shards, now_ms).await {
                 Ok(()) => batch.push(r.clone()),
                 Err(_) => aside.push(r.key()),
             }
@@ -139,7 +143,7 @@ impl<C: OrderCache + Settling + CacheWarmup + WriteTurns, L: Catalog + OrderBook
             let done = self.ledger.cancel_reserved(&batch, reason, now_ms).await;
             self.end_turn(collection, bucket, turn).await;
             let reasons = match done {
-                Ok(()) => return (aside, self.released(collection, &batch, now_ms, reason, report).await),
+                Ok(()) => return (aside, self.released((collection, shards), &batch, now_ms, reason, report).await),
                 Err(WriteError::Cancelled(reasons)) => reasons,
                 Err(e) => {
                     tracing::warn!(%collection, bucket, attempt, error = %e, "give-back failed; retrying");
@@ -171,7 +175,7 @@ impl<C: OrderCache + Settling + CacheWarmup + WriteTurns, L: Catalog + OrderBook
     /// After a give-back: each order's Redis share back once. Returns those Redis did not take.
     async fn released(
         &self,
-        collection: &CollectionId,
+        (collection, shards): (&CollectionId, u32),
         batch: &[OrderRecord],
         now_ms: i64,
         reason: CancelReason,
@@ -182,7 +186,7 @@ impl<C: OrderCache + Settling + CacheWarmup + WriteTurns, L: Catalog + OrderBook
         let mut unreleased = Vec::new();
         for r in batch {
             let key = r.key();
-            match self.cache.release(&key, false, now_ms).await {
+            match self.cache.release(&key, shards, false, now_ms).await {
                 Ok(_) => tracing::info!(order = %key, reason = reason.as_str(), "cancelled; stock returned"),
                 Err(e) => {
                     tracing::warn!(order = %key, error = %e, "cancelled in DynamoDB; Redis release left to a retry");

@@ -19,6 +19,29 @@ pub fn home_bucket(user: &UserId, buckets: u32) -> u32 {
     (xxh3_64(user.as_str().as_bytes()) % u64::from(buckets.max(1))) as u32
 }
 
+/// The cache shard holding stock bucket `k`'s stock and its buyers' records, of a collection of
+/// `shards` cache shards (docs/DESIGN.md#cache-shards).
+pub fn shard_of_bucket(k: u32, shards: u32) -> u32 {
+    k % shards.max(1)
+}
+
+/// The cache shard holding `user`'s records: that of the user's home bucket, whatever the bucket
+/// count, since the shard count divides it (`h % buckets % shards == h % shards`).
+pub fn home_shard(user: &UserId, shards: u32) -> u32 {
+    home_bucket(user, shards)
+}
+
+/// The stock buckets whose stock cache shard `r` holds, in order.
+pub fn buckets_of_shard(r: u32, buckets: u32, shards: u32) -> impl Iterator<Item = u32> {
+    (0..buckets.max(1)).filter(move |&k| shard_of_bucket(k, shards) == r)
+}
+
+/// Cache shard `shard`'s part of per-bucket figures (bucket 0 first): the sum over its stock
+/// buckets.
+pub fn shard_sum<T: Copy + std::iter::Sum<T>>(per_bucket: &[T], shard: u32, shards: u32) -> T {
+    buckets_of_shard(shard, per_bucket.len() as u32, shards).filter_map(|k| per_bucket.get(k as usize).copied()).sum()
+}
+
 /// `quantity` split as evenly as it goes over `buckets`, the first ones taking the remainder.
 pub fn split_quantity(quantity: i64, buckets: u32) -> Vec<i64> {
     let n = i64::from(buckets.max(1));
@@ -72,6 +95,27 @@ mod tests {
         let used: std::collections::HashSet<u32> = (0..500).map(|i| home_bucket(&u(&format!("b{i}")), 16)).collect();
         assert_eq!(used.len(), 16);
         assert!(used.iter().all(|&k| k < 16));
+    }
+
+    #[test]
+    fn a_buyers_shard_is_their_home_buckets() {
+        for (buckets, shards) in [(16, 4), (12, 3), (64, 64), (8, 1), (6, 2)] {
+            for i in 0..200 {
+                let b = u(&format!("b{i}"));
+                assert_eq!(
+                    home_shard(&b, shards),
+                    shard_of_bucket(home_bucket(&b, buckets), shards),
+                    "{buckets}/{shards}"
+                );
+            }
+        }
+        assert_eq!(buckets_of_shard(1, 8, 4).collect::<Vec<_>>(), vec![1, 5]);
+        assert_eq!(buckets_of_shard(0, 3, 1).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(buckets_of_shard(2, 6, 3).collect::<Vec<_>>(), vec![2, 5]);
+        assert_eq!(shard_of_bucket(5, 0), 0, "no shards means one");
+        assert_eq!(shard_sum(&[1, 2, 4, 8, 16, 32], 1, 3), 2 + 16);
+        assert_eq!(shard_sum(&[1, 2, 4], 0, 1), 7);
+        assert_eq!(shard_sum::<i64>(&[], 0, 1), 0);
     }
 
     #[test]

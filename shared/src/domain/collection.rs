@@ -24,6 +24,14 @@ pub struct CollectionSpec {
     pub max_per_order: u32,
     /// Stock buckets its durable stock is split over (docs/DESIGN.md#stock-buckets).
     pub buckets: u32,
+    /// Cache shards its Redis state is split over, each holding the stock buckets `k` with
+    /// `k % cache_shards` its index (docs/DESIGN.md#cache-shards); divides `buckets`.
+    #[serde(default = "one")]
+    pub cache_shards: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// A field of a collection spec that is out of range, named for the problem response.
@@ -41,6 +49,7 @@ impl CollectionSpec {
         per_user_limit: Option<i64>,
         payment_window_seconds: Option<i64>,
         buckets: Option<i64>,
+        cache_shards: Option<i64>,
     ) -> Result<Self, SpecError> {
         let quantity = match quantity {
             Some(q) if (0..=MAX_QUANTITY).contains(&q) => q as u64,
@@ -64,7 +73,28 @@ impl CollectionSpec {
             Some(b) if (1..=i64::from(MAX_BUCKETS)).contains(&b) => b as u32,
             Some(_) => return Err(SpecError { field: "buckets", rule: "must be an integer from 1 to 64" }),
         };
-        Ok(Self { quantity, per_user_limit, payment_window_seconds, max_per_order: DEFAULT_MAX_PER_ORDER, buckets })
+        let cache_shards = match cache_shards {
+            None => 1,
+            Some(r) if r >= 1 && r <= i64::from(buckets) && i64::from(buckets) % r == 0 => r as u32,
+            Some(_) => return Err(SpecError { field: "cacheShards", rule: "must be an integer that divides buckets" }),
+        };
+        Ok(Self {
+            quantity,
+            per_user_limit,
+            payment_window_seconds,
+            max_per_order: DEFAULT_MAX_PER_ORDER,
+            buckets,
+            cache_shards,
+        })
+    }
+}
+
+impl CollectionSpec {
+    /// The units cache shard `shard` holds at creation: its stock buckets' shares (what sizes
+    /// its Redis structures).
+    pub fn shard_quantity(&self, shard: u32) -> i64 {
+        let split = super::buckets::split_quantity(self.quantity as i64, self.buckets);
+        super::buckets::buckets_of_shard(shard, self.buckets, self.cache_shards).map(|k| split[k as usize]).sum()
     }
 }
 
@@ -178,24 +208,42 @@ mod tests {
 
     #[test]
     fn spec_defaults_and_bounds() {
-        let s = CollectionSpec::parse(Some(200), None, None, None).unwrap();
+        let s = CollectionSpec::parse(Some(200), None, None, None, None).unwrap();
         assert_eq!(s.quantity, 200);
         assert_eq!(s.per_user_limit, None);
         assert_eq!(s.payment_window_seconds, 900);
         assert_eq!(s.max_per_order, 10);
         assert_eq!(s.buckets, DEFAULT_BUCKETS);
-        assert_eq!(CollectionSpec::parse(Some(1), None, None, Some(1)).unwrap().buckets, 1);
-        assert_eq!(CollectionSpec::parse(Some(1), None, None, Some(64)).unwrap().buckets, 64);
-        assert_eq!(CollectionSpec::parse(Some(1), None, None, Some(0)).unwrap_err().field, "buckets");
-        assert_eq!(CollectionSpec::parse(Some(1), None, None, Some(65)).unwrap_err().field, "buckets");
-        assert!(CollectionSpec::parse(Some(0), Some(1), Some(1), None).is_ok());
-        assert!(CollectionSpec::parse(Some(MAX_QUANTITY), None, Some(86_400), None).is_ok());
-        assert_eq!(CollectionSpec::parse(None, None, None, None).unwrap_err().field, "quantity");
-        assert_eq!(CollectionSpec::parse(Some(-1), None, None, None).unwrap_err().field, "quantity");
-        assert_eq!(CollectionSpec::parse(Some(MAX_QUANTITY + 1), None, None, None).unwrap_err().field, "quantity");
-        assert_eq!(CollectionSpec::parse(Some(1), Some(0), None, None).unwrap_err().field, "perUserLimit");
-        assert_eq!(CollectionSpec::parse(Some(1), None, Some(0), None).unwrap_err().field, "paymentWindowSeconds");
-        assert_eq!(CollectionSpec::parse(Some(1), None, Some(86_401), None).unwrap_err().field, "paymentWindowSeconds");
+        assert_eq!(CollectionSpec::parse(Some(1), None, None, Some(1), None).unwrap().buckets, 1);
+        assert_eq!(CollectionSpec::parse(Some(1), None, None, Some(64), None).unwrap().buckets, 64);
+        assert_eq!(CollectionSpec::parse(Some(1), None, None, Some(0), None).unwrap_err().field, "buckets");
+        assert_eq!(CollectionSpec::parse(Some(1), None, None, Some(65), None).unwrap_err().field, "buckets");
+        // Cache shards divide the buckets: 1 by default, up to one per bucket.
+        assert_eq!(CollectionSpec::parse(Some(1), None, None, None, None).unwrap().cache_shards, 1);
+        assert_eq!(CollectionSpec::parse(Some(1), None, None, Some(12), Some(3)).unwrap().cache_shards, 3);
+        assert_eq!(CollectionSpec::parse(Some(1), None, None, Some(4), Some(4)).unwrap().cache_shards, 4);
+        assert_eq!(CollectionSpec::parse(Some(1), None, None, Some(1), Some(1)).unwrap().cache_shards, 1);
+        for bad in [0, -1, 5, 8, 3] {
+            let e = CollectionSpec::parse(Some(1), None, None, Some(4), Some(bad)).unwrap_err();
+            assert_eq!(e.field, "cacheShards", "{bad}");
+        }
+        assert!(CollectionSpec::parse(Some(0), Some(1), Some(1), None, None).is_ok());
+        assert!(CollectionSpec::parse(Some(MAX_QUANTITY), None, Some(86_400), None, None).is_ok());
+        assert_eq!(CollectionSpec::parse(None, None, None, None, None).unwrap_err().field, "quantity");
+        assert_eq!(CollectionSpec::parse(Some(-1), None, None, None, None).unwrap_err().field, "quantity");
+        assert_eq!(
+            CollectionSpec::parse(Some(MAX_QUANTITY + 1), None, None, None, None).unwrap_err().field,
+            "quantity"
+        );
+        assert_eq!(CollectionSpec::parse(Some(1), Some(0), None, None, None).unwrap_err().field, "perUserLimit");
+        assert_eq!(
+            CollectionSpec::parse(Some(1), None, Some(0), None, None).unwrap_err().field,
+            "paymentWindowSeconds"
+        );
+        assert_eq!(
+            CollectionSpec::parse(Some(1), None, Some(86_401), None, None).unwrap_err().field,
+            "paymentWindowSeconds"
+        );
     }
 
     #[test]

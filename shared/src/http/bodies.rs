@@ -100,6 +100,8 @@ pub struct CollectionBody {
     pub payment_window_seconds: Field<Int>,
     #[serde(default)]
     pub buckets: Field<Int>,
+    #[serde(default)]
+    pub cache_shards: Field<Int>,
 }
 
 /// `POST /v1/collections/{id}/reservations` (a Try).

@@ -219,6 +219,7 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
                 limit,
                 int(body.payment_window_seconds, "paymentWindowSeconds")?,
                 int(body.buckets, "buckets")?,
+                int(body.cache_shards, "cacheShards")?,
             )
             .map_err(|e| ApiError::field(e.field, e.rule))?;
             let status = match app.create_collection(&id, &spec, now).await? {

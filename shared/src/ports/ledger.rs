@@ -23,6 +23,11 @@ impl CollectionRecord {
     pub fn violations(&self) -> Vec<crate::domain::IdentityViolation> {
         crate::domain::bucket_violations(self.spec.quantity as i64, &self.buckets)
     }
+
+    /// Cache shard `shard`'s levels: the sum over its stock buckets.
+    pub fn shard_levels(&self, shard: u32) -> StockLevels {
+        crate::domain::buckets::shard_sum(&self.buckets, shard, self.spec.cache_shards)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,15 +126,18 @@ pub trait Catalog: Send + Sync + 'static {
         ids: &[CollectionId],
     ) -> impl Future<Output = InfraResult<Vec<CollectionRecord>>> + Send;
     fn record_drift(&self, id: &CollectionId, drift: i64) -> impl Future<Output = InfraResult<()>> + Send;
-    /// The collection's stock levels and these orders' records (`None`: no record), read in one
-    /// transaction (serialisable against the write transactions): at most
-    /// [`MAX_ORDERS_WITH_LEVELS`] orders. `None` for an unknown collection.
+    /// The collection's stock levels, per stock bucket (bucket 0 first), and these orders'
+    /// records (`None`: no record), read in one transaction (serialisable against the write
+    /// transactions): at most [`MAX_ORDERS_WITH_LEVELS`] orders. `None` for an unknown collection.
     fn levels_with_orders(
         &self,
         id: &CollectionId,
         orders: &[OrderKey],
-    ) -> impl Future<Output = InfraResult<Option<(StockLevels, Vec<Option<OrderRecord>>)>>> + Send;
+    ) -> impl Future<Output = InfraResult<Option<LevelsWithOrders>>> + Send;
 }
+
+/// Per-bucket levels (bucket 0 first) and orders' records, read in one transaction.
+pub type LevelsWithOrders = (Vec<StockLevels>, Vec<Option<OrderRecord>>);
 
 /// Most orders [`Catalog::levels_with_orders`] reads with a collection's levels: a transaction
 /// reads at most 100 items, its buckets (up to 64) among them.

@@ -1,7 +1,11 @@
 //! The stock cache port (Redis): per-collection stock, the per-order entries that make a Try
 //! idempotent, and the time index of deductions and cancel intents not yet known durable —
-//! all of an order in its collection's slot, keyed by the buyer-scoped [`OrderKey`], with each
-//! buyer's request budget on the collection.
+//! all of an order in one slot, its buyer's cache shard (docs/DESIGN.md#cache-shards), keyed by
+//! the buyer-scoped [`OrderKey`], with each buyer's request budget on the collection.
+//!
+//! Methods on one order (or orders of one collection) take the collection's `shards` count and
+//! find each buyer's shard; methods on a collection's counters and time index take one `shard`.
+//! Both come from the collection's settings (DynamoDB), never from Redis.
 
 use std::future::Future;
 use std::time::Duration;
@@ -44,6 +48,8 @@ pub struct CacheEntry {
 #[derive(Debug, Clone)]
 pub struct DeductRequest<'a> {
     pub key: &'a OrderKey,
+    /// The collection's cache shard count.
+    pub shards: u32,
     pub quantity: u32,
     pub now_ms: i64,
     pub per_user_limit: Option<u32>,
@@ -129,7 +135,7 @@ pub enum Released {
     Unlogged,
 }
 
-/// One collection's Redis counters (stock and version read atomically, the rest from the time
+/// One cache shard's Redis counters (stock and version read atomically, the rest from the time
 /// index right after).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CacheSnapshot {
@@ -197,11 +203,12 @@ pub enum Rebuild {
 pub trait OrderCache: Send + Sync + 'static {
     /// The Try script: idempotency, tombstone, stock, per-user limit and time index, atomically.
     fn deduct(&self, req: &DeductRequest<'_>) -> impl Future<Output = InfraResult<DeductOutcome>> + Send;
-    fn entry(&self, order: &OrderKey) -> impl Future<Output = InfraResult<Option<CacheEntry>>> + Send;
+    fn entry(&self, order: &OrderKey, shards: u32) -> impl Future<Output = InfraResult<Option<CacheEntry>>> + Send;
     /// The entries of several orders at once (`None` where there is none).
     fn entries(
         &self,
         collection: &CollectionId,
+        shards: u32,
         orders: &[OrderKey],
     ) -> impl Future<Output = InfraResult<Vec<Option<CacheEntry>>>> + Send;
 }
@@ -214,6 +221,7 @@ pub trait Settling: Send + Sync + 'static {
     fn settle(
         &self,
         collection: &CollectionId,
+        shards: u32,
         orders: &[OrderKey],
         as_: SettleAs,
         clear_intents_before: Option<i64>,
@@ -222,12 +230,14 @@ pub trait Settling: Send + Sync + 'static {
     /// Records that a cancel of this durable order is about to change DynamoDB: the entry is
     /// settled (written again from the record if Redis forgot it) and indexed as an intent, so the
     /// release that follows returns its share once, whatever settles in between.
-    fn log_intent(&self, order: &OrderRecord, now_ms: i64) -> impl Future<Output = InfraResult<()>> + Send;
+    fn log_intent(&self, order: &OrderRecord, shards: u32, now_ms: i64)
+    -> impl Future<Output = InfraResult<()>> + Send;
     /// Returns the order's share to Redis at most once. With `tombstone`, an absent entry becomes a
     /// cancelled one so a late Try is refused.
     fn release(
         &self,
         order: &OrderKey,
+        shards: u32,
         tombstone: bool,
         now_ms: i64,
     ) -> impl Future<Output = InfraResult<Released>> + Send;
@@ -235,17 +245,29 @@ pub trait Settling: Send + Sync + 'static {
 
 /// Warm-up and rebuild from DynamoDB (admin, reconciliation; cancel sizes a collection for a tombstone).
 pub trait CacheWarmup: Send + Sync + 'static {
-    /// Sizes the collection's Redis structures the first time (from its `quantity`), so that its
-    /// entries can be written before its first warm-up (an empty rollback's tombstone).
-    fn prepare(&self, collection: &CollectionId, quantity: i64) -> impl Future<Output = InfraResult<()>> + Send;
-    fn snapshot(&self, collection: &CollectionId) -> impl Future<Output = InfraResult<CacheSnapshot>> + Send;
-    /// Sets stock to DynamoDB's `saleable` minus the snapshot's pending units if the version is
-    /// still the snapshot's (take the snapshot before reading DynamoDB); `only_if_missing` leaves
-    /// a live stock key alone (warm-up), otherwise refuses while any time slice is open.
-    /// `quantity` (the collection's) sizes its Redis structures the first time.
+    /// Sizes a cache shard's Redis structures the first time (for the `quantity` its stock
+    /// buckets hold), so that its entries can be written before its first warm-up (an empty
+    /// rollback's tombstone).
+    fn prepare(
+        &self,
+        collection: &CollectionId,
+        shard: u32,
+        quantity: i64,
+    ) -> impl Future<Output = InfraResult<()>> + Send;
+    fn snapshot(
+        &self,
+        collection: &CollectionId,
+        shard: u32,
+    ) -> impl Future<Output = InfraResult<CacheSnapshot>> + Send;
+    /// Sets the shard's stock to its stock buckets' `saleable` minus the snapshot's pending units
+    /// if the version is still the snapshot's (take the snapshot before reading DynamoDB);
+    /// `only_if_missing` leaves a live stock key alone (warm-up), otherwise refuses while any
+    /// time slice is open. `quantity` (its stock buckets') sizes its Redis structures the first
+    /// time.
     fn rebuild(
         &self,
         collection: &CollectionId,
+        shard: u32,
         snapshot: &CacheSnapshot,
         saleable: i64,
         only_if_missing: bool,
@@ -259,6 +281,7 @@ pub trait CacheWarmup: Send + Sync + 'static {
     fn rebuild_with_unsettled(
         &self,
         collection: &CollectionId,
+        shard: u32,
         snapshot: &CacheSnapshot,
         stock: i64,
         quantity: i64,
@@ -271,6 +294,7 @@ pub trait TimeIndex: Send + Sync + 'static {
     fn unsettled_before(
         &self,
         collection: &CollectionId,
+        shard: u32,
         before_ms: i64,
         limit: usize,
     ) -> impl Future<Output = InfraResult<Vec<OrderKey>>> + Send;
@@ -280,23 +304,28 @@ pub trait TimeIndex: Send + Sync + 'static {
     fn relog(
         &self,
         collection: &CollectionId,
+        shards: u32,
         orders: &[OrderKey],
         logged_before_ms: i64,
         log_at_ms: i64,
     ) -> impl Future<Output = InfraResult<Vec<bool>>> + Send;
     /// Forgets entries settled (cancelled, failed, and unless `keep_durable` durable) before
-    /// `before_ms`, looking at about `limit` of them per call, round robin over the buckets.
+    /// `before_ms`, looking at about `limit` of them per call, round robin over the shard's buyer
+    /// buckets.
     fn trim_settled(
         &self,
         collection: &CollectionId,
+        shard: u32,
         before_ms: i64,
         limit: usize,
         keep_durable: bool,
     ) -> impl Future<Output = InfraResult<Trimmed>> + Send;
-    /// [`CacheProbe`]s of many collections (in order), a few reads each, pipelined; a collection
-    /// that cannot be read gets an empty probe (so it is not taken for idle).
-    fn probe(&self, ids: &[CollectionId]) -> impl Future<Output = InfraResult<Vec<CacheProbe>>> + Send;
-    /// Records a reconciliation visit, with the mark of a collection it found clean.
+    /// [`CacheProbe`]s of many collections (in order, each with its shard count), a few reads per
+    /// shard, pipelined: the stock summed over the shards (`None` if one is missing), the slices
+    /// counted over them, the mark and visit of shard 0. A collection that cannot be read gets an
+    /// empty probe (so it is not taken for idle).
+    fn probe(&self, ids: &[(CollectionId, u32)]) -> impl Future<Output = InfraResult<Vec<CacheProbe>>> + Send;
+    /// Records a reconciliation visit, with the mark of a collection it found clean (on shard 0).
     fn note_reconciled(
         &self,
         id: &CollectionId,
@@ -335,6 +364,7 @@ pub trait BuyerBudgets: Send + Sync + 'static {
     fn spend_request(
         &self,
         order: &OrderKey,
+        shards: u32,
         budget: BuyerBudget,
         now_ms: i64,
     ) -> impl Future<Output = InfraResult<Option<Duration>>> + Send;

@@ -130,12 +130,12 @@ impl Catalog for DynamoLedger {
         &self,
         id: &CollectionId,
         orders: &[OrderKey],
-    ) -> InfraResult<Option<(StockLevels, Vec<Option<OrderRecord>>)>> {
+    ) -> InfraResult<Option<crate::ports::LevelsWithOrders>> {
         let Some(header) = self.get::<CollectionItem>(col_pk(id), "dynamodb get collection").await? else {
             return Ok(None);
         };
         let (buckets, records) = self.read_together(id, header.buckets, orders).await?;
-        Ok(Some((buckets.into_iter().sum(), records)))
+        Ok(Some((buckets, records)))
     }
 
     async fn collections(&self) -> InfraResult<Vec<CollectionId>> {

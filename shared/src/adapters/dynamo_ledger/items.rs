@@ -57,6 +57,9 @@ pub(super) struct CollectionItem {
     pub collection_id: CollectionId,
     pub quantity: i64,
     pub buckets: u32,
+    /// Absent on items written before cache shards: one.
+    #[serde(default = "one")]
+    pub cache_shards: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_user_limit: Option<u32>,
     pub payment_window_seconds: u32,
@@ -75,6 +78,7 @@ impl CollectionItem {
             collection_id: id.clone(),
             quantity: spec.quantity as i64,
             buckets: spec.buckets,
+            cache_shards: spec.cache_shards,
             per_user_limit: spec.per_user_limit,
             payment_window_seconds: spec.payment_window_seconds,
             max_per_order: spec.max_per_order,
@@ -95,12 +99,17 @@ impl CollectionItem {
                 payment_window_seconds: self.payment_window_seconds,
                 max_per_order: self.max_per_order,
                 buckets: self.buckets,
+                cache_shards: self.cache_shards,
             },
             levels: buckets.iter().copied().sum(),
             buckets,
             last_drift: self.last_drift,
         }
     }
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// One stock bucket: its share of the quantity and where those units are. Its own identity

@@ -6,16 +6,24 @@ use std::time::Duration;
 use super::codec::{budget_record, buyer_bytes};
 use super::keys::user_bucket;
 use super::{RedisCache, replies};
+use crate::domain::buckets::home_shard;
 use crate::domain::{BuyerBudget, OrderKey};
 use crate::ports::{BuyerBudgets, InfraResult};
 
 impl BuyerBudgets for RedisCache {
-    async fn spend_request(&self, order: &OrderKey, budget: BuyerBudget, now_ms: i64) -> InfraResult<Option<Duration>> {
+    async fn spend_request(
+        &self,
+        order: &OrderKey,
+        shards: u32,
+        budget: BuyerBudget,
+        now_ms: i64,
+    ) -> InfraResult<Option<Duration>> {
         // A collection Redis does not know (not warmed up, or its cache lost) has no buckets to
         // count in: the cancel goes on uncounted, as it would without Redis at all.
-        let Some(nb) = self.bucket_count(&order.collection).await? else { return Ok(None) };
+        let shard = home_shard(&order.user, shards);
+        let Some(nb) = self.bucket_count(&order.collection, shard).await? else { return Ok(None) };
         let window = budget.window_at(now_ms);
-        let keys = vec![self.keys(&order.collection).bucket(user_bucket(&order.user, nb))];
+        let keys = vec![self.keys(&order.collection, shard).bucket(user_bucket(&order.user, nb))];
         let args = vec![
             buyer_bytes(&order.user),
             budget_record(&window).to_vec(),

@@ -1,6 +1,7 @@
-//! Key naming: every key of one collection shares the hash tag `{<prefix>:c:<collectionId>}` (one
-//! Redis Cluster slot); which buyer bucket and time slice an order lands in. The layout is written
-//! once, in docs/DESIGN.md#redis-layout.
+//! Key naming: every key of one cache shard of a collection shares its hash tag (one Redis
+//! Cluster slot): `{<prefix>:c:<collectionId>}` for shard 0, `{<prefix>:c:<collectionId>:<r>}`
+//! for shard r; which buyer bucket and time slice an order lands in. The layout is written once,
+//! in docs/DESIGN.md#redis-layout.
 
 use crate::domain::CollectionId;
 
@@ -10,15 +11,20 @@ pub const SLICE_SECONDS: i64 = 10;
 /// and a shorter one is quicker to search).
 pub const BUYERS_PER_BUCKET: i64 = 16;
 
-/// A collection's keys.
+/// One cache shard's keys.
 #[derive(Debug, Clone)]
 pub struct Keys {
     tag: String,
 }
 
 impl Keys {
-    pub fn new(prefix: &str, collection: &CollectionId) -> Self {
-        Self { tag: format!("{{{prefix}:c:{collection}}}") }
+    /// Shard `shard`'s keys (shard 0's tag is the collection's, as before shards).
+    pub fn new(prefix: &str, collection: &CollectionId, shard: u32) -> Self {
+        let tag = match shard {
+            0 => format!("{{{prefix}:c:{collection}}}"),
+            r => format!("{{{prefix}:c:{collection}:{r}}}"),
+        };
+        Self { tag }
     }
     pub fn stock(&self) -> String {
         format!("{}:stock", self.tag)
@@ -72,9 +78,12 @@ mod tests {
 
     #[test]
     fn keys_share_one_hash_tag() {
-        let k = Keys::new("fs", &CollectionId::parse("drop-1").unwrap());
-        for key in [k.stock(), k.meta(), k.slices(), k.bucket(7), k.slice(170_000_000), k.turn(3)] {
-            assert!(key.starts_with("{fs:c:drop-1}:"), "{key}");
+        let id = CollectionId::parse("drop-1").unwrap();
+        for (shard, tag) in [(0, "{fs:c:drop-1}:"), (2, "{fs:c:drop-1:2}:")] {
+            let k = Keys::new("fs", &id, shard);
+            for key in [k.stock(), k.meta(), k.slices(), k.bucket(7), k.slice(170_000_000), k.turn(3)] {
+                assert!(key.starts_with(tag), "{key}");
+            }
         }
     }
 

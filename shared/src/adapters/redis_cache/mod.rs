@@ -27,6 +27,7 @@ pub use conn::{Conn, RESPONSE_TIMEOUT, connect};
 pub use keys::{BUYERS_PER_BUCKET, Keys, SLICE_SECONDS, bucket_of, buckets_for};
 pub use scripts::{STOCK_BIAS, deduct_call, deduct_script, release_call, release_script, stored_stock};
 
+use crate::domain::buckets::home_shard;
 use crate::domain::{CollectionId, OrderKey};
 use crate::ports::{InfraError, InfraResult};
 
@@ -39,8 +40,8 @@ pub struct RedisCache {
     con: Conn,
     prefix: String,
     scripts: Arc<scripts::Scripts>,
-    /// Bucket counts by collection (fixed when the collection is first cached).
-    buckets: Arc<RwLock<HashMap<CollectionId, u32>>>,
+    /// Buyer bucket counts by cache shard (fixed when the shard is first cached).
+    buckets: Arc<RwLock<HashMap<(CollectionId, u32), u32>>>,
 }
 
 impl RedisCache {
@@ -60,47 +61,51 @@ impl RedisCache {
         &self.prefix
     }
 
-    pub fn keys(&self, collection: &CollectionId) -> Keys {
-        Keys::new(&self.prefix, collection)
+    /// Cache shard `shard`'s keys.
+    pub fn keys(&self, collection: &CollectionId, shard: u32) -> Keys {
+        Keys::new(&self.prefix, collection, shard)
     }
 
-    /// The collection's bucket count, `None` before its first warm-up (nothing is cached then).
-    pub async fn bucket_count(&self, collection: &CollectionId) -> InfraResult<Option<u32>> {
-        if let Some(n) = self.buckets.read().ok().and_then(|m| m.get(collection).copied()) {
+    /// A cache shard's buyer bucket count, `None` before its first warm-up (nothing is cached
+    /// there then).
+    pub async fn bucket_count(&self, collection: &CollectionId, shard: u32) -> InfraResult<Option<u32>> {
+        let at = (collection.clone(), shard);
+        if let Some(n) = self.buckets.read().ok().and_then(|m| m.get(&at).copied()) {
             return Ok(Some(n));
         }
         let mut con = self.con.clone();
         let n: Option<u32> = redis::cmd("HGET")
-            .arg(self.keys(collection).meta())
+            .arg(self.keys(collection, shard).meta())
             .arg("nb")
             .query_async(&mut con)
             .await
             .map_err(err("redis bucket count"))?;
         if let (Some(n), Ok(mut m)) = (n, self.buckets.write()) {
-            m.insert(collection.clone(), n);
+            m.insert(at, n);
         }
         Ok(n)
     }
 
-    /// Forgets a collection's bucket count (a rebuild may have set it: read it back next time).
-    fn forget_bucket_count(&self, collection: &CollectionId) {
+    /// Forgets a shard's bucket count (a rebuild may have set it: read it back next time).
+    fn forget_bucket_count(&self, collection: &CollectionId, shard: u32) {
         if let Ok(mut m) = self.buckets.write() {
-            m.remove(collection);
+            m.remove(&(collection.clone(), shard));
         }
     }
 
-    /// The bucket key and stored buyer of an order.
-    pub async fn location(&self, key: &OrderKey) -> InfraResult<Option<(String, Vec<u8>)>> {
-        let Some(nb) = self.bucket_count(&key.collection).await? else { return Ok(None) };
+    /// The buyer bucket key and stored buyer of an order, of a collection of `shards` cache shards.
+    pub async fn location(&self, key: &OrderKey, shards: u32) -> InfraResult<Option<(String, Vec<u8>)>> {
+        let shard = home_shard(&key.user, shards);
+        let Some(nb) = self.bucket_count(&key.collection, shard).await? else { return Ok(None) };
         let u = buyer_bytes(&key.user);
-        Ok(Some((self.keys(&key.collection).bucket(bucket_of(&u, nb)), u)))
+        Ok(Some((self.keys(&key.collection, shard).bucket(bucket_of(&u, nb)), u)))
     }
 
-    /// Σ qty of every pending record in every bucket (a check for tests and the demo: each must
-    /// be in the time index). Reads every bucket: never on a request path.
-    pub async fn pending_units_everywhere(&self, collection: &CollectionId) -> InfraResult<i64> {
-        let Some(nb) = self.bucket_count(collection).await? else { return Ok(0) };
-        let k = self.keys(collection);
+    /// Σ qty of every pending record in every buyer bucket of one shard (a check for tests and
+    /// the demo: each must be in the time index). Reads every bucket: never on a request path.
+    pub async fn pending_units_everywhere(&self, collection: &CollectionId, shard: u32) -> InfraResult<i64> {
+        let Some(nb) = self.bucket_count(collection, shard).await? else { return Ok(0) };
+        let k = self.keys(collection, shard);
         let mut con = self.con.clone();
         let mut sum = 0;
         for b in 0..nb {

@@ -7,6 +7,7 @@ use redis::Script;
 use super::codec::{budget_record, buyer_bytes, e4, ident, order_bytes};
 use super::keys::{Keys, bucket_of, secs, slice_of, user_bucket};
 use crate::domain::OrderKey;
+use crate::domain::buckets::home_shard;
 use crate::ports::DeductRequest;
 
 /// What `:stock` holds above the units Redis may still sell: the Try takes before it looks, and
@@ -70,9 +71,9 @@ impl Scripts {
 }
 
 /// The Try script's keys and arguments, exactly as the adapter sends them (the benchmarks
-/// measure the same call), for a collection of `nb` buckets.
+/// measure the same call), on the buyer's cache shard, of `nb` buyer buckets.
 pub fn deduct_call(prefix: &str, nb: u32, r: &DeductRequest<'_>) -> (Vec<String>, Vec<u8>) {
-    let k = Keys::new(prefix, &r.key.collection);
+    let k = Keys::new(prefix, &r.key.collection, home_shard(&r.key.user, r.shards));
     let u = buyer_bytes(&r.key.user);
     let now = secs(r.now_ms);
     let slice = slice_of(r.now_ms);
@@ -96,15 +97,17 @@ pub fn deduct_call(prefix: &str, nb: u32, r: &DeductRequest<'_>) -> (Vec<String>
     (vec![k.stock(), k.bucket(bucket), k.slice(slice), k.slices()], a)
 }
 
-/// The release script's keys and arguments, exactly as the adapter sends them.
+/// The release script's keys and arguments, exactly as the adapter sends them, on cache shard
+/// `shard` of `nb` buyer buckets.
 pub fn release_call(
     prefix: &str,
+    shard: u32,
     nb: u32,
     order: &OrderKey,
     tombstone: bool,
     now_ms: i64,
 ) -> (Vec<String>, Vec<Vec<u8>>) {
-    let k = Keys::new(prefix, &order.collection);
+    let k = Keys::new(prefix, &order.collection, shard);
     let bucket = k.bucket(user_bucket(&order.user, nb));
     let args =
         vec![ident(order), secs(now_ms).to_string().into_bytes(), if tombstone { b"1".to_vec() } else { vec![] }];

@@ -8,6 +8,7 @@ use futures::StreamExt;
 
 use super::codec::{ident, read_id, records, slice_buckets, ulid_text, uuid_text};
 use super::keys::{BUYERS_PER_BUCKET, Keys, SLICE_SECONDS, secs, slice_of, user_bucket};
+use super::orders::by_shard;
 use super::scripts::STOCK_BIAS;
 use super::{Conn, RedisCache, err, replies};
 use crate::domain::{CollectionId, OrderId, OrderKey, UnsettledKind, UserId};
@@ -40,11 +41,12 @@ impl RedisCache {
     pub(super) async fn scan(
         &self,
         collection: &CollectionId,
+        shard: u32,
         nb: u32,
         before_ms: Option<i64>,
         limit: usize,
     ) -> InfraResult<Scan> {
-        let k = self.keys(collection);
+        let k = self.keys(collection, shard);
         let mut con = self.con.clone();
         let upto = before_ms.map_or("+inf".to_owned(), |ms| slice_of(ms).to_string());
         let slices: Vec<i64> = redis::cmd("ZRANGE")
@@ -135,52 +137,62 @@ impl TimeIndex for RedisCache {
     async fn unsettled_before(
         &self,
         collection: &CollectionId,
+        shard: u32,
         before_ms: i64,
         limit: usize,
     ) -> InfraResult<Vec<OrderKey>> {
-        let Some(nb) = self.bucket_count(collection).await? else { return Ok(Vec::new()) };
-        Ok(self.scan(collection, nb, Some(before_ms), limit).await?.due)
+        let Some(nb) = self.bucket_count(collection, shard).await? else { return Ok(Vec::new()) };
+        Ok(self.scan(collection, shard, nb, Some(before_ms), limit).await?.due)
     }
 
     async fn relog(
         &self,
         collection: &CollectionId,
+        shards: u32,
         orders: &[OrderKey],
         logged_before_ms: i64,
         log_at_ms: i64,
     ) -> InfraResult<Vec<bool>> {
-        let Some(nb) = self.bucket_count(collection).await? else { return Ok(vec![false; orders.len()]) };
-        if orders.is_empty() {
-            return Ok(Vec::new());
+        let mut out = vec![false; orders.len()];
+        // One call per cache shard the orders' buyers live in.
+        for (shard, at) in by_shard(orders, shards) {
+            let Some(nb) = self.bucket_count(collection, shard).await? else { continue };
+            let k = self.keys(collection, shard);
+            let slice = slice_of(log_at_ms);
+            let mut keys = vec![k.slice(slice), k.slices()];
+            // Logged (whole seconds) before the instant: what `unsettled_before` lists as due.
+            let mut args = vec![
+                secs(log_at_ms).to_string().into_bytes(),
+                secs(logged_before_ms + 999).to_string().into_bytes(),
+                slice.to_string().into_bytes(),
+            ];
+            for o in at.iter().map(|&i| &orders[i]) {
+                let bucket = user_bucket(&o.user, nb);
+                keys.push(k.bucket(bucket));
+                let mut a = (bucket as u16).to_be_bytes().to_vec();
+                a.extend(ident(o));
+                args.push(a);
+            }
+            let reply = self.invoke("redis relog.lua", &self.scripts.relog, keys, args).await?;
+            for (i, done) in at.iter().zip(replies::relog(reply, at.len())?) {
+                out[*i] = done;
+            }
         }
-        let k = self.keys(collection);
-        let slice = slice_of(log_at_ms);
-        let mut keys = vec![k.slice(slice), k.slices()];
-        // Logged (whole seconds) before the instant: what `unsettled_before` lists as due.
-        let mut args = vec![
-            secs(log_at_ms).to_string().into_bytes(),
-            secs(logged_before_ms + 999).to_string().into_bytes(),
-            slice.to_string().into_bytes(),
-        ];
-        for o in orders {
-            let bucket = user_bucket(&o.user, nb);
-            keys.push(k.bucket(bucket));
-            let mut a = (bucket as u16).to_be_bytes().to_vec();
-            a.extend(ident(o));
-            args.push(a);
-        }
-        replies::relog(self.invoke("redis relog.lua", &self.scripts.relog, keys, args).await?, orders.len())
+        Ok(out)
     }
 
     async fn trim_settled(
         &self,
         collection: &CollectionId,
+        shard: u32,
         before_ms: i64,
         limit: usize,
         keep_durable: bool,
     ) -> InfraResult<Trimmed> {
-        let Some(nb) = self.bucket_count(collection).await? else { return Ok(Trimmed { removed: 0, pass_done: true }) };
-        let k = self.keys(collection);
+        let Some(nb) = self.bucket_count(collection, shard).await? else {
+            return Ok(Trimmed { removed: 0, pass_done: true });
+        };
+        let k = self.keys(collection, shard);
         let per_run = (limit as u32 / BUYERS_PER_BUCKET as u32).clamp(1, nb);
         let mut con = self.con.clone();
         let cursor: i64 = redis::cmd("HINCRBY")
@@ -201,11 +213,16 @@ impl TimeIndex for RedisCache {
         Ok(Trimmed { removed, pass_done })
     }
 
-    async fn probe(&self, ids: &[CollectionId]) -> InfraResult<Vec<CacheProbe>> {
-        // One pipeline per collection (its keys share a slot), many in flight at once.
-        let jobs: Vec<(Keys, Conn)> = ids.iter().map(|id| (self.keys(id), self.con.clone())).collect();
-        Ok(futures::stream::iter(jobs)
-            .map(|(k, mut con)| async move {
+    async fn probe(&self, ids: &[(CollectionId, u32)]) -> InfraResult<Vec<CacheProbe>> {
+        // One pipeline per cache shard (its keys share a slot), many in flight at once.
+        let jobs: Vec<(usize, Keys, Conn)> = ids
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (id, shards))| (0..*shards).map(move |r| (i, r)).map(|(i, r)| (i, self.keys(id, r))))
+            .map(|(i, k)| (i, k, self.con.clone()))
+            .collect();
+        let reads: Vec<(usize, Option<ProbeRead>)> = futures::stream::iter(jobs)
+            .map(|(i, k, mut con)| async move {
                 let read: redis::RedisResult<ProbeRead> = redis::pipe()
                     .get(k.stock())
                     .zcard(k.slices())
@@ -213,25 +230,45 @@ impl TimeIndex for RedisCache {
                     .hget(k.meta(), "rv")
                     .query_async(&mut con)
                     .await;
-                match read {
-                    Ok((stock, slices, mark, visited_s)) => {
-                        CacheProbe { stock: stock.map(|s| s - STOCK_BIAS), slices, mark, visited_s }
-                    }
-                    Err(e) => {
-                        tracing::warn!(keys = %k.meta(), error = %e, "probe failed: reconciled as active");
-                        CacheProbe::default()
-                    }
-                }
+                (
+                    i,
+                    read.inspect_err(
+                        |e| tracing::warn!(keys = %k.meta(), error = %e, "probe failed: reconciled as active"),
+                    )
+                    .ok(),
+                )
             })
             .buffered(64)
             .collect()
-            .await)
+            .await;
+        // Shard 0 first per collection: its read carries the mark and the visit.
+        let mut out: Vec<Option<CacheProbe>> = vec![None; ids.len()];
+        let mut failed = vec![false; ids.len()];
+        for (i, read) in reads {
+            let Some((stock, slices, mark, visited_s)) = read else {
+                failed[i] = true;
+                continue;
+            };
+            let stock = stock.map(|s| s - STOCK_BIAS);
+            match &mut out[i] {
+                None => out[i] = Some(CacheProbe { stock, slices, mark, visited_s }),
+                Some(p) => {
+                    p.stock = p.stock.zip(stock).map(|(a, b)| a + b);
+                    p.slices += slices;
+                }
+            }
+        }
+        Ok(out
+            .into_iter()
+            .zip(failed)
+            .map(|(p, failed)| if failed { CacheProbe::default() } else { p.unwrap_or_default() })
+            .collect())
     }
 
     async fn note_reconciled(&self, id: &CollectionId, now_ms: i64, mark: Option<&str>) -> InfraResult<()> {
         let mut con = self.con.clone();
         let mut cmd = redis::cmd("HSET");
-        cmd.arg(self.keys(id).meta()).arg("rv").arg(secs(now_ms));
+        cmd.arg(self.keys(id, 0).meta()).arg("rv").arg(secs(now_ms));
         if let Some(mark) = mark {
             cmd.arg("rc").arg(mark);
         }

@@ -17,14 +17,14 @@ impl WriteTurns for RedisCache {
         holder: &str,
         ttl: Duration,
     ) -> InfraResult<bool> {
-        let keys = vec![self.keys(collection).turn(bucket)];
+        let keys = vec![self.keys(collection, 0).turn(bucket)];
         let args =
             vec![b"take".to_vec(), holder.as_bytes().to_vec(), (ttl.as_millis() as u64).to_string().into_bytes()];
         replies::either(S, "TAKEN", "HELD", self.invoke(S, &self.scripts.turn, keys, args).await?)
     }
 
     async fn give_turn(&self, collection: &CollectionId, bucket: u32, holder: &str) -> InfraResult<()> {
-        let keys = vec![self.keys(collection).turn(bucket)];
+        let keys = vec![self.keys(collection, 0).turn(bucket)];
         let args = vec![b"give".to_vec(), holder.as_bytes().to_vec()];
         replies::either(S, "GIVEN", "NOT_HELD", self.invoke(S, &self.scripts.turn, keys, args).await?).map(|_| ())
     }

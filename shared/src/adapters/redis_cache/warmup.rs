@@ -1,4 +1,4 @@
-//! [`CacheWarmup`]: a collection sized the first time, its counters read atomically, and its
+//! [`CacheWarmup`]: a cache shard sized the first time, its counters read atomically, and its
 //! stock set from DynamoDB (compare-and-set on the snapshot's version).
 
 use super::keys::buckets_for;
@@ -7,13 +7,13 @@ use crate::domain::CollectionId;
 use crate::ports::{CacheSnapshot, CacheWarmup, InfraResult, Rebuild};
 
 impl CacheWarmup for RedisCache {
-    async fn prepare(&self, collection: &CollectionId, quantity: i64) -> InfraResult<()> {
-        if self.buckets.read().is_ok_and(|m| m.contains_key(collection)) {
+    async fn prepare(&self, collection: &CollectionId, shard: u32, quantity: i64) -> InfraResult<()> {
+        if self.buckets.read().is_ok_and(|m| m.contains_key(&(collection.clone(), shard))) {
             return Ok(());
         }
         let mut con = self.con.clone();
         redis::cmd("HSETNX")
-            .arg(self.keys(collection).meta())
+            .arg(self.keys(collection, shard).meta())
             .arg("nb")
             .arg(buckets_for(quantity))
             .query_async::<()>(&mut con)
@@ -21,15 +21,15 @@ impl CacheWarmup for RedisCache {
             .map_err(err("redis prepare"))
     }
 
-    async fn snapshot(&self, collection: &CollectionId) -> InfraResult<CacheSnapshot> {
-        let k = self.keys(collection);
+    async fn snapshot(&self, collection: &CollectionId, shard: u32) -> InfraResult<CacheSnapshot> {
+        let k = self.keys(collection, shard);
         const S: &str = "redis snapshot.lua";
         let reply = self.invoke(S, &self.scripts.snapshot, vec![k.stock(), k.meta(), k.slices()], vec![]).await?;
         let (stock, version, open, nb) = replies::snapshot(reply)?;
         // The slices with nothing left unsettled are listed, so that a rebuild after this
         // snapshot is not refused for slices only waiting to be dropped.
         let scan = if open > 0 && nb > 0 {
-            self.scan(collection, nb, None, 0).await?
+            self.scan(collection, shard, nb, None, 0).await?
         } else {
             super::time_index::Scan { open, ..Default::default() }
         };
@@ -47,23 +47,25 @@ impl CacheWarmup for RedisCache {
     async fn rebuild(
         &self,
         collection: &CollectionId,
+        shard: u32,
         snapshot: &CacheSnapshot,
         saleable: i64,
         only_if_missing: bool,
         quantity: i64,
     ) -> InfraResult<Rebuild> {
         let mode = if only_if_missing { "missing" } else { "force" };
-        self.set_stock(collection, snapshot, saleable - snapshot.pending, mode, quantity).await
+        self.set_stock((collection, shard), snapshot, saleable - snapshot.pending, mode, quantity).await
     }
 
     async fn rebuild_with_unsettled(
         &self,
         collection: &CollectionId,
+        shard: u32,
         snapshot: &CacheSnapshot,
         stock: i64,
         quantity: i64,
     ) -> InfraResult<Rebuild> {
-        self.set_stock(collection, snapshot, stock, "unsettled", quantity).await
+        self.set_stock((collection, shard), snapshot, stock, "unsettled", quantity).await
     }
 }
 
@@ -72,13 +74,13 @@ impl RedisCache {
     /// drained slices.
     async fn set_stock(
         &self,
-        collection: &CollectionId,
+        (collection, shard): (&CollectionId, u32),
         snapshot: &CacheSnapshot,
         stock: i64,
         mode: &str,
         quantity: i64,
     ) -> InfraResult<Rebuild> {
-        let k = self.keys(collection);
+        let k = self.keys(collection, shard);
         let nb = buckets_for(quantity);
         let mut keys = vec![k.stock(), k.meta(), k.slices()];
         let mut args = vec![snapshot.version.to_string(), stock.to_string(), mode.to_owned(), nb.to_string()];
@@ -90,7 +92,7 @@ impl RedisCache {
         let args = args.into_iter().map(String::into_bytes).collect();
         let reply = self.invoke("redis rebuild.lua", &self.scripts.rebuild, keys, args).await;
         // The count stored is the first one ever set (HSETNX); read it back rather than assume.
-        self.forget_bucket_count(collection);
+        self.forget_bucket_count(collection, shard);
         replies::rebuild(reply?)
     }
 }

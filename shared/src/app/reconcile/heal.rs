@@ -29,7 +29,7 @@ enum Heal {
 impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     pub(super) async fn heal_entries(
         &self,
-        id: &CollectionId,
+        (id, shards): (&CollectionId, u32),
         ids: &[OrderKey],
         now_ms: i64,
         cr: &mut CollectionReport,
@@ -38,7 +38,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         let cutoff = now_ms - self.settings.reconcile_threshold_ms;
         let records: HashMap<OrderKey, OrderRecord> =
             self.ledger.orders(ids).await?.into_iter().map(|r| (r.key(), r)).collect();
-        let entries = self.cache.entries(id, ids).await?;
+        let entries = self.cache.entries(id, shards, ids).await?;
         let mut settle: BTreeMap<SettleAs, Vec<OrderKey>> = BTreeMap::new();
         let mut to_release = Vec::new();
         let mut missing = Vec::new();
@@ -53,7 +53,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             }
         }
         for (as_, orders) in &settle {
-            cr.settled += self.cache.settle(id, orders, *as_, Some(cutoff), now_ms).await?;
+            cr.settled += self.cache.settle(id, shards, orders, *as_, Some(cutoff), now_ms).await?;
         }
         // Give up what is past the give-up deadline; heal forward the rest, but for what is in the
         // quiet stretch before it (`resend` leaves that: its last message may still be
@@ -62,7 +62,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         let (missing, forward): (Vec<_>, Vec<_>) =
             missing.into_iter().partition(|(_, e)| window.fate(e.accepted_at_ms, now_ms) == PendingFate::GiveUp);
         for chunk in forward.chunks(RELOG_PER_CALL) {
-            if let Err(e) = self.resend(id, chunk, cutoff, now_ms, cr).await {
+            if let Err(e) = self.resend((id, shards), chunk, cutoff, now_ms, cr).await {
                 tracing::error!(collection = %id, error = %e, "re-sending failed; the next run tries again");
                 cr.errors.push(e.to_string());
             }
@@ -72,7 +72,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         )
         .map(|(order, entry)| async move {
             match entry {
-                None => self.release_share(&order, now_ms).await,
+                None => self.release_share(&order, shards, now_ms).await,
                 Some(e) => {
                     let t = Tombstone {
                         key: &order,
@@ -80,7 +80,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                         accepted_at_ms: e.accepted_at_ms,
                         reason: CancelReason::Lost,
                     };
-                    if self.tombstone(&t, now_ms).await? {
+                    if self.tombstone(&t, shards, now_ms).await? {
                         tracing::warn!(collection = %id, order = %order, "lost deduction: tombstone written, stock returned");
                         return Ok(Heal::Tombstoned);
                     }
@@ -88,11 +88,11 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                     let rec = self.ledger.order(&order).await?;
                     match settle_as(rec.as_ref(), Some(&e)) {
                         Ok(as_) => {
-                            self.cache.settle(id, std::slice::from_ref(&order), as_, Some(cutoff), now_ms).await?;
+                            self.cache.settle(id, shards, std::slice::from_ref(&order), as_, Some(cutoff), now_ms).await?;
                             Ok(Heal::Settled)
                         }
                         Err(Settlement::Missing) => Ok(Heal::Nothing),
-                        Err(_) => self.release_share(&order, now_ms).await,
+                        Err(_) => self.release_share(&order, shards, now_ms).await,
                     }
                 }
             }
@@ -123,7 +123,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// replay re-logged it meanwhile.
     async fn resend(
         &self,
-        id: &CollectionId,
+        (id, shards): (&CollectionId, u32),
         orders: &[(OrderKey, CacheEntry)],
         cutoff: i64,
         now_ms: i64,
@@ -145,14 +145,14 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             to_give_up.entry(due_at.div_euclid(1000) * 1000).or_default().push(o.clone());
         }
         for (at, keys) in &to_give_up {
-            self.cache.relog(id, keys, cutoff, *at).await?;
+            self.cache.relog(id, shards, keys, cutoff, *at).await?;
         }
         let keys: Vec<OrderKey> = orders.iter().map(|(o, _)| o.clone()).collect();
         // Logged on the clock of this call (a run may reach it long after it started), and ahead
         // of it so that the next look comes a visibility timeout later: a message SQS is still
         // retrying comes back no sooner, and a backlog is not flooded with copies every run.
         let ahead = (self.settings.resend_interval_ms - self.settings.reconcile_threshold_ms).max(0);
-        let relogged = self.cache.relog(id, &keys, cutoff, now_call + ahead).await?;
+        let relogged = self.cache.relog(id, shards, &keys, cutoff, now_call + ahead).await?;
         let msgs: Vec<ReservationMessage> = orders
             .iter()
             .zip(relogged)
@@ -174,8 +174,8 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         Ok(())
     }
 
-    async fn release_share(&self, order: &OrderKey, now_ms: i64) -> Result<Heal, AppError> {
-        Ok(match self.cache.release(order, false, now_ms).await? {
+    async fn release_share(&self, order: &OrderKey, shards: u32, now_ms: i64) -> Result<Heal, AppError> {
+        Ok(match self.cache.release(order, shards, false, now_ms).await? {
             Released::Returned(_) => Heal::Returned,
             _ => Heal::Nothing,
         })

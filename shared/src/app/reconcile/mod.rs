@@ -46,7 +46,7 @@ mod heal;
 
 use super::{App, AppError};
 use crate::domain::{CollectionId, IdentityViolation, StockLevels, drift};
-use crate::ports::{CacheProbe, CollectionRecord, Ledger, Queue, Rebuild, StockCache};
+use crate::ports::{CacheProbe, CacheSnapshot, CollectionRecord, Ledger, Queue, Rebuild, StockCache};
 
 /// Confirmed orders tallied per collection per run.
 const TALLY_PER_RUN: usize = 20_000;
@@ -148,17 +148,19 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     /// explorer's quiescence runs it on its collection, so a skip taken wrongly breaks its
     /// invariants.)
     pub async fn reconcile_scheduled(&self, ids: &[CollectionId], now_ms: i64, started: Instant) -> ReconcileReport {
-        let (probes, records) = futures::join!(self.cache.probe(ids), self.ledger.collection_records(ids));
         // What cannot be read is not idle: it is reconciled, and reports its own failure.
-        let probes = probes.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "probe failed: every collection reconciled");
-            vec![CacheProbe::default(); ids.len()]
-        });
-        let records = records.unwrap_or_else(|e| {
+        let records = self.ledger.collection_records(ids).await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "collection records unread: every collection reconciled");
             Vec::new()
         });
         let records: HashMap<&CollectionId, &CollectionRecord> = records.iter().map(|r| (&r.id, r)).collect();
+        // Each collection's cache shards are probed (one, shard 0, where its record is unread).
+        let shards: Vec<(CollectionId, u32)> =
+            ids.iter().map(|id| (id.clone(), records.get(id).map_or(1, |r| r.spec.cache_shards))).collect();
+        let probes = self.cache.probe(&shards).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "probe failed: every collection reconciled");
+            vec![CacheProbe::default(); ids.len()]
+        });
         let retention = self.settings.order_retention_ms;
         let mut active: Vec<(Option<i64>, CollectionId)> = ids
             .iter()
@@ -224,17 +226,18 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         now_ms: i64,
         cr: &mut CollectionReport,
     ) -> Result<(), AppError> {
-        // 1. Unsettled deductions and cancels.
-        let ids = self
-            .cache
-            .unsettled_before(id, now_ms - self.settings.reconcile_threshold_ms, self.settings.entries_per_run)
-            .await?;
-        cr.unsettled_examined = ids.len() as u32;
-        if !ids.is_empty() {
-            self.heal_entries(id, &ids, now_ms, cr).await?;
+        let shards = self.spec(id).await?.cache_shards;
+        // 1. Unsettled deductions and cancels, shard by shard.
+        let before = now_ms - self.settings.reconcile_threshold_ms;
+        for shard in 0..shards {
+            let ids = self.cache.unsettled_before(id, shard, before, self.settings.entries_per_run).await?;
+            cr.unsettled_examined += ids.len() as u32;
+            if !ids.is_empty() {
+                self.heal_entries((id, shards), &ids, now_ms, cr).await?;
+            }
         }
-        // 2. Drift and identities (snapshot before DynamoDB: the version guards the repair).
-        let snap = self.cache.snapshot(id).await?;
+        // 2. Drift and identities (snapshots before DynamoDB: each version guards its repair).
+        let snaps = futures::future::try_join_all((0..shards).map(|shard| self.cache.snapshot(id, shard))).await?;
         let rec = self.ledger.collection(id).await?.ok_or(AppError::CollectionNotFound)?;
         cr.identity_violations = rec.violations();
         for v in &cr.identity_violations {
@@ -251,63 +254,88 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
                 cr.errors.push(e.to_string());
             }
         }
-        let saleable = rec.levels.saleable;
-        match snap.stock {
-            None => {
-                if let Rebuild::Set(s) = self.rebuild_missing(id, &snap, rec.levels).await? {
-                    tracing::warn!(collection = %id, stock = s, "Redis stock was missing; rebuilt from DynamoDB");
-                    cr.rebuilt = true;
-                    self.sold_out.clear(id);
-                }
-            }
-            Some(cached) => {
-                let d = drift(cached, saleable, snap.pending);
-                cr.drift = Some(d);
-                if d != 0 && snap.pending == 0 && snap.open_slices == 0 {
-                    match self.cache.rebuild(id, &snap, saleable, false, rec.levels.quantity).await? {
-                        Rebuild::Set(s) => {
-                            tracing::warn!(collection = %id, drift = d, stock = s, "drift repaired from DynamoDB");
-                            cr.repaired_drift = Some(d);
-                        }
-                        other => {
-                            tracing::info!(collection = %id, drift = d, outcome = ?other, "drift repair stepped aside")
-                        }
-                    }
-                }
-                if rec.last_drift != Some(d) {
-                    self.ledger.record_drift(id, d).await?;
-                }
-            }
+        // Each shard against its stock buckets; the collection's drift is their sum, and it is
+        // clean only when every shard's is 0.
+        let mut drifts = Vec::with_capacity(snaps.len());
+        for (shard, snap) in (0..shards).zip(&snaps) {
+            drifts.push(self.shard_drift(id, shard, snap, &rec, cr).await?);
+        }
+        cr.drift = drifts.iter().copied().sum::<Option<i64>>();
+        if let Some(d) = cr.drift
+            && rec.last_drift != Some(d)
+        {
+            self.ledger.record_drift(id, d).await?;
         }
         // 3. Bound Redis memory.
         // With a per-user limit, durable orders stay: their units count toward the buyer's limit.
         let keep = rec.spec.per_user_limit.is_some();
         let before = now_ms - self.settings.order_retention_ms;
-        let mut trim = self.cache.trim_settled(id, before, TRIM_PER_RUN, keep).await?;
-        cr.trimmed = trim.removed;
+        let mut trims = Vec::with_capacity(snaps.len());
+        for shard in 0..shards {
+            let trim = self.cache.trim_settled(id, shard, before, TRIM_PER_RUN, keep).await?;
+            cr.trimmed += trim.removed;
+            trims.push(trim);
+        }
         // 4. Clean and nothing registered: finish the trim pass over every bucket (a quiet
         // collection is skipped until its mark is a retention old), then leave the mark later
         // runs skip it by. Every visit is noted: the longest unvisited go first.
         let clean = cr.unsettled_examined == 0
             && tally_ok
             && cr.tallied == 0
-            && cr.drift == Some(0)
+            && drifts.iter().all(|d| *d == Some(0))
             && cr.identity_violations.is_empty()
-            && snap.open_slices == 0
-            && snap.drained_slices.is_empty();
+            && snaps.iter().all(|s| s.open_slices == 0 && s.drained_slices.is_empty());
         let mut mark = None;
-        if let (true, Some(stock)) = (clean, snap.stock) {
-            for _ in 0..MAX_TRIM_CALLS {
-                if trim.pass_done {
-                    break;
+        if let (true, Some(stock)) = (clean, snaps.iter().map(|s| s.stock).sum::<Option<i64>>()) {
+            let mut passes_done = true;
+            for (shard, mut trim) in (0..shards).zip(trims) {
+                for _ in 0..MAX_TRIM_CALLS {
+                    if trim.pass_done {
+                        break;
+                    }
+                    trim = self.cache.trim_settled(id, shard, before, TRIM_PER_RUN, keep).await?;
+                    cr.trimmed += trim.removed;
                 }
-                trim = self.cache.trim_settled(id, before, TRIM_PER_RUN, keep).await?;
-                cr.trimmed += trim.removed;
+                passes_done &= trim.pass_done;
             }
-            mark = trim.pass_done.then(|| reconcile_mark(stock, &rec.levels, now_ms));
+            mark = passes_done.then(|| reconcile_mark(stock, &rec.levels, now_ms));
         }
         self.cache.note_reconciled(id, now_ms, mark.as_deref()).await?;
         Ok(())
+    }
+
+    /// One cache shard against its stock buckets: a missing stock key rebuilt, drift repaired
+    /// while nothing is unsettled there. Returns the shard's drift (`None`: no stock key).
+    async fn shard_drift(
+        &self,
+        id: &CollectionId,
+        shard: u32,
+        snap: &CacheSnapshot,
+        rec: &CollectionRecord,
+        cr: &mut CollectionReport,
+    ) -> Result<Option<i64>, AppError> {
+        let levels = rec.shard_levels(shard);
+        let Some(cached) = snap.stock else {
+            if let Rebuild::Set(s) = self.rebuild_missing(id, shard, snap, rec).await? {
+                tracing::warn!(collection = %id, shard, stock = s, "Redis stock was missing; rebuilt from DynamoDB");
+                cr.rebuilt = true;
+                self.sold_out.clear(id);
+            }
+            return Ok(None);
+        };
+        let d = drift(cached, levels.saleable, snap.pending);
+        if d != 0 && snap.pending == 0 && snap.open_slices == 0 {
+            match self.cache.rebuild(id, shard, snap, levels.saleable, false, levels.quantity).await? {
+                Rebuild::Set(s) => {
+                    tracing::warn!(collection = %id, shard, drift = d, stock = s, "drift repaired from DynamoDB");
+                    cr.repaired_drift = Some(cr.repaired_drift.unwrap_or(0) + d);
+                }
+                other => {
+                    tracing::info!(collection = %id, shard, drift = d, outcome = ?other, "drift repair stepped aside")
+                }
+            }
+        }
+        Ok(Some(d))
     }
 }
 
@@ -320,7 +348,7 @@ mod tests {
     const DAY: i64 = 1_440 * MIN;
 
     fn rec(saleable: i64, reserved: i64, last_drift: Option<i64>) -> CollectionRecord {
-        let spec = CollectionSpec::parse(Some(10), None, None, Some(1)).unwrap();
+        let spec = CollectionSpec::parse(Some(10), None, None, Some(1), None).unwrap();
         let levels = StockLevels { quantity: 10, saleable, reserved, confirmed: 10 - saleable - reserved };
         CollectionRecord { id: CollectionId::parse("c").unwrap(), spec, levels, buckets: vec![levels], last_drift }
     }
