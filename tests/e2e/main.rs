@@ -9,4 +9,5 @@ mod reconcile;
 mod redis_tls;
 mod second_phase;
 mod security;
+mod shards;
 mod try_path;

@@ -70,6 +70,7 @@ regressions! {
     one_failed_resend_ends_lost => "one-failed-resend-ends-lost",
     quiet_orders_crowd_out_due_ones => "quiet-orders-crowd-out-due-ones",
     turn_waits_outlast_persists_timeout => "turn-waits-outlast-persists-timeout",
+    empty_home_shard_refuses_while_units_elsewhere => "empty-home-shard-refuses-while-units-elsewhere",
 }
 
 /// `per` seeded PCT schedules of each scenario, from a fixed seed: reproducible in CI.

@@ -10,8 +10,8 @@ use flashstock::domain::{BuyerBudget, CancelReason, CollectionId, CollectionSpec
 use flashstock::ports::prelude::*;
 use flashstock::ports::{
     CacheEntry, CacheProbe, CacheSnapshot, CollectionRecord, CreateOutcome, DeductOutcome, DeductRequest, InfraError,
-    InfraResult, Landing, OrderRecord, Rebuild, Released, ReservationMessage, SettleAs, TimeoutMessage, Tombstone,
-    Trimmed, Untallied, WriteError,
+    InfraResult, Landing, MoveBack, MoveIn, MoveOut, MoveState, OpenMove, OrderRecord, Rebuild, Released,
+    ReservationMessage, SettleAs, TimeoutMessage, Tombstone, Trimmed, Untallied, WriteError,
 };
 
 use crate::gate::{Fault, Gate};
@@ -95,6 +95,18 @@ gated!(CacheWarmup for RedisCache {
         -> InfraResult<Rebuild> = "redis rebuild.lua";
     fn rebuild_with_unsettled(collection: &CollectionId, shard: u32, snapshot: &CacheSnapshot, stock: i64, quantity: i64)
         -> InfraResult<Rebuild> = "redis rebuild.lua unsettled";
+});
+
+gated!(ShardMoves for RedisCache {
+    fn shard_stocks(collection: &CollectionId, shards: u32) -> InfraResult<Vec<Option<i64>>> = "redis shard stocks";
+    fn moves_begun(collection: &CollectionId) -> InfraResult<i64> = "redis moves begun";
+    fn move_out(collection: &CollectionId, from: u32, to: u32, id: &str, wanted: i64, least: i64, now_ms: i64)
+        -> InfraResult<MoveOut> = "redis move_out.lua";
+    fn move_in(collection: &CollectionId, to: u32, id: &str, units: i64, now_ms: i64) -> InfraResult<MoveIn>
+        = "redis move_in.lua";
+    fn move_done(collection: &CollectionId, from: u32, id: &str) -> InfraResult<bool> = "redis move_out.lua done";
+    fn move_back(collection: &CollectionId, from: u32, id: &str) -> InfraResult<MoveBack> = "redis move_out.lua back";
+    fn open_moves(collection: &CollectionId, from: u32) -> InfraResult<Vec<OpenMove>> = "redis open moves";
 });
 
 impl TimeIndex for Gated<RedisCache> {
@@ -195,6 +207,13 @@ gated!(StockWrites for DynamoLedger {
     fn cancel_reserved(orders: &[OrderRecord], reason: CancelReason, now_ms: i64) -> Result<(), WriteError>
         = "dynamodb cancel-transaction";
     fn put_tombstone(t: &Tombstone<'_>, now_ms: i64) -> InfraResult<bool> = "dynamodb put-tombstone";
+});
+
+gated!(MoveLog for DynamoLedger {
+    fn move_between_shards(collection: &CollectionId, id: &str, from: &[(u32, i64)], to: u32, now_ms: i64)
+        -> Result<(), WriteError> = "dynamodb shard-move-transaction";
+    fn move_state(collection: &CollectionId, id: &str) -> InfraResult<Option<MoveState>> = "dynamodb get-shard-move";
+    fn abort_move(collection: &CollectionId, id: &str, now_ms: i64) -> InfraResult<bool> = "dynamodb abort-shard-move";
 });
 
 gated!(Tallies for DynamoLedger {

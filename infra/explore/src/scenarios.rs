@@ -29,6 +29,7 @@ fn sc(name: &'static str, setup: &[Setup], ops: &[OpKind]) -> Scenario {
         turns_held: false,
         orders: vec![(0, 1), (1, 1)],
         shared_order_id: false,
+        must_accept: Vec::new(),
         setup: setup.to_vec(),
         ops: ops.to_vec(),
         when: When::AfterThreshold,
@@ -66,6 +67,15 @@ fn after_retention(mut s: Scenario) -> Scenario {
 fn bucketed(quantity: u64, mut s: Scenario) -> Scenario {
     s.buckets = 2;
     s.quantity = quantity;
+    s
+}
+
+/// [`bucketed`] over two cache shards too: buyer 0's records and shard 0 hold bucket 0's units,
+/// buyer 1's and shard 1 bucket 1's, so with one unit buyer 1's Try finds its shard empty and a
+/// unit moves from shard 0 first (a shard move interleaved with the other operation).
+fn sharded(quantity: u64, s: Scenario) -> Scenario {
+    let mut s = bucketed(quantity, s);
+    s.shards = 2;
     s
 }
 
@@ -186,6 +196,14 @@ pub fn pairs() -> Vec<Scenario> {
         bucketed(1, sc("move-persist-reconcile", &[Op(Try(1))], &[Reconcile, Persist])),
         bucketed(1, sc("move-persist-timeout", &[Op(Try(1)), Op(Persist), Redeliver(1)], &[Persist, Timeout(1)])),
         bucketed(1, sc("moved-cancel-confirm", &[Op(Try(1)), Op(Persist)], &[Cancel(1), Confirm(1)])),
+        // Cache shards: buyer 1's Try moves the unit from shard 0 while buyer 0 takes it there;
+        // one of them must get it.
+        Scenario { must_accept: vec![1], ..sharded(1, sc("shard-move-try-replay", &[], &[Try(1), Try(1)])) },
+        sharded(1, sc("shard-move-try-try", &[], &[Try(1), Try(0)])),
+        sharded(1, sc("shard-move-try-reconcile", &[], &[Try(1), Reconcile])),
+        sharded(1, sc("shard-move-persist-cancel", &[Op(Try(1))], &[Persist, Cancel(1)])),
+        sharded(2, sc("shard-move-try-cancel", &[Op(Try(0)), Op(Persist)], &[Try(1), Cancel(0)])),
+        sharded(1, sc("shard-move-try-rebuild", &[LoseStock], &[Try(1), Reconcile])),
         // Buyer 1 takes 2 of bucket 1's 1 (a move from bucket 0) while buyer 0 takes bucket 0's
         // last: the move and the other persist race for the donor.
         Scenario {
@@ -240,6 +258,14 @@ pub fn regressions() -> Vec<Regression> {
     let all: Vec<Scenario> = pairs().into_iter().chain(triples()).collect();
     let pair = |name: &str| all.iter().find(|s| s.name == name).cloned().expect("a scenario of that name");
     vec![
+        Regression {
+            name: "empty-home-shard-refuses-while-units-elsewhere",
+            what: "a collection over two cache shards, its one unit in shard 0: buyer 1, homed on shard 1, \
+                   was answered SOLD_OUT by their empty shard while shard 0 still held the unit. A buyer's \
+                   empty shard now takes units from another (a shard move) before a Try is refused",
+            scenario: pair("shard-move-try-replay"),
+            script: vec![Finish(0), Finish(1)],
+        },
         Regression {
             name: "run-clears-a-live-cancels-intent",
             what: "a cancel logged its intent and was committing in DynamoDB when a run whose clock was 34 s \

@@ -192,6 +192,9 @@ pub struct Scenario {
     /// Every order uses one order id (each buyer's own reservation): every Try must end
     /// accepted, whatever the other buyers did with that id (buyer isolation, I7).
     pub shared_order_id: bool,
+    /// Orders some Try must accept: the scenario holds a unit for each somewhere in the
+    /// collection, whichever cache shard (I7).
+    pub must_accept: Vec<usize>,
     pub setup: Vec<Setup>,
     pub ops: Vec<OpKind>,
     pub when: When,
@@ -251,6 +254,8 @@ struct Sched {
     skewed: bool,
     /// Every order uses one order id, each its own buyer's: every Try must end accepted.
     isolated: bool,
+    /// Orders some Try must accept (a unit is held for each somewhere).
+    must_accept: Vec<usize>,
     /// The collection has a per-user limit (what Redis holds per buyer matters only then).
     limited: bool,
     /// Its cache shards.
@@ -415,6 +420,7 @@ impl World {
             ops_from: AtomicU64::new(u64::MAX),
             skewed: sc.setup.iter().any(|s| matches!(s, Setup::SkewStock(_))),
             isolated: sc.shared_order_id,
+            must_accept: sc.must_accept.clone(),
             limited: sc.per_user_limit.is_some(),
             shards: sc.shards,
             clock: Arc::new(AtomicU64::new(1)),
@@ -907,6 +913,13 @@ impl World {
             if s.isolated && accepted.is_empty() && mine.iter().any(|a| a.op.starts_with("try")) {
                 let got: Vec<&str> = mine.iter().map(|a| a.code.as_str()).collect();
                 bad("I7", format!("buyer {}'s Try of a shared order id was never accepted: {got:?}", order.user));
+            }
+            if s.must_accept.contains(&i) && accepted.is_empty() {
+                let got: Vec<&str> = mine.iter().map(|a| a.code.as_str()).collect();
+                bad(
+                    "I7",
+                    format!("buyer {}'s Try was never accepted though a unit was left for it: {got:?}", order.user),
+                );
             }
             let ops_from = s.ops_from.load(Ordering::SeqCst);
             let promised_again = accepted.iter().any(|a| a.op.starts_with("try") && a.started >= ops_from);

@@ -4,7 +4,9 @@ use serde::Serialize;
 
 use super::{App, AppError};
 use crate::domain::{CollectionId, CollectionSpec, IdentityViolation, StockLevels, drift};
-use crate::ports::{CacheWarmup, Catalog, CreateOutcome, MAX_ORDERS_WITH_LEVELS, Rebuild, Tallies};
+use crate::ports::{
+    CacheWarmup, Catalog, CreateOutcome, MAX_ORDERS_WITH_LEVELS, MoveLog, Rebuild, ShardMoves, Tallies,
+};
 
 /// What `GET /v1/admin/collections/{id}` answers.
 #[derive(Debug, Clone, Serialize)]
@@ -50,7 +52,7 @@ pub struct ShardView {
 /// Compare-and-set attempts for a warm-up racing live traffic.
 const WARMUP_ATTEMPTS: u32 = 10;
 
-impl<C: CacheWarmup, L: Catalog + Tallies, Q> App<C, L, Q> {
+impl<C: CacheWarmup + ShardMoves, L: Catalog + Tallies + MoveLog, Q> App<C, L, Q> {
     /// # Errors
     /// `QuantityImmutable` / `SettingsImmutable` when the collection exists with other settings.
     pub async fn create_collection(

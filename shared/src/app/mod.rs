@@ -10,6 +10,7 @@ pub mod persist;
 mod rebuild;
 pub mod reconcile;
 pub mod reserve;
+pub mod shard_moves;
 pub mod sold_out;
 pub mod status;
 pub mod tally;

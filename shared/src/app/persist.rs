@@ -23,7 +23,7 @@ use futures::StreamExt;
 
 use super::{App, AppError, backoff};
 use crate::domain::batch::{ORDERS_PER_TRANSACTION, fit_to_stock, group_by_collection};
-use crate::domain::buckets::plan_moves;
+use crate::domain::buckets::{plan_moves, shard_of_bucket};
 use crate::domain::{CollectionId, Event, OrderKey, Status, home_bucket, landing, payment_deadline, settlement};
 use crate::ports::{
     Catalog, ItemFailure, Landing, OrderBook, Queue, ReservationMessage, SettleAs, Settling, StockWrites,
@@ -137,7 +137,8 @@ impl<C: Settling + WriteTurns, L: Catalog + OrderBook + StockWrites, Q: Queue> A
 
     /// Brings units to `bucket`, which was short of `need`, from other buckets as `plan_moves`
     /// picks them (each move one transaction, under the donor's turn), reading every bucket in
-    /// one snapshot.
+    /// one snapshot. Only buckets of the same cache shard give: a shard's Redis stock mirrors its
+    /// own buckets (units cross shards only by a shard move, `app::shard_moves`).
     async fn refill(
         &self,
         collection: &CollectionId,
@@ -146,7 +147,14 @@ impl<C: Settling + WriteTurns, L: Catalog + OrderBook + StockWrites, Q: Queue> A
         moved_before: bool,
     ) -> Result<Refill, AppError> {
         let Some(rec) = self.ledger.collection(collection).await? else { return Ok(Refill::Gone) };
-        let saleable: Vec<i64> = rec.buckets.iter().map(|b| b.saleable).collect();
+        let shards = rec.spec.cache_shards;
+        let shard = shard_of_bucket(bucket, shards);
+        let saleable: Vec<i64> = rec
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(k, b)| if shard_of_bucket(k as u32, shards) == shard { b.saleable } else { 0 })
+            .collect();
         let here = saleable.get(bucket as usize).copied().unwrap_or(0);
         if here >= need {
             return Ok(Refill::Again);

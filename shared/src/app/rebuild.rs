@@ -8,9 +8,11 @@
 use super::{App, AppError};
 use crate::domain::buckets::shard_sum;
 use crate::domain::{CollectionId, OrderKey, held_back};
-use crate::ports::{CacheSnapshot, CacheWarmup, Catalog, CollectionRecord, MAX_ORDERS_WITH_LEVELS, Rebuild};
+use crate::ports::{
+    CacheSnapshot, CacheWarmup, Catalog, CollectionRecord, MAX_ORDERS_WITH_LEVELS, MoveLog, Rebuild, ShardMoves,
+};
 
-impl<C: CacheWarmup, L: Catalog, Q> App<C, L, Q> {
+impl<C: CacheWarmup + ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
     /// Sets the missing stock key of cache shard `shard` that `snap` (taken before any DynamoDB
     /// read) found; `rec` was read after it and serves when nothing is unsettled. `Busy` with
     /// more unsettled entries than one transaction reads with the levels, or one whose ids cannot
@@ -26,7 +28,12 @@ impl<C: CacheWarmup, L: Catalog, Q> App<C, L, Q> {
         rec: &CollectionRecord,
     ) -> Result<Rebuild, AppError> {
         let levels = rec.shard_levels(shard);
+        let shards = rec.spec.cache_shards;
         if snap.unsettled.is_empty() {
+            // Checked after DynamoDB was read: see `moves_into`.
+            if self.moves_into(id, shards, shard).await? {
+                return Ok(Rebuild::Busy);
+            }
             return Ok(self.cache.rebuild(id, shard, snap, levels.saleable, true, levels.quantity).await?);
         }
         if snap.unsettled.len() > MAX_ORDERS_WITH_LEVELS || snap.unreadable_unsettled > 0 {
@@ -35,7 +42,10 @@ impl<C: CacheWarmup, L: Catalog, Q> App<C, L, Q> {
         let orders: Vec<OrderKey> = snap.unsettled.iter().map(|e| e.order.clone()).collect();
         let (buckets, records) =
             self.ledger.levels_with_orders(id, &orders).await?.ok_or(AppError::CollectionNotFound)?;
-        let saleable = shard_sum(&buckets.iter().map(|b| b.saleable).collect::<Vec<_>>(), shard, rec.spec.cache_shards);
+        let saleable = shard_sum(&buckets.iter().map(|b| b.saleable).collect::<Vec<_>>(), shard, shards);
+        if self.moves_into(id, shards, shard).await? {
+            return Ok(Rebuild::Busy);
+        }
         let held: i64 = snap
             .unsettled
             .iter()

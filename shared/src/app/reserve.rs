@@ -8,9 +8,17 @@
 
 use serde::Serialize;
 
+use super::shard_moves::ShardRefill;
 use super::{App, AppError};
+use crate::domain::buckets::home_shard;
 use crate::domain::{CollectionId, OrderId, OrderKey, Quantity, Status, UserId};
-use crate::ports::{CacheState, Catalog, DeductOutcome, DeductRequest, OrderCache, Queue, ReservationMessage};
+use crate::ports::{
+    CacheState, Catalog, DeductOutcome, DeductRequest, MoveLog, OrderCache, Queue, ReservationMessage, ShardMoves,
+};
+
+/// Shard moves a Try makes before it gives up on its shard (each one brings units another Try
+/// of the same shard may take first).
+const SHARD_MOVES_PER_TRY: u32 = 3;
 
 /// Clock skew allowed between a Try and a reconciliation run deciding the same entry.
 const STALE_MARGIN_MS: i64 = crate::domain::CLOCK_SKEW.as_millis() as i64;
@@ -34,7 +42,7 @@ pub struct Accepted {
     pub status: Status,
 }
 
-impl<C: OrderCache, L: Catalog, Q: Queue> App<C, L, Q> {
+impl<C: OrderCache + ShardMoves, L: Catalog + MoveLog, Q: Queue> App<C, L, Q> {
     /// Spends one request of the buyer budget in the same call, so a Try is one Redis call (and
     /// one read once the instance knows the collection sold out: the budget is not spent then).
     ///
@@ -96,11 +104,12 @@ impl<C: OrderCache, L: Catalog, Q: Queue> App<C, L, Q> {
         let message = |accepted_at_ms| ReservationMessage::new(&key, quantity, accepted_at_ms);
         let outcome = match answered {
             Some(o) => o,
-            None => self.cache.deduct(&req).await?,
+            None => self.deduct_over_shards(&req, now_ms).await?,
         };
         match outcome {
             DeductOutcome::Accepted { stock_left, accepted_at_ms } => {
-                if stock_left <= 0 {
+                // The buyer's shard sold out; others may not have (their Tries find out).
+                if stock_left <= 0 && spec.cache_shards == 1 {
                     self.sold_out.raise(&input.collection, self.clock.instant());
                 }
                 self.send(message(accepted_at_ms)).await.map(|()| accepted)
@@ -130,6 +139,33 @@ impl<C: OrderCache, L: Catalog, Q: Queue> App<C, L, Q> {
             DeductOutcome::LimitExceeded { held } => Err(AppError::LimitExceeded { held }),
             DeductOutcome::OverBudget { wait } => Err(AppError::rate_limited(wait)),
         }
+    }
+
+    /// The deduction on the buyer's cache shard; refused for stock there while other shards
+    /// hold some, units move to it first ([`Self::refill_shard`]) and it deducts again. SOLD_OUT
+    /// only when every shard is empty.
+    async fn deduct_over_shards(&self, req: &DeductRequest<'_>, now_ms: i64) -> Result<DeductOutcome, AppError> {
+        let mut outcome = self.cache.deduct(req).await?;
+        if req.shards <= 1 {
+            return Ok(outcome);
+        }
+        let shard = home_shard(&req.key.user, req.shards);
+        for _ in 0..SHARD_MOVES_PER_TRY {
+            if !matches!(outcome, DeductOutcome::SoldOut | DeductOutcome::Insufficient { .. }) {
+                return Ok(outcome);
+            }
+            let need = i64::from(req.quantity);
+            match self.refill_shard(&req.key.collection, req.shards, shard, need, now_ms).await? {
+                ShardRefill::Moved => outcome = self.cache.deduct(req).await?,
+                ShardRefill::Empty => return Ok(DeductOutcome::SoldOut),
+                ShardRefill::Short(available) => return Ok(DeductOutcome::Insufficient { available }),
+                ShardRefill::Busy => break,
+            }
+        }
+        if matches!(outcome, DeductOutcome::SoldOut | DeductOutcome::Insufficient { .. }) {
+            return Err(AppError::Unavailable("stock is moving between this collection's cache shards; retry".into()));
+        }
+        Ok(outcome)
     }
 
     /// Sends the reservation message (the SDK retries transient failures). When it still

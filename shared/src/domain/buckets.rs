@@ -42,6 +42,42 @@ pub fn shard_sum<T: Copy + std::iter::Sum<T>>(per_bucket: &[T], shard: u32, shar
     buckets_of_shard(shard, per_bucket.len() as u32, shards).filter_map(|k| per_bucket.get(k as usize).copied()).sum()
 }
 
+/// Units a shard move carries to a shard `missing` units short from a donor shard holding `has`:
+/// half of the donor's (so that the two shards' buyers meet about the same stock, and a drained
+/// shard is not back for one unit at a time), at least what is missing, never more than it has.
+pub fn shard_move_units(has: i64, missing: i64) -> i64 {
+    ((has + 1) / 2).max(missing).min(has).max(0)
+}
+
+/// DynamoDB's side of a shard move of `units` out of shard `from`: `(bucket, units)` from its
+/// stock buckets, the richest first (empty when together they hold fewer).
+pub fn shard_donors(saleable: &[i64], from: u32, shards: u32, units: i64) -> Vec<(u32, i64)> {
+    let mut own: Vec<(u32, i64)> = buckets_of_shard(from, saleable.len() as u32, shards)
+        .filter_map(|k| saleable.get(k as usize).map(|&s| (k, s)))
+        .filter(|&(_, s)| s > 0)
+        .collect();
+    own.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut left = units;
+    let mut out = Vec::new();
+    for (k, s) in own {
+        if left <= 0 {
+            break;
+        }
+        let u = s.min(left);
+        out.push((k, u));
+        left -= u;
+    }
+    if left > 0 { Vec::new() } else { out }
+}
+
+/// The stock bucket of shard `to` that a shard move brings units into: its poorest (the lowest
+/// index among equals).
+pub fn shard_recipient(saleable: &[i64], to: u32, shards: u32) -> u32 {
+    buckets_of_shard(to, saleable.len() as u32, shards)
+        .min_by_key(|&k| (saleable.get(k as usize).copied().unwrap_or(0), k))
+        .unwrap_or(to)
+}
+
 /// `quantity` split as evenly as it goes over `buckets`, the first ones taking the remainder.
 pub fn split_quantity(quantity: i64, buckets: u32) -> Vec<i64> {
     let n = i64::from(buckets.max(1));
@@ -116,6 +152,33 @@ mod tests {
         assert_eq!(shard_sum(&[1, 2, 4, 8, 16, 32], 1, 3), 2 + 16);
         assert_eq!(shard_sum(&[1, 2, 4], 0, 1), 7);
         assert_eq!(shard_sum::<i64>(&[], 0, 1), 0);
+    }
+
+    #[test]
+    fn shard_moves_carry_half_the_donors_and_at_least_whats_missing() {
+        assert_eq!(shard_move_units(10, 1), 5);
+        assert_eq!(shard_move_units(11, 1), 6);
+        assert_eq!(shard_move_units(1, 1), 1, "the last unit moves whole");
+        assert_eq!(shard_move_units(10, 7), 7, "at least what is missing");
+        assert_eq!(shard_move_units(3, 7), 3, "never more than the donor has");
+        assert_eq!(shard_move_units(0, 1), 0);
+        assert_eq!(shard_move_units(-2, 1), 0);
+    }
+
+    #[test]
+    fn shard_moves_take_from_the_donor_shards_buckets_and_bring_to_the_poorest() {
+        // Four buckets over two shards: shard 0 holds buckets 0 and 2, shard 1 buckets 1 and 3.
+        let saleable = [3, 0, 5, 1];
+        assert_eq!(shard_donors(&saleable, 0, 2, 4), vec![(2, 4)]);
+        assert_eq!(shard_donors(&saleable, 0, 2, 7), vec![(2, 5), (0, 2)]);
+        assert_eq!(shard_donors(&saleable, 0, 2, 8), vec![(2, 5), (0, 3)]);
+        assert!(shard_donors(&saleable, 0, 2, 9).is_empty(), "short: nothing");
+        assert_eq!(shard_donors(&saleable, 1, 2, 1), vec![(3, 1)]);
+        assert_eq!(shard_donors(&[2, 2], 0, 1, 3), vec![(0, 2), (1, 1)], "ties: the lower bucket first");
+        assert_eq!(shard_recipient(&saleable, 1, 2), 1);
+        assert_eq!(shard_recipient(&saleable, 0, 2), 0);
+        assert_eq!(shard_recipient(&[4, 1, 1, 0], 1, 2), 3);
+        assert_eq!(shard_recipient(&[0, 0, 0, 0], 1, 2), 1, "equals: the lowest index");
     }
 
     #[test]

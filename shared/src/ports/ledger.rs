@@ -219,6 +219,6 @@ pub trait Tallies: Send + Sync + 'static {
 }
 
 /// Every part of the ledger: what the real adapter and the explorer's gated one implement.
-pub trait Ledger: Catalog + OrderBook + StockWrites + Tallies {}
+pub trait Ledger: Catalog + OrderBook + StockWrites + Tallies + super::MoveLog {}
 
-impl<T: Catalog + OrderBook + StockWrites + Tallies> Ledger for T {}
+impl<T: Catalog + OrderBook + StockWrites + Tallies + super::MoveLog> Ledger for T {}

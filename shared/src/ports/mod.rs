@@ -4,6 +4,8 @@
 //!   Try idempotent, and the time-indexed log of deductions not yet known durable, all in the
 //!   collection's slot and keyed by the buyer-scoped order.
 //! - [`Ledger`]: the durable truth (DynamoDB): collections, reservations, tombstones.
+//! - [`ShardMoves`] and [`MoveLog`]: units carried between a collection's cache shards, Redis's
+//!   side and DynamoDB's.
 //! - [`Queue`]: the buffers (SQS): reservation messages and payment-window timers.
 //! - [`Clock`]: time, wall and monotonic.
 //!
@@ -15,12 +17,14 @@ mod clock;
 mod ledger;
 mod messages;
 mod queue;
+mod shard_moves;
 mod stock_cache;
 
 pub use clock::*;
 pub use ledger::*;
 pub use messages::*;
 pub use queue::*;
+pub use shard_moves::*;
 pub use stock_cache::*;
 
 /// An infrastructure failure (network, throttling past retries, unexpected reply). Business
@@ -44,7 +48,7 @@ pub type InfraResult<T> = Result<T, InfraError>;
 /// flashstock::ports::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        BuyerBudgets, CacheWarmup, Catalog, Clock, Ledger, OrderBook, OrderCache, Queue, Settling, StockCache,
-        StockWrites, Tallies, TimeIndex, WriteTurns,
+        BuyerBudgets, CacheWarmup, Catalog, Clock, Ledger, MoveLog, OrderBook, OrderCache, Queue, Settling, ShardMoves,
+        StockCache, StockWrites, Tallies, TimeIndex, WriteTurns,
     };
 }

@@ -371,9 +371,15 @@ pub trait BuyerBudgets: Send + Sync + 'static {
 }
 
 /// Every part of the stock cache: what the real adapter and the explorer's gated one implement.
-pub trait StockCache: OrderCache + Settling + CacheWarmup + TimeIndex + WriteTurns + BuyerBudgets {}
+pub trait StockCache:
+    OrderCache + Settling + CacheWarmup + TimeIndex + WriteTurns + BuyerBudgets + super::ShardMoves
+{
+}
 
-impl<T: OrderCache + Settling + CacheWarmup + TimeIndex + WriteTurns + BuyerBudgets> StockCache for T {}
+impl<T: OrderCache + Settling + CacheWarmup + TimeIndex + WriteTurns + BuyerBudgets + super::ShardMoves> StockCache
+    for T
+{
+}
 
 #[cfg(test)]
 mod tests {

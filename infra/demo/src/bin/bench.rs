@@ -72,6 +72,8 @@ enum Section {
     Hot,
     /// One hot drop's durable side over 1, 16 and 64 stock buckets (section 9).
     Buckets,
+    /// One hot drop's Tries over cache shards on the local Redis Cluster (section 12).
+    Shards,
 }
 
 fn fmt3(t: (f64, f64, f64)) -> String {
@@ -151,13 +153,18 @@ async fn main() -> anyhow::Result<()> {
     if want(Section::Buckets) {
         flashstock_demo::hot_buckets::section(&redis_url, &prefix, cli.tiny, cli.runs.min(3), &mut md).await?;
     }
+    if want(Section::Shards) {
+        let cluster = std::env::var("FLASHSTOCK_TEST_REDIS_CLUSTER_URL")
+            .map_err(|_| anyhow::anyhow!("FLASHSTOCK_TEST_REDIS_CLUSTER_URL is not set: run infra/bench.sh"))?;
+        flashstock_demo::shards::section(&cluster, &prefix, cli.tiny, cli.runs.min(5), &mut md).await?;
+    }
     // Only when asked for: it needs the DynamoDB emulator with conflicts (see `Section::Hot`).
     if cli.only.contains(&Section::Hot) {
         hot(&cli, &redis_url, &prefix, &mut md).await?;
     }
     writeln!(
         md,
-        "## Reproduce\n\n```\ninfra/bench.sh            # everything at full size (release builds, the Lambda bootstraps for both arches), writes BENCHMARKS.md and the plots\ninfra/bench.sh --only flash-sale --buyers 50000 --units 5000 --out /tmp/b.md   # one section, other sizes\ninfra/bench.sh --only hot --out /tmp/hot.md   # section 8: starts a DynamoDB with transaction conflicts\ninfra/bench.sh --only buckets --out /tmp/buckets.md   # section 9: one hot drop over 1, 16 and 64 stock buckets\ninfra/bench.sh --tiny     # seconds; what CI runs\ninfra/bench-compare.sh eb72764 0d7a583 --only scripts --rounds 3   # two revisions in turn, in one run (section 10)\n```"
+        "## Reproduce\n\n```\ninfra/bench.sh            # everything at full size (release builds, the Lambda bootstraps for both arches), writes BENCHMARKS.md and the plots\ninfra/bench.sh --only flash-sale --buyers 50000 --units 5000 --out /tmp/b.md   # one section, other sizes\ninfra/bench.sh --only hot --out /tmp/hot.md   # section 8: starts a DynamoDB with transaction conflicts\ninfra/bench.sh --only buckets --out /tmp/buckets.md   # section 9: one hot drop over 1, 16 and 64 stock buckets\ninfra/bench.sh --only shards --out /tmp/shards.md   # section 12: one hot drop over 1 and 3 cache shards on the local Redis Cluster\ninfra/bench.sh --tiny     # seconds; what CI runs\ninfra/bench-compare.sh eb72764 0d7a583 --only scripts --rounds 3   # two revisions in turn, in one run (section 10)\n```"
     )?;
     std::fs::write(&cli.out, &md)?;
     println!("{md}");

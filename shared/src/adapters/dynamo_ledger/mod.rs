@@ -2,11 +2,13 @@
 //! [`items`] (keys and attributes; the layout is written once in docs/DESIGN.md#dynamodb-items),
 //! [`catalog`] (collections), [`reads`] (gets, batched gets, index queries; the order book),
 //! [`stock`] (the transactions on a collection's stock buckets), [`tally`] (confirm, and
-//! counting confirmed units into their buckets) and this file (the client, errors and the
+//! counting confirmed units into their buckets), [`moves`] (shard moves' transactions and items)
+//! and this file (the client, errors and the
 //! conditional writes of orders and their units).
 
 mod catalog;
 mod items;
+mod moves;
 mod reads;
 mod stock;
 mod tally;

@@ -41,6 +41,14 @@ impl Keys {
     pub fn slice(&self, n: i64) -> String {
         format!("{}:t:{n}", self.tag)
     }
+    /// Shard moves taken from this shard and not yet known in their recipient (`move_out.lua`).
+    pub fn moves(&self) -> String {
+        format!("{}:moves", self.tag)
+    }
+    /// Shard move ids applied here (`move_in.lua`).
+    pub fn moved_in(&self) -> String {
+        format!("{}:movedin", self.tag)
+    }
     /// The write turn of stock bucket `k` (a DynamoDB item; not a buyer bucket).
     pub fn turn(&self, k: u32) -> String {
         format!("{}:turn:{k}", self.tag)
@@ -81,7 +89,9 @@ mod tests {
         let id = CollectionId::parse("drop-1").unwrap();
         for (shard, tag) in [(0, "{fs:c:drop-1}:"), (2, "{fs:c:drop-1:2}:")] {
             let k = Keys::new("fs", &id, shard);
-            for key in [k.stock(), k.meta(), k.slices(), k.bucket(7), k.slice(170_000_000), k.turn(3)] {
+            for key in
+                [k.stock(), k.meta(), k.slices(), k.bucket(7), k.slice(170_000_000), k.turn(3), k.moves(), k.moved_in()]
+            {
                 assert!(key.starts_with(tag), "{key}");
             }
         }

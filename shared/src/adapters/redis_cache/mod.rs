@@ -3,12 +3,14 @@
 //! [`conn`] (one node or a cluster), [`keys`] (key naming, buckets, slices), [`codec`] (packed
 //! ids, arguments and records), [`scripts`] (the scripts and their one stock bias), [`replies`]
 //! (every reply decoded strictly), and one per port: [`orders`] (Try, entries), [`settling`],
-//! [`warmup`], [`time_index`] (reconciliation's), [`turns`] (write turns), [`budget`] (buyers').
+//! [`warmup`], [`time_index`] (reconciliation's), [`turns`] (write turns), [`budget`] (buyers'),
+//! [`moves`] (shard moves).
 
 mod budget;
 mod codec;
 mod conn;
 mod keys;
+mod moves;
 mod orders;
 mod replies;
 mod scripts;

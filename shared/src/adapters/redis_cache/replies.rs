@@ -12,7 +12,7 @@ use redis::Value;
 
 use super::codec::state_of;
 use super::keys::secs;
-use crate::ports::{DeductOutcome, InfraError, InfraResult, Rebuild, Released};
+use crate::ports::{DeductOutcome, InfraError, InfraResult, MoveBack, MoveIn, MoveOut, Rebuild, Released};
 
 fn unexpected(script: &'static str, v: &Value) -> InfraError {
     InfraError::new(script, format!("unexpected reply {v:?}"))
@@ -153,10 +153,77 @@ pub(super) fn budget(v: Value) -> InfraResult<Option<u64>> {
     }
 }
 
+/// `move_out.lua` taking units.
+pub(super) fn move_out(v: Value) -> InfraResult<MoveOut> {
+    const S: &str = "redis move_out.lua";
+    match coded(S, &v)? {
+        ("OUT", n)
+            if let [u] = n[..]
+                && u > 0 =>
+        {
+            Ok(MoveOut::Taken(u))
+        }
+        ("SHORT", n) if let [s] = n[..] => Ok(MoveOut::Short(s)),
+        ("NOCACHE", n) if n.is_empty() => Ok(MoveOut::NoCache),
+        _ => Err(unexpected(S, &v)),
+    }
+}
+
+/// `move_out.lua` finishing (`done`: true if the record was there) a move.
+pub(super) fn move_done(v: Value) -> InfraResult<bool> {
+    either("redis move_out.lua done", "DONE", "ABSENT", v)
+}
+
+/// `move_out.lua` calling a move off.
+pub(super) fn move_back(v: Value) -> InfraResult<MoveBack> {
+    const S: &str = "redis move_out.lua back";
+    match coded(S, &v)? {
+        ("BACK", n)
+            if let [u] = n[..]
+                && u > 0 =>
+        {
+            Ok(MoveBack::Returned(u))
+        }
+        ("ABSENT", n) if n.is_empty() => Ok(MoveBack::Absent),
+        ("FORGOTTEN", n) if n.is_empty() => Ok(MoveBack::Forgotten),
+        _ => Err(unexpected(S, &v)),
+    }
+}
+
+/// `move_in.lua`.
+pub(super) fn move_in(v: Value) -> InfraResult<MoveIn> {
+    const S: &str = "redis move_in.lua";
+    match coded(S, &v)? {
+        ("IN", n) if n.len() == 1 => Ok(MoveIn::Added),
+        ("ALREADY", n) if n.is_empty() => Ok(MoveIn::Already),
+        ("NOCACHE", n) if n.is_empty() => Ok(MoveIn::NoCache),
+        _ => Err(unexpected(S, &v)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ports::CacheState;
+
+    #[test]
+    fn shard_move_replies_decode_strictly() {
+        assert_eq!(move_out(r("OUT", &[3])).unwrap(), MoveOut::Taken(3));
+        assert_eq!(move_out(r("SHORT", &[0])).unwrap(), MoveOut::Short(0));
+        assert_eq!(move_out(r("NOCACHE", &[])).unwrap(), MoveOut::NoCache);
+        assert!(move_out(r("OUT", &[0])).is_err(), "a move takes something");
+        assert!(move_out(r("OUT", &[])).is_err());
+        assert!(move_done(r("DONE", &[])).unwrap());
+        assert!(!move_done(r("ABSENT", &[])).unwrap());
+        assert_eq!(move_back(r("BACK", &[2])).unwrap(), MoveBack::Returned(2));
+        assert_eq!(move_back(r("ABSENT", &[])).unwrap(), MoveBack::Absent);
+        assert_eq!(move_back(r("FORGOTTEN", &[])).unwrap(), MoveBack::Forgotten);
+        assert!(move_back(r("BACK", &[0])).is_err());
+        assert_eq!(move_in(r("IN", &[9])).unwrap(), MoveIn::Added);
+        assert_eq!(move_in(r("ALREADY", &[])).unwrap(), MoveIn::Already);
+        assert_eq!(move_in(r("NOCACHE", &[])).unwrap(), MoveIn::NoCache);
+        assert!(move_in(r("IN", &[])).is_err());
+    }
 
     /// `{code, values…}` with integer values.
     fn r(code: &str, values: &[i64]) -> Value {

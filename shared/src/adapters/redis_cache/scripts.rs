@@ -49,6 +49,8 @@ pub(super) struct Scripts {
     pub prune: Script,
     pub budget: Script,
     pub turn: Script,
+    pub move_out: Script,
+    pub move_in: Script,
 }
 
 impl Scripts {
@@ -66,6 +68,8 @@ impl Scripts {
             prune: s(include_str!("../../lua/prune.lua"), false),
             budget: s(include_str!("../../lua/budget.lua"), false),
             turn: s(include_str!("../../lua/turn.lua"), false),
+            move_out: s(include_str!("../../lua/move_out.lua"), false),
+            move_in: s(include_str!("../../lua/move_in.lua"), false),
         }
     }
 }

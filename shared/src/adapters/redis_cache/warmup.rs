@@ -82,7 +82,7 @@ impl RedisCache {
     ) -> InfraResult<Rebuild> {
         let k = self.keys(collection, shard);
         let nb = buckets_for(quantity);
-        let mut keys = vec![k.stock(), k.meta(), k.slices()];
+        let mut keys = vec![k.stock(), k.meta(), k.slices(), k.moves()];
         let mut args = vec![snapshot.version.to_string(), stock.to_string(), mode.to_owned(), nb.to_string()];
         // The drained slices the snapshot read: unchanged, they are all that may be registered.
         for (n, len) in &snapshot.drained_slices {

@@ -105,6 +105,8 @@ pub struct CollectionReport {
     pub trimmed: u32,
     /// Confirmed orders whose units were tallied into their buckets' confirmed counts.
     pub tallied: u32,
+    /// Shard moves a dead mover left open, finished (or called off) from DynamoDB's item.
+    pub moves_finished: u32,
     pub identity_violations: Vec<IdentityViolation>,
     pub errors: Vec<String>,
 }
@@ -227,6 +229,16 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         cr: &mut CollectionReport,
     ) -> Result<(), AppError> {
         let shards = self.spec(id).await?.cache_shards;
+        // 0. Shard moves whose mover died (open longer than any mover lives).
+        for shard in (0..shards).filter(|_| shards > 1) {
+            for m in self.cache.open_moves(id, shard).await? {
+                if m.taken_at_ms < now_ms - self.settings.reconcile_threshold_ms {
+                    let end = self.finish_move(id, &m, now_ms).await?;
+                    tracing::warn!(collection = %id, move_id = %m.id, ?end, "open shard move finished");
+                    cr.moves_finished += 1;
+                }
+            }
+        }
         // 1. Unsettled deductions and cancels, shard by shard.
         let before = now_ms - self.settings.reconcile_threshold_ms;
         for shard in 0..shards {
@@ -324,7 +336,12 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             return Ok(None);
         };
         let d = drift(cached, levels.saleable, snap.pending);
-        if d != 0 && snap.pending == 0 && snap.open_slices == 0 {
+        // (A move into this shard open elsewhere: DynamoDB may have units the shard is still to add.)
+        if d != 0
+            && snap.pending == 0
+            && snap.open_slices == 0
+            && !self.moves_into(id, rec.spec.cache_shards, shard).await?
+        {
             match self.cache.rebuild(id, shard, snap, levels.saleable, false, levels.quantity).await? {
                 Rebuild::Set(s) => {
                     tracing::warn!(collection = %id, shard, drift = d, stock = s, "drift repaired from DynamoDB");

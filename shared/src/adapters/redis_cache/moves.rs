@@ -1,0 +1,133 @@
+//! [`ShardMoves`]: Redis's side of a shard move — the donor's record and take (`move_out.lua`),
+//! the recipient's add at most once (`move_in.lua`), and the open records reconciliation finishes.
+
+use super::keys::secs;
+use super::{RedisCache, err, replies};
+use crate::domain::CollectionId;
+use crate::ports::{InfraResult, MoveBack, MoveIn, MoveOut, OpenMove, ShardMoves};
+
+/// How long a recipient remembers the moves it added: far longer than any mover or recovery
+/// lives, so none can add one twice.
+const REMEMBER_MOVES_S: i64 = 86_400;
+/// Shard 0's meta field counting the moves begun.
+const MOVES_BEGUN: &str = "mv";
+
+impl ShardMoves for RedisCache {
+    async fn shard_stocks(&self, collection: &CollectionId, shards: u32) -> InfraResult<Vec<Option<i64>>> {
+        let mut out = Vec::with_capacity(shards as usize);
+        // One GET per shard, each on its own slot, sent at once.
+        let reads = (0..shards).map(|r| {
+            let (key, mut con) = (self.keys(collection, r).stock(), self.con.clone());
+            async move { redis::cmd("GET").arg(key).query_async::<Option<i64>>(&mut con).await }
+        });
+        for s in futures::future::join_all(reads).await {
+            out.push(s.map_err(err("redis shard stocks"))?.map(|s| s - super::STOCK_BIAS));
+        }
+        Ok(out)
+    }
+
+    async fn moves_begun(&self, collection: &CollectionId) -> InfraResult<i64> {
+        let mut con = self.con.clone();
+        let n: Option<i64> = redis::cmd("HGET")
+            .arg(self.keys(collection, 0).meta())
+            .arg(MOVES_BEGUN)
+            .query_async(&mut con)
+            .await
+            .map_err(err("redis moves begun"))?;
+        Ok(n.unwrap_or(0))
+    }
+
+    async fn move_out(
+        &self,
+        collection: &CollectionId,
+        from: u32,
+        to: u32,
+        id: &str,
+        wanted: i64,
+        least: i64,
+        now_ms: i64,
+    ) -> InfraResult<MoveOut> {
+        let mut con = self.con.clone();
+        redis::cmd("HINCRBY")
+            .arg(self.keys(collection, 0).meta())
+            .arg(MOVES_BEGUN)
+            .arg(1)
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(err("redis moves begun"))?;
+        let k = self.keys(collection, from);
+        let args = [
+            "out".to_owned(),
+            id.to_owned(),
+            to.to_string(),
+            wanted.to_string(),
+            least.to_string(),
+            secs(now_ms).to_string(),
+        ];
+        let reply = self
+            .invoke("redis move_out.lua", &self.scripts.move_out, vec![k.stock(), k.meta(), k.moves()], bytes(&args))
+            .await?;
+        replies::move_out(reply)
+    }
+
+    async fn move_in(
+        &self,
+        collection: &CollectionId,
+        to: u32,
+        id: &str,
+        units: i64,
+        now_ms: i64,
+    ) -> InfraResult<MoveIn> {
+        let k = self.keys(collection, to);
+        let now = secs(now_ms);
+        let args = [id.to_owned(), units.to_string(), now.to_string(), (now - REMEMBER_MOVES_S).to_string()];
+        let reply = self
+            .invoke("redis move_in.lua", &self.scripts.move_in, vec![k.stock(), k.meta(), k.moved_in()], bytes(&args))
+            .await?;
+        replies::move_in(reply)
+    }
+
+    async fn move_done(&self, collection: &CollectionId, from: u32, id: &str) -> InfraResult<bool> {
+        let k = self.keys(collection, from);
+        let args = ["done".to_owned(), id.to_owned()];
+        let reply = self
+            .invoke("redis move_out.lua", &self.scripts.move_out, vec![k.stock(), k.meta(), k.moves()], bytes(&args))
+            .await?;
+        replies::move_done(reply)
+    }
+
+    async fn move_back(&self, collection: &CollectionId, from: u32, id: &str) -> InfraResult<MoveBack> {
+        let k = self.keys(collection, from);
+        let args = ["back".to_owned(), id.to_owned()];
+        let reply = self
+            .invoke("redis move_out.lua", &self.scripts.move_out, vec![k.stock(), k.meta(), k.moves()], bytes(&args))
+            .await?;
+        replies::move_back(reply)
+    }
+
+    async fn open_moves(&self, collection: &CollectionId, from: u32) -> InfraResult<Vec<OpenMove>> {
+        let mut con = self.con.clone();
+        let all: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(self.keys(collection, from).moves())
+            .query_async(&mut con)
+            .await
+            .map_err(err("redis open moves"))?;
+        all.into_iter()
+            .map(|(id, rec)| {
+                let mut f = rec.split(',').map(str::parse::<i64>);
+                match (f.next(), f.next(), f.next(), f.next()) {
+                    (Some(Ok(to)), Some(Ok(units)), Some(Ok(at)), None) if to >= 0 && units > 0 => {
+                        Ok(OpenMove { id, from, to: to as u32, units, taken_at_ms: at * 1000 })
+                    }
+                    _ => {
+                        Err(crate::ports::InfraError::new("redis open moves", format!("unreadable record {id}: {rec}")))
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+fn bytes(args: &[String]) -> Vec<Vec<u8>> {
+    args.iter().map(|a| a.as_bytes().to_vec()).collect()
+}

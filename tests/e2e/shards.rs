@@ -1,0 +1,163 @@
+//! Cache shards on the real stores: a collection's Redis state over several hash tags (on the
+//! local Redis Cluster, over its nodes), buyers on an empty shard served by shard moves, a dead
+//! mover's move finished by reconciliation, and one lost shard rebuilt while the others sell.
+
+use std::time::Duration;
+
+use flashstock::domain::buckets::home_shard;
+use flashstock::domain::{CollectionId, UserId};
+use flashstock::ports::{MoveLog, MoveOut, ShardMoves};
+use flashstock_e2e::TestApp;
+use futures::StreamExt;
+use serde_json::json;
+
+/// `n` buyer names whose records live on cache shard `shard` of a collection of `shards`.
+fn buyers_on(shard: u32, shards: u32, n: usize, tag: &str) -> Vec<String> {
+    (0..)
+        .map(|i| format!("{tag}{i}"))
+        .filter(|b| home_shard(&UserId::parse(b).unwrap(), shards) == shard)
+        .take(n)
+        .collect()
+}
+
+#[tokio::test]
+async fn buyers_all_on_one_shard_buy_every_unit_on_a_redis_cluster() {
+    let t = TestApp::start_cluster(TestApp::fast_options(), |_| {}).await;
+    t.collection("spread", json!({ "quantity": 30, "buckets": 3, "cacheShards": 3 })).await;
+    // The three shards' hash tags sit in three slots.
+    let mut con = t.redis.clone();
+    let mut slots = std::collections::BTreeSet::new();
+    for shard in 0..3 {
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(t.shard_keys("spread", shard).stock())
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        slots.insert(slot);
+    }
+    assert_eq!(slots.len(), 3, "{slots:?}");
+    // 40 buyers, every one homed on shard 0 (10 units there): the other shards' 20 units move to
+    // it. Each retries a retryable answer as a storefront does.
+    let buyers = buyers_on(0, 3, 40, "b");
+    let started = std::time::Instant::now();
+    let answers: Vec<(String, u16, String, Duration, Duration)> = futures::stream::iter(buyers.iter().cloned())
+        .map(|b| {
+            let t = &t;
+            async move {
+                let mut tries = 0;
+                loop {
+                    let from = started.elapsed();
+                    let a = t.reserve(&b, "spread", "o1", 1).await;
+                    tries += 1;
+                    if a.status == 503 && tries < 20 {
+                        tokio::time::sleep(Duration::from_millis(20 * tries)).await;
+                        continue;
+                    }
+                    let code = if a.status == 202 { String::new() } else { a.code().to_owned() };
+                    return (b, a.status, code, from, started.elapsed());
+                }
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let accepted: Vec<&String> = answers.iter().filter(|a| a.1 == 202).map(|a| &a.0).collect();
+    let refused: Vec<&str> = answers.iter().filter(|a| a.1 != 202).map(|a| a.2.as_str()).collect();
+    if accepted.len() != 30 {
+        let mut con = t.redis.clone();
+        let mut moves = Vec::new();
+        for r in 0..3 {
+            let m: Vec<(String, String)> =
+                redis::cmd("HGETALL").arg(t.shard_keys("spread", r).moves()).query_async(&mut con).await.unwrap();
+            moves.push(m);
+        }
+        panic!("every unit sold: {refused:?} {:?} moves {moves:?}", t.stores("spread").await);
+    }
+    assert!(refused.iter().all(|c| *c == "SOLD_OUT"), "{refused:?}");
+    // No buyer was told SOLD_OUT while a unit was left: no Try sent after that answer got one.
+    let first_sold_out = answers.iter().filter(|a| a.1 == 409).map(|a| a.4).min().expect("some sold out");
+    let late: Vec<_> = answers.iter().filter(|a| a.1 == 202 && a.3 > first_sold_out).collect();
+    assert!(late.is_empty(), "accepted after a SOLD_OUT answer: {late:?}");
+    let view = t.inspect("spread").await;
+    let shards = view.body["cacheShards"].as_array().expect("a level per shard").clone();
+    assert_eq!(shards.len(), 3);
+    assert!(shards.iter().all(|s| s["cached"] == 0), "every shard empty: {shards:?}");
+    for b in &accepted {
+        t.wait_status(b, "spread", "o1", "RESERVED", Duration::from_secs(30)).await;
+    }
+    let s = t.assert_settled("spread").await;
+    assert_eq!((s.saleable, s.redis_stock), (0, Some(0)));
+    // A cancel gives the unit back to its buyer's own shard, and the next buyer there gets it.
+    assert_eq!(t.cancel(accepted[0], "spread", "o1").await.str("status"), "CANCELLED");
+    let late = buyers_on(0, 3, 41, "b").pop().unwrap();
+    assert_eq!(t.reserve(&late, "spread", "o1", 1).await.status, 202);
+    t.wait_status(&late, "spread", "o1", "RESERVED", Duration::from_secs(30)).await;
+    t.assert_settled("spread").await;
+}
+
+#[tokio::test]
+async fn a_dead_movers_shard_moves_are_finished_by_reconciliation() {
+    let t = TestApp::start_with(TestApp::fast_options(), |c| c.reconcile_threshold_ms = 0).await;
+    t.collection("dead", json!({ "quantity": 4, "buckets": 2, "cacheShards": 2 })).await;
+    let (app, id) = (&t.stack.app, CollectionId::parse("dead").unwrap());
+    let now = flashstock::now_ms();
+    // One mover died after taking a unit from shard 0; another after DynamoDB moved its unit too.
+    assert_eq!(app.cache.move_out(&id, 0, 1, "m-taken", 1, 1, now).await.unwrap(), MoveOut::Taken(1));
+    assert_eq!(app.cache.move_out(&id, 0, 1, "m-moved", 1, 1, now).await.unwrap(), MoveOut::Taken(1));
+    app.ledger.move_between_shards(&id, "m-moved", &[(0, 1)], 1, now).await.unwrap();
+    let s = t.stores("dead").await;
+    assert_eq!(s.redis_shards, vec![(Some(0), 0), (Some(2), 0)], "two units in flight");
+    // Not rebuilt from DynamoDB while they are: shard 1's buckets hold a unit its stock lacks.
+    let report = app.reconcile_collections(std::slice::from_ref(&id), flashstock::now_ms() + 1).await;
+    let r = &report.collections["dead"];
+    assert_eq!((r.moves_finished, r.errors.len()), (2, 0), "{r:?}");
+    let s = t.assert_settled("dead").await;
+    assert_eq!(s.redis_shards, vec![(Some(1), 0), (Some(3), 0)], "one back, one moved");
+    assert_eq!(s.bucket_saleable, vec![1, 3]);
+    // A late commit of the called-off move is refused by its ABORTED item.
+    assert!(app.ledger.move_between_shards(&id, "m-taken", &[(0, 1)], 1, now).await.is_err());
+    t.assert_settled("dead").await;
+}
+
+#[tokio::test]
+async fn a_lost_shard_is_rebuilt_while_the_others_sell() {
+    let t = TestApp::start_with(TestApp::fast_options(), |c| c.reconcile_threshold_ms = 0).await;
+    t.collection("lost", json!({ "quantity": 8, "buckets": 4, "cacheShards": 2 })).await;
+    let mut con = t.redis.clone();
+    let _: () = redis::cmd("DEL").arg(t.shard_keys("lost", 1).stock()).query_async(&mut con).await.unwrap();
+    // Shard 0's buyers still buy; shard 1's are told the cache is not ready (not sold out).
+    let on0 = buyers_on(0, 2, 2, "z");
+    let on1 = buyers_on(1, 2, 1, "y");
+    assert_eq!(t.reserve(&on0[0], "lost", "o", 1).await.status, 202);
+    t.reserve(&on1[0], "lost", "o", 1).await.assert_problem(503, "CACHE_NOT_READY");
+    let report = t.stack.app.reconcile_collections(&[CollectionId::parse("lost").unwrap()], flashstock::now_ms()).await;
+    assert!(report.collections["lost"].rebuilt, "{report:?}");
+    assert_eq!(t.reserve(&on1[0], "lost", "o", 1).await.status, 202);
+    assert_eq!(t.reserve(&on0[1], "lost", "o", 1).await.status, 202);
+    for b in [&on0[0], &on0[1], &on1[0]] {
+        t.wait_status(b, "lost", "o", "RESERVED", Duration::from_secs(30)).await;
+    }
+    let s = t.assert_settled("lost").await;
+    assert_eq!(s.redis_stock, Some(5));
+}
+
+#[tokio::test]
+async fn cache_shards_must_divide_the_buckets() {
+    let t = TestApp::start().await;
+    for (body, why) in [
+        (json!({ "quantity": 5, "buckets": 4, "cacheShards": 3 }), "not a divisor"),
+        (json!({ "quantity": 5, "cacheShards": 0 }), "zero"),
+        (json!({ "quantity": 5, "buckets": 2, "cacheShards": 4 }), "more than the buckets"),
+        (json!({ "quantity": 5, "cacheShards": "2" }), "a string"),
+    ] {
+        let a = t.create("bad-shards", body).await;
+        a.assert_problem(400, "INVALID_FIELD");
+        assert!(a.body.to_string().contains("cacheShards"), "{why}: {}", a.body);
+    }
+    // Like the bucket count, the shard count never changes after creation.
+    t.collection("fixed", json!({ "quantity": 5, "buckets": 2, "cacheShards": 2 })).await;
+    t.create("fixed", json!({ "quantity": 5, "buckets": 2, "cacheShards": 1 }))
+        .await
+        .assert_problem(409, "SETTINGS_IMMUTABLE");
+}
