@@ -161,3 +161,79 @@ async fn cache_shards_must_divide_the_buckets() {
         .await
         .assert_problem(409, "SETTINGS_IMMUTABLE");
 }
+
+#[tokio::test]
+async fn every_step_of_a_shard_move_makes_a_rebuild_read_before_it_step_aside() {
+    use flashstock::ports::{CacheWarmup, Rebuild};
+    let t = TestApp::start().await;
+    t.collection("steps", json!({ "quantity": 10, "buckets": 2, "cacheShards": 2 })).await;
+    let (app, id) = (&t.stack.app, CollectionId::parse("steps").unwrap());
+    let now = flashstock::now_ms();
+    // The donor read (stock and version) after its take, DynamoDB read after the move committed:
+    // once the move is done, a repair from those reads would give the donor the units back.
+    assert_eq!(app.cache.move_out(&id, 0, 1, "m1", 2, 2, now).await.unwrap(), MoveOut::Taken(2));
+    let donor = app.cache.snapshot(&id, 0).await.unwrap();
+    app.ledger.move_between_shards(&id, "m1", &[(0, 2)], 1, now).await.unwrap();
+    assert_eq!(app.cache.move_in(&id, 1, "m1", 2, now).await.unwrap(), flashstock::ports::MoveIn::Added);
+    assert!(app.cache.move_done(&id, 0, "m1").await.unwrap());
+    assert_eq!(app.cache.rebuild(&id, 0, &donor, 5, false, 5).await.unwrap(), Rebuild::Race);
+    // A recipient whose stock key was lost, read before a move's units reached its buckets: the
+    // move's add (nothing added, the id recorded) makes that rebuild step aside too.
+    let mut con = t.redis.clone();
+    let _: () = redis::cmd("DEL").arg(t.shard_keys("steps", 1).stock()).query_async(&mut con).await.unwrap();
+    let recipient = app.cache.snapshot(&id, 1).await.unwrap();
+    assert_eq!(recipient.stock, None);
+    assert_eq!(app.cache.move_out(&id, 0, 1, "m2", 1, 1, now).await.unwrap(), MoveOut::Taken(1));
+    app.ledger.move_between_shards(&id, "m2", &[(0, 1)], 1, now).await.unwrap();
+    assert_eq!(app.cache.move_in(&id, 1, "m2", 1, now).await.unwrap(), flashstock::ports::MoveIn::NoCache);
+    assert!(app.cache.move_done(&id, 0, "m2").await.unwrap());
+    assert_eq!(app.cache.rebuild(&id, 1, &recipient, 7, true, 5).await.unwrap(), Rebuild::Race);
+    // Rebuilt from fresh reads, both shards match their buckets.
+    let report = app.reconcile_collections(std::slice::from_ref(&id), flashstock::now_ms()).await;
+    assert!(report.collections["steps"].errors.is_empty(), "{report:?}");
+    let s = t.assert_settled("steps").await;
+    assert_eq!(s.redis_shards, vec![(Some(2), 0), (Some(8), 0)]);
+}
+
+#[tokio::test]
+async fn the_storefront_contract_holds_on_every_shard_of_a_collection_on_a_redis_cluster() {
+    let t = TestApp::start_cluster(TestApp::manual_options(), |c| c.reconcile_threshold_ms = 0).await;
+    t.collection("pact", json!({ "quantity": 12, "buckets": 6, "cacheShards": 3, "perUserLimit": 2 })).await;
+    let wait = Duration::from_secs(30);
+    for shard in 0..3 {
+        let [a, b, c]: [String; 3] = buyers_on(shard, 3, 3, &format!("p{shard}-")).try_into().unwrap();
+        // A replay answers what the first Try did; another quantity for the same id is refused.
+        let first = t.reserve(&a, "pact", "o1", 1).await;
+        assert_eq!(first.status, 202, "{}", first.body);
+        let again = t.reserve(&a, "pact", "o1", 1).await;
+        assert_eq!((again.status, &again.body), (202, &first.body));
+        t.reserve(&a, "pact", "o1", 2).await.assert_problem(409, "IDEMPOTENCY_MISMATCH");
+        // The per-user limit counts the buyer's orders on their shard.
+        assert_eq!(t.reserve(&a, "pact", "o2", 1).await.status, 202);
+        t.reserve(&a, "pact", "o3", 1).await.assert_problem(409, "LIMIT_EXCEEDED");
+        // A cancel before persist leaves a tombstone: the late Try is refused.
+        assert_eq!(t.reserve(&b, "pact", "o1", 1).await.status, 202);
+        assert_eq!(t.cancel(&b, "pact", "o1").await.str("status"), "CANCELLED");
+        t.reserve(&b, "pact", "o1", 1).await.assert_problem(409, "ORDER_CANCELLED");
+        // An empty rollback: a cancel of an order never tried, then its Try.
+        assert_eq!(t.cancel(&c, "pact", "ghost").await.str("status"), "CANCELLED");
+        t.reserve(&c, "pact", "ghost", 1).await.assert_problem(409, "ORDER_CANCELLED");
+        t.deliver_reservations(10).await;
+        t.wait_status(&a, "pact", "o1", "RESERVED", wait).await;
+        assert_eq!(t.confirm("pact", &a, "o1").await.str("status"), "CONFIRMED");
+        assert_eq!(t.cancel(&a, "pact", "o2").await.str("status"), "CANCELLED");
+        // Another buyer's order with the same id is their own.
+        assert_eq!(t.status(&c, "pact", "o1").await.status, 404);
+    }
+    // 3 confirmed of 12; a buyer asking for more than is left is told how many are.
+    let d = buyers_on(1, 3, 1, "q").pop().unwrap();
+    let short = t.reserve(&d, "pact", "big", 2).await;
+    assert_eq!(short.status, 202, "9 units are left over the shards: {}", short.body);
+    t.deliver_reservations(10).await;
+    let report = t.stack.app.reconcile(flashstock::now_ms()).await.unwrap();
+    assert_eq!((report.identity_violations, report.errors), (0, 0), "{report:?}");
+    let s = t.assert_settled("pact").await;
+    assert_eq!((s.saleable, s.redis_stock), (7, Some(7)));
+    let view = t.inspect("pact").await;
+    assert_eq!(view.body["cacheShards"].as_array().map(Vec::len), Some(3));
+}

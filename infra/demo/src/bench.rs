@@ -251,11 +251,25 @@ impl BenchApp {
     /// Creates and warms a collection of `quantity` units over `buckets` stock buckets.
     pub async fn collection_in(&self, id: &str, quantity: u64, buckets: Option<u32>) -> anyhow::Result<CollectionId> {
         let id = CollectionId::parse(id)?;
-        let spec = CollectionSpec::parse(Some(quantity as i64), None, None, buckets.map(i64::from), None)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        self.app.create_collection(&id, &spec, flashstock::now_ms()).await?;
-        self.app.warm_up(&id).await?;
+        self.collection_spread(&id, quantity, buckets, None).await?;
         Ok(id)
+    }
+
+    /// Creates and warms collection `id` of `quantity` units over `buckets` stock buckets and
+    /// `shards` cache shards (defaults where `None`).
+    pub async fn collection_spread(
+        &self,
+        id: &CollectionId,
+        quantity: u64,
+        buckets: Option<u32>,
+        shards: Option<u32>,
+    ) -> anyhow::Result<()> {
+        let spec =
+            CollectionSpec::parse(Some(quantity as i64), None, None, buckets.map(i64::from), shards.map(i64::from))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.app.create_collection(id, &spec, flashstock::now_ms()).await?;
+        self.app.warm_up(id).await?;
+        Ok(())
     }
 
     /// `n` accepted Tries, `concurrency` at a time (through the use case, not HTTP).

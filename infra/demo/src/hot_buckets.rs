@@ -20,6 +20,8 @@ use crate::bench::BenchApp;
 #[derive(Debug, Clone, Default)]
 pub struct BucketsRun {
     pub buckets: u32,
+    /// Cache shards (1, or as many as buckets: each shard's Redis stock mirrors one bucket).
+    pub shards: u32,
     pub orders: usize,
     /// Wall time of persist, all batches (consumers at once).
     pub persist_s: f64,
@@ -57,13 +59,13 @@ fn take(b: &BenchApp) -> (f64, u64) {
 pub async fn run(
     stack: &flashstock_local::stack::Stack,
     orders: usize,
-    buckets: u32,
+    (buckets, shards): (u32, u32),
     consumers: usize,
     at_once: usize,
 ) -> anyhow::Result<BucketsRun> {
     let b = BenchApp::new(stack, |s| s.emit_emf = false).await?;
-    let name = format!("bk{buckets}-{}", ulid::Ulid::new().to_string().to_lowercase());
-    let id = b.collection_in(&name, orders as u64, Some(buckets)).await?;
+    let id = CollectionId::parse(&format!("bk{buckets}s{shards}-{}", ulid::Ulid::new().to_string().to_lowercase()))?;
+    b.collection_spread(&id, orders as u64, Some(buckets), Some(shards)).await?;
     // The Tries: real deductions, their messages left on the stack's queue (no pollers run).
     let tried: Vec<anyhow::Result<()>> = futures::stream::iter(0..orders)
         .map(|i| {
@@ -76,7 +78,15 @@ pub async fn run(
                     user: k.user.clone(),
                     quantity: 1,
                 };
-                b.app.reserve(input, flashstock::now_ms()).await?;
+                // A Try that met a shard move answers 503 (retryable): retried as a storefront does.
+                for attempt in 1..=50u64 {
+                    match b.app.reserve(input.clone(), flashstock::now_ms()).await {
+                        Err(AppError::Unavailable(_)) if attempt < 50 => {
+                            tokio::time::sleep(std::time::Duration::from_millis(5 * attempt)).await
+                        }
+                        other => return other.map(|_| ()).map_err(anyhow::Error::from),
+                    }
+                }
                 Ok(())
             }
         })
@@ -109,6 +119,7 @@ pub async fn run(
     let (wcu, chain) = take(&b);
     let mut run = BucketsRun {
         buckets,
+        shards,
         orders,
         persist_s,
         persist_chain_per_1000: chain as f64 * 1_000.0 / orders as f64,
@@ -228,31 +239,34 @@ pub async fn section(
     tiny: bool,
     runs: u32,
     md: &mut String,
-) -> anyhow::Result<Vec<(u32, Vec<BucketsRun>)>> {
+) -> anyhow::Result<Vec<((u32, u32), Vec<BucketsRun>)>> {
     use flashstock_local::stack::{Stack, StackOptions};
     use std::fmt::Write as _;
-    let (orders, counts): (usize, &[u32]) = if tiny { (150, &[1, 16]) } else { (6_000, &[1, 16, 64]) };
+    // (stock buckets, cache shards): one shard, or a shard per bucket (Redis takes each order
+    // from its buyer's own bucket's stock, so persist never meets a short bucket).
+    let (orders, counts): (usize, &[(u32, u32)]) =
+        if tiny { (150, &[(1, 1), (16, 16)]) } else { (6_000, &[(1, 1), (16, 1), (16, 16), (64, 1), (64, 64)]) };
     let (consumers, at_once) = (4, 200);
     let stack = Stack::launch(&format!("{prefix}-bk"), redis_url, StackOptions::handlers_only(), |c| {
         c.emit_emf = false;
     })
     .await?;
-    let mut all: Vec<(u32, Vec<BucketsRun>)> = counts.iter().map(|&k| (k, Vec::new())).collect();
+    let mut all: Vec<((u32, u32), Vec<BucketsRun>)> = counts.iter().map(|&k| (k, Vec::new())).collect();
     for _ in 0..runs {
         for (k, rs) in &mut all {
             let r = run(&stack, orders, *k, consumers, at_once).await?;
-            eprintln!("buckets {k}: {r:?}");
+            eprintln!("buckets/shards {k:?}: {r:?}");
             rs.push(r);
         }
     }
     writeln!(md, "## 9. One hot drop's durable side over stock buckets\n")?;
     writeln!(
         md,
-        "{orders} real Tries of one unit on one collection holding {orders}, on 1, 16 and 64 stock buckets, in one run ({runs} runs of each, interleaved; cells median (min–max)). Persist: batches of 1,000 (the template's), {consumers} consumers at once, taking the buckets' write turns. Then a third of the orders confirmed (each a write of its order alone) and tallied into their buckets as reconciliation does (counted with the confirms), a third cancelled by the buyer, {at_once} calls in flight, and a third timed out by timers in batches of 10. DynamoDB is the local emulator with conflict semantics (`infra/moto_serial.py`, 10 ms in flight per request, one request served at a time). Requests, write units (from the request bodies by DynamoDB's rules: 1 per KB per item, ×2 in a transaction) and each stock item's transactions (attempts cancelled for conflicts included) are counted on the wire. The floor for a durable order is one conditional put of its own item, 1 WCU (2 inside a transaction).\n"
+        "{orders} real Tries of one unit on one collection holding {orders}, on 1, 16 and 64 stock buckets (with one cache shard, and with a cache shard per bucket), in one run ({runs} runs of each, interleaved; cells median (min–max)). Persist: batches of 1,000 (the template's), {consumers} consumers at once, taking the buckets' write turns. Then a third of the orders confirmed (each a write of its order alone) and tallied into their buckets as reconciliation does (counted with the confirms), a third cancelled by the buyer, {at_once} calls in flight, and a third timed out by timers in batches of 10. DynamoDB is the local emulator with conflict semantics (`infra/moto_serial.py`, 10 ms in flight per request, one request served at a time). Requests, write units (from the request bodies by DynamoDB's rules: 1 per KB per item, ×2 in a transaction) and each stock item's transactions (attempts cancelled for conflicts included) are counted on the wire. The floor for a durable order is one conditional put of its own item, 1 WCU (2 inside a transaction).\n"
     )?;
     writeln!(
         md,
-        "| buckets | persist s | longest chain on one item per 1,000 durable orders | persist transactions | WCU per durable order | confirms + cancels s | longest chain on one item (confirms with their tally, cancels) | 503s | WCU per confirm (its tally included) | WCU per cancel | WCU per timed-out order | FAILED | identity failures |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| buckets | cache shards | persist s | longest chain on one item per 1,000 durable orders | persist transactions | WCU per durable order | confirms + cancels s | longest chain on one item (confirms with their tally, cancels) | 503s | WCU per confirm (its tally included) | WCU per cancel | WCU per timed-out order | FAILED | identity failures |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )?;
     for (k, rs) in &all {
         let col = |f: &dyn Fn(&BucketsRun) -> f64| {
@@ -262,7 +276,9 @@ pub async fn section(
         };
         writeln!(
             md,
-            "| {k} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            k.0,
+            k.1,
             col(&|r| r.persist_s),
             col(&|r| r.persist_chain_per_1000),
             col(&|r| r.persist_transactions as f64),

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use flashstock::domain::buckets::home_shard;
-use flashstock::domain::{CollectionId, CollectionSpec, OrderId, OrderKey, UserId};
+use flashstock::domain::{CollectionId, OrderId, OrderKey, UserId};
 use flashstock::ports::{DeductRequest, OrderCache};
 use flashstock_local::stack::{Stack, StackOptions};
 use futures::StreamExt;
@@ -23,14 +23,17 @@ use crate::bench::{BenchApp, median};
 pub struct SpreadRun {
     pub shards: u32,
     pub tries: usize,
-    /// Σ usec of every command per primary, per Try, the busiest first.
+    /// Each primary's CPU time (user + sys), µs per Try, the busiest first.
+    pub node_cpu_per_try: Vec<f64>,
+    /// Σ usec of every command per primary, per Try, the busiest first (wall time inside the
+    /// commands: inflated when primaries share cores and one is descheduled mid-command).
     pub node_usec_per_try: Vec<f64>,
     pub tries_per_s: f64,
 }
 
 impl SpreadRun {
     pub fn busiest(&self) -> f64 {
-        self.node_usec_per_try.iter().copied().fold(0.0, f64::max)
+        self.node_cpu_per_try.first().copied().unwrap_or(f64::NAN)
     }
 }
 
@@ -71,81 +74,96 @@ async fn command_usec(con: &mut redis::aio::MultiplexedConnection) -> anyhow::Re
         .sum())
 }
 
-/// A collection id whose `shards` cache shards' hash tags sit on `shards` different nodes.
+/// A primary's CPU time so far, µs (`used_cpu_user` + `used_cpu_sys`).
+async fn cpu_usec(con: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<f64> {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(con).await?;
+    let field = |name: &str| -> f64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    Ok((field("used_cpu_user") + field("used_cpu_sys")) * 1e6)
+}
+
+/// A collection id whose `shards` cache shards' hash tags sit on `shards` different primaries,
+/// none of them in `taken`, with the primary (index in `nodes`) of each shard.
 async fn spread_id(
     con: &mut impl redis::aio::ConnectionLike,
     nodes: &[(String, Vec<(i64, i64)>)],
     prefix: &str,
     tag: &str,
     shards: u32,
-) -> anyhow::Result<CollectionId> {
+    taken: &[usize],
+) -> anyhow::Result<(CollectionId, Vec<usize>)> {
     for i in 0..10_000 {
         let id = CollectionId::parse(&format!("{tag}-{i}"))?;
-        let mut seen = std::collections::BTreeSet::new();
+        let mut on = Vec::new();
         for r in 0..shards {
             let key = flashstock::adapters::redis_cache::Keys::new(prefix, &id, r).stock();
             let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query_async(con).await?;
             let node = nodes.iter().position(|(_, rs)| rs.iter().any(|&(lo, hi)| (lo..=hi).contains(&slot)));
-            seen.insert(node);
+            on.extend(node);
         }
-        if seen.len() == shards as usize {
-            return Ok(id);
+        let distinct: std::collections::BTreeSet<usize> = on.iter().copied().collect();
+        if distinct.len() == shards as usize && on.iter().all(|n| !taken.contains(n)) {
+            return Ok((id, on));
         }
     }
-    anyhow::bail!("no collection id spreads over {shards} nodes")
+    anyhow::bail!("no collection id spreads over {shards} free primaries")
 }
 
-async fn create(b: &BenchApp, id: &CollectionId, quantity: u64, buckets: u32, shards: u32) -> anyhow::Result<()> {
-    let spec =
-        CollectionSpec::parse(Some(quantity as i64), None, None, Some(i64::from(buckets)), Some(i64::from(shards)))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    b.app.create_collection(id, &spec, flashstock::now_ms()).await?;
-    b.app.warm_up(id).await?;
-    Ok(())
-}
+/// One collection's Tries in a spread run: id, cache shards, Tries, Tries in flight.
+type Job = (CollectionId, u32, usize, usize);
 
-/// One spread run: `tries` Tries of distinct buyers, `concurrency` in flight.
+/// Runs `jobs` at once, each Try the Try's one Redis call (distinct buyers, stock to spare):
+/// each primary's CPU and time inside commands over the run (µs), and the run's seconds.
 async fn spread_run(
     b: &BenchApp,
     nodes: &mut [(String, redis::aio::MultiplexedConnection)],
-    id: &CollectionId,
-    shards: u32,
-    tries: usize,
-    concurrency: usize,
-) -> anyhow::Result<SpreadRun> {
+    jobs: &[Job],
+) -> anyhow::Result<(Vec<f64>, Vec<f64>, f64)> {
+    let mut cpu_before = Vec::new();
     for (_, con) in nodes.iter_mut() {
         let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(con).await?;
+        cpu_before.push(cpu_usec(con).await?);
     }
     let started = Instant::now();
     let now = flashstock::now_ms();
-    let done: Vec<anyhow::Result<()>> = futures::stream::iter(0..tries)
-        .map(|i| async move {
-            let key = OrderKey::new(id.clone(), UserId::parse(&format!("s{i}"))?, OrderId::parse("o")?);
-            let req = DeductRequest {
-                key: &key,
-                shards,
-                quantity: 1,
-                now_ms: now,
-                per_user_limit: None,
-                budget: None,
-                stale_before_ms: now - 1_080_000,
-            };
-            match b.app.cache.deduct(&req).await? {
-                flashstock::ports::DeductOutcome::Accepted { .. } => Ok(()),
-                other => anyhow::bail!("a Try with stock to spare answered {other:?}"),
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    done.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    let drive = |(id, shards, tries, in_flight): &Job| {
+        let (id, shards) = (id.clone(), *shards);
+        futures::stream::iter(0..*tries)
+            .map(move |i| {
+                let id = id.clone();
+                async move {
+                    let key = OrderKey::new(id, UserId::parse(&format!("s{i}"))?, OrderId::parse("o")?);
+                    let req = DeductRequest {
+                        key: &key,
+                        shards,
+                        quantity: 1,
+                        now_ms: now,
+                        per_user_limit: None,
+                        budget: None,
+                        stale_before_ms: now - 1_080_000,
+                    };
+                    match b.app.cache.deduct(&req).await? {
+                        flashstock::ports::DeductOutcome::Accepted { .. } => Ok(()),
+                        other => anyhow::bail!("a Try with stock to spare answered {other:?}"),
+                    }
+                }
+            })
+            .buffer_unordered(*in_flight)
+            .collect::<Vec<anyhow::Result<()>>>()
+    };
+    let done = futures::future::join_all(jobs.iter().map(drive)).await;
+    done.into_iter().flatten().collect::<anyhow::Result<Vec<()>>>()?;
     let seconds = started.elapsed().as_secs_f64();
-    let mut node_usec_per_try = Vec::new();
-    for (_, con) in nodes.iter_mut() {
-        node_usec_per_try.push(command_usec(con).await? / tries as f64);
+    let (mut cpu, mut inside) = (Vec::new(), Vec::new());
+    for ((_, con), before) in nodes.iter_mut().zip(cpu_before) {
+        cpu.push(cpu_usec(con).await? - before);
+        inside.push(command_usec(con).await?);
     }
-    node_usec_per_try.sort_by(|a, b| b.total_cmp(a));
-    Ok(SpreadRun { shards, tries, node_usec_per_try, tries_per_s: tries as f64 / seconds })
+    Ok((cpu, inside, seconds))
 }
 
 /// What the sell-out whose buyers all hash to one shard came to.
@@ -168,7 +186,7 @@ pub struct StrandRun {
 async fn strand_run(stack: &Stack, b: &BenchApp, units: usize) -> anyhow::Result<StrandRun> {
     let shards = 3;
     let id = CollectionId::parse(&format!("strand-{}", ulid::Ulid::new().to_string().to_lowercase()))?;
-    create(b, &id, units as u64, 3, shards).await?;
+    b.collection_spread(&id, units as u64, Some(3), Some(shards)).await?;
     let buyers: Vec<UserId> = (0..)
         .map(|i| UserId::parse(&format!("h{i}")))
         .filter_map(Result::ok)
@@ -256,10 +274,37 @@ pub async fn section(cluster_url: &str, prefix: &str, tiny: bool, runs: u32, md:
     let key_prefix = stack.config.key_prefix.clone();
     let mut spread: Vec<SpreadRun> = Vec::new();
     for run in 0..runs {
-        for shards in [1, 3] {
-            let id = spread_id(&mut seed, &layout, &key_prefix, &format!("sp{shards}r{run}"), shards).await?;
-            create(&b, &id, (tries * 2) as u64, 3, shards).await?;
-            spread.push(spread_run(&b, &mut nodes, &id, shards, tries, concurrency).await?);
+        for shards in [1u32, 3] {
+            // One shard: the collection on one primary, and two other one-shard collections
+            // driven alike on the other two, so that every primary is as busy as with three
+            // shards (three primaries and the driver share this machine's cores either way).
+            // Three shards: the collection alone, over the three primaries. Each primary has
+            // `concurrency` Tries in flight: its CPU per call falls with its load (more commands
+            // per read and per event-loop turn), and the cap is at full load.
+            let (id, on) =
+                spread_id(&mut seed, &layout, &key_prefix, &format!("sp{shards}r{run}"), shards, &[]).await?;
+            b.collection_spread(&id, (tries * 2) as u64, Some(3), Some(shards)).await?;
+            let mut jobs: Vec<Job> = vec![(id, shards, tries, concurrency * shards as usize)];
+            let mut taken = on.clone();
+            for c in 0..(3 - shards) {
+                let (other, at) =
+                    spread_id(&mut seed, &layout, &key_prefix, &format!("co{c}r{run}"), 1, &taken).await?;
+                b.collection_spread(&other, (tries * 2) as u64, Some(3), Some(1)).await?;
+                taken.extend(at);
+                jobs.push((other, 1, tries, concurrency));
+            }
+            let (cpu, inside, seconds) = spread_run(&b, &mut nodes, &jobs).await?;
+            let mut node_cpu_per_try: Vec<f64> = on.iter().map(|&n| cpu[n] / tries as f64).collect();
+            let mut node_usec_per_try: Vec<f64> = on.iter().map(|&n| inside[n] / tries as f64).collect();
+            node_cpu_per_try.sort_by(|a, b| b.total_cmp(a));
+            node_usec_per_try.sort_by(|a, b| b.total_cmp(a));
+            spread.push(SpreadRun {
+                shards,
+                tries,
+                node_cpu_per_try,
+                node_usec_per_try,
+                tries_per_s: tries as f64 / seconds,
+            });
         }
     }
     let strand = strand_run(&stack, &b, if tiny { 60 } else { 600 }).await?;
@@ -285,30 +330,32 @@ fn write(
     writeln!(md, "\n## 12. One hot drop over cache shards (local Redis Cluster)\n")?;
     writeln!(
         md,
-        "The local cluster: {} primaries, no replicas, all on this machine's {cores} cores with the driver (so each primary had at most one core, shared). **Spread**: {tries} Tries of distinct buyers ({concurrency} in flight), the Try's one Redis call through the adapter, on a collection with stock to spare over 1 cache shard and over 3 whose hash tags sit on the three primaries; {runs} runs of each, interleaved. Redis time is every command's `usec` summed per primary (`INFO commandstats`, reset before each run), per Try; the busiest primary is what caps one collection. Measured; the model for an ElastiCache cluster is in docs/HOT-DROP-MODEL.md.\n",
+        "The local cluster: {} primaries, no replicas, all on this machine's {cores} cores with the driver (so each primary had at most one core, shared). **Spread**: {tries} Tries of distinct buyers, the Try's one Redis call through the adapter, on a collection with stock to spare over 1 cache shard and over 3 whose hash tags sit on the three primaries; {runs} runs of each, interleaved. Every primary is equally busy in both cases, {concurrency} Tries in flight on each: with one shard, two other one-shard collections are driven alike on the other two primaries at the same time (so that three primaries and the driver share the cores in both cases), and only the collection's own primary is counted. Redis CPU is a primary's `used_cpu_user` + `used_cpu_sys` over the run (the engine, its I/O and its timers), per Try of the collection; the busiest of the collection's primaries is what caps it. Driven Tries/s are the collection's. Next to it, the time inside the commands (every command's `usec` summed, `INFO commandstats`, reset before each run), which a primary descheduled mid-command inflates when three share two cores. Measured; the model for an ElastiCache cluster is in docs/HOT-DROP-MODEL.md.\n",
         layout.len()
     )?;
     writeln!(
         md,
-        "| cache shards | busiest primary, µs per Try | primaries from the busiest, µs per Try (medians) | all primaries, µs per Try | driven Tries/s |"
+        "| cache shards | busiest primary's CPU, µs per Try | the collection's primaries' CPU from the busiest, µs per Try (medians) | time inside commands, busiest / all of its primaries, µs per Try | driven Tries/s |"
     )?;
     writeln!(md, "| --- | --- | --- | --- | --- |")?;
     let mut busiest = Vec::new();
     for shards in [1, 3] {
         let rs: Vec<&SpreadRun> = spread.iter().filter(|r| r.shards == shards).collect();
         let b = median(&mut rs.iter().map(|r| r.busiest()).collect::<Vec<_>>());
-        let nodes: Vec<String> = (0..layout.len())
-            .map(|n| format!("{:.2}", median(&mut rs.iter().map(|r| r.node_usec_per_try[n]).collect::<Vec<_>>()).0))
+        let nodes: Vec<String> = (0..shards as usize)
+            .map(|n| format!("{:.2}", median(&mut rs.iter().map(|r| r.node_cpu_per_try[n]).collect::<Vec<_>>()).0))
             .collect();
         let rate = median(&mut rs.iter().map(|r| r.tries_per_s).collect::<Vec<_>>());
+        let inside = median(&mut rs.iter().map(|r| r.node_usec_per_try[0]).collect::<Vec<_>>());
         let all = median(&mut rs.iter().map(|r| r.node_usec_per_try.iter().sum::<f64>()).collect::<Vec<_>>());
         writeln!(
             md,
-            "| {shards} | {:.2} ({:.2}–{:.2}) | {} | {:.2} | {:.0} ({:.0}–{:.0}) |",
+            "| {shards} | {:.2} ({:.2}–{:.2}) | {} | {:.2} / {:.2} | {:.0} ({:.0}–{:.0}) |",
             b.0,
             b.1,
             b.2,
             nodes.join(" / "),
+            inside.0,
             all.0,
             rate.0,
             rate.1,
@@ -318,7 +365,7 @@ fn write(
     }
     writeln!(
         md,
-        "\nBusiest primary with 3 shards / with 1: **{:.2}×** (the bar: ≤ 0.4×). Driven Tries/s are this machine's: the driver and three primaries share {cores} cores, so they show the cluster taking the load, not what AWS would.\n",
+        "\nBusiest primary's CPU per Try with 3 shards / with 1: **{:.3}×** (the bar: ≤ 0.4×). Driven Tries/s are this machine's: the driver and three primaries share {cores} cores, so they show the cluster taking the load, not what AWS would.\n",
         busiest[1] / busiest[0]
     )?;
     writeln!(

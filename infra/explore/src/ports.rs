@@ -11,7 +11,7 @@ use flashstock::ports::prelude::*;
 use flashstock::ports::{
     CacheEntry, CacheProbe, CacheSnapshot, CollectionRecord, CreateOutcome, DeductOutcome, DeductRequest, InfraError,
     InfraResult, Landing, MoveBack, MoveIn, MoveOut, MoveState, OpenMove, OrderRecord, Rebuild, Released,
-    ReservationMessage, SettleAs, TimeoutMessage, Tombstone, Trimmed, Untallied, WriteError,
+    ReservationMessage, SettleAs, ShardLevel, TimeoutMessage, Tombstone, Trimmed, Untallied, WriteError,
 };
 
 use crate::gate::{Fault, Gate};
@@ -98,8 +98,7 @@ gated!(CacheWarmup for RedisCache {
 });
 
 gated!(ShardMoves for RedisCache {
-    fn shard_stocks(collection: &CollectionId, shards: u32) -> InfraResult<Vec<Option<i64>>> = "redis shard stocks";
-    fn moves_begun(collection: &CollectionId) -> InfraResult<i64> = "redis moves begun";
+    fn shard_levels(collection: &CollectionId, shards: u32) -> InfraResult<Vec<ShardLevel>> = "redis shard_level.lua";
     fn move_out(collection: &CollectionId, from: u32, to: u32, id: &str, wanted: i64, least: i64, now_ms: i64)
         -> InfraResult<MoveOut> = "redis move_out.lua";
     fn move_in(collection: &CollectionId, to: u32, id: &str, units: i64, now_ms: i64) -> InfraResult<MoveIn>

@@ -101,8 +101,9 @@ impl<C: CacheWarmup + ShardMoves, L: Catalog + Tallies + MoveLog, Q> App<C, L, Q
                 }
                 Rebuild::Busy => {
                     return Err(AppError::Unavailable(format!(
-                        "more than {MAX_ORDERS_WITH_LEVELS} deductions or cancels are unsettled: warm-up waits until \
-                         fewer are (reconciliation rebuilds the stock by itself once they have); retry shortly"
+                        "more than {MAX_ORDERS_WITH_LEVELS} deductions or cancels are unsettled, or stock is moving \
+                         between cache shards: warm-up waits until that settles (reconciliation rebuilds the stock by \
+                         itself once it has); retry shortly"
                     )));
                 }
                 Rebuild::Race => super::backoff(attempt).await,

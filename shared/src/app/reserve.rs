@@ -150,13 +150,15 @@ impl<C: OrderCache + ShardMoves, L: Catalog + MoveLog, Q: Queue> App<C, L, Q> {
             return Ok(outcome);
         }
         let shard = home_shard(&req.key.user, req.shards);
+        // The Try spent its request of the buyer budget in its first deduction.
+        let again = DeductRequest { budget: None, ..req.clone() };
         for _ in 0..SHARD_MOVES_PER_TRY {
             if !matches!(outcome, DeductOutcome::SoldOut | DeductOutcome::Insufficient { .. }) {
                 return Ok(outcome);
             }
             let need = i64::from(req.quantity);
             match self.refill_shard(&req.key.collection, req.shards, shard, need, now_ms).await? {
-                ShardRefill::Moved => outcome = self.cache.deduct(req).await?,
+                ShardRefill::Moved => outcome = self.cache.deduct(&again).await?,
                 ShardRefill::Empty => return Ok(DeductOutcome::SoldOut),
                 ShardRefill::Short(available) => return Ok(DeductOutcome::Insufficient { available }),
                 ShardRefill::Busy => break,

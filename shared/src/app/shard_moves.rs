@@ -11,7 +11,9 @@
 use super::{App, AppError, backoff};
 use crate::domain::CollectionId;
 use crate::domain::buckets::{shard_donors, shard_move_units, shard_recipient};
-use crate::ports::{Catalog, ItemFailure, MoveBack, MoveLog, MoveOut, MoveState, OpenMove, ShardMoves, WriteError};
+use crate::ports::{
+    Catalog, ItemFailure, MoveBack, MoveLog, MoveOut, MoveState, OpenMove, ShardLevel, ShardMoves, WriteError,
+};
 
 /// Attempts of a move's transaction against conflicting writers before it is called off.
 const MOVE_ATTEMPTS: u32 = 4;
@@ -25,9 +27,9 @@ pub(crate) enum ShardRefill {
     Moved,
     /// Every shard is empty.
     Empty,
-    /// Fewer units than the order needs in any one donor: the most this buyer could get.
+    /// No other shard holds any, and this one fewer than the order needs: what it holds.
     Short(i64),
-    /// A shard's stock key is missing, or the move was taken from under it or called off: the
+    /// A shard's stock key is missing, or moves kept meeting others or were called off: the
     /// buyer retries shortly.
     Busy,
 }
@@ -43,10 +45,13 @@ pub enum MoveEnd {
 
 impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
     /// Brings units to shard `to`, `need` short, from the richest other shard (half of its stock,
-    /// at least what is missing). Before it calls the collection empty (or short), it finishes
-    /// the moves open on any shard and reads the stocks again: units in flight between two
-    /// shards are in neither's stock, and their mover may have died. Finishing is safe alongside a live mover (every step is
-    /// idempotent, and a move not yet committed is called off for good first).
+    /// at least what is missing or all it has). With no other shard holding any, it finishes the
+    /// moves open on every shard and looks again: units in flight between two shards are in
+    /// neither's stock, and their mover may have died. Finishing is safe alongside a live mover
+    /// (every step is idempotent; a move not yet committed is called off for good first). Units
+    /// leave a shard's stock only by a deduction or by a move, which counts itself in the same
+    /// call (`ShardLevel::moves_out`), so a second look with every count unchanged is sure: the
+    /// collection is empty (or short) then.
     pub(crate) async fn refill_shard(
         &self,
         id: &CollectionId,
@@ -55,50 +60,48 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
         need: i64,
         now_ms: i64,
     ) -> Result<ShardRefill, AppError> {
-        let mut finished_open = false;
-        let mut begun = self.cache.moves_begun(id).await?;
+        let mut first: Option<Vec<ShardLevel>> = None;
         for _ in 0..REFILL_ROUNDS {
-            let Some(stocks) = self.cache.shard_stocks(id, shards).await?.into_iter().collect::<Option<Vec<i64>>>()
-            else {
-                return Ok(ShardRefill::Busy);
-            };
-            let here = stocks.get(to as usize).copied().unwrap_or(0).max(0);
+            let levels = self.cache.shard_levels(id, shards).await?;
+            let stock = |r: u32| levels.get(r as usize).and_then(|l| l.stock);
+            let Some(here) = stock(to).map(|s| s.max(0)) else { return Ok(ShardRefill::Busy) };
             if here >= need {
                 return Ok(ShardRefill::Moved);
             }
             let missing = need - here;
-            let donor = (0..shards).filter(|&r| r != to).max_by_key(|&r| (stocks[r as usize], std::cmp::Reverse(r)));
-            let Some((from, has)) = donor.map(|r| (r, stocks[r as usize])).filter(|&(_, has)| has >= missing) else {
-                // Looked at again after the open moves, even with none: one that ended between the
-                // two reads has put its units in its recipient by then. And no move may have
-                // begun since the first look: units given back to a donor can be taken into a new
-                // move between two reads and be in neither.
-                if !finished_open {
+            let donor = (0..shards)
+                .filter(|&r| r != to)
+                .filter_map(|r| stock(r).map(|s| (r, s)))
+                .filter(|&(_, s)| s > 0)
+                .max_by_key(|&(r, s)| (s, std::cmp::Reverse(r)));
+            if let Some((from, has)) = donor {
+                let move_id = ulid::Ulid::new().to_string();
+                let (wanted, least) = (shard_move_units(has, missing), missing.min(has));
+                match self.cache.move_out(id, from, to, &move_id, wanted, least, now_ms).await? {
+                    MoveOut::Taken(units) => {
+                        let m = OpenMove { id: move_id, from, to, units, taken_at_ms: now_ms };
+                        return Ok(match self.carry(id, shards, &m, now_ms).await? {
+                            MoveEnd::Moved => ShardRefill::Moved,
+                            MoveEnd::CalledOff => ShardRefill::Busy,
+                        });
+                    }
+                    // Taken from under us meanwhile: look again.
+                    MoveOut::Short(_) | MoveOut::NoCache => first = None,
+                }
+                continue;
+            }
+            match &first {
+                Some(before) if before.iter().zip(&levels).all(|(a, b)| a.moves_out == b.moves_out) => {
+                    // A lost shard may hold units: not sure of anything until it is rebuilt.
+                    if levels.iter().any(|l| l.stock.is_none()) {
+                        return Ok(ShardRefill::Busy);
+                    }
+                    return Ok(if here == 0 { ShardRefill::Empty } else { ShardRefill::Short(here) });
+                }
+                _ => {
                     self.finish_open_moves(id, shards, now_ms).await?;
-                    finished_open = true;
-                    continue;
+                    first = Some(levels);
                 }
-                let now_begun = self.cache.moves_begun(id).await?;
-                if now_begun != begun {
-                    (begun, finished_open) = (now_begun, false);
-                    continue;
-                }
-                let best = donor.map_or(0, |r| stocks[r as usize].max(0));
-                return Ok(if here + best == 0 { ShardRefill::Empty } else { ShardRefill::Short(here + best) });
-            };
-            let move_id = ulid::Ulid::new().to_string();
-            let wanted = shard_move_units(has, missing);
-            match self.cache.move_out(id, from, to, &move_id, wanted, missing, now_ms).await? {
-                MoveOut::Taken(units) => {
-                    let m = OpenMove { id: move_id, from, to, units, taken_at_ms: now_ms };
-                    return Ok(match self.carry(id, shards, &m, now_ms).await? {
-                        MoveEnd::Moved => ShardRefill::Moved,
-                        MoveEnd::CalledOff => ShardRefill::Busy,
-                    });
-                }
-                // Taken from under us meanwhile: look again.
-                MoveOut::Short(_) => {}
-                MoveOut::NoCache => return Ok(ShardRefill::Busy),
             }
         }
         Ok(ShardRefill::Busy)
@@ -119,7 +122,11 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
     /// DynamoDB's half of a move the donor has taken, then the recipient's and the donor's
     /// records; a transaction that does not commit sends the move to [`Self::finish_move`].
     async fn carry(&self, id: &CollectionId, shards: u32, m: &OpenMove, now_ms: i64) -> Result<MoveEnd, AppError> {
-        let rec = self.ledger.collection(id).await?.ok_or(AppError::CollectionNotFound)?;
+        let rec = match self.ledger.collection(id).await {
+            Ok(Some(rec)) => rec,
+            // Nothing committed: the move is called off now rather than left to a helper.
+            Ok(None) | Err(_) => return self.finish_move(id, m, now_ms).await,
+        };
         let saleable: Vec<i64> = rec.buckets.iter().map(|b| b.saleable).collect();
         let from = shard_donors(&saleable, m.from, shards, m.units);
         let to = shard_recipient(&saleable, m.to, shards);
@@ -165,8 +172,13 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
         }
         match state {
             Some(MoveState::Moved) => {
-                self.cache.move_in(id, m.to, &m.id, m.units, now_ms).await?;
-                self.cache.move_done(id, m.from, &m.id).await?;
+                // Only while the donor's record is open: a finisher working from a list read
+                // earlier must not add a move finished since (the recipient may have lost its
+                // memory of move ids with its stock, and been rebuilt with these units).
+                if self.cache.open_moves(id, m.from).await?.iter().any(|o| o.id == m.id) {
+                    self.cache.move_in(id, m.to, &m.id, m.units, now_ms).await?;
+                    self.cache.move_done(id, m.from, &m.id).await?;
+                }
                 Ok(MoveEnd::Moved)
             }
             Some(MoveState::Aborted) => {

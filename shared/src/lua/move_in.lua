@@ -10,12 +10,13 @@
 -- ARGV[1] move id, ARGV[2] units, ARGV[3] now (s), ARGV[4] forget ids applied before (s)
 -- Returns {"IN", stock} added now | {"ALREADY"} added before | {"NOCACHE"} the stock key is
 -- missing: the id is recorded as applied, nothing added (a rebuild from DynamoDB counts the
--- units, which are in this shard's buckets there already)
+-- units, which are in this shard's buckets there already). Both of the first and the last bump
+-- ver: a rebuild that read DynamoDB before the move committed must not go ahead.
 local id = ARGV[1]
 if redis.call('ZSCORE', KEYS[3], id) then return {'ALREADY'} end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[3], id)
+redis.call('HINCRBY', KEYS[2], 'ver', 1)
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOCACHE'} end
 local s = redis.call('INCRBY', KEYS[1], ARGV[2])
-redis.call('HINCRBY', KEYS[2], 'ver', 1)
 return {'IN', s - STOCK_BIAS}

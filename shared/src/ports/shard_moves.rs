@@ -19,6 +19,16 @@ pub struct OpenMove {
     pub taken_at_ms: i64,
 }
 
+/// One cache shard's stock and its count of moves taken from it, read together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardLevel {
+    /// `None`: the stock key is missing.
+    pub stock: Option<i64>,
+    /// Moves taken from this shard so far: unchanged between two looks, none of its units went
+    /// into a move in between.
+    pub moves_out: i64,
+}
+
 /// The donor's answer to taking units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MoveOut {
@@ -64,18 +74,14 @@ pub enum MoveState {
 
 /// Redis's side of shard moves.
 pub trait ShardMoves: Send + Sync + 'static {
-    /// Each of the collection's cache shards' stock, shard 0 first (`None`: key missing).
-    fn shard_stocks(
+    /// Each of the collection's cache shards' level, shard 0 first (one call per shard, at once).
+    fn shard_levels(
         &self,
         collection: &CollectionId,
         shards: u32,
-    ) -> impl Future<Output = InfraResult<Vec<Option<i64>>>> + Send;
-    /// How many moves of the collection have begun (a count on shard 0, bumped by every
-    /// [`Self::move_out`] before it takes anything): unchanged across two looks at the shards,
-    /// no units were taken into a move in between.
-    fn moves_begun(&self, collection: &CollectionId) -> impl Future<Output = InfraResult<i64>> + Send;
+    ) -> impl Future<Output = InfraResult<Vec<ShardLevel>>> + Send;
     /// Takes up to `wanted` units (at least `least`) from shard `from` for shard `to`, recording
-    /// move `id` (after counting it begun).
+    /// move `id` and counting it in the donor's level.
     #[allow(clippy::too_many_arguments)]
     fn move_out(
         &self,

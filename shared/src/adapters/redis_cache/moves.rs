@@ -4,37 +4,25 @@
 use super::keys::secs;
 use super::{RedisCache, err, replies};
 use crate::domain::CollectionId;
-use crate::ports::{InfraResult, MoveBack, MoveIn, MoveOut, OpenMove, ShardMoves};
+use crate::ports::{InfraResult, MoveBack, MoveIn, MoveOut, OpenMove, ShardLevel, ShardMoves};
 
 /// How long a recipient remembers the moves it added: far longer than any mover or recovery
 /// lives, so none can add one twice.
 const REMEMBER_MOVES_S: i64 = 86_400;
-/// Shard 0's meta field counting the moves begun.
-const MOVES_BEGUN: &str = "mv";
 
 impl ShardMoves for RedisCache {
-    async fn shard_stocks(&self, collection: &CollectionId, shards: u32) -> InfraResult<Vec<Option<i64>>> {
-        let mut out = Vec::with_capacity(shards as usize);
-        // One GET per shard, each on its own slot, sent at once.
+    async fn shard_levels(&self, collection: &CollectionId, shards: u32) -> InfraResult<Vec<ShardLevel>> {
+        // One script call per shard, each on its own slot, sent at once.
         let reads = (0..shards).map(|r| {
-            let (key, mut con) = (self.keys(collection, r).stock(), self.con.clone());
-            async move { redis::cmd("GET").arg(key).query_async::<Option<i64>>(&mut con).await }
+            let k = self.keys(collection, r);
+            async move {
+                let reply = self
+                    .invoke("redis shard_level.lua", &self.scripts.shard_level, vec![k.stock(), k.meta()], vec![])
+                    .await?;
+                replies::shard_level(reply)
+            }
         });
-        for s in futures::future::join_all(reads).await {
-            out.push(s.map_err(err("redis shard stocks"))?.map(|s| s - super::STOCK_BIAS));
-        }
-        Ok(out)
-    }
-
-    async fn moves_begun(&self, collection: &CollectionId) -> InfraResult<i64> {
-        let mut con = self.con.clone();
-        let n: Option<i64> = redis::cmd("HGET")
-            .arg(self.keys(collection, 0).meta())
-            .arg(MOVES_BEGUN)
-            .query_async(&mut con)
-            .await
-            .map_err(err("redis moves begun"))?;
-        Ok(n.unwrap_or(0))
+        futures::future::join_all(reads).await.into_iter().collect()
     }
 
     async fn move_out(
@@ -47,14 +35,6 @@ impl ShardMoves for RedisCache {
         least: i64,
         now_ms: i64,
     ) -> InfraResult<MoveOut> {
-        let mut con = self.con.clone();
-        redis::cmd("HINCRBY")
-            .arg(self.keys(collection, 0).meta())
-            .arg(MOVES_BEGUN)
-            .arg(1)
-            .query_async::<()>(&mut con)
-            .await
-            .map_err(err("redis moves begun"))?;
         let k = self.keys(collection, from);
         let args = [
             "out".to_owned(),

@@ -12,7 +12,7 @@ use redis::Value;
 
 use super::codec::state_of;
 use super::keys::secs;
-use crate::ports::{DeductOutcome, InfraError, InfraResult, MoveBack, MoveIn, MoveOut, Rebuild, Released};
+use crate::ports::{DeductOutcome, InfraError, InfraResult, MoveBack, MoveIn, MoveOut, Rebuild, Released, ShardLevel};
 
 fn unexpected(script: &'static str, v: &Value) -> InfraError {
     InfraError::new(script, format!("unexpected reply {v:?}"))
@@ -190,6 +190,26 @@ pub(super) fn move_back(v: Value) -> InfraResult<MoveBack> {
     }
 }
 
+/// `shard_level.lua`.
+pub(super) fn shard_level(v: Value) -> InfraResult<ShardLevel> {
+    const S: &str = "redis shard_level.lua";
+    match coded(S, &v)? {
+        ("LEVEL", n)
+            if let [stock, mo] = n[..]
+                && mo >= 0 =>
+        {
+            Ok(ShardLevel { stock: Some(stock), moves_out: mo })
+        }
+        ("NOCACHE", n)
+            if let [mo] = n[..]
+                && mo >= 0 =>
+        {
+            Ok(ShardLevel { stock: None, moves_out: mo })
+        }
+        _ => Err(unexpected(S, &v)),
+    }
+}
+
 /// `move_in.lua`.
 pub(super) fn move_in(v: Value) -> InfraResult<MoveIn> {
     const S: &str = "redis move_in.lua";
@@ -223,6 +243,10 @@ mod tests {
         assert_eq!(move_in(r("ALREADY", &[])).unwrap(), MoveIn::Already);
         assert_eq!(move_in(r("NOCACHE", &[])).unwrap(), MoveIn::NoCache);
         assert!(move_in(r("IN", &[])).is_err());
+        assert_eq!(shard_level(r("LEVEL", &[4, 2])).unwrap(), ShardLevel { stock: Some(4), moves_out: 2 });
+        assert_eq!(shard_level(r("NOCACHE", &[1])).unwrap(), ShardLevel { stock: None, moves_out: 1 });
+        assert!(shard_level(r("LEVEL", &[4])).is_err());
+        assert!(shard_level(r("NOCACHE", &[])).is_err());
     }
 
     /// `{code, values…}` with integer values.

@@ -51,6 +51,7 @@ pub(super) struct Scripts {
     pub turn: Script,
     pub move_out: Script,
     pub move_in: Script,
+    pub shard_level: Script,
 }
 
 impl Scripts {
@@ -70,6 +71,7 @@ impl Scripts {
             turn: s(include_str!("../../lua/turn.lua"), false),
             move_out: s(include_str!("../../lua/move_out.lua"), false),
             move_in: s(include_str!("../../lua/move_in.lua"), false),
+            shard_level: s(include_str!("../../lua/shard_level.lua"), false),
         }
     }
 }
