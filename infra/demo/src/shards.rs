@@ -1,11 +1,11 @@
 //! BENCHMARKS.md section 12: one hot drop's Tries over cache shards, on the local three-node Redis
-//! Cluster. **Spread**: the same drop's Tries (the Try's one Redis call, `deduct.lua` through the
-//! adapter, on a collection with stock to spare) on one cache shard and on three whose hash tags
-//! sit on the three nodes, runs interleaved: each node's Redis time per Try (`INFO commandstats`,
-//! every command's `usec` summed, reset before each run) and the driven Tries/s. **Nothing
-//! stranded**: a sell-out over three shards whose buyers all hash to one of them, through the
-//! whole Try (SQS included) and persist: every unit sold, no buyer told SOLD_OUT while one was
-//! left, every shard and DynamoDB at 0.
+//! Cluster. **Spread**: the Try's one Redis call (`deduct.lua` through the adapter) on a collection
+//! with stock to spare, over one cache shard (two other one-shard collections driven alike on the
+//! other primaries) and over three on the three primaries, runs interleaved: each primary's CPU
+//! time per Try (`used_cpu_user` + `used_cpu_sys`), the time inside commands next to it
+//! (`INFO commandstats`), and the driven Tries/s. **Nothing stranded**: a sell-out over three
+//! shards whose buyers all hash to one of them, through the whole Try (SQS included) and persist:
+//! every unit sold, no buyer told SOLD_OUT while one was left, every shard and DynamoDB at 0.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -76,14 +76,7 @@ async fn command_usec(con: &mut redis::aio::MultiplexedConnection) -> anyhow::Re
 
 /// A primary's CPU time so far, µs (`used_cpu_user` + `used_cpu_sys`).
 async fn cpu_usec(con: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<f64> {
-    let info: String = redis::cmd("INFO").arg("cpu").query_async(con).await?;
-    let field = |name: &str| -> f64 {
-        info.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}:")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
-    Ok((field("used_cpu_user") + field("used_cpu_sys")) * 1e6)
+    Ok(crate::bench::redis_stats(con).await?.cpu_seconds * 1e6)
 }
 
 /// A collection id whose `shards` cache shards' hash tags sit on `shards` different primaries,

@@ -196,8 +196,8 @@ pub fn pairs() -> Vec<Scenario> {
         bucketed(1, sc("move-persist-reconcile", &[Op(Try(1))], &[Reconcile, Persist])),
         bucketed(1, sc("move-persist-timeout", &[Op(Try(1)), Op(Persist), Redeliver(1)], &[Persist, Timeout(1)])),
         bucketed(1, sc("moved-cancel-confirm", &[Op(Try(1)), Op(Persist)], &[Cancel(1), Confirm(1)])),
-        // Cache shards: buyer 1's Try moves the unit from shard 0 while buyer 0 takes it there;
-        // one of them must get it.
+        // Cache shards: buyer 1's Try, on an empty shard 1, and its replay: the unit in shard 0
+        // must reach one of them. Then the two buyers racing for it, and moves against the rest.
         Scenario { must_accept: vec![1], ..sharded(1, sc("shard-move-try-replay", &[], &[Try(1), Try(1)])) },
         sharded(1, sc("shard-move-try-try", &[], &[Try(1), Try(0)])),
         sharded(1, sc("shard-move-try-reconcile", &[], &[Try(1), Reconcile])),

@@ -1,6 +1,7 @@
 //! The use cases, written against the ports: Try ([`reserve`]), Persist ([`persist`]), status
 //! ([`status`]), admin ([`admin`]), the second phase: [`confirm`], [`cancel`] and [`timeouts`]
-//! (timers and the expiry sweep), and [`reconcile`] with its [`tally`] of confirmed units.
+//! (timers and the expiry sweep), [`reconcile`] with its [`tally`] of confirmed units, and
+//! [`shard_moves`] (units carried to a buyer's empty cache shard).
 //! [`App`] holds the adapters built once per process plus per-instance caches.
 
 pub mod admin;

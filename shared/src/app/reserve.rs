@@ -1,4 +1,5 @@
-//! Try: take stock at order time in Redis (one Lua script), then hand the order to SQS.
+//! Try: take stock at order time in Redis (one Lua script, on the buyer's cache shard; units are
+//! moved over from other shards when it is short), then hand the order to SQS.
 //!
 //! A deduction is never undone here: once `deduct.lua` took stock, the order's message may have
 //! reached SQS even when the send reports a failure (the answer can be lost on its way back), so
@@ -49,7 +50,8 @@ impl<C: OrderCache + ShardMoves, L: Catalog + MoveLog, Q: Queue> App<C, L, Q> {
     /// # Errors
     /// `RateLimited`, `CollectionNotFound`, `InvalidField(quantity)`, `SoldOut`, `InsufficientStock`,
     /// `LimitExceeded`, `IdempotencyMismatch` (this buyer's order id with another quantity),
-    /// `Refused(Tombstoned)`, `CacheNotReady`,
+    /// `Refused(Tombstoned)`, `CacheNotReady`, `Unavailable` (stock kept moving between cache
+    /// shards, or one is being rebuilt: nothing taken),
     /// `Unconfirmed` (taken, but its message could not be confirmed queued: retry the same order
     /// id), `Infra`.
     pub async fn reserve(&self, input: ReserveInput, now_ms: i64) -> Result<Accepted, AppError> {

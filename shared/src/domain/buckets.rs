@@ -1,8 +1,10 @@
 //! Stock buckets: a collection's durable stock is split over `buckets` DynamoDB items so that its
 //! writes run on that many chains at once (docs/DESIGN.md#stock-buckets). A buyer's orders live in
-//! the buyer's home bucket; when a bucket runs dry, units move to it from the others in one
-//! transaction. Everything here is the pure planning: where a buyer lives, how a quantity is
-//! first split, and which buckets give how much when one runs dry.
+//! the buyer's home bucket; when a bucket runs dry, units move to it from the others of its cache
+//! shard in one transaction. A collection's Redis state is split over cache shards lined up with
+//! the buckets (docs/DESIGN.md#cache-shards). Everything here is the pure planning: where a buyer
+//! lives (bucket and shard), how a quantity is first split, which buckets give how much when one
+//! runs dry, and what a shard move carries from which buckets to which.
 
 use xxhash_rust::xxh3::xxh3_64;
 

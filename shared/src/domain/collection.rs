@@ -277,6 +277,29 @@ mod tests {
     }
 
     #[test]
+    fn a_cache_shard_is_sized_for_its_stock_buckets_and_old_specs_have_one() {
+        // 10 over 4 buckets is [3, 3, 2, 2]; two shards hold buckets {0, 2} and {1, 3}.
+        let s = CollectionSpec::parse(Some(10), None, None, Some(4), Some(2)).unwrap();
+        assert_eq!((s.shard_quantity(0), s.shard_quantity(1)), (5, 5));
+        let s = CollectionSpec::parse(Some(11), None, None, Some(4), Some(4)).unwrap();
+        assert_eq!((0..4).map(|r| s.shard_quantity(r)).collect::<Vec<_>>(), vec![3, 3, 3, 2]);
+        assert_eq!(CollectionSpec::parse(Some(7), None, None, Some(2), None).unwrap().shard_quantity(0), 7);
+        // A spec stored before cache shards reads as one.
+        let old = r#"{"quantity":5,"perUserLimit":null,"paymentWindowSeconds":900,"maxPerOrder":10,"buckets":2}"#;
+        assert_eq!(serde_json::from_str::<CollectionSpec>(old).unwrap().cache_shards, 1);
+    }
+
+    #[test]
+    fn saleable_at_the_bounds_is_no_violation() {
+        let at = |saleable| StockLevels { quantity: 4, saleable, reserved: 4 - saleable, confirmed: 0 }.violations();
+        assert!(at(0).is_empty() && at(4).is_empty());
+        assert_eq!(
+            StockLevels { quantity: 4, saleable: -1, reserved: 5, confirmed: 0 }.violations(),
+            vec![IdentityViolation::SaleableOutOfBounds { saleable: -1, quantity: 4 }]
+        );
+    }
+
+    #[test]
     fn buckets_are_checked_each_and_together() {
         let a = StockLevels { quantity: 6, saleable: 2, reserved: 3, confirmed: 1 };
         let b = StockLevels { quantity: 4, saleable: 4, reserved: 0, confirmed: 0 };

@@ -1,4 +1,4 @@
--- rebuild.lua: set a collection's stock from DynamoDB, compare-and-set on the version read in a
+-- rebuild.lua: set one cache shard's stock from its stock buckets in DynamoDB, compare-and-set on the version read in a
 -- snapshot taken before DynamoDB was read, so no concurrent settle or cancel is overwritten. Only
 -- while the time index is empty: with a deduction or a cancel intent unsettled, DynamoDB's
 -- saleable may or may not include it yet (persist commits before it settles, a cancel returns in

@@ -1,8 +1,8 @@
 //! Ports: what the use cases need from the outside world, shaped around how they use it.
 //!
 //! - [`StockCache`]: the fast filter (Redis): per-collection stock, the per-order entries that make
-//!   Try idempotent, and the time-indexed log of deductions not yet known durable, all in the
-//!   collection's slot and keyed by the buyer-scoped order.
+//!   Try idempotent, and the time-indexed log of deductions not yet known durable, each order's
+//!   in its buyer's cache shard's slot, keyed by the buyer-scoped order.
 //! - [`Ledger`]: the durable truth (DynamoDB): collections, reservations, tombstones.
 //! - [`ShardMoves`] and [`MoveLog`]: units carried between a collection's cache shards, Redis's
 //!   side and DynamoDB's.

@@ -262,8 +262,8 @@ pub trait CacheWarmup: Send + Sync + 'static {
     /// Sets the shard's stock to its stock buckets' `saleable` minus the snapshot's pending units
     /// if the version is still the snapshot's (take the snapshot before reading DynamoDB);
     /// `only_if_missing` leaves a live stock key alone (warm-up), otherwise refuses while any
-    /// time slice is open. `quantity` (its stock buckets') sizes its Redis structures the first
-    /// time.
+    /// time slice is open; either refuses while a shard move from the shard is open. `quantity`
+    /// (its stock buckets') sizes its Redis structures the first time.
     fn rebuild(
         &self,
         collection: &CollectionId,

@@ -605,7 +605,7 @@ async fn history(cli: &Cli, redis_url: &str, prefix: &str, md: &mut String) -> a
     }
     writeln!(
         md,
-        "\nAn idle collection costs four Redis reads (one pipeline on its slot: stock, slice count, mark, last visit) and a hundredth of a BatchGetItem per run; an active one costs what section 6 measures. On AWS the run's length is set by the active collections (8 at a time) and the probe (Redis pipelines 64 deep, 10 BatchGetItems per 1,000 collections), and a run starts no collection after its 40 s budget: the rest wait for the next minute's run, which takes the longest unvisited first.\n"
+        "\nAn idle collection costs four Redis reads per cache shard (one pipeline on the shard's slot: stock, slice count, mark, last visit) and a hundredth of a BatchGetItem per run; an active one costs what section 6 measures. On AWS the run's length is set by the active collections (8 at a time) and the probe (Redis pipelines 64 deep, 10 BatchGetItems per 1,000 collections), and a run starts no collection after its 40 s budget: the rest wait for the next minute's run, which takes the longest unvisited first.\n"
     )?;
     Ok(())
 }

@@ -68,21 +68,11 @@ impl ShardMoves for RedisCache {
     }
 
     async fn move_done(&self, collection: &CollectionId, from: u32, id: &str) -> InfraResult<bool> {
-        let k = self.keys(collection, from);
-        let args = ["done".to_owned(), id.to_owned()];
-        let reply = self
-            .invoke("redis move_out.lua", &self.scripts.move_out, vec![k.stock(), k.meta(), k.moves()], bytes(&args))
-            .await?;
-        replies::move_done(reply)
+        replies::move_done(self.on_record(collection, from, "done", id).await?)
     }
 
     async fn move_back(&self, collection: &CollectionId, from: u32, id: &str) -> InfraResult<MoveBack> {
-        let k = self.keys(collection, from);
-        let args = ["back".to_owned(), id.to_owned()];
-        let reply = self
-            .invoke("redis move_out.lua", &self.scripts.move_out, vec![k.stock(), k.meta(), k.moves()], bytes(&args))
-            .await?;
-        replies::move_back(reply)
+        replies::move_back(self.on_record(collection, from, "back", id).await?)
     }
 
     async fn open_moves(&self, collection: &CollectionId, from: u32) -> InfraResult<Vec<OpenMove>> {
@@ -105,6 +95,16 @@ impl ShardMoves for RedisCache {
                 }
             })
             .collect()
+    }
+}
+
+impl RedisCache {
+    /// `move_out.lua` in `mode` (`done` or `back`) on the donor's record of move `id`.
+    async fn on_record(&self, collection: &CollectionId, from: u32, mode: &str, id: &str) -> InfraResult<redis::Value> {
+        let k = self.keys(collection, from);
+        let args = [mode.to_owned(), id.to_owned()];
+        self.invoke("redis move_out.lua", &self.scripts.move_out, vec![k.stock(), k.meta(), k.moves()], bytes(&args))
+            .await
     }
 }
 

@@ -1,6 +1,7 @@
 //! [`TimeIndex`]: reconciliation's side of Redis. The time index (slices listing the buckets
 //! whose buyers logged an order in them) is scanned for orders due, re-logged, trimmed of
-//! settled entries and pruned of empty slices; each collection is probed and its visits noted.
+//! settled entries and pruned of empty slices, shard by shard; each collection's cache shards are
+//! probed (mark and visit on shard 0) and its visits noted.
 
 use std::collections::BTreeSet;
 

@@ -1,5 +1,6 @@
-//! [`WriteTurns`]: a stock bucket's write turn (`turn.lua`), taken by every DynamoDB transaction
-//! on the bucket's item so that they queue instead of conflicting.
+//! [`WriteTurns`]: a stock bucket's write turn (`turn.lua`, on shard 0's tag), taken by every
+//! DynamoDB transaction on the bucket's item but a shard move's, so that they queue instead of
+//! conflicting.
 
 use std::time::Duration;
 

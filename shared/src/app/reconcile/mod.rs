@@ -1,15 +1,17 @@
 //! Reconciliation (every minute): heals what a lost message, a crash or a lost cache left behind,
 //! race-free, and reports what it did.
 //!
-//! A run lists the collections, then reads a few figures of each, batched (the stock, the
-//! registered time slices, the mark its last clean run left; DynamoDB's levels, 100 per
+//! A run lists the collections, then reads a few figures of each, batched (the stock and the
+//! registered time slices summed over its cache shards, the mark its last clean run left; DynamoDB's levels, 100 per
 //! request): a collection whose figures are exactly the ones its mark records, with no time
 //! slice registered and nothing reserved, is idle and skipped (nothing happened to it since,
 //! see [`is_idle`]).
 //! The others are reconciled a few at a time, longest unvisited first, started while the run is
 //! inside its time budget; the rest wait for the next run, which takes them first.
 //!
-//! Per collection:
+//! Per collection, each step on every one of its cache shards (docs/DESIGN.md#cache-shards):
+//! 0. **Shard moves** a dead mover left open longer than the threshold: finished from DynamoDB's
+//!    move item, or called off ([`super::shard_moves`]).
 //! 1. **Unsettled entries** logged before the threshold (the time index lists only where
 //!    deductions and cancels not yet known durable were logged, so the cost grows with those,
 //!    not with history):
