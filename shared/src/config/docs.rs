@@ -35,7 +35,7 @@ pub const MEANINGS: [(&str, &str); 27] = [
     ),
     (
         SOLD_OUT_FLAG_MS,
-        "per-instance sold-out flag lifetime: while up, a Try of an unknown order id answers 409 SOLD_OUT without touching the collection's Redis shard (a known one still gets its original answer)",
+        "per-instance sold-out flag lifetime: while up, a Try of an unknown order id answers 409 SOLD_OUT without touching the buyer's cache shard (a known one still gets its original answer)",
     ),
     (
         RECONCILE_THRESHOLD_MS,
