@@ -107,16 +107,14 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
         Ok(ShardRefill::Busy)
     }
 
-    /// Finishes every move open on the collection's shards ([`Self::finish_move`]): how many.
-    pub async fn finish_open_moves(&self, id: &CollectionId, shards: u32, now_ms: i64) -> Result<u32, AppError> {
-        let mut n = 0;
+    /// Finishes every move open on the collection's shards ([`Self::finish_move`]).
+    async fn finish_open_moves(&self, id: &CollectionId, shards: u32, now_ms: i64) -> Result<(), AppError> {
         for from in 0..shards {
             for m in self.cache.open_moves(id, from).await? {
                 self.finish_move(id, &m, now_ms).await?;
-                n += 1;
             }
         }
-        Ok(n)
+        Ok(())
     }
 
     /// DynamoDB's half of a move the donor has taken, then the recipient's and the donor's
@@ -137,7 +135,8 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
             match self.ledger.move_between_shards(id, &m.id, &from, to, now_ms).await {
                 Ok(()) => {
                     tracing::info!(collection = %id, from = m.from, to = m.to, units = m.units, "stock moved between shards");
-                    return self.finish_move(id, m, now_ms).await;
+                    // Committed here: the item need not be read back.
+                    return self.complete_move(id, m, now_ms).await;
                 }
                 Err(WriteError::Cancelled(r))
                     if r.iter().all(|f| matches!(f, ItemFailure::None | ItemFailure::Retryable)) =>
@@ -171,16 +170,7 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
             backoff(attempt).await;
         }
         match state {
-            Some(MoveState::Moved) => {
-                // Only while the donor's record is open: a finisher working from a list read
-                // earlier must not add a move finished since (the recipient may have lost its
-                // memory of move ids with its stock, and been rebuilt with these units).
-                if self.cache.open_moves(id, m.from).await?.iter().any(|o| o.id == m.id) {
-                    self.cache.move_in(id, m.to, &m.id, m.units, now_ms).await?;
-                    self.cache.move_done(id, m.from, &m.id).await?;
-                }
-                Ok(MoveEnd::Moved)
-            }
+            Some(MoveState::Moved) => self.complete_move(id, m, now_ms).await,
             Some(MoveState::Aborted) => {
                 if let MoveBack::Returned(u) = self.cache.move_back(id, m.from, &m.id).await? {
                     tracing::info!(collection = %id, shard = m.from, units = u, "shard move called off; units back");
@@ -190,6 +180,18 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
             }
             None => Err(AppError::Unavailable(format!("shard move {} of {id} neither committed nor called off", m.id))),
         }
+    }
+
+    /// The Redis steps of a committed move: the recipient adds the units, the donor forgets its
+    /// record. Only while that record is open: a finisher working from a list read earlier must
+    /// not add a move finished since (the recipient may have lost its memory of move ids with its
+    /// stock, and been rebuilt with these units).
+    async fn complete_move(&self, id: &CollectionId, m: &OpenMove, now_ms: i64) -> Result<MoveEnd, AppError> {
+        if self.cache.open_moves(id, m.from).await?.iter().any(|o| o.id == m.id) {
+            self.cache.move_in(id, m.to, &m.id, m.units, now_ms).await?;
+            self.cache.move_done(id, m.from, &m.id).await?;
+        }
+        Ok(MoveEnd::Moved)
     }
 
     /// Whether a move into shard `to` is open on another shard: a rebuild of `to` from DynamoDB
