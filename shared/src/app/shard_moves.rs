@@ -110,9 +110,25 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
     /// Finishes every move open on the collection's shards ([`Self::finish_move`]).
     async fn finish_open_moves(&self, id: &CollectionId, shards: u32, now_ms: i64) -> Result<(), AppError> {
         for from in 0..shards {
-            for m in self.cache.open_moves(id, from).await? {
-                self.finish_move(id, &m, now_ms).await?;
-            }
+            self.finish_moves_from(id, from, i64::MAX, now_ms, &mut 0).await?;
+        }
+        Ok(())
+    }
+
+    /// Finishes the moves open from shard `from` that were taken before `taken_before_ms`
+    /// (reconciliation's: those whose mover is dead), counting each in `finished`.
+    pub(crate) async fn finish_moves_from(
+        &self,
+        id: &CollectionId,
+        from: u32,
+        taken_before_ms: i64,
+        now_ms: i64,
+        finished: &mut u32,
+    ) -> Result<(), AppError> {
+        for m in self.cache.open_moves(id, from).await?.iter().filter(|m| m.taken_at_ms < taken_before_ms) {
+            let end = self.finish_move(id, m, now_ms).await?;
+            tracing::warn!(collection = %id, move_id = %m.id, ?end, "open shard move finished");
+            *finished += 1;
         }
         Ok(())
     }

@@ -234,7 +234,8 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         // 0. Shard moves whose mover died (open longer than any mover lives). A failure here is
         // reported and the run goes on: the rest heals regardless, and rebuilds wait for the move.
         for shard in (0..shards).filter(|_| shards > 1) {
-            if let Err(e) = self.finish_old_moves(id, shard, now_ms, cr).await {
+            let before = now_ms - self.settings.reconcile_threshold_ms;
+            if let Err(e) = self.finish_moves_from(id, shard, before, now_ms, &mut cr.moves_finished).await {
                 tracing::error!(collection = %id, shard, error = %e, "open shard moves not finished; the next run tries again");
                 cr.errors.push(e.to_string());
             }
@@ -313,24 +314,6 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             mark = passes_done.then(|| reconcile_mark(stock, &rec.levels, now_ms));
         }
         self.cache.note_reconciled(id, now_ms, mark.as_deref()).await?;
-        Ok(())
-    }
-
-    /// Finishes the moves open from `shard` for longer than the threshold.
-    async fn finish_old_moves(
-        &self,
-        id: &CollectionId,
-        shard: u32,
-        now_ms: i64,
-        cr: &mut CollectionReport,
-    ) -> Result<(), AppError> {
-        for m in self.cache.open_moves(id, shard).await? {
-            if m.taken_at_ms < now_ms - self.settings.reconcile_threshold_ms {
-                let end = self.finish_move(id, &m, now_ms).await?;
-                tracing::warn!(collection = %id, move_id = %m.id, ?end, "open shard move finished");
-                cr.moves_finished += 1;
-            }
-        }
         Ok(())
     }
 
