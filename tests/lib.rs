@@ -176,6 +176,11 @@ impl TestApp {
         self.call("POST", &format!("/v1/admin/collections/{collection}/warmup"), "op", ADMIN, None).await
     }
 
+    /// Raises the collection's cache shards (`body`: the request's JSON).
+    pub async fn raise(&self, collection: &str, body: Value) -> Answer {
+        self.call("POST", &format!("/v1/admin/collections/{collection}/cache-shards"), "op", ADMIN, Some(body)).await
+    }
+
     /// Creates and warms a collection of `quantity` units.
     pub async fn collection(&self, collection: &str, body: Value) {
         let a = self.create(collection, body).await;
@@ -280,7 +285,7 @@ impl TestApp {
         let mut con = self.redis.clone();
         let stored = flashstock::adapters::redis_cache::stored_stock(units);
         let _: () =
-            redis::cmd("SET").arg(self.keys(collection).stock()).arg(stored).query_async(&mut con).await.unwrap();
+            redis::cmd("SET").arg(self.keys(collection).stock(1)).arg(stored).query_async(&mut con).await.unwrap();
     }
 
     /// The Redis keys of the collection's cache shard 0 (its only one unless created with more).

@@ -263,6 +263,7 @@ fn every_route_of_the_contract_reaches_its_function() {
     let want: BTreeMap<(String, String), String> = [
         ("PUT", "/v1/admin/collections/{collectionId}", "ApiFunction"),
         ("POST", "/v1/admin/collections/{collectionId}/warmup", "ApiFunction"),
+        ("POST", "/v1/admin/collections/{collectionId}/cache-shards", "ApiFunction"),
         ("GET", "/v1/admin/collections/{collectionId}", "ApiFunction"),
         ("POST", "/v1/collections/{collectionId}/reservations", "ApiFunction"),
         ("GET", "/v1/collections/{collectionId}/reservations/{orderId}", "ApiFunction"),

@@ -5,6 +5,7 @@ mod api_contract;
 mod buckets;
 mod cluster;
 mod persist_path;
+mod raise;
 mod reconcile;
 mod redis_tls;
 mod second_phase;

@@ -347,7 +347,7 @@ async fn drift_is_reported_and_never_repaired_while_deductions_are_unsettled() {
     let t = TestApp::start_with(opts, |c| c.reconcile_threshold_ms = 60_000).await;
     t.collection("busy", json!({ "quantity": 10 })).await;
     assert_eq!(t.reserve("u", "busy", "o1", 1).await.status, 202);
-    let stock = t.keys("busy").stock();
+    let stock = t.keys("busy").stock(1);
     let mut con = t.redis.clone();
     let _: () = redis::cmd("INCRBY").arg(&stock).arg(5).query_async(&mut con).await.unwrap();
     let r = t.stack.app.reconcile(flashstock::now_ms()).await.unwrap();
@@ -396,8 +396,8 @@ async fn idle_collections_are_skipped_and_any_change_wakes_them() {
     assert_eq!(t.reserve("u", "qa", "o1", 1).await.status, 202);
     let _ = t.take_reservation_message().await;
     let mut con = t.redis.clone();
-    let _: () = redis::cmd("DEL").arg(t.keys("qb").stock()).query_async(&mut con).await.unwrap();
-    let _: () = redis::cmd("INCRBY").arg(t.keys("qc").stock()).arg(3).query_async(&mut con).await.unwrap();
+    let _: () = redis::cmd("DEL").arg(t.keys("qb").stock(1)).query_async(&mut con).await.unwrap();
+    let _: () = redis::cmd("INCRBY").arg(t.keys("qc").stock(1)).arg(3).query_async(&mut con).await.unwrap();
     assert_eq!(t.confirm("qe", "u", "o1").await.str("status"), "CONFIRMED");
     let r = app.reconcile(flashstock::now_ms() + 20_000).await.unwrap();
     assert_eq!((r.collections_idle, r.collections_checked), (1, 4), "{r:?}");

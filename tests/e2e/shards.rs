@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use flashstock::domain::buckets::home_shard;
-use flashstock::domain::{CollectionId, UserId};
+use flashstock::domain::{CacheShard, CollectionId, UserId};
 use flashstock::ports::{MoveLog, MoveOut, ShardMoves};
 use flashstock_e2e::TestApp;
 use futures::StreamExt;
@@ -30,7 +30,7 @@ async fn buyers_all_on_one_shard_buy_every_unit_on_a_redis_cluster() {
     for shard in 0..3 {
         let slot: i64 = redis::cmd("CLUSTER")
             .arg("KEYSLOT")
-            .arg(t.shard_keys("spread", shard).stock())
+            .arg(t.shard_keys("spread", shard).stock(3))
             .query_async(&mut con)
             .await
             .unwrap();
@@ -103,8 +103,14 @@ async fn a_dead_movers_shard_moves_are_finished_by_reconciliation() {
     let (app, id) = (&t.stack.app, CollectionId::parse("dead").unwrap());
     let now = flashstock::now_ms();
     // One mover died after taking a unit from shard 0; another after DynamoDB moved its unit too.
-    assert_eq!(app.cache.move_out(&id, 0, 1, "m-taken", 1, 1, now).await.unwrap(), MoveOut::Taken(1));
-    assert_eq!(app.cache.move_out(&id, 0, 1, "m-moved", 1, 1, now).await.unwrap(), MoveOut::Taken(1));
+    assert_eq!(
+        app.cache.move_out(&id, CacheShard::new(0, 2), 1, "m-taken", 1, 1, now).await.unwrap(),
+        MoveOut::Taken(1)
+    );
+    assert_eq!(
+        app.cache.move_out(&id, CacheShard::new(0, 2), 1, "m-moved", 1, 1, now).await.unwrap(),
+        MoveOut::Taken(1)
+    );
     app.ledger.move_between_shards(&id, "m-moved", &[(0, 1)], 1, now).await.unwrap();
     let s = t.stores("dead").await;
     assert_eq!(s.redis_shards, vec![(Some(0), 0), (Some(2), 0)], "two units in flight");
@@ -125,7 +131,7 @@ async fn a_lost_shard_is_rebuilt_while_the_others_sell() {
     let t = TestApp::start_with(TestApp::fast_options(), |c| c.reconcile_threshold_ms = 0).await;
     t.collection("lost", json!({ "quantity": 8, "buckets": 4, "cacheShards": 2 })).await;
     let mut con = t.redis.clone();
-    let _: () = redis::cmd("DEL").arg(t.shard_keys("lost", 1).stock()).query_async(&mut con).await.unwrap();
+    let _: () = redis::cmd("DEL").arg(t.shard_keys("lost", 1).stock(2)).query_async(&mut con).await.unwrap();
     // Shard 0's buyers still buy; shard 1's are told the cache is not ready (not sold out).
     let on0 = buyers_on(0, 2, 2, "z");
     let on1 = buyers_on(1, 2, 1, "y");
@@ -171,23 +177,29 @@ async fn every_step_of_a_shard_move_makes_a_rebuild_read_before_it_step_aside() 
     let now = flashstock::now_ms();
     // The donor read (stock and version) after its take, DynamoDB read after the move committed:
     // once the move is done, a repair from those reads would give the donor the units back.
-    assert_eq!(app.cache.move_out(&id, 0, 1, "m1", 2, 2, now).await.unwrap(), MoveOut::Taken(2));
-    let donor = app.cache.snapshot(&id, 0).await.unwrap();
+    assert_eq!(app.cache.move_out(&id, CacheShard::new(0, 2), 1, "m1", 2, 2, now).await.unwrap(), MoveOut::Taken(2));
+    let donor = app.cache.snapshot(&id, CacheShard::new(0, 2)).await.unwrap();
     app.ledger.move_between_shards(&id, "m1", &[(0, 2)], 1, now).await.unwrap();
-    assert_eq!(app.cache.move_in(&id, 1, "m1", 2, now).await.unwrap(), flashstock::ports::MoveIn::Added);
-    assert!(app.cache.move_done(&id, 0, "m1").await.unwrap());
-    assert_eq!(app.cache.rebuild(&id, 0, &donor, 5, false, 5).await.unwrap(), Rebuild::Race);
+    assert_eq!(
+        app.cache.move_in(&id, CacheShard::new(1, 2), "m1", 2, now).await.unwrap(),
+        flashstock::ports::MoveIn::Added
+    );
+    assert!(app.cache.move_done(&id, CacheShard::new(0, 2), "m1").await.unwrap());
+    assert_eq!(app.cache.rebuild(&id, CacheShard::new(0, 2), &donor, 5, false, 5).await.unwrap(), Rebuild::Race);
     // A recipient whose stock key was lost, read before a move's units reached its buckets: the
     // move's add (nothing added, the id recorded) makes that rebuild step aside too.
     let mut con = t.redis.clone();
-    let _: () = redis::cmd("DEL").arg(t.shard_keys("steps", 1).stock()).query_async(&mut con).await.unwrap();
-    let recipient = app.cache.snapshot(&id, 1).await.unwrap();
+    let _: () = redis::cmd("DEL").arg(t.shard_keys("steps", 1).stock(2)).query_async(&mut con).await.unwrap();
+    let recipient = app.cache.snapshot(&id, CacheShard::new(1, 2)).await.unwrap();
     assert_eq!(recipient.stock, None);
-    assert_eq!(app.cache.move_out(&id, 0, 1, "m2", 1, 1, now).await.unwrap(), MoveOut::Taken(1));
+    assert_eq!(app.cache.move_out(&id, CacheShard::new(0, 2), 1, "m2", 1, 1, now).await.unwrap(), MoveOut::Taken(1));
     app.ledger.move_between_shards(&id, "m2", &[(0, 1)], 1, now).await.unwrap();
-    assert_eq!(app.cache.move_in(&id, 1, "m2", 1, now).await.unwrap(), flashstock::ports::MoveIn::NoCache);
-    assert!(app.cache.move_done(&id, 0, "m2").await.unwrap());
-    assert_eq!(app.cache.rebuild(&id, 1, &recipient, 7, true, 5).await.unwrap(), Rebuild::Race);
+    assert_eq!(
+        app.cache.move_in(&id, CacheShard::new(1, 2), "m2", 1, now).await.unwrap(),
+        flashstock::ports::MoveIn::NoCache
+    );
+    assert!(app.cache.move_done(&id, CacheShard::new(0, 2), "m2").await.unwrap());
+    assert_eq!(app.cache.rebuild(&id, CacheShard::new(1, 2), &recipient, 7, true, 5).await.unwrap(), Rebuild::Race);
     // Rebuilt from fresh reads, both shards match their buckets.
     let report = app.reconcile_collections(std::slice::from_ref(&id), flashstock::now_ms()).await;
     assert!(report.collections["steps"].errors.is_empty(), "{report:?}");

@@ -166,7 +166,7 @@ async fn lost_cache_answers_503_until_warm_up_never_sold_out() {
     assert_eq!(t.reserve("u", "cold", "o1", 1).await.status, 202, "a refused Try can be retried");
     t.wait_status("u", "cold", "o1", "RESERVED", 10 * SECOND).await;
     // Redis loses the stock key (restart, failover).
-    let stock = t.keys("cold").stock();
+    let stock = t.keys("cold").stock(1);
     let mut con = t.redis.clone();
     let _: () = redis::cmd("DEL").arg(&stock).query_async(&mut con).await.unwrap();
     let lost = t.reserve("v", "cold", "o2", 1).await;
@@ -191,7 +191,7 @@ async fn a_lost_stock_key_is_rebuilt_at_once_with_unsettled_entries_held_back() 
     t.wait_status("b", "unsettled", "b1", "RESERVED", 10 * SECOND).await;
     assert_eq!(t.reserve("c", "unsettled", "c1", 3).await.status, 202);
     // Redis loses the stock key while c1's message is in flight.
-    let stock = t.keys("unsettled").stock();
+    let stock = t.keys("unsettled").stock(1);
     let mut con = t.redis.clone();
     let _: () = redis::cmd("DEL").arg(&stock).query_async(&mut con).await.unwrap();
     t.reserve("d", "unsettled", "d1", 1).await.assert_problem(503, "CACHE_NOT_READY");
@@ -212,19 +212,25 @@ async fn a_rebuild_with_unsettled_waits_for_a_drained_slice_that_changed_and_may
     t.collection("guard", json!({ "quantity": 10 })).await;
     assert_eq!(t.reserve("a", "guard", "a1", 2).await.status, 202);
     let mut con = t.redis.clone();
-    let _: () = redis::cmd("DEL").arg(t.keys("guard").stock()).query_async(&mut con).await.unwrap();
+    let _: () = redis::cmd("DEL").arg(t.keys("guard").stock(1)).query_async(&mut con).await.unwrap();
     let id = flashstock::domain::CollectionId::parse("guard").unwrap();
     let cache = &t.stack.app.cache;
-    let snap = cache.snapshot(&id, 0).await.unwrap();
+    let snap = cache.snapshot(&id, flashstock::domain::CacheShard::new(0, 1)).await.unwrap();
     assert_eq!((snap.stock, snap.unsettled.len()), (None, 1), "{snap:?}");
     // A drained slice the snapshot read that is gone now (pruned under its scan): it may have
     // hidden an entry re-logged elsewhere, so the rebuild waits.
     let mut pruned = snap.clone();
     pruned.drained_slices.push((1, 4));
-    assert_eq!(cache.rebuild_with_unsettled(&id, 0, &pruned, 8, 10).await.unwrap(), flashstock::ports::Rebuild::Busy);
+    assert_eq!(
+        cache.rebuild_with_unsettled(&id, flashstock::domain::CacheShard::new(0, 1), &pruned, 8, 10).await.unwrap(),
+        flashstock::ports::Rebuild::Busy
+    );
     // Below zero when asked (Redis had drifted high before the loss): kept, and sold out.
-    assert_eq!(cache.rebuild_with_unsettled(&id, 0, &snap, -1, 10).await.unwrap(), flashstock::ports::Rebuild::Set(-1));
-    assert_eq!(cache.snapshot(&id, 0).await.unwrap().stock, Some(-1));
+    assert_eq!(
+        cache.rebuild_with_unsettled(&id, flashstock::domain::CacheShard::new(0, 1), &snap, -1, 10).await.unwrap(),
+        flashstock::ports::Rebuild::Set(-1)
+    );
+    assert_eq!(cache.snapshot(&id, flashstock::domain::CacheShard::new(0, 1)).await.unwrap().stock, Some(-1));
     t.reserve("b", "guard", "b1", 1).await.assert_problem(409, "SOLD_OUT");
 }
 

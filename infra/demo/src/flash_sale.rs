@@ -269,7 +269,7 @@ async fn redis_levels(app: &flashstock::app::LiveApp, id: &CollectionId) -> anyh
     let shards = app.spec(id).await.map_err(|e| anyhow::anyhow!("{e}"))?.cache_shards;
     let (mut stock, mut pending) = (0, 0);
     for shard in 0..shards {
-        let snap = app.cache.snapshot(id, shard).await?;
+        let snap = app.cache.snapshot(id, flashstock::domain::CacheShard::new(shard, shards)).await?;
         stock += snap.stock.unwrap_or(0);
         pending += snap.pending;
     }

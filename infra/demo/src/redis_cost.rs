@@ -223,7 +223,7 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
 
     // The Try: every call accepted, all left pending.
     let reserve = load(&mut admin, &deduct_script()).await?;
-    let stock = Keys::new(prefix, &collection, 0).stock();
+    let stock = Keys::new(prefix, &collection, 0).stock(1);
     let _: () = redis::cmd("SET").arg(&stock).arg(stored_stock(n as i64 * 10)).query_async(&mut admin).await?;
     let before = redis_stats(&mut admin).await?.used_memory;
     cost.try_accepted = phase(&mut admin, &conns, &reserve, &tries, shape.pipeline).await?;
@@ -280,7 +280,8 @@ pub async fn measure(redis_url: &str, prefix: &str, shape: Shape) -> anyhow::Res
         .iter()
         .take(n.min(20_000))
         .map(|k| {
-            let (keys, args) = release_call(prefix, 0, nb, k, false, t0 + 60_000);
+            let (keys, args) =
+                release_call(prefix, flashstock::domain::CacheShard::new(0, 1), nb, k, false, t0 + 60_000);
             Call { keys, args }
         })
         .collect();

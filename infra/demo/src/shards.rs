@@ -93,7 +93,7 @@ async fn spread_id(
         let id = CollectionId::parse(&format!("{tag}-{i}"))?;
         let mut on = Vec::new();
         for r in 0..shards {
-            let key = flashstock::adapters::redis_cache::Keys::new(prefix, &id, r).stock();
+            let key = flashstock::adapters::redis_cache::Keys::new(prefix, &id, r).stock(shards);
             let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query_async(con).await?;
             let node = nodes.iter().position(|(_, rs)| rs.iter().any(|&(lo, hi)| (lo..=hi).contains(&slot)));
             on.extend(node);

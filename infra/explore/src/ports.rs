@@ -6,12 +6,13 @@ use std::future::Future;
 use std::time::Duration;
 
 use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
-use flashstock::domain::{BuyerBudget, CancelReason, CollectionId, CollectionSpec, OrderKey};
+use flashstock::domain::{BuyerBudget, CacheShard, CancelReason, CollectionId, CollectionSpec, OrderKey};
 use flashstock::ports::prelude::*;
 use flashstock::ports::{
-    CacheEntry, CacheProbe, CacheSnapshot, CollectionRecord, CreateOutcome, DeductOutcome, DeductRequest, InfraError,
-    InfraResult, Landing, MoveBack, MoveIn, MoveOut, MoveState, OpenMove, OrderRecord, Rebuild, Released,
-    ReservationMessage, SettleAs, ShardLevel, TimeoutMessage, Tombstone, Trimmed, Untallied, WriteError,
+    CacheEntry, CacheProbe, CacheSnapshot, CollectionHeader, CollectionRecord, CreateOutcome, DeductOutcome,
+    DeductRequest, InfraError, InfraResult, Landing, MoveBack, MoveIn, MoveOut, MoveState, OpenMove, OrderRecord,
+    Rebuild, Released, ReservationMessage, SettleAs, ShardLevel, Split, TimeoutMessage, Tombstone, Trimmed, Untallied,
+    WriteError,
 };
 
 use crate::gate::{Fault, Gate};
@@ -90,22 +91,29 @@ gated!(Settling for RedisCache {
 
 gated!(CacheWarmup for RedisCache {
     fn prepare(collection: &CollectionId, shard: u32, quantity: i64) -> InfraResult<()> = "redis prepare";
-    fn snapshot(collection: &CollectionId, shard: u32) -> InfraResult<CacheSnapshot> = "redis snapshot.lua";
-    fn rebuild(collection: &CollectionId, shard: u32, snapshot: &CacheSnapshot, saleable: i64, only_if_missing: bool, quantity: i64)
+    fn snapshot(collection: &CollectionId, shard: CacheShard) -> InfraResult<CacheSnapshot> = "redis snapshot.lua";
+    fn rebuild(collection: &CollectionId, shard: CacheShard, snapshot: &CacheSnapshot, saleable: i64, only_if_missing: bool, quantity: i64)
         -> InfraResult<Rebuild> = "redis rebuild.lua";
-    fn rebuild_with_unsettled(collection: &CollectionId, shard: u32, snapshot: &CacheSnapshot, stock: i64, quantity: i64)
+    fn rebuild_with_unsettled(collection: &CollectionId, shard: CacheShard, snapshot: &CacheSnapshot, stock: i64, quantity: i64)
         -> InfraResult<Rebuild> = "redis rebuild.lua unsettled";
 });
 
 gated!(ShardMoves for RedisCache {
     fn shard_levels(collection: &CollectionId, shards: u32) -> InfraResult<Vec<ShardLevel>> = "redis shard_level.lua";
-    fn move_out(collection: &CollectionId, from: u32, to: u32, id: &str, wanted: i64, least: i64, now_ms: i64)
+    fn move_out(collection: &CollectionId, from: CacheShard, to: u32, id: &str, wanted: i64, least: i64, now_ms: i64)
         -> InfraResult<MoveOut> = "redis move_out.lua";
-    fn move_in(collection: &CollectionId, to: u32, id: &str, units: i64, now_ms: i64) -> InfraResult<MoveIn>
+    fn move_in(collection: &CollectionId, to: CacheShard, id: &str, units: i64, now_ms: i64) -> InfraResult<MoveIn>
         = "redis move_in.lua";
-    fn move_done(collection: &CollectionId, from: u32, id: &str) -> InfraResult<bool> = "redis move_out.lua done";
-    fn move_back(collection: &CollectionId, from: u32, id: &str) -> InfraResult<MoveBack> = "redis move_out.lua back";
+    fn move_done(collection: &CollectionId, from: CacheShard, id: &str) -> InfraResult<bool> = "redis move_out.lua done";
+    fn move_back(collection: &CollectionId, from: CacheShard, id: &str) -> InfraResult<MoveBack> = "redis move_out.lua back";
     fn open_moves(collection: &CollectionId, from: u32) -> InfraResult<Vec<OpenMove>> = "redis open moves";
+});
+
+gated!(CacheRaise for RedisCache {
+    fn fence(collection: &CollectionId, shard: u32, from: u32, to: u32) -> InfraResult<bool> = "redis fence.lua";
+    fn split(collection: &CollectionId, shard: u32, to: u32, quantities: &[i64], from_bucket: u32, now_ms: i64)
+        -> InfraResult<Split> = "redis split (adopt.lua, hdel)";
+    fn unfence(collection: &CollectionId, shard: u32, to: u32) -> InfraResult<()> = "redis unfence";
 });
 
 impl TimeIndex for Gated<RedisCache> {
@@ -184,6 +192,9 @@ gated!(Catalog for DynamoLedger {
     fn create_collection(id: &CollectionId, spec: &CollectionSpec, now_ms: i64) -> InfraResult<CreateOutcome>
         = "dynamodb create-collection";
     fn collection(id: &CollectionId) -> InfraResult<Option<CollectionRecord>> = "dynamodb get-collection";
+    fn collection_header(id: &CollectionId) -> InfraResult<Option<CollectionHeader>> = "dynamodb get-header";
+    fn begin_raise(id: &CollectionId, from: u32, to: u32) -> InfraResult<bool> = "dynamodb begin-raise";
+    fn end_raise(id: &CollectionId, from: u32, to: u32) -> InfraResult<()> = "dynamodb end-raise";
     fn collections() -> InfraResult<Vec<CollectionId>> = "dynamodb list-collections";
     fn collection_records(ids: &[CollectionId]) -> InfraResult<Vec<CollectionRecord>> = "dynamodb batch get collections";
     fn record_drift(id: &CollectionId, drift: i64) -> InfraResult<()> = "dynamodb record-drift";

@@ -6,14 +6,15 @@ use crate::sched::Dir;
 use crate::world::{GIVE_UP_MS, OpKind, Scenario, Setup, THRESHOLD_MS, When};
 
 use OpKind::{
-    Cancel, Confirm, Persist, PersistBatch, PersistMany, Reconcile, ReconcileAhead, ReconcileAt, ReconcileAtFault,
-    ReconcileBehind, Sweep, Timeout, Try, TryFault, WarmUp,
+    Cancel, Confirm, Persist, PersistBatch, PersistMany, Raise, Reconcile, ReconcileAhead, ReconcileAt,
+    ReconcileAtFault, ReconcileBehind, Sweep, Timeout, Try, TryFault, WarmUp,
 };
 use Setup::{DiesAt, LoseMessages, LoseStock, Op, OpAt, Redeliver, SkewStock, Trim};
 
 const SEND: &str = "sqs send reservation";
 const DEDUCT_SCRIPT: &str = "redis deduct.lua";
 const RESEND: &str = "sqs resend reservations";
+const SPLIT: &str = "redis split (adopt.lua, hdel)";
 
 fn sc(name: &'static str, setup: &[Setup], ops: &[OpKind]) -> Scenario {
     Scenario {
@@ -77,6 +78,13 @@ fn sharded(quantity: u64, s: Scenario) -> Scenario {
     let mut s = bucketed(quantity, s);
     s.shards = 2;
     s
+}
+
+/// Four units over four stock buckets and two cache shards, raised to four by one of the
+/// operations (every other one's instance read the settings before): buyers 0 and 1 both move
+/// (from shard 0 to 2 and from 1 to 3).
+fn raised(s: Scenario) -> Scenario {
+    Scenario { buckets: 4, shards: 2, quantity: 4, ..s }
 }
 
 /// The least threshold the timing rules allow: a cancel's invocation lives up to 30 s past the
@@ -204,6 +212,18 @@ pub fn pairs() -> Vec<Scenario> {
         sharded(1, sc("shard-move-persist-cancel", &[Op(Try(1))], &[Persist, Cancel(1)])),
         sharded(2, sc("shard-move-try-cancel", &[Op(Try(0)), Op(Persist)], &[Try(1), Cancel(0)])),
         sharded(1, sc("shard-move-try-rebuild", &[LoseStock], &[Try(1), Reconcile])),
+        // A raise of the cache shards against a stale instance's Try, replay, cancel (pending
+        // and durable), persist, reconciliation (which finishes raises) and another raise.
+        raised(sc("raise-try", &[Op(Try(0))], &[Raise(4), Try(1)])),
+        raised(sc("raise-try-replay", &[Op(Try(0))], &[Raise(4), Try(0)])),
+        raised(sc("raise-cancel", &[Op(Try(0))], &[Raise(4), Cancel(0)])),
+        raised(sc("raise-cancel-durable", &[Op(Try(0)), Op(Persist)], &[Raise(4), Cancel(0)])),
+        raised(sc("raise-persist", &[Op(Try(0))], &[Raise(4), Persist])),
+        raised(sc("raise-reconcile", &[Op(Try(0))], &[Raise(4), Reconcile])),
+        raised(sc("raise-raise", &[Op(Try(0))], &[Raise(4), Raise(4)])),
+        // The raiser died half-way (its buyers fenced, none moved): a replay meanwhile, and the
+        // run that finishes the raise.
+        raised(sc("raise-died-replay-reconcile", &[Op(Try(0)), DiesAt(Raise(4), SPLIT)], &[Try(0), Reconcile])),
         // Buyer 1 takes 2 of bucket 1's 1 (a move from bucket 0) while buyer 0 takes bucket 0's
         // last: the move and the other persist race for the donor.
         Scenario {

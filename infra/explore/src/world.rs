@@ -14,7 +14,7 @@ use flashstock::adapters::{DynamoLedger, RedisCache, SqsQueue};
 use flashstock::app::cancel::Canceller;
 use flashstock::app::reserve::ReserveInput;
 use flashstock::app::{App, AppError, Settings};
-use flashstock::domain::{CollectionId, CollectionSpec, OrderId, OrderKey, Status, UserId};
+use flashstock::domain::{CacheShard, CollectionId, CollectionSpec, OrderId, OrderKey, Status, UserId};
 use flashstock::lambda::{persist_event, sqs_event, timers_event};
 use flashstock::ports::prelude::*;
 use flashstock::ports::{CacheState, TimeoutMessage};
@@ -77,6 +77,9 @@ pub enum OpKind {
     ReconcileAtFault(u32, &'static str, Fault),
     /// The admin's warm-up (HTTP; retried when unanswered).
     WarmUp,
+    /// The admin raises the collection's cache shards to this count (HTTP; retried when
+    /// unanswered). Every other operation's instance read the settings before it.
+    Raise(u32),
 }
 
 impl OpKind {
@@ -106,6 +109,7 @@ impl OpKind {
             OpKind::ReconcileAt(s) => format!("reconcile-at-{s}s"),
             OpKind::ReconcileAtFault(s, label, f) => format!("reconcile-at-{s}s[{label}:{f:?}]"),
             OpKind::WarmUp => "warm-up".into(),
+            OpKind::Raise(n) => format!("raise-to-{n}"),
         }
     }
 
@@ -468,7 +472,7 @@ impl World {
 
     async fn setup(self: &Arc<Self>, s: &Arc<Sched>, step: Setup) -> anyhow::Result<()> {
         // A set-up that loses or skews stock does it on shard 0.
-        let stock = self.redis.keys(&s.collection, 0).stock();
+        let stock = self.redis.keys(&s.collection, 0).stock(s.shards);
         let mut con = self.con.clone();
         match step {
             Setup::Op(OpKind::Persist | OpKind::PersistBatch) => self.drain(s, s.t0).await?,
@@ -606,6 +610,10 @@ impl World {
             }
             OpKind::WarmUp => match app.warm_up(&s.collection).await {
                 Ok(c) => (200, "WARM".to_owned(), json!({ "cached": c }), false),
+                Err(e) => with_false(problem(&e)),
+            },
+            OpKind::Raise(n) => match app.raise_cache_shards(&s.collection, i64::from(n), now).await {
+                Ok(r) => (200, "RAISED".to_owned(), json!(r), false),
                 Err(e) => with_false(problem(&e)),
             },
         };
@@ -860,8 +868,10 @@ impl World {
             }
         }
         // I2, on every cache shard against its stock buckets.
-        for shard in 0..s.shards {
-            let snap = self.redis.snapshot(&s.collection, shard).await?;
+        // (By DynamoDB's layout: a scenario may raise the cache shards.)
+        let shards = col.spec.cache_shards;
+        for shard in 0..shards {
+            let snap = self.redis.snapshot(&s.collection, CacheShard::new(shard, shards)).await?;
             let saleable = col.shard_levels(shard).saleable;
             if snap.stock != Some(saleable) || snap.pending != 0 || snap.open_slices != 0 {
                 bad(
@@ -876,7 +886,7 @@ impl World {
         // I3
         // What each buyer holds by Redis's records (the per-user limit counts these).
         let mut counters: HashMap<String, i64> = HashMap::new();
-        let entries = OrderCache::entries(&self.redis, &s.collection, s.shards, &s.orders).await?;
+        let entries = OrderCache::entries(&self.redis, &s.collection, col.spec.cache_shards, &s.orders).await?;
         for (o, e) in s.orders.iter().zip(entries) {
             if let Some(e) = e.filter(|e| matches!(e.state, CacheState::Pending | CacheState::Durable)) {
                 *counters.entry(o.user.to_string()).or_default() += i64::from(e.quantity);

@@ -241,7 +241,8 @@ impl Stack {
         // shard by shard.
         out.redis_stock = Some(0);
         for shard in 0..shards {
-            let snap = flashstock::ports::CacheWarmup::snapshot(&self.app.cache, &id, shard).await?;
+            let at = flashstock::domain::CacheShard::new(shard, shards);
+            let snap = flashstock::ports::CacheWarmup::snapshot(&self.app.cache, &id, at).await?;
             out.redis_stock = out.redis_stock.zip(snap.stock).map(|(a, b)| a + b);
             out.redis_pending += snap.pending;
             out.redis_open_slices += snap.open_slices;

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::{App, AppError};
-use crate::domain::{CollectionId, CollectionSpec, IdentityViolation, StockLevels, drift};
+use crate::domain::{CacheShard, CollectionId, CollectionSpec, IdentityViolation, StockLevels, drift};
 use crate::ports::{
     CacheWarmup, Catalog, CreateOutcome, MAX_ORDERS_WITH_LEVELS, MoveLog, Rebuild, ShardMoves, Tallies,
 };
@@ -80,13 +80,13 @@ impl<C: CacheWarmup + ShardMoves, L: Catalog + Tallies + MoveLog, Q> App<C, L, Q
     pub async fn warm_up(&self, id: &CollectionId) -> Result<i64, AppError> {
         let spec = self.spec(id).await?;
         let mut cached = 0;
-        for shard in 0..spec.cache_shards {
+        for shard in CacheShard::all(spec.cache_shards) {
             cached += self.warm_up_shard(id, shard).await?;
         }
         Ok(cached)
     }
 
-    async fn warm_up_shard(&self, id: &CollectionId, shard: u32) -> Result<i64, AppError> {
+    async fn warm_up_shard(&self, id: &CollectionId, shard: CacheShard) -> Result<i64, AppError> {
         for attempt in 1..=WARMUP_ATTEMPTS {
             let snap = self.cache.snapshot(id, shard).await?;
             if let Some(s) = snap.stock {
@@ -96,14 +96,14 @@ impl<C: CacheWarmup + ShardMoves, L: Catalog + Tallies + MoveLog, Q> App<C, L, Q
             match self.rebuild_missing(id, shard, &snap, &rec).await? {
                 Rebuild::Set(s) | Rebuild::Live(s) => {
                     self.sold_out.clear(id);
-                    tracing::info!(collection = %id, shard, cached = s, "warmed up");
+                    tracing::info!(collection = %id, shard = shard.index, cached = s, "warmed up");
                     return Ok(s);
                 }
                 Rebuild::Busy => {
                     return Err(AppError::Unavailable(format!(
                         "more than {MAX_ORDERS_WITH_LEVELS} deductions or cancels are unsettled, or stock is moving \
-                         between cache shards: warm-up waits until that settles (reconciliation rebuilds the stock by \
-                         itself once it has); retry shortly"
+                         between cache shards, or its cache shards are being raised: warm-up waits until that settles \
+                         (reconciliation rebuilds the stock by itself once it has); retry shortly"
                     )));
                 }
                 Rebuild::Race => super::backoff(attempt).await,
@@ -115,7 +115,8 @@ impl<C: CacheWarmup + ShardMoves, L: Catalog + Tallies + MoveLog, Q> App<C, L, Q
     pub async fn inspect(&self, id: &CollectionId) -> Result<CollectionView, AppError> {
         let spec = self.spec(id).await?;
         let snaps =
-            futures::future::try_join_all((0..spec.cache_shards).map(|shard| self.cache.snapshot(id, shard))).await?;
+            futures::future::try_join_all(CacheShard::all(spec.cache_shards).map(|at| self.cache.snapshot(id, at)))
+                .await?;
         let rec = self.ledger.collection(id).await?.ok_or(AppError::CollectionNotFound)?;
         let cache_shards: Vec<ShardView> = snaps
             .iter()

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod cancel;
 pub mod confirm;
 pub mod persist;
+pub mod raise;
 mod rebuild;
 pub mod reconcile;
 pub mod reserve;
@@ -127,6 +128,15 @@ impl From<&Config> for Settings {
     }
 }
 
+/// How long an instance trusts its cached collection settings: a raise of a collection's cache
+/// shards reaches every function within this (a Try that finds no stock re-reads at once), and
+/// until then a function routing by the layout left is refused or finds nothing
+/// (docs/DESIGN.md#raising-cacheshards).
+pub const SPEC_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The least age at which a Try that found no stock reads the settings again.
+pub const SPEC_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct App<C, L, Q> {
     pub cache: C,
     pub ledger: L,
@@ -134,8 +144,9 @@ pub struct App<C, L, Q> {
     pub settings: Settings,
     /// Where every use case reads time.
     pub clock: Arc<dyn Clock>,
-    /// Collection settings are immutable, so each instance caches them for its life.
-    specs: RwLock<HashMap<CollectionId, Arc<CollectionSpec>>>,
+    /// Collection settings, cached per instance for [`SPEC_TTL`] (all are immutable but the cache
+    /// shard count, which a raise changes).
+    specs: RwLock<HashMap<CollectionId, (Arc<CollectionSpec>, tokio::time::Instant)>>,
     /// Per-instance sold-out flags: refuse without a Redis round trip while one is up.
     sold_out: SoldOutFlags,
 }
@@ -176,17 +187,45 @@ impl<C, L, Q> App<C, L, Q> {
 }
 
 impl<C, L: Catalog, Q> App<C, L, Q> {
-    /// The collection's settings, from the instance cache or DynamoDB.
+    /// The collection's settings, from the instance cache (for up to [`SPEC_TTL`]) or DynamoDB's
+    /// header item.
     pub async fn spec(&self, id: &CollectionId) -> Result<Arc<CollectionSpec>, AppError> {
-        if let Some(s) = self.specs.read().ok().and_then(|m| m.get(id).cloned()) {
+        let now = self.clock.instant();
+        if let Some((s, at)) = self.specs.read().ok().and_then(|m| m.get(id).cloned())
+            && now.duration_since(at) < SPEC_TTL
+        {
             return Ok(s);
         }
-        let rec = self.ledger.collection(id).await?.ok_or(AppError::CollectionNotFound)?;
-        let spec = Arc::new(rec.spec);
+        let header = self.ledger.collection_header(id).await?.ok_or(AppError::CollectionNotFound)?;
+        Ok(self.remember_spec(id, &header.spec))
+    }
+
+    /// Caches settings just read from DynamoDB.
+    pub(crate) fn remember_spec(&self, id: &CollectionId, spec: &CollectionSpec) -> Arc<CollectionSpec> {
+        let spec = Arc::new(spec.clone());
         if let Ok(mut m) = self.specs.write() {
-            m.insert(id.clone(), spec.clone());
+            m.insert(id.clone(), (spec.clone(), self.clock.instant()));
         }
-        Ok(spec)
+        spec
+    }
+
+    /// Drops the cached settings: the next call reads them again.
+    pub(crate) fn forget_spec(&self, id: &CollectionId) {
+        if let Ok(mut m) = self.specs.write() {
+            m.remove(id);
+        }
+    }
+
+    /// Drops the cached settings if they were read more than [`SPEC_RECHECK`] ago (a Try that
+    /// found no stock may be routing by a layout raised since; a crowd of them during a raise or
+    /// a lost stock key reads the header once a second per instance, not once a Try).
+    pub(crate) fn recheck_spec(&self, id: &CollectionId) {
+        let now = self.clock.instant();
+        if let Ok(mut m) = self.specs.write()
+            && m.get(id).is_some_and(|(_, at)| now.duration_since(*at) >= SPEC_RECHECK)
+        {
+            m.remove(id);
+        }
     }
 }
 

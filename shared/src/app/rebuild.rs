@@ -7,7 +7,7 @@
 
 use super::{App, AppError};
 use crate::domain::buckets::shard_sum;
-use crate::domain::{CollectionId, OrderKey, held_back};
+use crate::domain::{CacheShard, CollectionId, OrderKey, held_back};
 use crate::ports::{
     CacheSnapshot, CacheWarmup, Catalog, CollectionRecord, MAX_ORDERS_WITH_LEVELS, MoveLog, Rebuild, ShardMoves,
 };
@@ -23,18 +23,23 @@ impl<C: CacheWarmup + ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
     pub(crate) async fn rebuild_missing(
         &self,
         id: &CollectionId,
-        shard: u32,
+        at: CacheShard,
         snap: &CacheSnapshot,
         rec: &CollectionRecord,
     ) -> Result<Rebuild, AppError> {
+        // A snapshot of another layout than DynamoDB's (raised since), or a raise under way: the
+        // shard's stock is not this rebuild's to set (docs/DESIGN.md#raising-cacheshards).
+        if at.count != rec.spec.cache_shards || rec.raising_from.is_some() {
+            return Ok(Rebuild::Busy);
+        }
+        let (shard, shards) = (at.index, at.count);
         let levels = rec.shard_levels(shard);
-        let shards = rec.spec.cache_shards;
         if snap.unsettled.is_empty() {
             // Checked after DynamoDB was read: see `moves_into`.
             if self.moves_into(id, shards, shard).await? {
                 return Ok(Rebuild::Busy);
             }
-            return Ok(self.cache.rebuild(id, shard, snap, levels.saleable, true, levels.quantity).await?);
+            return Ok(self.cache.rebuild(id, at, snap, levels.saleable, true, levels.quantity).await?);
         }
         if snap.unsettled.len() > MAX_ORDERS_WITH_LEVELS || snap.unreadable_unsettled > 0 {
             return Ok(Rebuild::Busy);
@@ -56,6 +61,6 @@ impl<C: CacheWarmup + ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
             })
             .sum();
         tracing::info!(collection = %id, shard, unsettled = orders.len(), held_back = held, "rebuilding with unsettled entries held back");
-        Ok(self.cache.rebuild_with_unsettled(id, shard, snap, saleable - held, levels.quantity).await?)
+        Ok(self.cache.rebuild_with_unsettled(id, at, snap, saleable - held, levels.quantity).await?)
     }
 }

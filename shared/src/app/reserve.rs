@@ -132,7 +132,12 @@ impl<C: OrderCache + ShardMoves, L: Catalog + MoveLog, Q: Queue> App<C, L, Q> {
             DeductOutcome::Replay { .. } => Ok(accepted),
             DeductOutcome::Cancelled => Err(crate::domain::Refusal::Tombstoned.into()),
             DeductOutcome::Mismatch => Err(AppError::IdempotencyMismatch),
-            DeductOutcome::NoCache => Err(AppError::CacheNotReady),
+            DeductOutcome::NoCache => {
+                // Perhaps routed by a layout raised since (its stock key is gone): read the
+                // settings again soon.
+                self.recheck_spec(&input.collection);
+                Err(AppError::CacheNotReady)
+            }
             DeductOutcome::SoldOut => {
                 self.sold_out.raise(&input.collection, self.clock.instant());
                 Err(AppError::SoldOut)

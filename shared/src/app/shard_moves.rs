@@ -9,8 +9,8 @@
 //! so the transaction can never commit later) and the units go back to the donor.
 
 use super::{App, AppError, backoff};
-use crate::domain::CollectionId;
 use crate::domain::buckets::{shard_donors, shard_move_units, shard_recipient};
+use crate::domain::{CacheShard, CollectionId};
 use crate::ports::{
     Catalog, ItemFailure, MoveBack, MoveLog, MoveOut, MoveState, OpenMove, ShardLevel, ShardMoves, WriteError,
 };
@@ -77,7 +77,11 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
             if let Some((from, has)) = donor {
                 let move_id = ulid::Ulid::new().to_string();
                 let (wanted, least) = (shard_move_units(has, missing), missing.min(has));
-                match self.cache.move_out(id, from, to, &move_id, wanted, least, now_ms).await? {
+                match self
+                    .cache
+                    .move_out(id, CacheShard::new(from, shards), to, &move_id, wanted, least, now_ms)
+                    .await?
+                {
                     MoveOut::Taken(units) => {
                         let m = OpenMove { id: move_id, from, to, units, taken_at_ms: now_ms };
                         return Ok(match self.carry(id, shards, &m, now_ms).await? {
@@ -109,7 +113,7 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
 
     /// Finishes every move open on the collection's shards ([`Self::finish_move`]).
     async fn finish_open_moves(&self, id: &CollectionId, shards: u32, now_ms: i64) -> Result<(), AppError> {
-        for from in 0..shards {
+        for from in CacheShard::all(shards) {
             self.finish_moves_from(id, from, i64::MAX, now_ms, &mut 0).await?;
         }
         Ok(())
@@ -120,13 +124,13 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
     pub(crate) async fn finish_moves_from(
         &self,
         id: &CollectionId,
-        from: u32,
+        from: CacheShard,
         taken_before_ms: i64,
         now_ms: i64,
         finished: &mut u32,
     ) -> Result<(), AppError> {
-        for m in self.cache.open_moves(id, from).await?.iter().filter(|m| m.taken_at_ms < taken_before_ms) {
-            let end = self.finish_move(id, m, now_ms).await?;
+        for m in self.cache.open_moves(id, from.index).await?.iter().filter(|m| m.taken_at_ms < taken_before_ms) {
+            let end = self.finish_move(id, from.count, m, now_ms).await?;
             tracing::warn!(collection = %id, move_id = %m.id, ?end, "open shard move finished");
             *finished += 1;
         }
@@ -139,7 +143,7 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
         let rec = match self.ledger.collection(id).await {
             Ok(Some(rec)) => rec,
             // Nothing committed: the move is called off now rather than left to a helper.
-            Ok(None) | Err(_) => return self.finish_move(id, m, now_ms).await,
+            Ok(None) | Err(_) => return self.finish_move(id, shards, m, now_ms).await,
         };
         let saleable: Vec<i64> = rec.buckets.iter().map(|b| b.saleable).collect();
         let from = shard_donors(&saleable, m.from, shards, m.units);
@@ -152,7 +156,7 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
                 Ok(()) => {
                     tracing::info!(collection = %id, from = m.from, to = m.to, units = m.units, "stock moved between shards");
                     // Committed here: the item need not be read back.
-                    return self.complete_move(id, m, now_ms).await;
+                    return self.complete_move(id, shards, m, now_ms).await;
                 }
                 Err(WriteError::Cancelled(r))
                     if r.iter().all(|f| matches!(f, ItemFailure::None | ItemFailure::Retryable)) =>
@@ -165,13 +169,19 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
                 }
             }
         }
-        self.finish_move(id, m, now_ms).await
+        self.finish_move(id, shards, m, now_ms).await
     }
 
     /// Ends an open move from DynamoDB's item (a mover's own end, and reconciliation's for a
     /// mover that died): committed, the recipient adds the units and the donor forgets; never
     /// committed, it is called off for good and the units go back to the donor.
-    pub async fn finish_move(&self, id: &CollectionId, m: &OpenMove, now_ms: i64) -> Result<MoveEnd, AppError> {
+    pub async fn finish_move(
+        &self,
+        id: &CollectionId,
+        shards: u32,
+        m: &OpenMove,
+        now_ms: i64,
+    ) -> Result<MoveEnd, AppError> {
         let mut state = None;
         for attempt in 1..=MOVE_ATTEMPTS {
             state = self.ledger.move_state(id, &m.id).await?;
@@ -186,9 +196,9 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
             backoff(attempt).await;
         }
         match state {
-            Some(MoveState::Moved) => self.complete_move(id, m, now_ms).await,
+            Some(MoveState::Moved) => self.complete_move(id, shards, m, now_ms).await,
             Some(MoveState::Aborted) => {
-                if let MoveBack::Returned(u) = self.cache.move_back(id, m.from, &m.id).await? {
+                if let MoveBack::Returned(u) = self.cache.move_back(id, CacheShard::new(m.from, shards), &m.id).await? {
                     tracing::info!(collection = %id, shard = m.from, units = u, "shard move called off; units back");
                     self.sold_out.clear(id);
                 }
@@ -202,10 +212,16 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
     /// record. Only while that record is open: a finisher working from a list read earlier must
     /// not add a move finished since (the recipient may have lost its memory of move ids with its
     /// stock, and been rebuilt with these units).
-    async fn complete_move(&self, id: &CollectionId, m: &OpenMove, now_ms: i64) -> Result<MoveEnd, AppError> {
+    async fn complete_move(
+        &self,
+        id: &CollectionId,
+        shards: u32,
+        m: &OpenMove,
+        now_ms: i64,
+    ) -> Result<MoveEnd, AppError> {
         if self.cache.open_moves(id, m.from).await?.iter().any(|o| o.id == m.id) {
-            self.cache.move_in(id, m.to, &m.id, m.units, now_ms).await?;
-            self.cache.move_done(id, m.from, &m.id).await?;
+            self.cache.move_in(id, CacheShard::new(m.to, shards), &m.id, m.units, now_ms).await?;
+            self.cache.move_done(id, CacheShard::new(m.from, shards), &m.id).await?;
         }
         Ok(MoveEnd::Moved)
     }

@@ -81,12 +81,27 @@ impl<C: OrderCache, L: Catalog + OrderBook, Q> App<C, L, Q> {
             return Ok(Located::Durable(r));
         }
         // An order of a collection that does not exist is unknown, not a missing collection.
-        let shards = match self.spec(&key.collection).await {
+        let mut shards = match self.spec(&key.collection).await {
             Ok(spec) => spec.cache_shards,
             Err(AppError::CollectionNotFound) => return Ok(Located::Unknown),
             Err(e) => return Err(e),
         };
-        match self.cache.entry(key, shards).await? {
+        let mut entry = self.cache.entry(key, shards).await?;
+        if entry.is_none() {
+            // Unknown to Redis by this instance's layout: make sure it is DynamoDB's (a raise of
+            // the cache shards moves buyers between shards) before answering that it is unknown.
+            let Some(header) = self.ledger.collection_header(&key.collection).await? else {
+                return Ok(Located::Unknown);
+            };
+            if header.raising_from.is_some() {
+                return Err(AppError::Unavailable("the collection's cache shards are being raised; retry".into()));
+            }
+            if header.spec.cache_shards != shards {
+                shards = self.remember_spec(&key.collection, &header.spec).cache_shards;
+                entry = self.cache.entry(key, shards).await?;
+            }
+        }
+        match entry {
             // Persist settled it between our two reads: DynamoDB has it now.
             Some(e) if e.state == CacheState::Durable => match self.ledger.order(key).await? {
                 Some(r) => Ok(Located::Durable(r)),

@@ -33,6 +33,33 @@ pub fn home_shard(user: &UserId, shards: u32) -> u32 {
     home_bucket(user, shards)
 }
 
+/// One cache shard of a collection's layout: its index and how many shards the layout has (a
+/// shard's stock key is named by both, so a function routing with a layout that was since
+/// raised finds no stock: docs/DESIGN.md#raising-cacheshards).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheShard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl CacheShard {
+    pub fn new(index: u32, count: u32) -> Self {
+        Self { index, count }
+    }
+    /// Every shard of a layout of `count`, shard 0 first.
+    pub fn all(count: u32) -> impl Iterator<Item = Self> {
+        (0..count.max(1)).map(move |index| Self { index, count })
+    }
+}
+
+/// Whether a raise from `from` to `to` cache shards is one this layout allows: `to` a larger
+/// multiple of `from` that divides `buckets`, so that each shard splits into `to / from` shards
+/// (shard r's buyers and stock buckets go to r, r + from, r + 2·from …, since
+/// `h % to % from == h % from`), and nothing moves between old shards.
+pub fn is_cache_shard_raise(from: u32, to: u32, buckets: u32) -> bool {
+    from >= 1 && to > from && to.is_multiple_of(from) && buckets.is_multiple_of(to)
+}
+
 /// The stock buckets whose stock cache shard `r` holds, in order.
 pub fn buckets_of_shard(r: u32, buckets: u32, shards: u32) -> impl Iterator<Item = u32> {
     (0..buckets.max(1)).filter(move |&k| shard_of_bucket(k, shards) == r)
@@ -123,6 +150,25 @@ mod tests {
 
     fn u(s: &str) -> UserId {
         UserId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_raise_splits_each_shard_into_its_own_descendants() {
+        assert!(is_cache_shard_raise(1, 2, 16) && is_cache_shard_raise(2, 8, 16) && is_cache_shard_raise(1, 64, 64));
+        assert!(!is_cache_shard_raise(2, 2, 16), "not a raise");
+        assert!(!is_cache_shard_raise(4, 2, 16), "a lowering");
+        assert!(!is_cache_shard_raise(2, 3, 12), "not a multiple");
+        assert!(!is_cache_shard_raise(2, 8, 12), "does not divide the buckets");
+        assert!(!is_cache_shard_raise(0, 2, 16));
+        for i in 0..500 {
+            let user = u(&format!("buyer-{i}"));
+            let (old, new) = (home_shard(&user, 2), home_shard(&user, 8));
+            assert_eq!(new % 2, old, "a buyer stays within their old shard's descendants");
+            let k = home_bucket(&user, 16);
+            assert_eq!(shard_of_bucket(k, 8), new, "and with their home bucket");
+        }
+        assert_eq!(CacheShard::all(3).map(|s| (s.index, s.count)).collect::<Vec<_>>(), vec![(0, 3), (1, 3), (2, 3)]);
+        assert_eq!(CacheShard::all(0).count(), 1);
     }
 
     #[test]

@@ -90,6 +90,14 @@ impl CollectionSpec {
 }
 
 impl CollectionSpec {
+    /// Whether a creation asking for `asked` is this collection again: the same settings, and
+    /// the cache shards it has or was created with (`created_cache_shards`: the creation's body
+    /// repeated after a raise is still the same collection).
+    pub fn is_created_as(&self, asked: &CollectionSpec, created_cache_shards: u32) -> bool {
+        (asked.cache_shards == self.cache_shards || asked.cache_shards == created_cache_shards)
+            && *self == CollectionSpec { cache_shards: self.cache_shards, ..asked.clone() }
+    }
+
     /// The units cache shard `shard` holds at creation: its stock buckets' shares (what sizes
     /// its Redis structures).
     pub fn shard_quantity(&self, shard: u32) -> i64 {
@@ -197,6 +205,18 @@ pub fn drift(cached: i64, saleable: i64, pending: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_creation_repeated_after_a_raise_is_the_same_collection() {
+        let asked = CollectionSpec::parse(Some(10), None, None, Some(16), Some(2)).unwrap();
+        let now = CollectionSpec { cache_shards: 8, ..asked.clone() };
+        assert!(now.is_created_as(&asked, 2) && asked.is_created_as(&asked, 2));
+        assert!(now.is_created_as(&now, 2), "the count it has now");
+        assert!(!now.is_created_as(&asked, 8), "created with 8: 2 was never its count");
+        assert!(!asked.is_created_as(&now, 2));
+        assert!(!now.is_created_as(&CollectionSpec { cache_shards: 4, ..asked.clone() }, 2));
+        assert!(!CollectionSpec { quantity: 11, ..now.clone() }.is_created_as(&asked, 2));
+    }
 
     #[test]
     fn untallied_units_read_as_confirmed() {

@@ -11,7 +11,7 @@ pub mod reservation;
 pub mod settlement;
 pub mod timing;
 
-pub use buckets::{DEFAULT_BUCKETS, MAX_BUCKETS, home_bucket};
+pub use buckets::{CacheShard, DEFAULT_BUCKETS, MAX_BUCKETS, home_bucket};
 pub use budget::{BudgetWindow, BuyerBudget, DEFAULT_BUYER_BUDGET, MAX_BUDGET_REQUESTS};
 pub use collection::{CollectionSpec, IdentityViolation, SpecError, StockLevels, bucket_violations, drift};
 pub use ids::{CollectionId, IdError, OrderId, OrderKey, Quantity, UserId};

@@ -104,6 +104,14 @@ pub struct CollectionBody {
     pub cache_shards: Field<Int>,
 }
 
+/// `POST /v1/admin/collections/{id}/cache-shards` (a raise of its cache shards).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RaiseBody {
+    #[serde(default)]
+    pub cache_shards: Field<Int>,
+}
+
 /// `POST /v1/collections/{id}/reservations` (a Try).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

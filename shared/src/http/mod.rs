@@ -18,7 +18,7 @@ use crate::app::cancel::Canceller;
 use crate::app::{App, reserve::ReserveInput};
 use crate::domain::{CollectionId, CollectionSpec, OrderId, OrderKey, UserId};
 use crate::ports::{CreateOutcome, Ledger, Queue, StockCache};
-use bodies::{CollectionBody, ConfirmBody, Field, Int, TryBody, parse};
+use bodies::{CollectionBody, ConfirmBody, Field, Int, RaiseBody, TryBody, parse};
 use problem::response;
 
 /// Largest request body a handler reads (its bodies are a few small fields). API Gateway passes
@@ -37,6 +37,8 @@ pub enum Function {
 pub enum Route<'a> {
     PutCollection(&'a str),
     WarmUp(&'a str),
+    /// A raise of the collection's cache shards.
+    RaiseCacheShards(&'a str),
     GetCollection(&'a str),
     Reserve(&'a str),
     /// `(collectionId, orderId)`: the caller's own reservation.
@@ -49,10 +51,11 @@ pub enum Route<'a> {
 impl Route<'_> {
     /// Every route, once (with placeholder parameters): the table the template test and the local
     /// front door check themselves against.
-    pub const ALL: [Route<'static>; 7] = [
+    pub const ALL: [Route<'static>; 8] = [
         Route::PutCollection(""),
         Route::GetCollection(""),
         Route::WarmUp(""),
+        Route::RaiseCacheShards(""),
         Route::Reserve(""),
         Route::Status("", ""),
         Route::Cancel("", ""),
@@ -65,6 +68,7 @@ impl Route<'_> {
             Route::PutCollection(_) => "PUT /v1/admin/collections/{collectionId}",
             Route::GetCollection(_) => "GET /v1/admin/collections/{collectionId}",
             Route::WarmUp(_) => "POST /v1/admin/collections/{collectionId}/warmup",
+            Route::RaiseCacheShards(_) => "POST /v1/admin/collections/{collectionId}/cache-shards",
             Route::Reserve(_) => "POST /v1/collections/{collectionId}/reservations",
             Route::Status(..) => "GET /v1/collections/{collectionId}/reservations/{orderId}",
             Route::Cancel(..) => "POST /v1/collections/{collectionId}/reservations/{orderId}/cancel",
@@ -76,7 +80,9 @@ impl Route<'_> {
     /// signed-in buyer acts on their own orders).
     pub fn scope(&self) -> Option<&'static str> {
         match self {
-            Route::PutCollection(_) | Route::GetCollection(_) | Route::WarmUp(_) => Some(auth::ADMIN_SCOPE),
+            Route::PutCollection(_) | Route::GetCollection(_) | Route::WarmUp(_) | Route::RaiseCacheShards(_) => {
+                Some(auth::ADMIN_SCOPE)
+            }
             Route::Confirm(..) => Some(auth::CONFIRM_SCOPE),
             Route::Reserve(_) | Route::Status(..) | Route::Cancel(..) => None,
         }
@@ -89,9 +95,11 @@ impl Route<'_> {
     /// The path parameters, by the names the route key gives them.
     pub fn params(&self) -> Vec<(&'static str, &str)> {
         match self {
-            Route::PutCollection(c) | Route::GetCollection(c) | Route::WarmUp(c) | Route::Reserve(c) => {
-                vec![("collectionId", c)]
-            }
+            Route::PutCollection(c)
+            | Route::GetCollection(c)
+            | Route::WarmUp(c)
+            | Route::RaiseCacheShards(c)
+            | Route::Reserve(c) => vec![("collectionId", c)],
             Route::Status(c, o) | Route::Cancel(c, o) | Route::Confirm(c, o) => {
                 vec![("collectionId", c), ("orderId", o)]
             }
@@ -108,6 +116,7 @@ pub fn route_by_key<'a>(key: &str, param: impl Fn(&str) -> Option<&'a str>) -> R
         Route::PutCollection(_) => Route::PutCollection(p("collectionId")?),
         Route::GetCollection(_) => Route::GetCollection(p("collectionId")?),
         Route::WarmUp(_) => Route::WarmUp(p("collectionId")?),
+        Route::RaiseCacheShards(_) => Route::RaiseCacheShards(p("collectionId")?),
         Route::Reserve(_) => Route::Reserve(p("collectionId")?),
         Route::Status(..) => Route::Status(p("collectionId")?, p("orderId")?),
         Route::Cancel(..) => Route::Cancel(p("collectionId")?, p("orderId")?),
@@ -128,6 +137,9 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> 
         },
         ["v1", "admin", "collections", id, "warmup"] => {
             (Some(Route::WarmUp(id)).filter(|_| method == Method::POST), true)
+        }
+        ["v1", "admin", "collections", id, "cache-shards"] => {
+            (Some(Route::RaiseCacheShards(id)).filter(|_| method == Method::POST), true)
         }
         ["v1", "collections", id, "reservations"] => {
             (Some(Route::Reserve(id)).filter(|_| method == Method::POST), true)
@@ -232,6 +244,12 @@ async fn dispatch<C: StockCache, L: Ledger, Q: Queue>(
             let cached = app.warm_up(&collection_id(id)?).await?;
             Ok(ok_json(StatusCode::OK, &json!({ "cached": cached })))
         }
+        Route::RaiseCacheShards(id) => {
+            let id = collection_id(id)?;
+            let body: RaiseBody = parse(req.body().as_ref())?;
+            let to = body.cache_shards.required("cacheShards")?.0;
+            Ok(ok_json(StatusCode::OK, &app.raise_cache_shards(&id, to, now).await?))
+        }
         Route::GetCollection(id) => Ok(ok_json(StatusCode::OK, &app.inspect(&collection_id(id)?).await?)),
         Route::Reserve(id) => {
             let collection = collection_id(id)?;
@@ -271,6 +289,8 @@ mod tests {
         assert_eq!(route(&Method::PUT, "/v1/admin/collections/c1"), Ok(Route::PutCollection("c1")));
         assert_eq!(route(&Method::GET, "/v1/admin/collections/c1/"), Ok(Route::GetCollection("c1")));
         assert_eq!(route(&Method::POST, "/v1/admin/collections/c1/warmup"), Ok(Route::WarmUp("c1")));
+        assert_eq!(route(&Method::POST, "/v1/admin/collections/c1/cache-shards"), Ok(Route::RaiseCacheShards("c1")));
+        assert_eq!(route(&Method::GET, "/v1/admin/collections/c1/cache-shards"), Err(ApiError::MethodNotAllowed));
         assert_eq!(route(&Method::POST, "/v1/collections/c1/reservations"), Ok(Route::Reserve("c1")));
         let r = "/v1/collections/c1/reservations/o1";
         assert_eq!(route(&Method::GET, r), Ok(Route::Status("c1", "o1")));
@@ -303,9 +323,10 @@ mod tests {
     #[test]
     fn scopes_guard_exactly_the_privileged_routes() {
         let guarded: Vec<_> = Route::ALL.iter().filter_map(|r| r.scope().map(|s| (r.key(), s))).collect();
-        assert_eq!(guarded.len(), 4);
+        assert_eq!(guarded.len(), 5);
         assert_eq!(Route::Confirm("c", "o").scope(), Some(auth::CONFIRM_SCOPE));
         assert_eq!(Route::WarmUp("c").scope(), Some(auth::ADMIN_SCOPE));
+        assert_eq!(Route::RaiseCacheShards("c").scope(), Some(auth::ADMIN_SCOPE));
         assert_eq!(Route::Reserve("c").scope(), None);
     }
 }

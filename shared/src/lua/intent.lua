@@ -5,9 +5,11 @@
 -- KEYS: [1] stock [2] meta [3] the buyer's bucket [4] the current time slice [5] slices
 -- ARGV: [1] order (a byte with the stored buyer's length minus one, the buyer, the order) [2] nowS and, from
 --       DynamoDB's record of the order, [3] qty [4] acceptedAt s; [5] the current slice number
---       [6] the bucket's number (2 bytes)
+--       [6] the bucket's number (2 bytes) [7] the caller's cache shard count
 -- Returns {"LOGGED"}, or {"CLOSED"} when there is nothing to give back (the order is cancelled
--- or failed).
+-- or failed); {"BUSY"} (nothing changed) while the collection's cache shards are being raised
+-- (meta has mig); {"LAYOUT"} (nothing changed) when the caller routes by a cache shard count
+-- raised since (meta.cs, set when a raise ends, is another).
 --
 -- The record is written (again) from DynamoDB's: the caller read the durable record, so the
 -- deduction is durable. A settle that arrives later (persist finishing, reconciliation) then
@@ -16,6 +18,9 @@
 -- may be another deduction of the same order (a replay after Redis forgot it: its acceptedAt is
 -- not DynamoDB's): if still pending, that deduction's units go back first, since DynamoDB never
 -- took them.
+local m = redis.call('HMGET', KEYS[2], 'mig', 'cs')
+if m[1] then return {'BUSY'} end
+if m[2] and m[2] ~= ARGV[7] then return {'LAYOUT'} end
 local u, okey = ident(ARGV[1])
 local now, q, at = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local v = redis.call('HGET', KEYS[3], u)

@@ -12,7 +12,8 @@
 --                         shard and not yet known to be in the recipient (rebuild.lua refuses
 --                         while any is open)
 -- ARGV[1] mode, ARGV[2] move id, then for "out": ARGV[3] the recipient shard, ARGV[4] units
---   wanted, ARGV[5] the least units worth moving, ARGV[6] now (s).
+--   wanted, ARGV[5] the least units worth moving, ARGV[6] now (s); last, every mode: the
+--   caller's cache shard count.
 -- Returns:
 --   out:  {"OUT", units} took min(wanted, stock) (at least the least), recorded the move and
 --         counted it in mo
@@ -22,7 +23,11 @@
 --   back: {"BACK", units} given back and forgotten | {"ABSENT"} | {"FORGOTTEN"} the stock key
 --         is missing: the record is forgotten, nothing given (a rebuild counts the units, which
 --         never left the donor's buckets in DynamoDB)
+--   any:  {"LAYOUT"} the caller routes by a cache shard count raised since (meta.cs, set when a
+--         raise ends, is another): nothing changed
 local mode, id = ARGV[1], ARGV[2]
+local cs = redis.call('HGET', KEYS[2], 'cs')
+if cs and cs ~= ARGV[#ARGV] then return {'LAYOUT'} end
 if mode == 'out' then
   local s = redis.call('GET', KEYS[1])
   if not s then return {'NOCACHE'} end

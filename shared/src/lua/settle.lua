@@ -9,15 +9,21 @@
 --       [3] clear-intents cutoff s, or 0: also settle an order whose cancel intent was logged
 --           before the cutoff (the intent of a cancel that died before DynamoDB; a live
 --           cancel's intent is younger than reconciliation's threshold and stays)
---       [4..] orders: a byte with the stored buyer's length minus one, the buyer, the order
--- Returns {"SETTLED", n}: how many pending orders changed state.
+--       [4] the caller's cache shard count
+--       [5..] orders: a byte with the stored buyer's length minus one, the buyer, the order
+-- Returns {"SETTLED", n}: how many pending orders changed state; {"BUSY"} (nothing changed) while
+-- the collection's cache shards are being raised (meta has mig); {"LAYOUT"} (nothing changed)
+-- when the caller routes by a cache shard count raised since (meta.cs is another).
+local m = redis.call('HMGET', KEYS[2], 'mig', 'cs')
+if m[1] then return {'BUSY'} end
+if m[2] and m[2] ~= ARGV[4] then return {'LAYOUT'} end
 local now = tonumber(ARGV[1])
 local state = string.sub(ARGV[2], 1, 1)
 local giveback = string.sub(ARGV[2], 2, 2) == 'R'
 local cutoff = tonumber(ARGV[3])
 local n, changed = 0, false
-for j = 4, #ARGV do
-  local bucket = KEYS[j - 1]
+for j = 5, #ARGV do
+  local bucket = KEYS[j - 2]
   local u, okey = ident(ARGV[j])
   local v = redis.call('HGET', bucket, u)
   local i, ol = find(v, okey)

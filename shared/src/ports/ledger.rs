@@ -16,6 +16,9 @@ pub struct CollectionRecord {
     pub buckets: Vec<StockLevels>,
     /// Drift seen by the last reconciliation run, if any ran.
     pub last_drift: Option<i64>,
+    /// The cache shard count a raise to `spec.cache_shards` started from, while it is under way
+    /// (docs/DESIGN.md#raising-cacheshards).
+    pub raising_from: Option<u32>,
 }
 
 impl CollectionRecord {
@@ -28,6 +31,14 @@ impl CollectionRecord {
     pub fn shard_levels(&self, shard: u32) -> StockLevels {
         crate::domain::buckets::shard_sum(&self.buckets, shard, self.spec.cache_shards)
     }
+}
+
+/// A collection's header item alone: its settings, and a raise of its cache shards under way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionHeader {
+    pub spec: CollectionSpec,
+    /// See [`CollectionRecord::raising_from`].
+    pub raising_from: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +130,17 @@ pub trait Catalog: Send + Sync + 'static {
         now_ms: i64,
     ) -> impl Future<Output = InfraResult<CreateOutcome>> + Send;
     fn collection(&self, id: &CollectionId) -> impl Future<Output = InfraResult<Option<CollectionRecord>>> + Send;
+    /// The header item alone (one read, no bucket): what the functions route by.
+    fn collection_header(
+        &self,
+        id: &CollectionId,
+    ) -> impl Future<Output = InfraResult<Option<CollectionHeader>>> + Send;
+    /// Starts a raise of the cache shards from `from` to `to`: the header says `to`, raising from
+    /// `from`. True if written now or already so (a raise resumed); false if the header says
+    /// anything else.
+    fn begin_raise(&self, id: &CollectionId, from: u32, to: u32) -> impl Future<Output = InfraResult<bool>> + Send;
+    /// Ends the raise to `to` from `from` (nothing if it was ended before).
+    fn end_raise(&self, id: &CollectionId, from: u32, to: u32) -> impl Future<Output = InfraResult<()>> + Send;
     fn collections(&self) -> impl Future<Output = InfraResult<Vec<CollectionId>>> + Send;
     /// Several collections' records at once (those that exist, in no particular order).
     fn collection_records(

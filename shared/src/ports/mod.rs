@@ -17,6 +17,7 @@ mod clock;
 mod ledger;
 mod messages;
 mod queue;
+mod raise;
 mod shard_moves;
 mod stock_cache;
 
@@ -24,6 +25,7 @@ pub use clock::*;
 pub use ledger::*;
 pub use messages::*;
 pub use queue::*;
+pub use raise::*;
 pub use shard_moves::*;
 pub use stock_cache::*;
 
@@ -48,7 +50,7 @@ pub type InfraResult<T> = Result<T, InfraError>;
 /// flashstock::ports::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        BuyerBudgets, CacheWarmup, Catalog, Clock, Ledger, MoveLog, OrderBook, OrderCache, Queue, Settling, ShardMoves,
-        StockCache, StockWrites, Tallies, TimeIndex, WriteTurns,
+        BuyerBudgets, CacheRaise, CacheWarmup, Catalog, Clock, Ledger, MoveLog, OrderBook, OrderCache, Queue, Settling,
+        ShardMoves, StockCache, StockWrites, Tallies, TimeIndex, WriteTurns,
     };
 }

@@ -7,7 +7,7 @@
 use std::future::Future;
 
 use super::{InfraResult, WriteError};
-use crate::domain::CollectionId;
+use crate::domain::{CacheShard, CollectionId};
 
 /// A move taken from a donor shard and not yet known to be in its recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub trait ShardMoves: Send + Sync + 'static {
     fn move_out(
         &self,
         collection: &CollectionId,
-        from: u32,
+        from: CacheShard,
         to: u32,
         id: &str,
         wanted: i64,
@@ -97,7 +97,7 @@ pub trait ShardMoves: Send + Sync + 'static {
     fn move_in(
         &self,
         collection: &CollectionId,
-        to: u32,
+        to: CacheShard,
         id: &str,
         units: i64,
         now_ms: i64,
@@ -106,14 +106,14 @@ pub trait ShardMoves: Send + Sync + 'static {
     fn move_done(
         &self,
         collection: &CollectionId,
-        from: u32,
+        from: CacheShard,
         id: &str,
     ) -> impl Future<Output = InfraResult<bool>> + Send;
     /// Calls a move off on the donor: its units back, its record forgotten.
     fn move_back(
         &self,
         collection: &CollectionId,
-        from: u32,
+        from: CacheShard,
         id: &str,
     ) -> impl Future<Output = InfraResult<MoveBack>> + Send;
     /// The moves open from shard `from` (recorded, not yet done or called off).

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::{InfraResult, OrderRecord};
-use crate::domain::{BuyerBudget, CollectionId, OrderKey, Settlement, Status, UnsettledKind, UserId};
+use crate::domain::{BuyerBudget, CacheShard, CollectionId, OrderKey, Settlement, Status, UnsettledKind, UserId};
 
 /// An order's state in its collection's Redis entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,7 +257,7 @@ pub trait CacheWarmup: Send + Sync + 'static {
     fn snapshot(
         &self,
         collection: &CollectionId,
-        shard: u32,
+        shard: CacheShard,
     ) -> impl Future<Output = InfraResult<CacheSnapshot>> + Send;
     /// Sets the shard's stock to its stock buckets' `saleable` minus the snapshot's pending units
     /// if the version is still the snapshot's (take the snapshot before reading DynamoDB);
@@ -267,7 +267,7 @@ pub trait CacheWarmup: Send + Sync + 'static {
     fn rebuild(
         &self,
         collection: &CollectionId,
-        shard: u32,
+        shard: CacheShard,
         snapshot: &CacheSnapshot,
         saleable: i64,
         only_if_missing: bool,
@@ -281,7 +281,7 @@ pub trait CacheWarmup: Send + Sync + 'static {
     fn rebuild_with_unsettled(
         &self,
         collection: &CollectionId,
-        shard: u32,
+        shard: CacheShard,
         snapshot: &CacheSnapshot,
         stock: i64,
         quantity: i64,
@@ -372,12 +372,13 @@ pub trait BuyerBudgets: Send + Sync + 'static {
 
 /// Every part of the stock cache: what the real adapter and the explorer's gated one implement.
 pub trait StockCache:
-    OrderCache + Settling + CacheWarmup + TimeIndex + WriteTurns + BuyerBudgets + super::ShardMoves
+    OrderCache + Settling + CacheWarmup + TimeIndex + WriteTurns + BuyerBudgets + super::ShardMoves + super::CacheRaise
 {
 }
 
-impl<T: OrderCache + Settling + CacheWarmup + TimeIndex + WriteTurns + BuyerBudgets + super::ShardMoves> StockCache
-    for T
+impl<
+    T: OrderCache + Settling + CacheWarmup + TimeIndex + WriteTurns + BuyerBudgets + super::ShardMoves + super::CacheRaise,
+> StockCache for T
 {
 }
 

@@ -9,8 +9,8 @@ use super::items::{BucketItem, COLLECTIONS, CollectionItem, OrderItem, bucket_pk
 use super::{DynamoLedger, KIND_INDEX, sdk_err};
 use crate::domain::{CollectionId, CollectionSpec, OrderKey, StockLevels};
 use crate::ports::{
-    Catalog, CollectionRecord, CreateOutcome, InfraError, InfraResult, ItemFailure, MAX_ORDERS_WITH_LEVELS,
-    OrderRecord, WriteError,
+    Catalog, CollectionHeader, CollectionRecord, CreateOutcome, InfraError, InfraResult, ItemFailure,
+    MAX_ORDERS_WITH_LEVELS, OrderRecord, WriteError,
 };
 
 impl DynamoLedger {
@@ -106,10 +106,12 @@ impl Catalog for DynamoLedger {
             Err(e) => return Err(InfraError::new("dynamodb create collection", e)),
         }
         let existing = self
-            .collection(id)
+            .get::<CollectionItem>(col_pk(id), "dynamodb get collection")
             .await?
             .ok_or_else(|| InfraError::new("dynamodb create collection", "exists but cannot be read back"))?;
-        Ok(if existing.spec == *spec {
+        let created = existing.created_cache_shards.unwrap_or(existing.cache_shards);
+        let existing = existing.into_record(Vec::new());
+        Ok(if existing.spec.is_created_as(spec, created) {
             CreateOutcome::Same
         } else if existing.spec.quantity != spec.quantity {
             CreateOutcome::QuantityDiffers
@@ -124,6 +126,58 @@ impl Catalog for DynamoLedger {
         };
         let (buckets, _) = self.read_together(id, header.buckets, &[]).await?;
         Ok(Some(header.into_record(buckets)))
+    }
+
+    async fn collection_header(&self, id: &CollectionId) -> InfraResult<Option<CollectionHeader>> {
+        let header = self.get::<CollectionItem>(col_pk(id), "dynamodb get collection").await?;
+        Ok(header.map(|h| {
+            let raising_from = h.raising_from;
+            CollectionHeader { spec: h.into_record(Vec::new()).spec, raising_from }
+        }))
+    }
+
+    async fn begin_raise(&self, id: &CollectionId, from: u32, to: u32) -> InfraResult<bool> {
+        let op = "dynamodb begin raise";
+        let done = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", col_pk(id))
+            .update_expression(
+                "SET cacheShards = :to, raisingFrom = :from, createdCacheShards = if_not_exists(createdCacheShards, :from)",
+            )
+            .condition_expression(
+                "(cacheShards = :from AND attribute_not_exists(raisingFrom)) OR (cacheShards = :to AND raisingFrom = :from)",
+            )
+            .expression_attribute_values(":from", n(from))
+            .expression_attribute_values(":to", n(to))
+            .send()
+            .await;
+        match done {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(sdk_err(op)(e)),
+        }
+    }
+
+    async fn end_raise(&self, id: &CollectionId, from: u32, to: u32) -> InfraResult<()> {
+        let op = "dynamodb end raise";
+        let done = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", col_pk(id))
+            .update_expression("REMOVE raisingFrom")
+            .condition_expression("cacheShards = :to AND raisingFrom = :from")
+            .expression_attribute_values(":from", n(from))
+            .expression_attribute_values(":to", n(to))
+            .send()
+            .await;
+        match done {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(sdk_err(op)(e)),
+        }
     }
 
     async fn levels_with_orders(

@@ -49,7 +49,8 @@ pub(super) fn expiry_shard(key: &OrderKey) -> String {
     format!("EXP#{}", h % EXPIRY_SHARDS)
 }
 
-/// The collection's header: its settings. No transaction writes it after creation.
+/// The collection's header: its settings. No transaction writes it after creation (a raise of
+/// its cache shards updates it on its own).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct CollectionItem {
@@ -67,6 +68,12 @@ pub(super) struct CollectionItem {
     pub created_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_drift: Option<i64>,
+    /// Set while a raise of `cache_shards` from this count is under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raising_from: Option<u32>,
+    /// The cache shard count it was created with, once a raise changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_cache_shards: Option<u32>,
     pub gsi2pk: String,
     pub gsi2sk: String,
 }
@@ -84,6 +91,8 @@ impl CollectionItem {
             max_per_order: spec.max_per_order,
             created_at: now_ms,
             last_drift: None,
+            raising_from: None,
+            created_cache_shards: None,
             gsi2pk: COLLECTIONS.to_owned(),
             gsi2sk: id.to_string(),
         }
@@ -104,6 +113,7 @@ impl CollectionItem {
             levels: buckets.iter().copied().sum(),
             buckets,
             last_drift: self.last_drift,
+            raising_from: self.raising_from,
         }
     }
 }

@@ -113,6 +113,28 @@ pub(super) fn records(v: &[u8]) -> Vec<Record> {
     out
 }
 
+/// A buyer's value with every unsettled (`P` or `I`) record logged again at `now_s`, and whether
+/// it has one (a raise's copy lists it in the receiving shard's current time slice, where the
+/// time index then finds it). The budget record and settled records are left as they are.
+pub(super) fn relogged(v: &[u8], now_s: i64) -> (Vec<u8>, bool) {
+    let mut out = v.to_vec();
+    let mut unsettled = false;
+    let mut i = 0;
+    while i < out.len() {
+        let k = out[i] as usize;
+        let n = if k == 0 { 17 } else { 1 + k };
+        if i + n + 10 > out.len() {
+            break;
+        }
+        if matches!(out[i + n], b'P' | b'I') {
+            out[i + n + 6..i + n + 10].copy_from_slice(&e4(now_s));
+            unsettled = true;
+        }
+        i += n + 10;
+    }
+    (out, unsettled)
+}
+
 /// The buckets listed in a time slice.
 pub(super) fn slice_buckets(b: &[u8]) -> BTreeSet<u32> {
     b.chunks_exact(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).collect()
@@ -141,6 +163,28 @@ pub(super) fn entry_of(r: &Record, user: &UserId) -> Option<CacheEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relogged_moves_only_unsettled_records_to_now() {
+        let rec = |st: u8, logged: i64| {
+            let mut r = vec![2, b'o', b'1', st, 1];
+            r.extend_from_slice(&e4(100));
+            r.extend_from_slice(&e4(logged));
+            r
+        };
+        let budget = [1u8, 0, b'B', 3, 0, 0, 0, 9, 0, 0, 0, 50];
+        let mut v = budget.to_vec();
+        v.extend(rec(b'S', 100));
+        v.extend(rec(b'P', 101));
+        v.extend(rec(b'I', 102));
+        let (out, unsettled) = relogged(&v, 500);
+        assert!(unsettled);
+        let rs = records(&out);
+        assert_eq!(rs.iter().map(|r| r.logged_s).collect::<Vec<_>>(), vec![50, 100, 500, 500]);
+        assert_eq!(&out[..12], &budget, "the budget record is not a record to relog");
+        assert!(!relogged(&[&budget[..], &rec(b'C', 7)[..]].concat(), 500).1);
+        assert_eq!(relogged(&[], 500), (vec![], false));
+    }
 
     #[test]
     fn a_budget_record_is_laid_out_as_a_record_of_its_own() {

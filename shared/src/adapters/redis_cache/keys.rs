@@ -26,8 +26,14 @@ impl Keys {
         };
         Self { tag }
     }
-    pub fn stock(&self) -> String {
-        format!("{}:stock", self.tag)
+    /// The shard's stock key in a layout of `shards` cache shards: named by the count, so that a
+    /// function still routing with a layout since raised finds no stock (`NOCACHE`) rather than
+    /// another layout's (docs/DESIGN.md#raising-cacheshards).
+    pub fn stock(&self, shards: u32) -> String {
+        match shards {
+            0 | 1 => format!("{}:stock", self.tag),
+            n => format!("{}:stock:{n}", self.tag),
+        }
     }
     pub fn meta(&self) -> String {
         format!("{}:meta", self.tag)
@@ -89,12 +95,29 @@ mod tests {
         let id = CollectionId::parse("drop-1").unwrap();
         for (shard, tag) in [(0, "{fs:c:drop-1}:"), (2, "{fs:c:drop-1:2}:")] {
             let k = Keys::new("fs", &id, shard);
-            for key in
-                [k.stock(), k.meta(), k.slices(), k.bucket(7), k.slice(170_000_000), k.turn(3), k.moves(), k.moved_in()]
-            {
+            for key in [
+                k.stock(1),
+                k.stock(4),
+                k.meta(),
+                k.slices(),
+                k.bucket(7),
+                k.slice(170_000_000),
+                k.turn(3),
+                k.moves(),
+                k.moved_in(),
+            ] {
                 assert!(key.starts_with(tag), "{key}");
             }
         }
+    }
+
+    #[test]
+    fn a_stock_key_is_named_by_its_layout() {
+        let k = Keys::new("fs", &CollectionId::parse("drop-1").unwrap(), 0);
+        assert_eq!(k.stock(1), "{fs:c:drop-1}:stock", "one shard: the name before shards");
+        assert_eq!(k.stock(0), k.stock(1));
+        assert_eq!(k.stock(4), "{fs:c:drop-1}:stock:4");
+        assert_ne!(k.stock(2), k.stock(4));
     }
 
     #[test]

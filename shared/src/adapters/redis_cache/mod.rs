@@ -12,6 +12,7 @@ mod conn;
 mod keys;
 mod moves;
 mod orders;
+mod raise;
 mod replies;
 mod scripts;
 mod settling;

@@ -3,7 +3,7 @@
 
 use super::keys::secs;
 use super::{RedisCache, err, replies};
-use crate::domain::CollectionId;
+use crate::domain::{CacheShard, CollectionId};
 use crate::ports::{InfraResult, MoveBack, MoveIn, MoveOut, OpenMove, ShardLevel, ShardMoves};
 
 /// How long a recipient remembers the moves it added: far longer than any mover or recovery
@@ -17,7 +17,7 @@ impl ShardMoves for RedisCache {
             let k = self.keys(collection, r);
             async move {
                 let reply = self
-                    .invoke("redis shard_level.lua", &self.scripts.shard_level, vec![k.stock(), k.meta()], vec![])
+                    .invoke("redis shard_level.lua", &self.scripts.shard_level, vec![k.stock(shards), k.meta()], vec![])
                     .await?;
                 replies::shard_level(reply)
             }
@@ -28,14 +28,14 @@ impl ShardMoves for RedisCache {
     async fn move_out(
         &self,
         collection: &CollectionId,
-        from: u32,
+        from: CacheShard,
         to: u32,
         id: &str,
         wanted: i64,
         least: i64,
         now_ms: i64,
     ) -> InfraResult<MoveOut> {
-        let k = self.keys(collection, from);
+        let k = self.keys(collection, from.index);
         let args = [
             "out".to_owned(),
             id.to_owned(),
@@ -43,9 +43,15 @@ impl ShardMoves for RedisCache {
             wanted.to_string(),
             least.to_string(),
             secs(now_ms).to_string(),
+            from.count.max(1).to_string(),
         ];
         let reply = self
-            .invoke("redis move_out.lua", &self.scripts.move_out, vec![k.stock(), k.meta(), k.moves()], bytes(&args))
+            .invoke(
+                "redis move_out.lua",
+                &self.scripts.move_out,
+                vec![k.stock(from.count), k.meta(), k.moves()],
+                bytes(&args),
+            )
             .await?;
         replies::move_out(reply)
     }
@@ -53,25 +59,36 @@ impl ShardMoves for RedisCache {
     async fn move_in(
         &self,
         collection: &CollectionId,
-        to: u32,
+        to: CacheShard,
         id: &str,
         units: i64,
         now_ms: i64,
     ) -> InfraResult<MoveIn> {
-        let k = self.keys(collection, to);
+        let k = self.keys(collection, to.index);
         let now = secs(now_ms);
-        let args = [id.to_owned(), units.to_string(), now.to_string(), (now - REMEMBER_MOVES_S).to_string()];
+        let args = [
+            id.to_owned(),
+            units.to_string(),
+            now.to_string(),
+            (now - REMEMBER_MOVES_S).to_string(),
+            to.count.max(1).to_string(),
+        ];
         let reply = self
-            .invoke("redis move_in.lua", &self.scripts.move_in, vec![k.stock(), k.meta(), k.moved_in()], bytes(&args))
+            .invoke(
+                "redis move_in.lua",
+                &self.scripts.move_in,
+                vec![k.stock(to.count), k.meta(), k.moved_in()],
+                bytes(&args),
+            )
             .await?;
         replies::move_in(reply)
     }
 
-    async fn move_done(&self, collection: &CollectionId, from: u32, id: &str) -> InfraResult<bool> {
+    async fn move_done(&self, collection: &CollectionId, from: CacheShard, id: &str) -> InfraResult<bool> {
         replies::move_done(self.on_record(collection, from, "done", id).await?)
     }
 
-    async fn move_back(&self, collection: &CollectionId, from: u32, id: &str) -> InfraResult<MoveBack> {
+    async fn move_back(&self, collection: &CollectionId, from: CacheShard, id: &str) -> InfraResult<MoveBack> {
         replies::move_back(self.on_record(collection, from, "back", id).await?)
     }
 
@@ -100,11 +117,17 @@ impl ShardMoves for RedisCache {
 
 impl RedisCache {
     /// `move_out.lua` in `mode` (`done` or `back`) on the donor's record of move `id`.
-    async fn on_record(&self, collection: &CollectionId, from: u32, mode: &str, id: &str) -> InfraResult<redis::Value> {
-        let k = self.keys(collection, from);
-        let args = [mode.to_owned(), id.to_owned()];
-        self.invoke("redis move_out.lua", &self.scripts.move_out, vec![k.stock(), k.meta(), k.moves()], bytes(&args))
-            .await
+    async fn on_record(
+        &self,
+        collection: &CollectionId,
+        from: CacheShard,
+        mode: &str,
+        id: &str,
+    ) -> InfraResult<redis::Value> {
+        let k = self.keys(collection, from.index);
+        let args = [mode.to_owned(), id.to_owned(), from.count.max(1).to_string()];
+        let keys = vec![k.stock(from.count), k.meta(), k.moves()];
+        self.invoke("redis move_out.lua", &self.scripts.move_out, keys, bytes(&args)).await
     }
 }
 

@@ -36,7 +36,21 @@ fn coded<'a>(script: &'static str, v: &'a Value) -> InfraResult<(&'a str, Vec<i6
     ints.map(|n| (code, n)).ok_or_else(|| unexpected(script, v))
 }
 
-/// `{code, n}` with this code: the count (settle, trim).
+/// `{"BUSY"}` from release.lua, settle.lua or intent.lua: the collection's cache shards are being
+/// raised; `{"LAYOUT"}` from those and the shard move scripts: the caller routes by a cache shard
+/// count raised since. Nothing changed either way (an error: the caller retries, as for Redis
+/// being unreachable, by then with the settings read again).
+pub(super) fn in_layout(script: &'static str, v: &Value) -> InfraResult<()> {
+    match parts(script, v) {
+        Ok(("BUSY", [])) => Err(InfraError::new(script, "the collection's cache shards are being raised; retry")),
+        Ok(("LAYOUT", [])) => {
+            Err(InfraError::new(script, "routed by a cache shard count raised since (settings read again); retry"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `{code, n}` with this code: the count (settle, trim, adopt).
 pub(super) fn count(script: &'static str, code: &str, v: Value) -> InfraResult<u32> {
     match coded(script, &v)? {
         (c, n)
@@ -56,6 +70,15 @@ pub(super) fn either(script: &'static str, yes: &str, no: &str, v: Value) -> Inf
         (c, n) if n.is_empty() && c == no => Ok(false),
         _ => Err(unexpected(script, &v)),
     }
+}
+
+/// `adopt.lua`: the buyers written, or `None` when the shard is not fenced for the raise.
+pub(super) fn adopt(v: Value) -> InfraResult<Option<u32>> {
+    const S: &str = "redis adopt.lua";
+    if matches!(parts(S, &v)?, ("DONE", [])) {
+        return Ok(None);
+    }
+    count(S, "ADOPTED", v).map(Some)
 }
 
 /// `deduct.lua`: the stock left when taken now (a whole second of acceptance), or a refusal.
@@ -87,6 +110,7 @@ pub(super) fn deduct(v: Value, now_ms: i64) -> InfraResult<DeductOutcome> {
 /// `release.lua`.
 pub(super) fn release(v: Value) -> InfraResult<Released> {
     const S: &str = "redis release.lua";
+    in_layout(S, &v)?;
     let (code, n) = coded(S, &v)?;
     Ok(match (code, &n[..]) {
         ("RETURNED", &[q]) => Released::Returned(u32::try_from(q).map_err(|_| unexpected(S, &v))?),
@@ -113,6 +137,7 @@ pub(super) fn rebuild(v: Value) -> InfraResult<Rebuild> {
 
 /// `intent.lua`: whether the intent was logged (false: nothing to give back).
 pub(super) fn intent(v: Value) -> InfraResult<bool> {
+    in_layout("redis intent.lua", &v)?;
     either("redis intent.lua", "LOGGED", "CLOSED", v)
 }
 
@@ -155,6 +180,7 @@ pub(super) fn budget(v: Value) -> InfraResult<Option<u64>> {
 
 /// `move_out.lua` taking units.
 pub(super) fn move_out(v: Value) -> InfraResult<MoveOut> {
+    in_layout("redis move_out.lua", &v)?;
     const S: &str = "redis move_out.lua";
     match coded(S, &v)? {
         ("OUT", n)
@@ -171,11 +197,13 @@ pub(super) fn move_out(v: Value) -> InfraResult<MoveOut> {
 
 /// `move_out.lua` finishing (`done`: true if the record was there) a move.
 pub(super) fn move_done(v: Value) -> InfraResult<bool> {
+    in_layout("redis move_out.lua", &v)?;
     either("redis move_out.lua done", "DONE", "ABSENT", v)
 }
 
 /// `move_out.lua` calling a move off.
 pub(super) fn move_back(v: Value) -> InfraResult<MoveBack> {
+    in_layout("redis move_out.lua", &v)?;
     const S: &str = "redis move_out.lua back";
     match coded(S, &v)? {
         ("BACK", n)
@@ -212,6 +240,7 @@ pub(super) fn shard_level(v: Value) -> InfraResult<ShardLevel> {
 
 /// `move_in.lua`.
 pub(super) fn move_in(v: Value) -> InfraResult<MoveIn> {
+    in_layout("redis move_in.lua", &v)?;
     const S: &str = "redis move_in.lua";
     match coded(S, &v)? {
         ("IN", n) if n.len() == 1 => Ok(MoveIn::Added),
@@ -302,6 +331,25 @@ mod tests {
         assert_eq!(rebuild(r("BUSY", &[])).unwrap(), Rebuild::Busy);
         assert_eq!(rebuild(r("RACE", &[])).unwrap(), Rebuild::Race);
         assert_eq!(count("s", "SETTLED", r("SETTLED", &[4])).unwrap(), 4);
+        for e in [release(r("BUSY", &[])).unwrap_err(), intent(r("BUSY", &[])).unwrap_err()] {
+            assert!(e.message.contains("being raised"), "{e:?}");
+        }
+        assert!(in_layout("s", &r("BUSY", &[])).is_err());
+        assert_eq!(adopt(r("ADOPTED", &[3])).unwrap(), Some(3));
+        assert_eq!(adopt(r("DONE", &[])).unwrap(), None);
+        assert!(adopt(r("BUSY", &[])).is_err());
+        assert!(in_layout("s", &r("SETTLED", &[0])).is_ok());
+        assert!(in_layout("s", &r("BUSY", &[1])).is_ok(), "only the bare code");
+        for e in [
+            release(r("LAYOUT", &[])).unwrap_err(),
+            intent(r("LAYOUT", &[])).unwrap_err(),
+            move_out(r("LAYOUT", &[])).unwrap_err(),
+            move_done(r("LAYOUT", &[])).unwrap_err(),
+            move_back(r("LAYOUT", &[])).unwrap_err(),
+            move_in(r("LAYOUT", &[])).unwrap_err(),
+        ] {
+            assert!(e.message.contains("raised since"), "{e:?}");
+        }
         assert!(intent(r("LOGGED", &[])).unwrap());
         assert!(!intent(r("CLOSED", &[])).unwrap());
         assert!(either("t", "TAKEN", "HELD", r("TAKEN", &[])).unwrap());

@@ -6,8 +6,8 @@ use redis::Script;
 
 use super::codec::{budget_record, buyer_bytes, e4, ident, order_bytes};
 use super::keys::{Keys, bucket_of, secs, slice_of, user_bucket};
-use crate::domain::OrderKey;
 use crate::domain::buckets::home_shard;
+use crate::domain::{CacheShard, OrderKey};
 use crate::ports::DeductRequest;
 
 /// What `:stock` holds above the units Redis may still sell: the Try takes before it looks, and
@@ -52,6 +52,8 @@ pub(super) struct Scripts {
     pub move_out: Script,
     pub move_in: Script,
     pub shard_level: Script,
+    pub fence: Script,
+    pub adopt: Script,
 }
 
 impl Scripts {
@@ -72,6 +74,8 @@ impl Scripts {
             move_out: s(include_str!("../../lua/move_out.lua"), false),
             move_in: s(include_str!("../../lua/move_in.lua"), false),
             shard_level: s(include_str!("../../lua/shard_level.lua"), false),
+            fence: s(include_str!("../../lua/fence.lua"), false),
+            adopt: s(include_str!("../../lua/adopt.lua"), true),
         }
     }
 }
@@ -100,24 +104,28 @@ pub fn deduct_call(prefix: &str, nb: u32, r: &DeductRequest<'_>) -> (Vec<String>
     let (budget, wait) = window.map_or((0, 0), |(b, w)| (b.requests, w.left(r.now_ms).as_millis()));
     let tail = format!("{},{budget},{wait},{},{slice}", r.per_user_limit.unwrap_or(0), secs(r.stale_before_ms));
     a.extend_from_slice(tail.as_bytes());
-    (vec![k.stock(), k.bucket(bucket), k.slice(slice), k.slices()], a)
+    (vec![k.stock(r.shards), k.bucket(bucket), k.slice(slice), k.slices()], a)
 }
 
 /// The release script's keys and arguments, exactly as the adapter sends them, on cache shard
-/// `shard` of `nb` buyer buckets.
+/// `at` of `nb` buyer buckets.
 pub fn release_call(
     prefix: &str,
-    shard: u32,
+    at: CacheShard,
     nb: u32,
     order: &OrderKey,
     tombstone: bool,
     now_ms: i64,
 ) -> (Vec<String>, Vec<Vec<u8>>) {
-    let k = Keys::new(prefix, &order.collection, shard);
+    let k = Keys::new(prefix, &order.collection, at.index);
     let bucket = k.bucket(user_bucket(&order.user, nb));
-    let args =
-        vec![ident(order), secs(now_ms).to_string().into_bytes(), if tombstone { b"1".to_vec() } else { vec![] }];
-    (vec![k.stock(), k.meta(), bucket], args)
+    let args = vec![
+        ident(order),
+        secs(now_ms).to_string().into_bytes(),
+        if tombstone { b"1".to_vec() } else { vec![] },
+        at.count.max(1).to_string().into_bytes(),
+    ];
+    (vec![k.stock(at.count), k.meta(), bucket], args)
 }
 
 #[cfg(test)]

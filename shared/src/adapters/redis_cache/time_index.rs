@@ -216,16 +216,16 @@ impl TimeIndex for RedisCache {
 
     async fn probe(&self, ids: &[(CollectionId, u32)]) -> InfraResult<Vec<CacheProbe>> {
         // One pipeline per cache shard (its keys share a slot), many in flight at once.
-        let jobs: Vec<(usize, Keys, Conn)> = ids
+        let jobs: Vec<(usize, Keys, u32, Conn)> = ids
             .iter()
             .enumerate()
-            .flat_map(|(i, (id, shards))| (0..*shards).map(move |r| (i, r)).map(|(i, r)| (i, self.keys(id, r))))
-            .map(|(i, k)| (i, k, self.con.clone()))
+            .flat_map(|(i, (id, shards))| (0..*shards).map(move |r| (i, id, r, *shards)))
+            .map(|(i, id, r, shards)| (i, self.keys(id, r), shards, self.con.clone()))
             .collect();
         let reads: Vec<(usize, Option<ProbeRead>)> = futures::stream::iter(jobs)
-            .map(|(i, k, mut con)| async move {
+            .map(|(i, k, shards, mut con)| async move {
                 let read: redis::RedisResult<ProbeRead> = redis::pipe()
-                    .get(k.stock())
+                    .get(k.stock(shards))
                     .zcard(k.slices())
                     .hget(k.meta(), "rc")
                     .hget(k.meta(), "rv")

@@ -3,7 +3,7 @@
 
 use super::keys::buckets_for;
 use super::{RedisCache, err, replies};
-use crate::domain::CollectionId;
+use crate::domain::{CacheShard, CollectionId};
 use crate::ports::{CacheSnapshot, CacheWarmup, InfraResult, Rebuild};
 
 impl CacheWarmup for RedisCache {
@@ -21,10 +21,12 @@ impl CacheWarmup for RedisCache {
             .map_err(err("redis prepare"))
     }
 
-    async fn snapshot(&self, collection: &CollectionId, shard: u32) -> InfraResult<CacheSnapshot> {
+    async fn snapshot(&self, collection: &CollectionId, at: CacheShard) -> InfraResult<CacheSnapshot> {
+        let shard = at.index;
         let k = self.keys(collection, shard);
         const S: &str = "redis snapshot.lua";
-        let reply = self.invoke(S, &self.scripts.snapshot, vec![k.stock(), k.meta(), k.slices()], vec![]).await?;
+        let keys = vec![k.stock(at.count), k.meta(), k.slices()];
+        let reply = self.invoke(S, &self.scripts.snapshot, keys, vec![]).await?;
         let (stock, version, open, nb) = replies::snapshot(reply)?;
         // The slices with nothing left unsettled are listed, so that a rebuild after this
         // snapshot is not refused for slices only waiting to be dropped.
@@ -47,7 +49,7 @@ impl CacheWarmup for RedisCache {
     async fn rebuild(
         &self,
         collection: &CollectionId,
-        shard: u32,
+        shard: CacheShard,
         snapshot: &CacheSnapshot,
         saleable: i64,
         only_if_missing: bool,
@@ -60,7 +62,7 @@ impl CacheWarmup for RedisCache {
     async fn rebuild_with_unsettled(
         &self,
         collection: &CollectionId,
-        shard: u32,
+        shard: CacheShard,
         snapshot: &CacheSnapshot,
         stock: i64,
         quantity: i64,
@@ -74,15 +76,16 @@ impl RedisCache {
     /// drained slices.
     async fn set_stock(
         &self,
-        (collection, shard): (&CollectionId, u32),
+        (collection, at): (&CollectionId, CacheShard),
         snapshot: &CacheSnapshot,
         stock: i64,
         mode: &str,
         quantity: i64,
     ) -> InfraResult<Rebuild> {
+        let shard = at.index;
         let k = self.keys(collection, shard);
         let nb = buckets_for(quantity);
-        let mut keys = vec![k.stock(), k.meta(), k.slices(), k.moves()];
+        let mut keys = vec![k.stock(at.count), k.meta(), k.slices(), k.moves()];
         let mut args = vec![snapshot.version.to_string(), stock.to_string(), mode.to_owned(), nb.to_string()];
         // The drained slices the snapshot read: unchanged, they are all that may be registered.
         for (n, len) in &snapshot.drained_slices {

@@ -47,7 +47,7 @@ use serde::Serialize;
 mod heal;
 
 use super::{App, AppError};
-use crate::domain::{CollectionId, IdentityViolation, StockLevels, drift};
+use crate::domain::{CacheShard, CollectionId, IdentityViolation, StockLevels, drift};
 use crate::ports::{CacheProbe, CacheSnapshot, CollectionRecord, Ledger, Queue, Rebuild, StockCache};
 
 /// Confirmed orders tallied per collection per run.
@@ -109,6 +109,9 @@ pub struct CollectionReport {
     pub tallied: u32,
     /// Shard moves a dead mover left open, finished (or called off) from DynamoDB's item.
     pub moves_finished: u32,
+    /// A raise of the cache shards found under way was finished (the collection is reconciled
+    /// at the next run).
+    pub raise_finished: bool,
     pub identity_violations: Vec<IdentityViolation>,
     pub errors: Vec<String>,
 }
@@ -230,13 +233,23 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         now_ms: i64,
         cr: &mut CollectionReport,
     ) -> Result<(), AppError> {
-        let shards = self.spec(id).await?.cache_shards;
+        // The settings as DynamoDB has them now (a raise of the cache shards changes them): a
+        // raise under way is finished first (its raiser may have died), and the collection is
+        // reconciled at the next run.
+        let header = self.ledger.collection_header(id).await?.ok_or(AppError::CollectionNotFound)?;
+        self.remember_spec(id, &header.spec);
+        if header.raising_from.is_some() {
+            self.finish_raise(id, now_ms).await?;
+            cr.raise_finished = true;
+            return Ok(());
+        }
+        let shards = header.spec.cache_shards;
         // 0. Shard moves whose mover died (open longer than any mover lives). A failure here is
         // reported and the run goes on: the rest heals regardless, and rebuilds wait for the move.
-        for shard in (0..shards).filter(|_| shards > 1) {
+        for shard in CacheShard::all(shards).filter(|_| shards > 1) {
             let before = now_ms - self.settings.reconcile_threshold_ms;
             if let Err(e) = self.finish_moves_from(id, shard, before, now_ms, &mut cr.moves_finished).await {
-                tracing::error!(collection = %id, shard, error = %e, "open shard moves not finished; the next run tries again");
+                tracing::error!(collection = %id, shard = shard.index, error = %e, "open shard moves not finished; the next run tries again");
                 cr.errors.push(e.to_string());
             }
         }
@@ -250,8 +263,14 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             }
         }
         // 2. Drift and identities (snapshots before DynamoDB: each version guards its repair).
-        let snaps = futures::future::try_join_all((0..shards).map(|shard| self.cache.snapshot(id, shard))).await?;
+        let snaps =
+            futures::future::try_join_all(CacheShard::all(shards).map(|at| self.cache.snapshot(id, at))).await?;
         let rec = self.ledger.collection(id).await?.ok_or(AppError::CollectionNotFound)?;
+        if rec.spec.cache_shards != shards || rec.raising_from.is_some() {
+            // Raised since the snapshots: they are of the layout left; the next run reconciles.
+            self.forget_spec(id);
+            return Ok(());
+        }
         cr.identity_violations = rec.violations();
         for v in &cr.identity_violations {
             tracing::error!(collection = %id, violation = ?v, "identity violated");
@@ -271,7 +290,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
         // clean only when every shard's is 0.
         let mut drifts = Vec::with_capacity(snaps.len());
         for (shard, snap) in (0..shards).zip(&snaps) {
-            drifts.push(self.shard_drift(id, shard, snap, &rec, cr).await?);
+            drifts.push(self.shard_drift(id, CacheShard::new(shard, shards), snap, &rec, cr).await?);
         }
         cr.drift = drifts.iter().copied().sum::<Option<i64>>();
         if let Some(d) = cr.drift
@@ -322,14 +341,15 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
     async fn shard_drift(
         &self,
         id: &CollectionId,
-        shard: u32,
+        at: CacheShard,
         snap: &CacheSnapshot,
         rec: &CollectionRecord,
         cr: &mut CollectionReport,
     ) -> Result<Option<i64>, AppError> {
+        let shard = at.index;
         let levels = rec.shard_levels(shard);
         let Some(cached) = snap.stock else {
-            if let Rebuild::Set(s) = self.rebuild_missing(id, shard, snap, rec).await? {
+            if let Rebuild::Set(s) = self.rebuild_missing(id, at, snap, rec).await? {
                 tracing::warn!(collection = %id, shard, stock = s, "Redis stock was missing; rebuilt from DynamoDB");
                 cr.rebuilt = true;
                 self.sold_out.clear(id);
@@ -343,7 +363,7 @@ impl<C: StockCache, L: Ledger, Q: Queue> App<C, L, Q> {
             && snap.open_slices == 0
             && !self.moves_into(id, rec.spec.cache_shards, shard).await?
         {
-            match self.cache.rebuild(id, shard, snap, levels.saleable, false, levels.quantity).await? {
+            match self.cache.rebuild(id, at, snap, levels.saleable, false, levels.quantity).await? {
                 Rebuild::Set(s) => {
                     tracing::warn!(collection = %id, shard, drift = d, stock = s, "drift repaired from DynamoDB");
                     cr.repaired_drift = Some(cr.repaired_drift.unwrap_or(0) + d);
@@ -368,7 +388,14 @@ mod tests {
     fn rec(saleable: i64, reserved: i64, last_drift: Option<i64>) -> CollectionRecord {
         let spec = CollectionSpec::parse(Some(10), None, None, Some(1), None).unwrap();
         let levels = StockLevels { quantity: 10, saleable, reserved, confirmed: 10 - saleable - reserved };
-        CollectionRecord { id: CollectionId::parse("c").unwrap(), spec, levels, buckets: vec![levels], last_drift }
+        CollectionRecord {
+            id: CollectionId::parse("c").unwrap(),
+            spec,
+            levels,
+            buckets: vec![levels],
+            last_drift,
+            raising_from: None,
+        }
     }
 
     fn probe(stock: Option<i64>, slices: u64, mark: Option<String>) -> CacheProbe {
