@@ -18,6 +18,9 @@ echo "== cfn-lint template.yaml"
 "$root/.venv/bin/cfn-lint" template.yaml
 echo "== cargo test"
 cargo test --workspace -- --test-threads "${FLASHSTOCK_TEST_THREADS:-4}"
+echo "== the storefront contract again, every collection over 4 stock buckets and 2 cache shards on the Redis Cluster"
+FLASHSTOCK_TEST_LAYOUT=sharded-cluster cargo test -p flashstock-e2e --test e2e -- \
+  --test-threads "${FLASHSTOCK_TEST_THREADS:-4}" api_contract:: second_phase:: try_path:: persist_path::
 echo "== the demo at its defaults (the README's first command; its second phase guards the main job)"
 verdict=$(RUST_LOG=error "$root/target/debug/flashstock-demo" --no-progress | tail -n 1)
 echo "$verdict"

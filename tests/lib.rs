@@ -17,7 +17,17 @@ pub struct TestApp {
     pub stack: Stack,
     pub redis: flashstock::adapters::redis_cache::Conn,
     http: reqwest::Client,
+    /// Settings every collection this test creates gets unless its body names them (the
+    /// layout the suite runs on: [`LAYOUT_VAR`]).
+    layout: Option<Value>,
 }
+
+/// Runs the tests that start with [`TestApp::start`] or [`TestApp::start_with`] on another
+/// layout: `sharded-cluster` puts them on the local Redis Cluster, and gives every collection
+/// they create 4 stock buckets over 2 cache shards (unless its body names either), so the
+/// storefront contract is checked on a collection whose buyers live on different shards.
+/// `infra/test.sh` runs the contract files a second time with it.
+pub const LAYOUT_VAR: &str = "FLASHSTOCK_TEST_LAYOUT";
 
 /// The answer of one API call.
 #[derive(Debug, Clone)]
@@ -107,7 +117,15 @@ impl TestApp {
     }
 
     pub async fn start_with(opts: StackOptions, tweak: impl FnOnce(&mut Config)) -> Self {
-        Self::start_on("FLASHSTOCK_REDIS_URL", opts, tweak).await
+        match std::env::var(LAYOUT_VAR).as_deref() {
+            Ok("sharded-cluster") => {
+                let mut t = Self::start_cluster(opts, tweak).await;
+                t.layout = Some(json!({ "buckets": 4, "cacheShards": 2 }));
+                t
+            }
+            Ok("") | Err(_) => Self::start_on("FLASHSTOCK_REDIS_URL", opts, tweak).await,
+            Ok(other) => panic!("{LAYOUT_VAR}={other}: only sharded-cluster is known"),
+        }
     }
 
     /// A deployment on the local three-node Redis Cluster, in cluster mode.
@@ -135,7 +153,7 @@ impl TestApp {
     pub async fn start_on_url(redis_url: &str, opts: StackOptions, tweak: impl FnOnce(&mut Config)) -> Self {
         let stack = Stack::launch(&unique_name(), redis_url, opts, tweak).await.expect("local stack starts");
         let redis = stack.redis.clone();
-        Self { stack, redis, http: reqwest::Client::new() }
+        Self { stack, redis, http: reqwest::Client::new(), layout: None }
     }
 
     pub fn token(&self, sub: &str, scopes: &[&str]) -> String {
@@ -168,7 +186,14 @@ impl TestApp {
         self.raw(method, path, Some(&token), body.as_deref()).await
     }
 
-    pub async fn create(&self, collection: &str, body: Value) -> Answer {
+    pub async fn create(&self, collection: &str, mut body: Value) -> Answer {
+        if let (Some(layout), Some(fields)) = (&self.layout, body.as_object_mut())
+            && !fields.contains_key("buckets")
+            && !fields.contains_key("cacheShards")
+            && let Some(extra) = layout.as_object()
+        {
+            fields.extend(extra.clone());
+        }
         self.call("PUT", &format!("/v1/admin/collections/{collection}"), "op", ADMIN, Some(body)).await
     }
 
@@ -278,6 +303,17 @@ impl TestApp {
         get(&A::ApproximateNumberOfMessages)
             + get(&A::ApproximateNumberOfMessagesNotVisible)
             + get(&A::ApproximateNumberOfMessagesDelayed)
+    }
+
+    /// Redis loses the collection's stock keys (every cache shard's), as after a restart.
+    pub async fn lose_stock(&self, collection: &str) {
+        let id = flashstock::domain::CollectionId::parse(collection).expect("a collection id");
+        let shards = self.stack.app.spec(&id).await.expect("the collection").cache_shards;
+        let mut con = self.redis.clone();
+        for r in 0..shards {
+            let key = self.shard_keys(collection, r).stock(shards);
+            let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await.unwrap();
+        }
     }
 
     /// Sets the collection's cached stock to `units`, as if Redis had drifted there.

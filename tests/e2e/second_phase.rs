@@ -68,7 +68,8 @@ async fn empty_rollback_then_a_late_try_is_refused() {
         flashstock::domain::UserId::parse("u").unwrap(),
         flashstock::domain::OrderId::parse("never-tried").unwrap(),
     );
-    let (bucket, buyer) = t.stack.app.cache.location(&key, 1).await.unwrap().expect("warmed up");
+    let shards = t.stack.app.spec(&key.collection).await.unwrap().cache_shards;
+    let (bucket, buyer) = t.stack.app.cache.location(&key, shards).await.unwrap().expect("warmed up");
     let _: () = redis::cmd("HDEL").arg(bucket).arg(buyer).query_async(&mut con).await.unwrap();
     let late = t.reserve("u", "er", "never-tried", 1).await;
     assert_eq!(late.status, 202, "Redis alone cannot know; DynamoDB decides: {late:?}");

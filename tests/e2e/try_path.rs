@@ -166,9 +166,7 @@ async fn lost_cache_answers_503_until_warm_up_never_sold_out() {
     assert_eq!(t.reserve("u", "cold", "o1", 1).await.status, 202, "a refused Try can be retried");
     t.wait_status("u", "cold", "o1", "RESERVED", 10 * SECOND).await;
     // Redis loses the stock key (restart, failover).
-    let stock = t.keys("cold").stock(1);
-    let mut con = t.redis.clone();
-    let _: () = redis::cmd("DEL").arg(&stock).query_async(&mut con).await.unwrap();
+    t.lose_stock("cold").await;
     let lost = t.reserve("v", "cold", "o2", 1).await;
     lost.assert_problem(503, "CACHE_NOT_READY");
     assert_eq!(t.inspect("cold").await.body["cached"], json!(null));
@@ -191,9 +189,7 @@ async fn a_lost_stock_key_is_rebuilt_at_once_with_unsettled_entries_held_back() 
     t.wait_status("b", "unsettled", "b1", "RESERVED", 10 * SECOND).await;
     assert_eq!(t.reserve("c", "unsettled", "c1", 3).await.status, 202);
     // Redis loses the stock key while c1's message is in flight.
-    let stock = t.keys("unsettled").stock(1);
-    let mut con = t.redis.clone();
-    let _: () = redis::cmd("DEL").arg(&stock).query_async(&mut con).await.unwrap();
+    t.lose_stock("unsettled").await;
     t.reserve("d", "unsettled", "d1", 1).await.assert_problem(503, "CACHE_NOT_READY");
     // Rebuilt at once: DynamoDB's 7 saleable less c1's 3 units, still to be taken.
     assert_eq!(t.warmup("unsettled").await.int("cached"), 4, "the unsettled deduction held back");
@@ -209,7 +205,9 @@ async fn a_lost_stock_key_is_rebuilt_at_once_with_unsettled_entries_held_back() 
 async fn a_rebuild_with_unsettled_waits_for_a_drained_slice_that_changed_and_may_set_below_zero() {
     use flashstock::ports::prelude::*;
     let t = TestApp::start_with(TestApp::manual_options(), |_| {}).await;
-    t.collection("guard", json!({ "quantity": 10 })).await;
+    // One stock bucket, so one cache shard on any layout the suite runs on: the calls below are
+    // the adapter's on shard 0.
+    t.collection("guard", json!({ "quantity": 10, "buckets": 1 })).await;
     assert_eq!(t.reserve("a", "guard", "a1", 2).await.status, 202);
     let mut con = t.redis.clone();
     let _: () = redis::cmd("DEL").arg(t.keys("guard").stock(1)).query_async(&mut con).await.unwrap();
