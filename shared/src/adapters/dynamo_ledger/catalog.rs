@@ -92,6 +92,35 @@ impl DynamoLedger {
     }
 }
 
+impl DynamoLedger {
+    /// One update of a raise on the header, conditional: false when the condition failed.
+    async fn update_raise(
+        &self,
+        op: &'static str,
+        id: &CollectionId,
+        (from, to): (u32, u32),
+        update: &str,
+        condition: &str,
+    ) -> InfraResult<bool> {
+        let done = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", col_pk(id))
+            .update_expression(update)
+            .condition_expression(condition)
+            .expression_attribute_values(":from", n(from))
+            .expression_attribute_values(":to", n(to))
+            .send()
+            .await;
+        match done {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(sdk_err(op)(e)),
+        }
+    }
+}
+
 impl Catalog for DynamoLedger {
     async fn create_collection(
         &self,
@@ -137,47 +166,16 @@ impl Catalog for DynamoLedger {
     }
 
     async fn begin_raise(&self, id: &CollectionId, from: u32, to: u32) -> InfraResult<bool> {
-        let op = "dynamodb begin raise";
-        let done = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", col_pk(id))
-            .update_expression(
-                "SET cacheShards = :to, raisingFrom = :from, createdCacheShards = if_not_exists(createdCacheShards, :from)",
-            )
-            .condition_expression(
-                "(cacheShards = :from AND attribute_not_exists(raisingFrom)) OR (cacheShards = :to AND raisingFrom = :from)",
-            )
-            .expression_attribute_values(":from", n(from))
-            .expression_attribute_values(":to", n(to))
-            .send()
-            .await;
-        match done {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
-            Err(e) => Err(sdk_err(op)(e)),
-        }
+        let update = "SET cacheShards = :to, raisingFrom = :from, \
+                      createdCacheShards = if_not_exists(createdCacheShards, :from)";
+        let condition = "(cacheShards = :from AND attribute_not_exists(raisingFrom)) OR (cacheShards = :to AND raisingFrom = :from)";
+        self.update_raise("dynamodb begin raise", id, (from, to), update, condition).await
     }
 
     async fn end_raise(&self, id: &CollectionId, from: u32, to: u32) -> InfraResult<()> {
-        let op = "dynamodb end raise";
-        let done = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", col_pk(id))
-            .update_expression("REMOVE raisingFrom")
-            .condition_expression("cacheShards = :to AND raisingFrom = :from")
-            .expression_attribute_values(":from", n(from))
-            .expression_attribute_values(":to", n(to))
-            .send()
-            .await;
-        match done {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
-            Err(e) => Err(sdk_err(op)(e)),
-        }
+        let condition = "cacheShards = :to AND raisingFrom = :from";
+        // Ended before (false): nothing to do.
+        self.update_raise("dynamodb end raise", id, (from, to), "REMOVE raisingFrom", condition).await.map(|_| ())
     }
 
     async fn levels_with_orders(
