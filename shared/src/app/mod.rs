@@ -54,7 +54,7 @@ pub enum AppError {
     IdempotencyMismatch,
     #[error("a collection's quantity is fixed at creation")]
     QuantityImmutable,
-    #[error("a collection's settings are fixed at creation")]
+    #[error("a collection's settings are fixed at creation (its cache shards can only be raised)")]
     SettingsImmutable,
     #[error(transparent)]
     Refused(#[from] Refusal),

@@ -1,4 +1,4 @@
-//! The collection's stock model (docs/DESIGN.md#stock-identities): its immutable settings, its durable stock levels with
+//! The collection's stock model (docs/DESIGN.md#stock-identities): its settings, its durable stock levels with
 //! their identities, and the drift between Redis and DynamoDB.
 
 use serde::{Deserialize, Serialize};
@@ -12,8 +12,9 @@ pub const DEFAULT_MAX_PER_ORDER: u32 = 10;
 /// Longest payment window accepted (one day); longer windows are re-delayed in 900 s hops.
 pub const MAX_PAYMENT_WINDOW_SECONDS: i64 = 86_400;
 
-/// What an admin fixes when creating a collection. Immutable afterwards, which lets every
-/// function cache it per instance.
+/// What an admin fixes when creating a collection. Immutable afterwards but for a raise of its
+/// cache shards, which every function learns of within its settings cache's life
+/// (`app::SPEC_TTL`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CollectionSpec {

@@ -108,9 +108,12 @@ impl Code {
             C::QuantityImmutable => {
                 ("QUANTITY_IMMUTABLE", S::CONFLICT, false, "a collection's quantity is fixed at creation")
             }
-            C::SettingsImmutable => {
-                ("SETTINGS_IMMUTABLE", S::CONFLICT, false, "a collection's settings are fixed at creation")
-            }
+            C::SettingsImmutable => (
+                "SETTINGS_IMMUTABLE",
+                S::CONFLICT,
+                false,
+                "a collection's settings are fixed at creation (its cache shards are only raised)",
+            ),
             C::AlreadyConfirmed => ("ALREADY_CONFIRMED", S::CONFLICT, false, "a cancel of a paid order"),
             C::AlreadyCancelled => ("ALREADY_CANCELLED", S::CONFLICT, false, "a confirm of a cancelled order"),
             C::NotYetReserved => ("NOT_YET_RESERVED", S::CONFLICT, true, "a confirm of an order not durable yet"),
@@ -131,7 +134,7 @@ impl Code {
                 "SERVICE_UNAVAILABLE",
                 S::SERVICE_UNAVAILABLE,
                 true,
-                "too much contention (`detail` names what contended)",
+                "too much contention, or the collection's cache shards are being raised (`detail` says which)",
             ),
             C::DependencyUnavailable => {
                 ("DEPENDENCY_UNAVAILABLE", S::SERVICE_UNAVAILABLE, true, "Redis, DynamoDB or SQS failed")
@@ -199,6 +202,7 @@ impl AppError {
             E::CacheNotReady => Code::CacheNotReady,
             E::Unconfirmed => Code::ReservationUnconfirmed,
             E::Unavailable(_) => Code::ServiceUnavailable,
+            E::Infra(e) if e.busy => Code::ServiceUnavailable,
             E::Infra(_) => Code::DependencyUnavailable,
         }
     }
@@ -230,7 +234,8 @@ impl ApiError {
         let code = self.code();
         let status = code.status();
         let detail = match &self {
-            // Infrastructure detail stays in the logs.
+            // Infrastructure detail stays in the logs (a store's refusal for now says why).
+            ApiError::App(AppError::Infra(e)) if e.busy => e.message.clone(),
             ApiError::App(AppError::Infra(e)) => {
                 tracing::error!(error = %e, "dependency failure");
                 "a dependency is unavailable; retry shortly".to_owned()
@@ -354,6 +359,18 @@ mod tests {
         let r = e.into_response();
         let Body::Text(t) = r.body() else { panic!("text body") };
         assert!(!t.contains("secret-host"));
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn a_stores_refusal_for_now_says_why() {
+        let busy =
+            crate::ports::InfraError::busy("redis release.lua", "the collection's cache shards are being raised");
+        let e = ApiError::from(AppError::Infra(busy));
+        assert_eq!(e.code(), Code::ServiceUnavailable);
+        let r = e.into_response();
+        let Body::Text(t) = r.body() else { panic!("text body") };
+        assert!(t.contains("being raised") && t.contains("SERVICE_UNAVAILABLE"), "{t}");
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 

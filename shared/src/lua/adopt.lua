@@ -4,7 +4,7 @@
 -- changes nothing.
 --
 -- KEYS (all share the receiving shard's hash tag {<prefix>:c:<collectionId>[:<shard>]}):
---   KEYS[1] meta    HASH   nb, the shard's buyer bucket count (set by the caller before); mig
+--   KEYS[1] meta    HASH   nb, the shard's buyer bucket count (set by the caller before); fence
 --   KEYS[2] slices  ZSET   the time slices that exist, by number
 --   KEYS[3] slice   STRING the current time slice: lists the buckets of buyers with unsettled
 --                          entries (their loggedAt was set to now by the caller, so this slice
@@ -15,7 +15,8 @@
 --   in KEYS, the buyer as stored, its value (records.lua), and its bucket's 2-byte number when
 --   it has a P or I entry (else "").
 -- A buyer already here (a cancel's budget.lua or an empty rollback's tombstone, written by a
--- function that routed by the new layout before the fence) keeps what is here: the copy adds
+-- function that routed by the new layout before the fence, or budget.lua, which takes no fence,
+-- during it) keeps what is here: the copy adds
 -- only the records of orders not here, and the budget record here wins.
 -- Returns {"ADOPTED", n}: the buyers written or merged; {"DONE"}: the shard is not fenced for
 -- this raise (another finisher ended it), nothing written.
@@ -23,7 +24,7 @@ local function split(v)
   if string.sub(v, 1, 2) == '\1\0' then return string.sub(v, 1, 12), string.sub(v, 13) end
   return '', v
 end
-if redis.call('HGET', KEYS[1], 'mig') ~= ARGV[2] then return {'DONE'} end
+if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[2] then return {'DONE'} end
 local n = 0
 for j = 3, #ARGV, 4 do
   local bucket, u, v, b = KEYS[tonumber(ARGV[j])], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3]

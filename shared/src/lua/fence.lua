@@ -9,7 +9,7 @@
 --                         count; a shard new in the raise has none): deleted, so a Try routed
 --                         by that layout answers NOCACHE, and the new layout's key is rebuilt
 --                         from DynamoDB once the copy is done
---   KEYS[2] meta   HASH   mig: the shard count raised to, while the raise is under way
+--   KEYS[2] meta   HASH   fence: the shard count raised to, while the raise is under way
 --                         (release.lua, settle.lua, intent.lua and rebuild.lua refuse while it
 --                         is set); ver is bumped (a rebuild that read the shard before must not
 --                         go ahead); cs: the shard count of the layout the shard is in, set
@@ -20,7 +20,7 @@
 -- fences a shard that sells again
 local cs = redis.call('HGET', KEYS[2], 'cs')
 if cs and tonumber(cs) >= tonumber(ARGV[1]) then return {'DONE'} end
-redis.call('HSET', KEYS[2], 'mig', ARGV[1])
+redis.call('HSET', KEYS[2], 'fence', ARGV[1])
 redis.call('DEL', KEYS[1])
 redis.call('HINCRBY', KEYS[2], 'ver', 1)
 return {'FENCED'}

@@ -8,7 +8,7 @@
 --       [6] the bucket's number (2 bytes) [7] the caller's cache shard count
 -- Returns {"LOGGED"}, or {"CLOSED"} when there is nothing to give back (the order is cancelled
 -- or failed); {"BUSY"} (nothing changed) while the collection's cache shards are being raised
--- (meta has mig); {"LAYOUT"} (nothing changed) when the caller routes by a cache shard count
+-- (meta has fence); {"LAYOUT"} (nothing changed) when the caller routes by a cache shard count
 -- raised since (meta.cs, set when a raise ends, is another).
 --
 -- The record is written (again) from DynamoDB's: the caller read the durable record, so the
@@ -18,7 +18,7 @@
 -- may be another deduction of the same order (a replay after Redis forgot it: its acceptedAt is
 -- not DynamoDB's): if still pending, that deduction's units go back first, since DynamoDB never
 -- took them.
-local m = redis.call('HMGET', KEYS[2], 'mig', 'cs')
+local m = redis.call('HMGET', KEYS[2], 'fence', 'cs')
 if m[1] then return {'BUSY'} end
 if m[2] and m[2] ~= ARGV[7] then return {'LAYOUT'} end
 local u, okey = ident(ARGV[1])

@@ -20,11 +20,11 @@
 --
 -- A shard move open from this shard (move_out.lua's record) has taken units that DynamoDB may not
 -- have moved yet: no stock computed from DynamoDB is right until it is finished or called off.
--- While the collection's cache shards are being raised (meta has mig, fence.lua), the shard's
+-- While the collection's cache shards are being raised (meta has fence, fence.lua), the shard's
 -- buyers may not all be here yet: no stock is set.
 --
 -- KEYS: [1] stock (units + STOCK_BIAS, see deduct.lua) [2] meta (HASH: ver, nb = the shard's
---       buyer bucket count; mig while a raise is under way) [3] slices [4] moves (move_out.lua's records) [5..] the drained slices
+--       buyer bucket count; fence while a raise is under way) [3] slices [4] moves (move_out.lua's records) [5..] the drained slices
 -- ARGV: [1] expected ver [2] stock to set (negative counts as 0, but for "unsettled") [3] mode:
 --       "missing" (warm-up: leave a live stock key alone), "unsettled" (the same, unsettled
 --       entries held back by the caller: new slices allowed, the drained ones still checked) or
@@ -37,7 +37,7 @@ if (redis.call('HGET', KEYS[2], 'ver') or '0') ~= ARGV[1] then return {'RACE'} e
 local live = redis.call('GET', KEYS[1])
 if ARGV[3] ~= 'force' and live then return {'LIVE', tonumber(live) - STOCK_BIAS} end
 if redis.call('HLEN', KEYS[4]) > 0 then return {'BUSY'} end
-if redis.call('HEXISTS', KEYS[2], 'mig') == 1 then return {'BUSY'} end
+if redis.call('HEXISTS', KEYS[2], 'fence') == 1 then return {'BUSY'} end
 if ARGV[3] ~= 'unsettled' and redis.call('ZCARD', KEYS[3]) ~= #KEYS - 4 then return {'BUSY'} end
 for j = 5, #KEYS do
   local n, len = string.match(ARGV[j], '^(%-?%d+):(%d+)$')

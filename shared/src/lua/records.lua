@@ -1,4 +1,5 @@
--- records.lua: prepended to the scripts that read records (settle, relog, intent, release, trim;
+-- records.lua: prepended to the scripts that read records (settle, relog, intent, release, trim,
+-- adopt;
 -- deduct.lua reads them on its own, off a first order's accepting path). A buyer's orders on a collection are packed records, concatenated in one field of one
 -- bucket hash: KEYS[...] "{…}:u:<bucket>", field = the buyer (a byte k, then 16 bytes of a
 -- canonical UUID when k = 0, else k bytes of the id as given), value = records, each

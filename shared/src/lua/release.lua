@@ -10,14 +10,14 @@
 --   {"RETURNED", qty}  given back now     {"ALREADY"}  given back before
 --   {"FAILED"}         a FAILED order: its deduction is not returned blindly
 --   {"ABSENT"}         no record (one was written as a tombstone when asked)
---   {"BUSY"}          the collection's cache shards are being raised (meta has mig): nothing
+--   {"BUSY"}          the collection's cache shards are being raised (meta has fence): nothing
 --                         changed; retry once the raise is done
 --   {"LAYOUT"}        the caller routes by a cache shard count raised since (meta.cs, set when
 --                         a raise ends, is another): nothing changed
 --   {"UNLOGGED"}       a settled order with no cancel intent: not returned here. Every return
 --                         goes through the time index, and drift repair only runs while it is
 --                         empty, so the two can never both count the same units.
-local m = redis.call('HMGET', KEYS[2], 'mig', 'cs')
+local m = redis.call('HMGET', KEYS[2], 'fence', 'cs')
 if m[1] then return {'BUSY'} end
 if m[2] and m[2] ~= ARGV[4] then return {'LAYOUT'} end
 local u, okey = ident(ARGV[1])

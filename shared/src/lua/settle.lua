@@ -12,9 +12,9 @@
 --       [4] the caller's cache shard count
 --       [5..] orders: a byte with the stored buyer's length minus one, the buyer, the order
 -- Returns {"SETTLED", n}: how many pending orders changed state; {"BUSY"} (nothing changed) while
--- the collection's cache shards are being raised (meta has mig); {"LAYOUT"} (nothing changed)
+-- the collection's cache shards are being raised (meta has fence); {"LAYOUT"} (nothing changed)
 -- when the caller routes by a cache shard count raised since (meta.cs is another).
-local m = redis.call('HMGET', KEYS[2], 'mig', 'cs')
+local m = redis.call('HMGET', KEYS[2], 'fence', 'cs')
 if m[1] then return {'BUSY'} end
 if m[2] and m[2] ~= ARGV[4] then return {'LAYOUT'} end
 local now = tonumber(ARGV[1])

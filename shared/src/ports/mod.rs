@@ -5,7 +5,7 @@
 //!   in its buyer's cache shard's slot, keyed by the buyer-scoped order.
 //! - [`Ledger`]: the durable truth (DynamoDB): collections, reservations, tombstones.
 //! - [`ShardMoves`] and [`MoveLog`]: units carried between a collection's cache shards, Redis's
-//!   side and DynamoDB's.
+//!   side and DynamoDB's; [`CacheRaise`]: Redis's side of a raise of their count.
 //! - [`Queue`]: the buffers (SQS): reservation messages and payment-window timers.
 //! - [`Clock`]: time, wall and monotonic.
 //!
@@ -36,11 +36,20 @@ pub use stock_cache::*;
 pub struct InfraError {
     pub op: &'static str,
     pub message: String,
+    /// The store refused for now, changing nothing, and said why (a raise of the collection's
+    /// cache shards under way, or the caller routing by a layout raised since): answered as
+    /// `SERVICE_UNAVAILABLE` with that reason, not as a failed dependency.
+    pub busy: bool,
 }
 
 impl InfraError {
     pub fn new(op: &'static str, e: impl std::fmt::Display) -> Self {
-        Self { op, message: e.to_string() }
+        Self { op, message: e.to_string(), busy: false }
+    }
+
+    /// A refusal for now (see [`InfraError::busy`]).
+    pub fn busy(op: &'static str, why: impl std::fmt::Display) -> Self {
+        Self { op, message: why.to_string(), busy: true }
     }
 }
 

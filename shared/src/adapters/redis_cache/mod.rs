@@ -4,7 +4,7 @@
 //! ids, arguments and records), [`scripts`] (the scripts and their one stock bias), [`replies`]
 //! (every reply decoded strictly), and one per port: [`orders`] (Try, entries), [`settling`],
 //! [`warmup`], [`time_index`] (reconciliation's), [`turns`] (write turns), [`budget`] (buyers'),
-//! [`moves`] (shard moves).
+//! [`moves`] (shard moves), [`raise`] (a raise of the cache shards).
 
 mod budget;
 mod codec;

@@ -94,7 +94,7 @@ impl CacheRaise for RedisCache {
             .atomic()
             .hset(&meta, "cs", to)
             .ignore()
-            .hdel(&meta, "mig")
+            .hdel(&meta, "fence")
             .ignore()
             .query_async::<()>(&mut con)
             .await

@@ -38,14 +38,15 @@ fn coded<'a>(script: &'static str, v: &'a Value) -> InfraResult<(&'a str, Vec<i6
 
 /// `{"BUSY"}` from release.lua, settle.lua or intent.lua: the collection's cache shards are being
 /// raised; `{"LAYOUT"}` from those and the shard move scripts: the caller routes by a cache shard
-/// count raised since. Nothing changed either way (an error: the caller retries, as for Redis
-/// being unreachable, by then with the settings read again).
+/// count raised since. Nothing changed either way: a busy error (503 `SERVICE_UNAVAILABLE`, or
+/// a message retried).
 pub(super) fn in_layout(script: &'static str, v: &Value) -> InfraResult<()> {
     match parts(script, v) {
-        Ok(("BUSY", [])) => Err(InfraError::new(script, "the collection's cache shards are being raised; retry")),
-        Ok(("LAYOUT", [])) => {
-            Err(InfraError::new(script, "routed by a cache shard count raised since (settings read again); retry"))
-        }
+        Ok(("BUSY", [])) => Err(InfraError::busy(script, "the collection's cache shards are being raised; retry")),
+        Ok(("LAYOUT", [])) => Err(InfraError::busy(
+            script,
+            "routed by a cache shard count raised since (this instance reads it again within 10 s); retry",
+        )),
         _ => Ok(()),
     }
 }
@@ -332,7 +333,7 @@ mod tests {
         assert_eq!(rebuild(r("RACE", &[])).unwrap(), Rebuild::Race);
         assert_eq!(count("s", "SETTLED", r("SETTLED", &[4])).unwrap(), 4);
         for e in [release(r("BUSY", &[])).unwrap_err(), intent(r("BUSY", &[])).unwrap_err()] {
-            assert!(e.message.contains("being raised"), "{e:?}");
+            assert!(e.message.contains("being raised") && e.busy, "{e:?}");
         }
         assert!(in_layout("s", &r("BUSY", &[])).is_err());
         assert_eq!(adopt(r("ADOPTED", &[3])).unwrap(), Some(3));
@@ -348,7 +349,7 @@ mod tests {
             move_back(r("LAYOUT", &[])).unwrap_err(),
             move_in(r("LAYOUT", &[])).unwrap_err(),
         ] {
-            assert!(e.message.contains("raised since"), "{e:?}");
+            assert!(e.message.contains("raised since") && e.busy, "{e:?}");
         }
         assert!(intent(r("LOGGED", &[])).unwrap());
         assert!(!intent(r("CLOSED", &[])).unwrap());
