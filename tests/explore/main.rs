@@ -71,6 +71,7 @@ regressions! {
     quiet_orders_crowd_out_due_ones => "quiet-orders-crowd-out-due-ones",
     turn_waits_outlast_persists_timeout => "turn-waits-outlast-persists-timeout",
     empty_home_shard_refuses_while_units_elsewhere => "empty-home-shard-refuses-while-units-elsewhere",
+    raise_then_stale_persist_settles => "raise-then-stale-persist-settles",
 }
 
 /// `per` seeded PCT schedules of each scenario, from a fixed seed: reproducible in CI.

@@ -279,6 +279,16 @@ pub fn regressions() -> Vec<Regression> {
     let pair = |name: &str| all.iter().find(|s| s.name == name).cloned().expect("a scenario of that name");
     vec![
         Regression {
+            name: "raise-then-stale-persist-settles",
+            what: "a raise of the cache shards from 2 to 4 ran to its end while an order's message waited; \
+                   persist's instance, still routing by 2, had its settle refused on the buyer's old shard \
+                   (LAYOUT), and every redelivery the same until its settings cache expired (10 s): the \
+                   order's entry stayed pending on its new shard after every delivery and run. A refusal \
+                   for now makes the instance read the settings again",
+            scenario: pair("raise-reconcile"),
+            script: vec![Finish(0), Finish(1)],
+        },
+        Regression {
             name: "empty-home-shard-refuses-while-units-elsewhere",
             what: "a collection over two cache shards, its one unit in shard 0: buyer 1, homed on shard 1, \
                    was answered SOLD_OUT by their empty shard while shard 0 still held the unit. A buyer's \

@@ -64,18 +64,18 @@ impl<C: OrderCache + Settling + CacheWarmup + WriteTurns, L: Catalog + OrderBook
                         Transition::Already(_) => {
                             // Finish a cancel that died between DynamoDB and Redis (the entry is
                             // given back once, or written as a cancelled one if Redis has none).
-                            self.cache.release(order, shards, true, now_ms).await?;
+                            self.on_layout(collection, self.cache.release(order, shards, true, now_ms).await)?;
                             self.sold_out.clear(collection);
                             return Ok(Cancelled::before(rec.into()));
                         }
                         Transition::To(_) => {
-                            self.cache.log_intent(&rec, shards, now_ms).await?;
+                            self.on_layout(collection, self.cache.log_intent(&rec, shards, now_ms).await)?;
                             let turn = self.take_turn(collection, rec.bucket, self.turn_wait(started)).await;
                             let done = self.ledger.cancel_reserved(std::slice::from_ref(&rec), reason, now_ms).await;
                             self.end_turn(collection, rec.bucket, turn).await;
                             match done {
                                 Ok(()) => {
-                                    self.cache.release(order, shards, false, now_ms).await?;
+                                    self.on_layout(collection, self.cache.release(order, shards, false, now_ms).await)?;
                                     self.sold_out.clear(collection);
                                     tracing::info!(%order, reason = reason.as_str(), "cancelled; stock returned");
                                     rec.status = Status::Cancelled;
@@ -146,7 +146,7 @@ impl<C: Settling, L: StockWrites, Q> App<C, L, Q> {
         if !self.ledger.put_tombstone(t, now_ms).await? {
             return Ok(false);
         }
-        self.cache.release(t.key, shards, true, now_ms).await?;
+        self.on_layout(&t.key.collection, self.cache.release(t.key, shards, true, now_ms).await)?;
         Ok(true)
     }
 }

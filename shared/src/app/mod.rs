@@ -184,6 +184,40 @@ impl<C, L, Q> App<C, L, Q> {
         self.clock = Arc::new(clock);
         self
     }
+
+    /// Drops the cached settings: the next call reads them again.
+    pub(crate) fn forget_spec(&self, id: &CollectionId) {
+        if let Ok(mut m) = self.specs.write() {
+            m.remove(id);
+        }
+    }
+
+    /// Passes a Redis call's result on; a refusal for now (a raise under way, or this instance
+    /// routing by a layout raised since) makes the next call read the settings again.
+    pub(crate) fn on_layout<T>(
+        &self,
+        id: &CollectionId,
+        r: crate::ports::InfraResult<T>,
+    ) -> crate::ports::InfraResult<T> {
+        if let Err(e) = &r
+            && e.busy
+        {
+            self.forget_spec(id);
+        }
+        r
+    }
+
+    /// Drops the cached settings if they were read more than [`SPEC_RECHECK`] ago (a Try that
+    /// found no stock may be routing by a layout raised since; a crowd of them during a raise or
+    /// a lost stock key reads the header once a second per instance, not once a Try).
+    pub(crate) fn recheck_spec(&self, id: &CollectionId) {
+        let now = self.clock.instant();
+        if let Ok(mut m) = self.specs.write()
+            && m.get(id).is_some_and(|(_, at)| now.duration_since(*at) >= SPEC_RECHECK)
+        {
+            m.remove(id);
+        }
+    }
 }
 
 impl<C, L: Catalog, Q> App<C, L, Q> {
@@ -207,25 +241,6 @@ impl<C, L: Catalog, Q> App<C, L, Q> {
             m.insert(id.clone(), (spec.clone(), self.clock.instant()));
         }
         spec
-    }
-
-    /// Drops the cached settings: the next call reads them again.
-    pub(crate) fn forget_spec(&self, id: &CollectionId) {
-        if let Ok(mut m) = self.specs.write() {
-            m.remove(id);
-        }
-    }
-
-    /// Drops the cached settings if they were read more than [`SPEC_RECHECK`] ago (a Try that
-    /// found no stock may be routing by a layout raised since; a crowd of them during a raise or
-    /// a lost stock key reads the header once a second per instance, not once a Try).
-    pub(crate) fn recheck_spec(&self, id: &CollectionId) {
-        let now = self.clock.instant();
-        if let Ok(mut m) = self.specs.write()
-            && m.get(id).is_some_and(|(_, at)| now.duration_since(*at) >= SPEC_RECHECK)
-        {
-            m.remove(id);
-        }
     }
 }
 

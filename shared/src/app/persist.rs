@@ -301,7 +301,8 @@ impl<C: Settling + WriteTurns, L: Catalog + OrderBook + StockWrites, Q: Queue> A
                 let Some(as_) = SettleAs::of(settlement(Some(rec.status), same)) else {
                     // Anti-hanging: a tombstone (or a completed cancel) refuses the late message;
                     // this order's Redis share goes back at most once.
-                    let r = self.cache.release(&key, spec.cache_shards, false, now_ms).await?;
+                    let r =
+                        self.on_layout(collection, self.cache.release(&key, spec.cache_shards, false, now_ms).await)?;
                     tracing::info!(order = %key, released = ?r, "late message refused by tombstone");
                     continue;
                 };
@@ -320,7 +321,10 @@ impl<C: Settling + WriteTurns, L: Catalog + OrderBook + StockWrites, Q: Queue> A
             tracing::warn!(%collection, count = failed.len(), "orders FAILED: DynamoDB had less stock than Redis");
         }
         for (as_, orders) in &by {
-            self.cache.settle(collection, spec.cache_shards, orders, *as_, None, now_ms).await?;
+            self.on_layout(
+                collection,
+                self.cache.settle(collection, spec.cache_shards, orders, *as_, None, now_ms).await,
+            )?;
         }
         self.queue.schedule_timeouts(&timers, now_ms).await?;
         Ok(())

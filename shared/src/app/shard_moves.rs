@@ -198,7 +198,9 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
         match state {
             Some(MoveState::Moved) => self.complete_move(id, shards, m, now_ms).await,
             Some(MoveState::Aborted) => {
-                if let MoveBack::Returned(u) = self.cache.move_back(id, CacheShard::new(m.from, shards), &m.id).await? {
+                if let MoveBack::Returned(u) =
+                    self.on_layout(id, self.cache.move_back(id, CacheShard::new(m.from, shards), &m.id).await)?
+                {
                     tracing::info!(collection = %id, shard = m.from, units = u, "shard move called off; units back");
                     self.sold_out.clear(id);
                 }
@@ -220,8 +222,8 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
         now_ms: i64,
     ) -> Result<MoveEnd, AppError> {
         if self.cache.open_moves(id, m.from).await?.iter().any(|o| o.id == m.id) {
-            self.cache.move_in(id, CacheShard::new(m.to, shards), &m.id, m.units, now_ms).await?;
-            self.cache.move_done(id, CacheShard::new(m.from, shards), &m.id).await?;
+            self.on_layout(id, self.cache.move_in(id, CacheShard::new(m.to, shards), &m.id, m.units, now_ms).await)?;
+            self.on_layout(id, self.cache.move_done(id, CacheShard::new(m.from, shards), &m.id).await)?;
         }
         Ok(MoveEnd::Moved)
     }

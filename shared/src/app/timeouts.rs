@@ -130,7 +130,7 @@ impl<C: OrderCache + Settling + CacheWarmup + WriteTurns, L: Catalog + OrderBook
         let mut aside = Vec::new();
         let mut batch = Vec::with_capacity(recs.len());
         for r in recs {
-            match self.cache.log_intent(r, shards, now_ms).await {
+            match self.on_layout(&r.collection, self.cache.log_intent(r, shards, now_ms).await) {
                 Ok(()) => batch.push(r.clone()),
                 Err(_) => aside.push(r.key()),
             }
@@ -186,7 +186,7 @@ impl<C: OrderCache + Settling + CacheWarmup + WriteTurns, L: Catalog + OrderBook
         let mut unreleased = Vec::new();
         for r in batch {
             let key = r.key();
-            match self.cache.release(&key, shards, false, now_ms).await {
+            match self.on_layout(collection, self.cache.release(&key, shards, false, now_ms).await) {
                 Ok(_) => tracing::info!(order = %key, reason = reason.as_str(), "cancelled; stock returned"),
                 Err(e) => {
                     tracing::warn!(order = %key, error = %e, "cancelled in DynamoDB; Redis release left to a retry");
