@@ -262,6 +262,10 @@ pub fn triples() -> Vec<Scenario> {
         sc("refused-try-cancel-warmup-try", &[LoseStock], &[Try(0), Cancel(0), WarmUp, Try(0)]),
         bucketed(1, sc("move-persist-cancel-reconcile", &[Op(Try(1))], &[Persist, Cancel(1), Reconcile])),
         bucketed(2, sc("two-buckets-batch-timeouts", &[], &[Try(0), Try(1), PersistBatch, Timeout(0), Timeout(1)])),
+        // A raise of the cache shards (2 to 4), at random points of its many steps, against a
+        // stale instance's Try, cancel and persist; and against persist, reconciliation and a replay.
+        raised(sc("raise-try-cancel-persist", &[Op(Try(0))], &[Raise(4), Try(1), Cancel(0), Persist])),
+        raised(sc("raise-persist-reconcile-replay", &[Op(Try(0))], &[Raise(4), Persist, Reconcile, Try(0)])),
     ]
 }
 
