@@ -16,6 +16,12 @@ use crate::ports::{
 };
 
 /// Attempts of a move's transaction against conflicting writers before it is called off.
+/// How long a mover may still be carrying the move it took (its DynamoDB transaction, retried
+/// with backoff, and its two Redis steps): a Try leaves a younger open move to it.
+const MOVER_LIFE_MS: i64 = 1_000;
+/// How long a Try that found only a live mover's units waits before it looks again.
+const LIVE_MOVE_WAIT: std::time::Duration = std::time::Duration::from_millis(25);
+
 const MOVE_ATTEMPTS: u32 = 4;
 /// Looks at the shards' stock one refill takes (a donor drained from under it is read again).
 const REFILL_ROUNDS: u32 = 4;
@@ -103,7 +109,13 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
                     return Ok(if here == 0 { ShardRefill::Empty } else { ShardRefill::Short(here) });
                 }
                 _ => {
-                    self.finish_open_moves(id, shards, now_ms).await?;
+                    // A live mover's units land soon: look again after a moment (and answer 503
+                    // if they have not by the last round), never SOLD_OUT.
+                    if self.finish_open_moves(id, shards, now_ms).await? {
+                        tokio::time::sleep(LIVE_MOVE_WAIT).await;
+                        first = None;
+                        continue;
+                    }
                     first = Some(levels);
                 }
             }
@@ -111,12 +123,22 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
         Ok(ShardRefill::Busy)
     }
 
-    /// Finishes every move open on the collection's shards ([`Self::finish_move`]).
-    async fn finish_open_moves(&self, id: &CollectionId, shards: u32, now_ms: i64) -> Result<(), AppError> {
+    /// Finishes the moves open on the collection's shards whose mover has had its time
+    /// ([`Self::finish_move`]). True when a younger one is open: its units are in flight, and
+    /// calling it off would only send them back for the next mover (near sell-out, Tries doing
+    /// that to each other kept buyers at 503 for seconds: BENCHMARKS.md section 12).
+    async fn finish_open_moves(&self, id: &CollectionId, shards: u32, now_ms: i64) -> Result<bool, AppError> {
+        let mut live = false;
         for from in CacheShard::all(shards) {
-            self.finish_moves_from(id, from, i64::MAX, now_ms, &mut 0).await?;
+            for m in self.cache.open_moves(id, from.index).await? {
+                if m.taken_at_ms > now_ms - MOVER_LIFE_MS {
+                    live = true;
+                } else {
+                    self.finish_move(id, shards, &m, now_ms).await?;
+                }
+            }
         }
-        Ok(())
+        Ok(live)
     }
 
     /// Finishes the moves open from shard `from` that were taken before `taken_before_ms`
