@@ -130,19 +130,14 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
     async fn finish_open_moves(&self, id: &CollectionId, shards: u32, now_ms: i64) -> Result<bool, AppError> {
         let mut live = false;
         for from in CacheShard::all(shards) {
-            for m in self.cache.open_moves(id, from.index).await? {
-                if m.taken_at_ms > now_ms - MOVER_LIFE_MS {
-                    live = true;
-                } else {
-                    self.finish_move(id, shards, &m, now_ms).await?;
-                }
-            }
+            live |= self.finish_moves_from(id, from, now_ms - MOVER_LIFE_MS + 1, now_ms, &mut 0).await?;
         }
         Ok(live)
     }
 
     /// Finishes the moves open from shard `from` that were taken before `taken_before_ms`
-    /// (reconciliation's: those whose mover is dead), counting each in `finished`.
+    /// (reconciliation's: those whose mover is dead), counting each in `finished`. True when a
+    /// move taken since is open.
     pub(crate) async fn finish_moves_from(
         &self,
         id: &CollectionId,
@@ -150,13 +145,18 @@ impl<C: ShardMoves, L: Catalog + MoveLog, Q> App<C, L, Q> {
         taken_before_ms: i64,
         now_ms: i64,
         finished: &mut u32,
-    ) -> Result<(), AppError> {
-        for m in self.cache.open_moves(id, from.index).await?.iter().filter(|m| m.taken_at_ms < taken_before_ms) {
-            let end = self.finish_move(id, from.count, m, now_ms).await?;
+    ) -> Result<bool, AppError> {
+        let mut younger = false;
+        for m in self.cache.open_moves(id, from.index).await? {
+            if m.taken_at_ms >= taken_before_ms {
+                younger = true;
+                continue;
+            }
+            let end = self.finish_move(id, from.count, &m, now_ms).await?;
             tracing::warn!(collection = %id, move_id = %m.id, ?end, "open shard move finished");
             *finished += 1;
         }
-        Ok(())
+        Ok(younger)
     }
 
     /// DynamoDB's half of a move the donor has taken, then the recipient's and the donor's
