@@ -175,31 +175,29 @@ async fn every_step_of_a_shard_move_makes_a_rebuild_read_before_it_step_aside() 
     t.collection("steps", json!({ "quantity": 10, "buckets": 2, "cacheShards": 2 })).await;
     let (app, id) = (&t.stack.app, CollectionId::parse("steps").unwrap());
     let now = flashstock::now_ms();
+    let (donor_shard, recipient_shard) = (CacheShard::new(0, 2), CacheShard::new(1, 2));
     // The donor read (stock and version) after its take, DynamoDB read after the move committed:
     // once the move is done, a repair from those reads would give the donor the units back.
-    assert_eq!(app.cache.move_out(&id, CacheShard::new(0, 2), 1, "m1", 2, 2, now).await.unwrap(), MoveOut::Taken(2));
-    let donor = app.cache.snapshot(&id, CacheShard::new(0, 2)).await.unwrap();
+    assert_eq!(app.cache.move_out(&id, donor_shard, 1, "m1", 2, 2, now).await.unwrap(), MoveOut::Taken(2));
+    let donor = app.cache.snapshot(&id, donor_shard).await.unwrap();
     app.ledger.move_between_shards(&id, "m1", &[(0, 2)], 1, now).await.unwrap();
-    assert_eq!(
-        app.cache.move_in(&id, CacheShard::new(1, 2), "m1", 2, now).await.unwrap(),
-        flashstock::ports::MoveIn::Added
-    );
-    assert!(app.cache.move_done(&id, CacheShard::new(0, 2), "m1").await.unwrap());
-    assert_eq!(app.cache.rebuild(&id, CacheShard::new(0, 2), &donor, 5, false, 5).await.unwrap(), Rebuild::Race);
+    assert_eq!(app.cache.move_in(&id, recipient_shard, "m1", 2, now).await.unwrap(), flashstock::ports::MoveIn::Added);
+    assert!(app.cache.move_done(&id, donor_shard, "m1").await.unwrap());
+    assert_eq!(app.cache.rebuild(&id, donor_shard, &donor, 5, false, 5).await.unwrap(), Rebuild::Race);
     // A recipient whose stock key was lost, read before a move's units reached its buckets: the
     // move's add (nothing added, the id recorded) makes that rebuild step aside too.
     let mut con = t.redis.clone();
     let _: () = redis::cmd("DEL").arg(t.shard_keys("steps", 1).stock(2)).query_async(&mut con).await.unwrap();
-    let recipient = app.cache.snapshot(&id, CacheShard::new(1, 2)).await.unwrap();
+    let recipient = app.cache.snapshot(&id, recipient_shard).await.unwrap();
     assert_eq!(recipient.stock, None);
-    assert_eq!(app.cache.move_out(&id, CacheShard::new(0, 2), 1, "m2", 1, 1, now).await.unwrap(), MoveOut::Taken(1));
+    assert_eq!(app.cache.move_out(&id, donor_shard, 1, "m2", 1, 1, now).await.unwrap(), MoveOut::Taken(1));
     app.ledger.move_between_shards(&id, "m2", &[(0, 1)], 1, now).await.unwrap();
     assert_eq!(
-        app.cache.move_in(&id, CacheShard::new(1, 2), "m2", 1, now).await.unwrap(),
+        app.cache.move_in(&id, recipient_shard, "m2", 1, now).await.unwrap(),
         flashstock::ports::MoveIn::NoCache
     );
-    assert!(app.cache.move_done(&id, CacheShard::new(0, 2), "m2").await.unwrap());
-    assert_eq!(app.cache.rebuild(&id, CacheShard::new(1, 2), &recipient, 7, true, 5).await.unwrap(), Rebuild::Race);
+    assert!(app.cache.move_done(&id, donor_shard, "m2").await.unwrap());
+    assert_eq!(app.cache.rebuild(&id, recipient_shard, &recipient, 7, true, 5).await.unwrap(), Rebuild::Race);
     // Rebuilt from fresh reads, both shards match their buckets.
     let report = app.reconcile_collections(std::slice::from_ref(&id), flashstock::now_ms()).await;
     assert!(report.collections["steps"].errors.is_empty(), "{report:?}");

@@ -139,10 +139,10 @@ impl Catalog for DynamoLedger {
             .await?
             .ok_or_else(|| InfraError::new("dynamodb create collection", "exists but cannot be read back"))?;
         let created = existing.created_cache_shards.unwrap_or(existing.cache_shards);
-        let existing = existing.into_record(Vec::new());
-        Ok(if existing.spec.is_created_as(spec, created) {
+        let existing = existing.spec();
+        Ok(if existing.is_created_as(spec, created) {
             CreateOutcome::Same
-        } else if existing.spec.quantity != spec.quantity {
+        } else if existing.quantity != spec.quantity {
             CreateOutcome::QuantityDiffers
         } else {
             CreateOutcome::SettingsDiffer
@@ -159,10 +159,7 @@ impl Catalog for DynamoLedger {
 
     async fn collection_header(&self, id: &CollectionId) -> InfraResult<Option<CollectionHeader>> {
         let header = self.get::<CollectionItem>(col_pk(id), "dynamodb get collection").await?;
-        Ok(header.map(|h| {
-            let raising_from = h.raising_from;
-            CollectionHeader { spec: h.into_record(Vec::new()).spec, raising_from }
-        }))
+        Ok(header.map(|h| CollectionHeader { spec: h.spec(), raising_from: h.raising_from }))
     }
 
     async fn begin_raise(&self, id: &CollectionId, from: u32, to: u32) -> InfraResult<bool> {

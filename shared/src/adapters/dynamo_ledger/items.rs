@@ -98,18 +98,23 @@ impl CollectionItem {
         }
     }
 
+    /// The collection's settings.
+    pub fn spec(&self) -> CollectionSpec {
+        CollectionSpec {
+            quantity: self.quantity.max(0) as u64,
+            per_user_limit: self.per_user_limit,
+            payment_window_seconds: self.payment_window_seconds,
+            max_per_order: self.max_per_order,
+            buckets: self.buckets,
+            cache_shards: self.cache_shards,
+        }
+    }
+
     /// The record, with its buckets' levels (bucket 0 first) summed.
     pub fn into_record(self, buckets: Vec<StockLevels>) -> CollectionRecord {
         CollectionRecord {
+            spec: self.spec(),
             id: self.collection_id,
-            spec: CollectionSpec {
-                quantity: self.quantity.max(0) as u64,
-                per_user_limit: self.per_user_limit,
-                payment_window_seconds: self.payment_window_seconds,
-                max_per_order: self.max_per_order,
-                buckets: self.buckets,
-                cache_shards: self.cache_shards,
-            },
             levels: buckets.iter().copied().sum(),
             buckets,
             last_drift: self.last_drift,
